@@ -1,0 +1,152 @@
+"""Building blocks shared by every Herdsman CRD model.
+
+Python attributes are snake_case; the wire format (and the generated CRD) is camelCase, as the
+Kubernetes API conventions require. Field descriptions become `kubectl explain` text.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic.alias_generators import to_camel
+
+GROUP = "herdsman.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# Bounds that keep the API server's CEL cost estimator happy: every list and string a rule
+# touches must have a maximum size, or the CRD itself is refused.
+MAX_NAME = 253
+MAX_SHORT = 63
+MAX_LIST = 64
+
+
+class ApiModel(BaseModel):
+    """Base for every CRD fragment: camelCase on the wire, strict about unknown fields."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=False,
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The object as the API server stores it: camelCase, no nulls."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    """One `x-kubernetes-validations` entry; `field_path` points the error at a child field."""
+    entry = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+def validations(*rules: dict[str, str]) -> dict[str, Any]:
+    return {"x-kubernetes-validations": list(rules)}
+
+
+# --- scalar types ------------------------------------------------------------------------------
+
+# A Kubernetes int-or-string (e.g. maxSurge: 1 or "25%").
+IntOrString = Annotated[
+    int | str,
+    WithJsonSchema(
+        {
+            "x-kubernetes-int-or-string": True,
+            "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^\d{1,3}%$"}],
+        }
+    ),
+]
+
+_DURATION_RE = re.compile(r"^(\d+)(ms|s|m|h)$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+# A duration as Argo Rollouts writes it: "30s", "5m", "1h", or a plain number of seconds.
+Duration = Annotated[
+    int | str,
+    WithJsonSchema(
+        {
+            "x-kubernetes-int-or-string": True,
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": r"^\d+(ms|s|m|h)$", "maxLength": 32},
+            ],
+        }
+    ),
+]
+
+
+def duration_seconds(value: int | str | None) -> float | None:
+    """Seconds in a Duration; None stays None. Raises ValueError on a malformed string."""
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return float(value)
+    match = _DURATION_RE.match(value.strip())
+    if not match:
+        raise ValueError(f"invalid duration {value!r}: want a number of seconds or e.g. 30s, 5m, 1h")
+    return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def int_or_percent(value: int | str, total: int, *, round_up: bool) -> int:
+    """Resolve maxSurge/maxUnavailable style values against a total, as Deployments do."""
+    if isinstance(value, int):
+        return value
+    text = value.strip()
+    if not text.endswith("%"):
+        return int(text)
+    scaled = int(text[:-1]) * total
+    return -(-scaled // 100) if round_up else scaled // 100
+
+
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
+ShortName = Annotated[str, Field(min_length=1, max_length=MAX_SHORT)]
+
+
+# --- metadata ----------------------------------------------------------------------------------
+
+
+class ObjectMeta(BaseModel):
+    """The parts of metadata the operator reads. The CRD leaves metadata to the API server."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, alias_generator=to_camel)
+
+    name: str = ""
+    namespace: str | None = None
+    uid: str | None = None
+    generation: int | None = None
+    resource_version: str | None = None
+    creation_timestamp: datetime | None = None
+    deletion_timestamp: datetime | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class LabelSelector(ApiModel):
+    """Like the Kubernetes LabelSelector, limited to matchLabels (what server groups need)."""
+
+    match_labels: dict[str, str] = Field(
+        ...,
+        description="Labels the rollout's pods carry; every server group adds its own on top.",
+        json_schema_extra={"maxProperties": MAX_LIST},
+    )
+
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(ApiModel):
+    """A status condition following the Kubernetes API conventions."""
+
+    type: str = Field(..., max_length=MAX_NAME)
+    status: ConditionStatus
+    reason: str = Field(..., max_length=1024, description="CamelCase reason for the last transition.")
+    message: str = Field("", max_length=32768)
+    last_transition_time: datetime | None = None
+    observed_generation: int | None = None

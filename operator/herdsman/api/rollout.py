@@ -1,0 +1,528 @@
+"""The Rollout resource: spec (what the user wants) and status (everything the operator knows).
+
+Field names follow Argo Rollouts wherever the concept is the same, so manifests port with a
+changed apiVersion. Structural rules the API server can check live here as CEL
+(`x-kubernetes-validations`); rules that need the cluster (does the Service exist?) live in
+`herdsman.engine.validation` and surface as an `InvalidSpec` condition instead.
+
+All state the operator needs to resume after a crash is in `RolloutStatus`; nothing else is kept.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from herdsman.api.base import (
+    API_VERSION,
+    MAX_LIST,
+    MAX_SHORT,
+    ApiModel,
+    Condition,
+    Duration,
+    IntOrString,
+    LabelSelector,
+    Name,
+    ObjectMeta,
+    ShortName,
+    cel,
+    validations,
+)
+
+DNS_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+
+
+def _exactly_one(fields: list[str], what: str) -> dict[str, str]:
+    """A CEL rule: exactly one of `fields` is set on this object."""
+    present = ", ".join(f"has(self.{f})" for f in fields)
+    return cel(f"[{present}].filter(x, x).size() == 1", f"{what}: set exactly one of {', '.join(fields)}")
+
+
+# --- pod template --------------------------------------------------------------------------------
+
+
+class Container(ApiModel):
+    """A container; only name and image are checked here, the rest is passed to the ReplicaSet."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: ShortName
+    image: str = Field(..., min_length=1, max_length=1024)
+
+
+class PodSpec(ApiModel):
+    """A pod spec, passed through to the server group untouched."""
+
+    model_config = ConfigDict(extra="allow")
+
+    containers: list[Container] = Field(..., min_length=1, max_length=MAX_LIST)
+
+
+class TemplateMeta(ApiModel):
+    labels: dict[str, str] = Field(default_factory=dict, json_schema_extra={"maxProperties": MAX_LIST})
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class PodTemplate(ApiModel):
+    """The pod template of every server group created from this revision. Never mutated."""
+
+    metadata: TemplateMeta = Field(default_factory=TemplateMeta)
+    spec: PodSpec
+
+
+# --- analysis references (shared with blue/green and background analysis) ----------------------
+
+
+class SecretKeyRef(ApiModel):
+    name: Name
+    key: Name
+
+
+class FieldRef(ApiModel):
+    field_path: str = Field(
+        ...,
+        max_length=512,
+        description="A path into this Rollout, e.g. metadata.name or spec.template.spec.containers[0].image.",
+    )
+
+
+class ArgumentValueFrom(ApiModel):
+    model_config = ConfigDict(json_schema_extra=validations(_exactly_one(["secretKeyRef", "fieldRef"], "valueFrom")))
+
+    secret_key_ref: SecretKeyRef | None = None
+    field_ref: FieldRef | None = None
+
+
+class AnalysisRunArgument(ApiModel):
+    """An argument passed to the analysis templates: a literal value or a reference."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel("has(self.value) != has(self.valueFrom)", "set exactly one of value or valueFrom")
+        )
+    )
+
+    name: ShortName
+    value: str | None = Field(None, max_length=4096)
+    value_from: ArgumentValueFrom | None = None
+
+
+class AnalysisTemplateRef(ApiModel):
+    template_name: Name
+    cluster_scope: bool = Field(False, description="Refer to a ClusterAnalysisTemplate instead.")
+
+
+class DryRunMetric(ApiModel):
+    metric_name: ShortName
+
+
+class RolloutAnalysis(ApiModel):
+    """Analysis templates to run together as one AnalysisRun."""
+
+    templates: list[AnalysisTemplateRef] = Field(..., min_length=1, max_length=16)
+    args: list[AnalysisRunArgument] = Field(default_factory=list, max_length=MAX_LIST)
+    dry_run: list[DryRunMetric] = Field(
+        default_factory=list, max_length=MAX_LIST, description="Metrics measured and reported but never failing the run."
+    )
+
+
+class BackgroundAnalysis(RolloutAnalysis):
+    """Analysis that runs beside the steps from `startingStep` until the rollout completes."""
+
+    starting_step: int | None = Field(None, ge=0, le=MAX_LIST)
+
+
+# --- canary steps ---------------------------------------------------------------------------------
+
+
+class PauseStep(ApiModel):
+    duration: Duration | None = Field(
+        None, description="How long to pause (e.g. 30s, 5m, or seconds). Absent: until promoted."
+    )
+
+
+class SetCanaryScale(ApiModel):
+    """Scale the canary independently of its traffic weight (meaningful with a traffic router)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(_exactly_one(["replicas", "weight", "matchTrafficWeight"], "setCanaryScale"))
+    )
+
+    replicas: int | None = Field(None, ge=0)
+    weight: int | None = Field(None, ge=0, le=100)
+    match_traffic_weight: bool | None = None
+
+
+class StringMatch(ApiModel):
+    model_config = ConfigDict(json_schema_extra=validations(_exactly_one(["exact", "prefix", "regex"], "match")))
+
+    exact: str | None = Field(None, max_length=1024)
+    prefix: str | None = Field(None, max_length=1024)
+    regex: str | None = Field(None, max_length=1024)
+
+
+class HeaderMatch(ApiModel):
+    header_name: str = Field(..., min_length=1, max_length=256)
+    header_value: StringMatch
+
+
+class SetHeaderRoute(ApiModel):
+    """Send requests whose headers match to the canary. An empty match removes the route."""
+
+    name: ShortName = Field(..., description="One of trafficRouting.managedRoutes.")
+    match: list[HeaderMatch] = Field(default_factory=list, max_length=16)
+
+
+class RouteMatch(ApiModel):
+    method: StringMatch | None = None
+    path: StringMatch | None = None
+    headers: dict[str, StringMatch] = Field(default_factory=dict, json_schema_extra={"maxProperties": 16})
+
+
+class SetMirrorRoute(ApiModel):
+    """Copy matching requests to the canary; responses from the copy are dropped."""
+
+    name: ShortName = Field(..., description="One of trafficRouting.managedRoutes.")
+    percentage: int = Field(100, ge=0, le=100)
+    match: list[RouteMatch] = Field(default_factory=list, max_length=16)
+
+
+STEP_KINDS = ["setWeight", "pause", "setCanaryScale", "analysis", "setHeaderRoute", "setMirrorRoute"]
+
+
+class CanaryStep(ApiModel):
+    """One step of a canary. Exactly one field is set."""
+
+    model_config = ConfigDict(json_schema_extra=validations(_exactly_one(STEP_KINDS, "step")))
+
+    set_weight: int | None = Field(None, ge=0, le=100, description="Percent of traffic to the canary.")
+    pause: PauseStep | None = None
+    set_canary_scale: SetCanaryScale | None = None
+    analysis: RolloutAnalysis | None = None
+    set_header_route: SetHeaderRoute | None = None
+    set_mirror_route: SetMirrorRoute | None = None
+
+    @property
+    def kind(self) -> str:
+        for name in STEP_KINDS:
+            if getattr(self, _snake(name)) is not None:
+                return name
+        return "empty"
+
+
+def _snake(camel: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in camel)
+
+
+# --- traffic routing ------------------------------------------------------------------------------
+
+
+class GatewayAPIRouting(ApiModel):
+    http_route: ShortName = Field(..., description="The HTTPRoute whose backendRefs carry the weights.")
+    namespace: ShortName | None = Field(None, description="Defaults to the Rollout's namespace.")
+    rule_names: list[ShortName] = Field(
+        default_factory=list, max_length=16, description="Rules to manage; all rules naming the stable service when empty."
+    )
+
+
+class NginxRouting(ApiModel):
+    stable_ingress: ShortName = Field(..., description="The Ingress a canary Ingress is generated from.")
+    annotation_prefix: str = Field("nginx.ingress.kubernetes.io", max_length=253)
+    additional_ingress_annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class IstioVirtualService(ApiModel):
+    name: ShortName
+    routes: list[ShortName] = Field(default_factory=list, max_length=16, description="Named HTTP routes; all when empty.")
+
+
+class IstioDestinationRule(ApiModel):
+    name: ShortName
+    canary_subset_name: ShortName
+    stable_subset_name: ShortName
+
+
+class IstioRouting(ApiModel):
+    virtual_service: IstioVirtualService
+    destination_rule: IstioDestinationRule | None = None
+
+
+class SMIRouting(ApiModel):
+    root_service: ShortName | None = Field(None, description="Defaults to the stable service.")
+    traffic_split_name: ShortName | None = Field(None, description="Defaults to the Rollout's name.")
+
+
+class ManagedRoute(ApiModel):
+    name: ShortName
+
+
+ROUTERS = ["gatewayAPI", "nginx", "istio", "smi"]
+
+
+class TrafficRouting(ApiModel):
+    model_config = ConfigDict(json_schema_extra=validations(_exactly_one(ROUTERS, "trafficRouting")))
+
+    gateway_api: GatewayAPIRouting | None = Field(None, alias="gatewayAPI")
+    nginx: NginxRouting | None = None
+    istio: IstioRouting | None = None
+    smi: SMIRouting | None = None
+    managed_routes: list[ManagedRoute] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Header and mirror routes the steps may set, in precedence order.",
+    )
+
+
+# --- strategies -----------------------------------------------------------------------------------
+
+
+class CanaryStrategy(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!(self.maxSurge == 0 && self.maxUnavailable == 0)"
+                " && !(self.maxSurge == '0%' && self.maxUnavailable == '0%')",
+                "maxSurge and maxUnavailable cannot both be zero",
+                ".maxUnavailable",
+            ),
+            cel(
+                "!has(self.analysis) || !has(self.analysis.startingStep) || self.analysis.startingStep <= size(self.steps)",
+                "analysis.startingStep must not be beyond the last step",
+                ".analysis.startingStep",
+            ),
+            cel(
+                "has(self.trafficRouting) || self.steps.all(s, !has(s.setHeaderRoute) && !has(s.setMirrorRoute))",
+                "setHeaderRoute and setMirrorRoute steps need trafficRouting",
+                ".steps",
+            ),
+            cel(
+                "has(self.trafficRouting) || self.steps.all(s, !has(s.setCanaryScale))",
+                "setCanaryScale steps need trafficRouting: without a router the replica ratio is the weight",
+                ".steps",
+            ),
+            cel(
+                "!has(self.trafficRouting) || (has(self.stableService) && has(self.canaryService))",
+                "trafficRouting needs both stableService and canaryService",
+                ".trafficRouting",
+            ),
+        )
+    )
+
+    stable_service: ShortName | None = Field(
+        None, description="Service the operator points at the stable server group.", pattern=DNS_LABEL
+    )
+    canary_service: ShortName | None = Field(
+        None, description="Service the operator points at the canary server group.", pattern=DNS_LABEL
+    )
+    baseline: bool = Field(
+        False,
+        description="Run a fresh baseline group of the stable version beside the canary, same size, for fair comparison.",
+    )
+    max_surge: IntOrString = Field("25%", description="Pods allowed above spec.replicas while shifting.")
+    max_unavailable: IntOrString = Field("25%", description="Pods allowed to be unavailable while shifting.")
+    steps: list[CanaryStep] = Field(default_factory=list, max_length=MAX_LIST)
+    analysis: BackgroundAnalysis | None = Field(None, description="Analysis that runs beside the steps.")
+    traffic_routing: TrafficRouting | None = Field(None, description="Absent: the weight is the replica ratio.")
+    scale_down_delay_seconds: int = Field(
+        30, ge=0, description="How long the previous stable group stays up after a router moved traffic away."
+    )
+    abort_scale_down_delay_seconds: int = Field(
+        30, ge=0, description="How long an aborted canary stays up with a router (0 weight) before scaling down."
+    )
+    dynamic_stable_scale: bool = Field(False, description="With a router, shrink the stable group as weight moves.")
+
+
+class BlueGreenStrategy(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!has(self.previewService) || self.previewService != self.activeService",
+                "previewService must differ from activeService",
+                ".previewService",
+            ),
+        )
+    )
+
+    active_service: ShortName = Field(..., pattern=DNS_LABEL, description="Service switched to the new group on promotion.")
+    preview_service: ShortName | None = Field(None, pattern=DNS_LABEL, description="Service pointed at the new group before promotion.")
+    preview_replica_count: int | None = Field(None, ge=0, description="Size of the preview group; spec.replicas when absent.")
+    auto_promotion_enabled: bool = True
+    auto_promotion_seconds: int | None = Field(None, ge=0, description="Wait this long after the preview is ready, then promote.")
+    pre_promotion_analysis: RolloutAnalysis | None = None
+    post_promotion_analysis: RolloutAnalysis | None = None
+    scale_down_delay_seconds: int = Field(30, ge=0)
+    scale_down_delay_revision_limit: int | None = Field(None, ge=0, description="How many old groups may wait scaled up.")
+    abort_scale_down_delay_seconds: int = Field(30, ge=0)
+
+
+class Strategy(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra=validations(cel("has(self.canary) != has(self.blueGreen)", "set exactly one of canary or blueGreen"))
+    )
+
+    canary: CanaryStrategy | None = None
+    blue_green: BlueGreenStrategy | None = None
+
+
+# --- spec -------------------------------------------------------------------------------------------
+
+
+class RolloutSpec(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "self.selector.matchLabels.all(k, has(self.template.metadata.labels) && k in self.template.metadata.labels"
+                " && self.template.metadata.labels[k] == self.selector.matchLabels[k])",
+                "template.metadata.labels must contain every selector.matchLabels entry",
+                ".template.metadata.labels",
+            ),
+            cel("size(self.selector.matchLabels) > 0", "selector.matchLabels must not be empty", ".selector.matchLabels"),
+            cel(
+                "self.selector.matchLabels.all(k, !k.startsWith('herdsman.dev/'))",
+                "selector labels under herdsman.dev/ are reserved for server groups",
+                ".selector.matchLabels",
+            ),
+        )
+    )
+
+    replicas: int = Field(1, ge=0, le=10000)
+    selector: LabelSelector
+    template: PodTemplate
+    min_ready_seconds: int = Field(0, ge=0)
+    revision_history_limit: int = Field(10, ge=0, le=100, description="Old server groups kept at zero replicas for rollback.")
+    progress_deadline_seconds: int = Field(600, ge=1, description="How long a step may make no progress before Degraded.")
+    progress_deadline_abort: bool = Field(False, description="Abort, not just report, when the progress deadline passes.")
+    paused: bool = Field(False, description="Stop moving (kubectl herdsman pause/resume).")
+    restart_at: datetime | None = Field(None, description="Pods older than this are replaced (kubectl herdsman restart).")
+    strategy: Strategy
+
+
+# --- status ---------------------------------------------------------------------------------------
+
+Phase = Literal["Progressing", "Paused", "Healthy", "Degraded"]
+Role = Literal["stable", "canary", "baseline", "active", "preview", "old"]
+
+
+class ServerGroupStatus(ApiModel):
+    name: str
+    revision: int
+    role: Role
+    pod_template_hash: str
+    replicas: int = 0
+    ready_replicas: int = 0
+    available_replicas: int = 0
+    scale_down_at: datetime | None = Field(None, description="When this group goes to zero replicas.")
+
+
+class PauseCondition(ApiModel):
+    reason: Literal["PauseStep", "Inconclusive", "UserPause", "BlueGreenPause"]
+    start_time: datetime
+
+
+class PromoteRequest(ApiModel):
+    """Written by `kubectl herdsman promote`; consumed (cleared) by the operator."""
+
+    from_step: int | None = Field(
+        None, description="The step the user saw; a request for a step already passed is stale and dropped."
+    )
+    full: bool = Field(False, description="Skip every remaining step.")
+
+
+class Weights(ApiModel):
+    """The traffic split actually in effect, in percent; always sums to 100."""
+
+    stable: int = 100
+    canary: int = 0
+    baseline: int = 0
+
+
+class AnalysisRunRef(ApiModel):
+    name: str
+    phase: str = ""
+    kind: Literal["step", "background", "prePromotion", "postPromotion"] = "step"
+    step_index: int | None = None
+
+
+class BlueGreenStatus(ApiModel):
+    active_server_group: str | None = None
+    preview_server_group: str | None = None
+    promoted_at: datetime | None = None
+    preview_ready_at: datetime | None = None
+
+
+class CostStatus(ApiModel):
+    """Replica-seconds spent beyond the stable size, per role, for the current release."""
+
+    canary_replica_seconds: float = 0.0
+    baseline_replica_seconds: float = 0.0
+    preview_replica_seconds: float = 0.0
+    measured_at: datetime | None = None
+
+
+class RolloutStatus(ApiModel):
+    observed_generation: int | None = None
+    phase: Phase | None = None
+    message: str = ""
+    # Revisions and groups.
+    current_revision: int | None = Field(None, description="Revision of spec.template's server group.")
+    stable_revision: int | None = None
+    current_pod_hash: str | None = None
+    stable_server_group: str | None = None
+    canary_server_group: str | None = None
+    baseline_server_group: str | None = None
+    server_groups: list[ServerGroupStatus] = Field(default_factory=list)
+    # Steps and traffic.
+    current_step_index: int | None = None
+    step: str | None = Field(None, description="Human form of the position, e.g. 3/7 (printer column).")
+    step_started_at: datetime | None = None
+    canary_weight: int = Field(0, description="The weight the current step asks for.")
+    weights: Weights = Field(default_factory=Weights)
+    pause_conditions: list[PauseCondition] = Field(default_factory=list)
+    # User intents, written by the kubectl plugin, consumed by the operator.
+    abort: bool = Field(False, description="Set by `kubectl herdsman abort`; cleared by retry.")
+    promote: PromoteRequest | None = None
+    # Operator bookkeeping.
+    aborted_at: datetime | None = None
+    last_progress_at: datetime | None = None
+    restarted_at: datetime | None = None
+    analysis_runs: list[AnalysisRunRef] = Field(default_factory=list)
+    blue_green: BlueGreenStatus | None = None
+    cost: CostStatus | None = None
+    # Scale subresource (an HPA reads these).
+    replicas: int = 0
+    updated_replicas: int = 0
+    ready_replicas: int = 0
+    available_replicas: int = 0
+    selector: str = ""
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+class Rollout(ApiModel):
+    """A service whose every version is an immutable server group, moved to step by step."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    api_version: str = API_VERSION
+    kind: Literal["Rollout"] = "Rollout"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: RolloutSpec
+    status: RolloutStatus = Field(default_factory=RolloutStatus)
+
+    @classmethod
+    def from_body(cls, body: Any) -> Rollout:
+        """Parse an object as the API server returns it (a dict or a Kopf body)."""
+        return cls.model_validate(dict(body))
+
+
+__all__ = [
+    "MAX_SHORT",
+    "BlueGreenStrategy",
+    "CanaryStep",
+    "CanaryStrategy",
+    "Rollout",
+    "RolloutSpec",
+    "RolloutStatus",
+    "ServerGroupStatus",
+]
