@@ -59,7 +59,10 @@ IntOrString = Annotated[
     WithJsonSchema(
         {
             "x-kubernetes-int-or-string": True,
-            "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^\d{1,3}%$"}],
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": r"^\d{1,3}%$"},
+            ],
         }
     ),
 ]
@@ -90,7 +93,9 @@ def duration_seconds(value: int | str | None) -> float | None:
         return float(value)
     match = _DURATION_RE.match(value.strip())
     if not match:
-        raise ValueError(f"invalid duration {value!r}: want a number of seconds or e.g. 30s, 5m, 1h")
+        raise ValueError(
+            f"invalid duration {value!r}: want a number of seconds or e.g. 30s, 5m, 1h"
+        )
     return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
 
 
@@ -106,6 +111,8 @@ def int_or_percent(value: int | str, total: int, *, round_up: bool) -> int:
 
 
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
+# Label values are at most 63 characters; saying so keeps CEL rules over labels cheap.
+LabelValue = Annotated[str, Field(max_length=MAX_SHORT)]
 ShortName = Annotated[str, Field(min_length=1, max_length=MAX_SHORT)]
 
 
@@ -131,7 +138,7 @@ class ObjectMeta(BaseModel):
 class LabelSelector(ApiModel):
     """Like the Kubernetes LabelSelector, limited to matchLabels (what server groups need)."""
 
-    match_labels: dict[str, str] = Field(
+    match_labels: dict[str, LabelValue] = Field(
         ...,
         description="Labels the rollout's pods carry; every server group adds its own on top.",
         json_schema_extra={"maxProperties": MAX_LIST},
@@ -146,7 +153,9 @@ class Condition(ApiModel):
 
     type: str = Field(..., max_length=MAX_NAME)
     status: ConditionStatus
-    reason: str = Field(..., max_length=1024, description="CamelCase reason for the last transition.")
+    reason: str = Field(
+        ..., max_length=1024, description="CamelCase reason for the last transition."
+    )
     message: str = Field("", max_length=32768)
     last_transition_time: datetime | None = None
     observed_generation: int | None = None

@@ -71,8 +71,24 @@ def structural(schema: dict[str, Any]) -> dict[str, Any]:
             else:
                 out[key] = value
         if "x-kubernetes-int-or-string" in out:
+            # The only anyOf a structural schema allows is the bare int-or-string pair; the
+            # branches' constraints move up (pattern only binds strings, minimum only numbers).
             out.pop("type", None)
-        if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
+            for branch in out.get("anyOf", []):
+                for key, value in branch.items():
+                    if key != "type":
+                        out.setdefault(key, value)
+            out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+        for bound, inclusive in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+            # JSON Schema writes the bound as a number; OpenAPI v3.0 as a flag on min/max.
+            if bound in out and not isinstance(out[bound], bool):
+                out[inclusive] = out.pop(bound)
+                out[bound] = True
+        if (
+            out.get("type") == "object"
+            and "properties" not in out
+            and "additionalProperties" not in out
+        ):
             out["x-kubernetes-preserve-unknown-fields"] = True
         return out
 
@@ -122,7 +138,9 @@ class CrdSpec:
         return f"{self.plural}.{GROUP}"
 
     def manifest(self) -> dict[str, Any]:
-        spec_schema = structural(self.spec_model.model_json_schema(by_alias=True, mode="validation"))
+        spec_schema = structural(
+            self.spec_model.model_json_schema(by_alias=True, mode="validation")
+        )
         properties: dict[str, Any] = {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
@@ -130,7 +148,9 @@ class CrdSpec:
             "spec": spec_schema,
         }
         if self.status_model is not None:
-            status_schema = structural(self.status_model.model_json_schema(by_alias=True, mode="validation"))
+            status_schema = structural(
+                self.status_model.model_json_schema(by_alias=True, mode="validation")
+            )
             status_schema.pop("required", None)
             properties["status"] = status_schema
         root: dict[str, Any] = {"type": "object", "properties": properties, "required": ["spec"]}
@@ -179,7 +199,9 @@ def registry() -> list[CrdSpec]:
     return kinds.ALL
 
 
-HEADER = "# Generated from the pydantic models in operator/herdsman/api by `make crds`. Do not edit.\n"
+HEADER = (
+    "# Generated from the pydantic models in operator/herdsman/api by `make crds`. Do not edit.\n"
+)
 
 
 def render(spec: CrdSpec) -> str:

@@ -24,6 +24,7 @@ from herdsman.api.base import (
     Duration,
     IntOrString,
     LabelSelector,
+    LabelValue,
     Name,
     ObjectMeta,
     ShortName,
@@ -37,7 +38,9 @@ DNS_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 def _exactly_one(fields: list[str], what: str) -> dict[str, str]:
     """A CEL rule: exactly one of `fields` is set on this object."""
     present = ", ".join(f"has(self.{f})" for f in fields)
-    return cel(f"[{present}].filter(x, x).size() == 1", f"{what}: set exactly one of {', '.join(fields)}")
+    return cel(
+        f"[{present}].filter(x, x).size() == 1", f"{what}: set exactly one of {', '.join(fields)}"
+    )
 
 
 # --- pod template --------------------------------------------------------------------------------
@@ -61,14 +64,19 @@ class PodSpec(ApiModel):
 
 
 class TemplateMeta(ApiModel):
-    labels: dict[str, str] = Field(default_factory=dict, json_schema_extra={"maxProperties": MAX_LIST})
+    labels: dict[str, LabelValue] = Field(
+        ...,
+        min_length=1,
+        description="Must include every selector label.",
+        json_schema_extra={"maxProperties": MAX_LIST},
+    )
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
 class PodTemplate(ApiModel):
     """The pod template of every server group created from this revision. Never mutated."""
 
-    metadata: TemplateMeta = Field(default_factory=TemplateMeta)
+    metadata: TemplateMeta
     spec: PodSpec
 
 
@@ -89,7 +97,9 @@ class FieldRef(ApiModel):
 
 
 class ArgumentValueFrom(ApiModel):
-    model_config = ConfigDict(json_schema_extra=validations(_exactly_one(["secretKeyRef", "fieldRef"], "valueFrom")))
+    model_config = ConfigDict(
+        json_schema_extra=validations(_exactly_one(["secretKeyRef", "fieldRef"], "valueFrom"))
+    )
 
     secret_key_ref: SecretKeyRef | None = None
     field_ref: FieldRef | None = None
@@ -124,7 +134,9 @@ class RolloutAnalysis(ApiModel):
     templates: list[AnalysisTemplateRef] = Field(..., min_length=1, max_length=16)
     args: list[AnalysisRunArgument] = Field(default_factory=list, max_length=MAX_LIST)
     dry_run: list[DryRunMetric] = Field(
-        default_factory=list, max_length=MAX_LIST, description="Metrics measured and reported but never failing the run."
+        default_factory=list,
+        max_length=MAX_LIST,
+        description="Metrics measured and reported but never failing the run.",
     )
 
 
@@ -147,7 +159,9 @@ class SetCanaryScale(ApiModel):
     """Scale the canary independently of its traffic weight (meaningful with a traffic router)."""
 
     model_config = ConfigDict(
-        json_schema_extra=validations(_exactly_one(["replicas", "weight", "matchTrafficWeight"], "setCanaryScale"))
+        json_schema_extra=validations(
+            _exactly_one(["replicas", "weight", "matchTrafficWeight"], "setCanaryScale")
+        )
     )
 
     replicas: int | None = Field(None, ge=0)
@@ -156,7 +170,9 @@ class SetCanaryScale(ApiModel):
 
 
 class StringMatch(ApiModel):
-    model_config = ConfigDict(json_schema_extra=validations(_exactly_one(["exact", "prefix", "regex"], "match")))
+    model_config = ConfigDict(
+        json_schema_extra=validations(_exactly_one(["exact", "prefix", "regex"], "match"))
+    )
 
     exact: str | None = Field(None, max_length=1024)
     prefix: str | None = Field(None, max_length=1024)
@@ -178,7 +194,9 @@ class SetHeaderRoute(ApiModel):
 class RouteMatch(ApiModel):
     method: StringMatch | None = None
     path: StringMatch | None = None
-    headers: dict[str, StringMatch] = Field(default_factory=dict, json_schema_extra={"maxProperties": 16})
+    headers: dict[str, StringMatch] = Field(
+        default_factory=dict, json_schema_extra={"maxProperties": 16}
+    )
 
 
 class SetMirrorRoute(ApiModel):
@@ -189,7 +207,14 @@ class SetMirrorRoute(ApiModel):
     match: list[RouteMatch] = Field(default_factory=list, max_length=16)
 
 
-STEP_KINDS = ["setWeight", "pause", "setCanaryScale", "analysis", "setHeaderRoute", "setMirrorRoute"]
+STEP_KINDS = [
+    "setWeight",
+    "pause",
+    "setCanaryScale",
+    "analysis",
+    "setHeaderRoute",
+    "setMirrorRoute",
+]
 
 
 class CanaryStep(ApiModel):
@@ -197,7 +222,9 @@ class CanaryStep(ApiModel):
 
     model_config = ConfigDict(json_schema_extra=validations(_exactly_one(STEP_KINDS, "step")))
 
-    set_weight: int | None = Field(None, ge=0, le=100, description="Percent of traffic to the canary.")
+    set_weight: int | None = Field(
+        None, ge=0, le=100, description="Percent of traffic to the canary."
+    )
     pause: PauseStep | None = None
     set_canary_scale: SetCanaryScale | None = None
     analysis: RolloutAnalysis | None = None
@@ -220,22 +247,30 @@ def _snake(camel: str) -> str:
 
 
 class GatewayAPIRouting(ApiModel):
-    http_route: ShortName = Field(..., description="The HTTPRoute whose backendRefs carry the weights.")
+    http_route: ShortName = Field(
+        ..., description="The HTTPRoute whose backendRefs carry the weights."
+    )
     namespace: ShortName | None = Field(None, description="Defaults to the Rollout's namespace.")
     rule_names: list[ShortName] = Field(
-        default_factory=list, max_length=16, description="Rules to manage; all rules naming the stable service when empty."
+        default_factory=list,
+        max_length=16,
+        description="Rules to manage; all rules naming the stable service when empty.",
     )
 
 
 class NginxRouting(ApiModel):
-    stable_ingress: ShortName = Field(..., description="The Ingress a canary Ingress is generated from.")
+    stable_ingress: ShortName = Field(
+        ..., description="The Ingress a canary Ingress is generated from."
+    )
     annotation_prefix: str = Field("nginx.ingress.kubernetes.io", max_length=253)
     additional_ingress_annotations: dict[str, str] = Field(default_factory=dict)
 
 
 class IstioVirtualService(ApiModel):
     name: ShortName
-    routes: list[ShortName] = Field(default_factory=list, max_length=16, description="Named HTTP routes; all when empty.")
+    routes: list[ShortName] = Field(
+        default_factory=list, max_length=16, description="Named HTTP routes; all when empty."
+    )
 
 
 class IstioDestinationRule(ApiModel):
@@ -251,7 +286,9 @@ class IstioRouting(ApiModel):
 
 class SMIRouting(ApiModel):
     root_service: ShortName | None = Field(None, description="Defaults to the stable service.")
-    traffic_split_name: ShortName | None = Field(None, description="Defaults to the Rollout's name.")
+    traffic_split_name: ShortName | None = Field(
+        None, description="Defaults to the Rollout's name."
+    )
 
 
 class ManagedRoute(ApiModel):
@@ -262,7 +299,9 @@ ROUTERS = ["gatewayAPI", "nginx", "istio", "smi"]
 
 
 class TrafficRouting(ApiModel):
-    model_config = ConfigDict(json_schema_extra=validations(_exactly_one(ROUTERS, "trafficRouting")))
+    model_config = ConfigDict(
+        json_schema_extra=validations(_exactly_one(ROUTERS, "trafficRouting"))
+    )
 
     gateway_api: GatewayAPIRouting | None = Field(None, alias="gatewayAPI")
     nginx: NginxRouting | None = None
@@ -288,7 +327,8 @@ class CanaryStrategy(ApiModel):
                 ".maxUnavailable",
             ),
             cel(
-                "!has(self.analysis) || !has(self.analysis.startingStep) || self.analysis.startingStep <= size(self.steps)",
+                "!has(self.analysis) || !has(self.analysis.startingStep)"
+                " || self.analysis.startingStep <= size(self.steps)",
                 "analysis.startingStep must not be beyond the last step",
                 ".analysis.startingStep",
             ),
@@ -303,6 +343,11 @@ class CanaryStrategy(ApiModel):
                 ".steps",
             ),
             cel(
+                "!self.baseline || self.steps.all(s, !has(s.setWeight) || s.setWeight <= 50)",
+                "with baseline, setWeight cannot exceed 50: the canary and the baseline each carry the weight",
+                ".steps",
+            ),
+            cel(
                 "!has(self.trafficRouting) || (has(self.stableService) && has(self.canaryService))",
                 "trafficRouting needs both stableService and canaryService",
                 ".trafficRouting",
@@ -311,27 +356,46 @@ class CanaryStrategy(ApiModel):
     )
 
     stable_service: ShortName | None = Field(
-        None, description="Service the operator points at the stable server group.", pattern=DNS_LABEL
+        None,
+        description="Service the operator points at the stable server group.",
+        pattern=DNS_LABEL,
     )
     canary_service: ShortName | None = Field(
-        None, description="Service the operator points at the canary server group.", pattern=DNS_LABEL
+        None,
+        description="Service the operator points at the canary server group.",
+        pattern=DNS_LABEL,
     )
     baseline: bool = Field(
         False,
-        description="Run a fresh baseline group of the stable version beside the canary, same size, for fair comparison.",
+        description="Run a fresh baseline group of the stable version beside the canary, "
+        "same size, for fair comparison.",
     )
-    max_surge: IntOrString = Field("25%", description="Pods allowed above spec.replicas while shifting.")
-    max_unavailable: IntOrString = Field("25%", description="Pods allowed to be unavailable while shifting.")
+    max_surge: IntOrString = Field(
+        "25%", description="Pods allowed above spec.replicas while shifting."
+    )
+    max_unavailable: IntOrString = Field(
+        "25%", description="Pods allowed to be unavailable while shifting."
+    )
     steps: list[CanaryStep] = Field(default_factory=list, max_length=MAX_LIST)
-    analysis: BackgroundAnalysis | None = Field(None, description="Analysis that runs beside the steps.")
-    traffic_routing: TrafficRouting | None = Field(None, description="Absent: the weight is the replica ratio.")
+    analysis: BackgroundAnalysis | None = Field(
+        None, description="Analysis that runs beside the steps."
+    )
+    traffic_routing: TrafficRouting | None = Field(
+        None, description="Absent: the weight is the replica ratio."
+    )
     scale_down_delay_seconds: int = Field(
-        30, ge=0, description="How long the previous stable group stays up after a router moved traffic away."
+        30,
+        ge=0,
+        description="How long the previous stable group stays up after a router moved traffic away.",
     )
     abort_scale_down_delay_seconds: int = Field(
-        30, ge=0, description="How long an aborted canary stays up with a router (0 weight) before scaling down."
+        30,
+        ge=0,
+        description="How long an aborted canary stays up with a router (0 weight) before scaling down.",
     )
-    dynamic_stable_scale: bool = Field(False, description="With a router, shrink the stable group as weight moves.")
+    dynamic_stable_scale: bool = Field(
+        False, description="With a router, shrink the stable group as weight moves."
+    )
 
 
 class BlueGreenStrategy(ApiModel):
@@ -345,21 +409,33 @@ class BlueGreenStrategy(ApiModel):
         )
     )
 
-    active_service: ShortName = Field(..., pattern=DNS_LABEL, description="Service switched to the new group on promotion.")
-    preview_service: ShortName | None = Field(None, pattern=DNS_LABEL, description="Service pointed at the new group before promotion.")
-    preview_replica_count: int | None = Field(None, ge=0, description="Size of the preview group; spec.replicas when absent.")
+    active_service: ShortName = Field(
+        ..., pattern=DNS_LABEL, description="Service switched to the new group on promotion."
+    )
+    preview_service: ShortName | None = Field(
+        None, pattern=DNS_LABEL, description="Service pointed at the new group before promotion."
+    )
+    preview_replica_count: int | None = Field(
+        None, ge=0, description="Size of the preview group; spec.replicas when absent."
+    )
     auto_promotion_enabled: bool = True
-    auto_promotion_seconds: int | None = Field(None, ge=0, description="Wait this long after the preview is ready, then promote.")
+    auto_promotion_seconds: int | None = Field(
+        None, ge=0, description="Wait this long after the preview is ready, then promote."
+    )
     pre_promotion_analysis: RolloutAnalysis | None = None
     post_promotion_analysis: RolloutAnalysis | None = None
     scale_down_delay_seconds: int = Field(30, ge=0)
-    scale_down_delay_revision_limit: int | None = Field(None, ge=0, description="How many old groups may wait scaled up.")
+    scale_down_delay_revision_limit: int | None = Field(
+        None, ge=0, description="How many old groups may wait scaled up."
+    )
     abort_scale_down_delay_seconds: int = Field(30, ge=0)
 
 
 class Strategy(ApiModel):
     model_config = ConfigDict(
-        json_schema_extra=validations(cel("has(self.canary) != has(self.blueGreen)", "set exactly one of canary or blueGreen"))
+        json_schema_extra=validations(
+            cel("has(self.canary) != has(self.blueGreen)", "set exactly one of canary or blueGreen")
+        )
     )
 
     canary: CanaryStrategy | None = None
@@ -373,12 +449,16 @@ class RolloutSpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=validations(
             cel(
-                "self.selector.matchLabels.all(k, has(self.template.metadata.labels) && k in self.template.metadata.labels"
+                "self.selector.matchLabels.all(k, k in self.template.metadata.labels"
                 " && self.template.metadata.labels[k] == self.selector.matchLabels[k])",
                 "template.metadata.labels must contain every selector.matchLabels entry",
                 ".template.metadata.labels",
             ),
-            cel("size(self.selector.matchLabels) > 0", "selector.matchLabels must not be empty", ".selector.matchLabels"),
+            cel(
+                "size(self.selector.matchLabels) > 0",
+                "selector.matchLabels must not be empty",
+                ".selector.matchLabels",
+            ),
             cel(
                 "self.selector.matchLabels.all(k, !k.startsWith('herdsman.dev/'))",
                 "selector labels under herdsman.dev/ are reserved for server groups",
@@ -391,11 +471,19 @@ class RolloutSpec(ApiModel):
     selector: LabelSelector
     template: PodTemplate
     min_ready_seconds: int = Field(0, ge=0)
-    revision_history_limit: int = Field(10, ge=0, le=100, description="Old server groups kept at zero replicas for rollback.")
-    progress_deadline_seconds: int = Field(600, ge=1, description="How long a step may make no progress before Degraded.")
-    progress_deadline_abort: bool = Field(False, description="Abort, not just report, when the progress deadline passes.")
+    revision_history_limit: int = Field(
+        10, ge=0, le=100, description="Old server groups kept at zero replicas for rollback."
+    )
+    progress_deadline_seconds: int = Field(
+        600, ge=1, description="How long a step may make no progress before Degraded."
+    )
+    progress_deadline_abort: bool = Field(
+        False, description="Abort, not just report, when the progress deadline passes."
+    )
     paused: bool = Field(False, description="Stop moving (kubectl herdsman pause/resume).")
-    restart_at: datetime | None = Field(None, description="Pods older than this are replaced (kubectl herdsman restart).")
+    restart_at: datetime | None = Field(
+        None, description="Pods older than this are replaced (kubectl herdsman restart)."
+    )
     strategy: Strategy
 
 
@@ -413,7 +501,9 @@ class ServerGroupStatus(ApiModel):
     replicas: int = 0
     ready_replicas: int = 0
     available_replicas: int = 0
-    scale_down_at: datetime | None = Field(None, description="When this group goes to zero replicas.")
+    scale_down_at: datetime | None = Field(
+        None, description="When this group goes to zero replicas."
+    )
 
 
 class PauseCondition(ApiModel):
@@ -425,7 +515,8 @@ class PromoteRequest(ApiModel):
     """Written by `kubectl herdsman promote`; consumed (cleared) by the operator."""
 
     from_step: int | None = Field(
-        None, description="The step the user saw; a request for a step already passed is stale and dropped."
+        None,
+        description="The step the user saw; a request for a step already passed is stale and dropped.",
     )
     full: bool = Field(False, description="Skip every remaining step.")
 
@@ -466,7 +557,9 @@ class RolloutStatus(ApiModel):
     phase: Phase | None = None
     message: str = ""
     # Revisions and groups.
-    current_revision: int | None = Field(None, description="Revision of spec.template's server group.")
+    current_revision: int | None = Field(
+        None, description="Revision of spec.template's server group."
+    )
     stable_revision: int | None = None
     current_pod_hash: str | None = None
     stable_server_group: str | None = None
@@ -475,7 +568,9 @@ class RolloutStatus(ApiModel):
     server_groups: list[ServerGroupStatus] = Field(default_factory=list)
     # Steps and traffic.
     current_step_index: int | None = None
-    step: str | None = Field(None, description="Human form of the position, e.g. 3/7 (printer column).")
+    step: str | None = Field(
+        None, description="Human form of the position, e.g. 3/7 (printer column)."
+    )
     step_started_at: datetime | None = None
     canary_weight: int = Field(0, description="The weight the current step asks for.")
     weights: Weights = Field(default_factory=Weights)
@@ -485,6 +580,9 @@ class RolloutStatus(ApiModel):
     promote: PromoteRequest | None = None
     # Operator bookkeeping.
     aborted_at: datetime | None = None
+    attempt: int = Field(
+        0, description="Bumped by every retry; names this attempt's analysis runs."
+    )
     last_progress_at: datetime | None = None
     restarted_at: datetime | None = None
     analysis_runs: list[AnalysisRunRef] = Field(default_factory=list)

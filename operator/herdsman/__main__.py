@@ -1,0 +1,104 @@
+"""`herdsman run`: the operator process.
+
+herdsman run                       # all namespaces, kubeconfig or in-cluster credentials
+herdsman run -n shop -n payments   # only these namespaces
+herdsman run --log-format json     # one JSON object per line
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+import kopf
+
+from herdsman import __version__
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="herdsman", description="The Herdsman operator.")
+    p.add_argument("--version", action="version", version=__version__)
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the operator in the foreground")
+    run.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable)",
+    )
+    run.add_argument(
+        "--kubeconfig",
+        default=os.environ.get("KUBECONFIG"),
+        help="default: $KUBECONFIG or in-cluster",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=["plain", "json"],
+        default=os.environ.get("HERDSMAN_LOG_FORMAT", "plain"),
+    )
+    run.add_argument("--log-level", default=os.environ.get("HERDSMAN_LOG_LEVEL", "INFO"))
+    run.add_argument(
+        "--standalone", action="store_true", help="no peering: act even if other operators run"
+    )
+    run.add_argument(
+        "--peering",
+        default=os.environ.get("HERDSMAN_PEERING", "herdsman"),
+        help="peering object name",
+    )
+    run.add_argument(
+        "--require-peering",
+        action="store_true",
+        default=os.environ.get("HERDSMAN_REQUIRE_PEERING") == "1",
+        help="wait for the peering CRD rather than run alone without it (HA installs)",
+    )
+    run.add_argument("--priority", type=int, default=int(os.environ.get("HERDSMAN_PRIORITY", "0")))
+    run.add_argument(
+        "--liveness",
+        default=os.environ.get("HERDSMAN_LIVENESS"),
+        help="e.g. http://0.0.0.0:8081/healthz",
+    )
+    run.add_argument(
+        "--metrics-port", type=int, default=int(os.environ.get("HERDSMAN_METRICS_PORT", "0"))
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from herdsman import handlers  # noqa: F401  (registers the Kopf handlers)
+    from herdsman.cluster.apply import Applier
+    from herdsman.cluster.budget import AccessPolicy
+    from herdsman.cluster.kube import Kube, load_config
+    from herdsman.reconcile import Runtime
+    from herdsman.telemetry import announce, configure_logging
+
+    configure_logging(args.log_format, args.log_level)
+    policy = AccessPolicy.from_env()
+    kube = Kube(load_config(args.kubeconfig), policy)
+    runtime = Runtime(kube=kube, applier=Applier(kube, announce=announce), policy=policy)
+    memo = kopf.Memo(
+        runtime=runtime,
+        peering={
+            "name": args.peering,
+            "priority": args.priority,
+            "standalone": args.standalone,
+            "mandatory": args.require_peering and not args.standalone,
+        },
+    )
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    kopf.run(
+        loop=loop,
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        liveness_endpoint=args.liveness,
+        memo=memo,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""A thin, async, dict-in dict-out layer over the official Kubernetes client.
+
+Why not the typed API classes: the operator reads a handful of kinds (including its own CRDs),
+and plain dicts are what the pydantic models parse; the typed models would be converted twice.
+Every call runs in a worker thread with a request timeout taken from the caller's deadline, and
+is retried (bounded, jittered) only when retrying can help: connection errors, 429 and 5xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, config
+from urllib3.exceptions import HTTPError, ReadTimeoutError
+
+from herdsman.cluster.budget import AccessPolicy, Deadline
+from herdsman.cluster.retry import NO_HOOKS, RetryHooks, call_with_retries
+
+log = logging.getLogger("herdsman.kube")
+
+MERGE = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+STRATEGIC = "application/strategic-merge-patch+json"
+
+
+class KubeError(Exception):
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+
+@dataclass(frozen=True)
+class Path:
+    """REST paths for the kinds we use; group '' is the core API."""
+
+    group: str
+    version: str
+    plural: str
+    namespaced: bool = True
+
+    def url(
+        self, namespace: str | None = None, name: str | None = None, sub: str | None = None
+    ) -> str:
+        base = "/api/v1" if self.group == "" else f"/apis/{self.group}/{self.version}"
+        parts = [base]
+        if self.namespaced and namespace is not None:
+            parts.append(f"namespaces/{namespace}")
+        parts.append(self.plural)
+        if name is not None:
+            parts.append(name)
+        if sub is not None:
+            parts.append(sub)
+        return "/".join(parts)
+
+
+ROLLOUTS = Path("herdsman.dev", "v1alpha1", "rollouts")
+ANALYSIS_RUNS = Path("herdsman.dev", "v1alpha1", "analysisruns")
+ANALYSIS_TEMPLATES = Path("herdsman.dev", "v1alpha1", "analysistemplates")
+CLUSTER_ANALYSIS_TEMPLATES = Path(
+    "herdsman.dev", "v1alpha1", "clusteranalysistemplates", namespaced=False
+)
+REPLICA_SETS = Path("apps", "v1", "replicasets")
+SERVICES = Path("", "v1", "services")
+PODS = Path("", "v1", "pods")
+SECRETS = Path("", "v1", "secrets")
+EVENTS = Path("", "v1", "events")
+
+
+def load_config(kubeconfig: str | None = None) -> client.ApiClient:
+    """In a pod: the service account; elsewhere: $KUBECONFIG or the given file."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    configuration = client.Configuration.get_default_copy()
+    # One connection per concurrent reconcile worker, not urllib3's default handful.
+    configuration.connection_pool_maxsize = 32
+    # Retries belong to our deadline-aware layer, not to urllib3 behind its back.
+    configuration.retries = 0
+    return client.ApiClient(configuration)
+
+
+class Kube:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        policy: AccessPolicy | None = None,
+        on_error: Callable[[str, int], None] | None = None,
+        hooks: RetryHooks = NO_HOOKS,
+    ) -> None:
+        self.api = api
+        self.policy = policy or AccessPolicy()
+        self.hooks = hooks
+        self._on_error = on_error
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        deadline: Deadline,
+        query: dict[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        """One API call under `deadline`, with bounded retries; returns the decoded JSON body.
+
+        A 4xx answer raises KubeError at once (callers act on 404 and 409); transport errors,
+        429 and 5xx are retried by `call_with_retries` within the deadline, then raise GaveUp.
+        """
+
+        async def attempt(_: str, call_deadline: Deadline) -> Any:
+            timeout = max(0.05, call_deadline.remaining())
+            return await asyncio.to_thread(
+                self._call, method, path, query, body, content_type, timeout
+            )
+
+        try:
+            return await call_with_retries(
+                attempt,
+                ["kube-apiserver"],
+                deadline=deadline,
+                policy=self.policy,
+                name=f"{method} {path}",
+                hooks=self.hooks,
+            )
+        except KubeError as err:
+            if self._on_error is not None:
+                self._on_error(method, err.status)
+            raise
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str] | None,
+        body: Any,
+        content_type: str,
+        timeout: float,
+    ) -> Any:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        try:
+            method_, url, headers_, body_, post = self.api.param_serialize(
+                method,
+                path,
+                query_params=list((query or {}).items()) or None,
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+            )
+            response = self.api.call_api(
+                method_, url, headers_, body_, post, _request_timeout=timeout
+            )
+            data = response.read()  # type: ignore[no-untyped-call]
+        except ReadTimeoutError as exc:
+            raise TimeoutError(f"{method} {path}: {exc}") from exc
+        except (HTTPError, OSError) as exc:
+            raise ConnectionError(f"{method} {path}: {exc}") from exc
+        if response.status >= 400:
+            raise _error(response.status, response.reason, data)
+        return json.loads(data) if data else None
+
+    # --- verbs ------------------------------------------------------------------------------------
+
+    async def get(self, path: str, *, deadline: Deadline) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = await self.request("GET", path, deadline=deadline)
+        except KubeError as err:
+            if err.not_found:
+                return None
+            raise
+        return result
+
+    async def list(
+        self, path: str, *, deadline: Deadline, labels: str | None = None
+    ) -> list[dict[str, Any]]:
+        query = {"labelSelector": labels} if labels else None
+        try:
+            result = await self.request("GET", path, deadline=deadline, query=query)
+        except KubeError as err:
+            if err.not_found:  # the kind itself is not installed
+                return []
+            raise
+        items: list[dict[str, Any]] = result.get("items", []) if result else []
+        return items
+
+    async def create(
+        self, path: str, body: dict[str, Any], *, deadline: Deadline
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", path, deadline=deadline, body=body)
+        return result
+
+    async def patch(
+        self, path: str, body: Any, *, deadline: Deadline, content_type: str = MERGE
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "PATCH", path, deadline=deadline, body=body, content_type=content_type
+        )
+        return result
+
+    async def delete(
+        self, path: str, *, deadline: Deadline, propagation: str = "Background"
+    ) -> None:
+        try:
+            await self.request(
+                "DELETE",
+                path,
+                deadline=deadline,
+                body={
+                    "kind": "DeleteOptions",
+                    "apiVersion": "v1",
+                    "propagationPolicy": propagation,
+                },
+            )
+        except KubeError as err:
+            if not err.not_found:
+                raise
+
+
+def _error(status: int, reason: str | None, data: bytes | None) -> KubeError:
+    """The API server's Status object, when it sent one, says best what went wrong."""
+    reason, message = str(reason or ""), ""
+    try:
+        payload = json.loads(data or b"{}")
+        reason = payload.get("reason", reason)
+        message = payload.get("message", "")
+    except (TypeError, ValueError):
+        message = (data or b"").decode(errors="replace")
+    return KubeError(status, reason, message)

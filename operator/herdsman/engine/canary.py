@@ -1,0 +1,645 @@
+"""The canary strategy: a new server group beside the stable one, traffic moved step by step.
+
+One call decides one reconcile. The position is `status.currentStepIndex`; a step is left when
+the world shows it is done (weight reached, pause over, analysis passed, user promoted), and
+several steps may be left in one pass when each is already satisfied. Everything that must
+survive a crash is written to status; nothing here remembers anything between calls.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from herdsman.api.base import duration_seconds
+from herdsman.api.rollout import CanaryStep, CanaryStrategy, Role
+from herdsman.engine import groups, weights
+from herdsman.engine.groups import Targets
+from herdsman.engine.plan import Plan
+from herdsman.engine.world import GroupKind, NewAnalysisRun, ServerGroup, TrafficTarget
+from herdsman.naming import analysis_run_name, baseline_name, template_hash
+
+
+def describe(step: CanaryStep) -> str:
+    """A step as a person reads it in logs and the plugin: `setWeight 20`, `pause 30s`."""
+    if step.set_weight is not None:
+        return f"setWeight {step.set_weight}"
+    if step.pause is not None:
+        return (
+            f"pause {step.pause.duration}"
+            if step.pause.duration is not None
+            else "pause (until promoted)"
+        )
+    if step.set_canary_scale is not None:
+        s = step.set_canary_scale
+        if s.replicas is not None:
+            return f"setCanaryScale {s.replicas} pods"
+        if s.weight is not None:
+            return f"setCanaryScale {s.weight}%"
+        return "setCanaryScale matchTrafficWeight"
+    if step.analysis is not None:
+        return "analysis " + ", ".join(t.template_name for t in step.analysis.templates)
+    if step.set_header_route is not None:
+        return f"setHeaderRoute {step.set_header_route.name}"
+    if step.set_mirror_route is not None:
+        return f"setMirrorRoute {step.set_mirror_route.name}"
+    return "empty"
+
+
+def weight_before(steps: list[CanaryStep], index: int) -> int:
+    """The weight in force at step `index`: the last setWeight before it, 0 if none."""
+    weight = 0
+    for step in steps[:index]:
+        if step.set_weight is not None:
+            weight = step.set_weight
+    return weight
+
+
+def decide(plan: Plan) -> None:
+    strategy = plan.spec.strategy.canary
+    assert strategy is not None
+    _Canary(plan, strategy).run()
+
+
+class _Canary:
+    def __init__(self, plan: Plan, strategy: CanaryStrategy) -> None:
+        self.plan = plan
+        self.strategy = strategy
+        self.steps = strategy.steps
+        self.st = plan.status
+        self.world = plan.world
+        self.now = plan.now
+        self.total = plan.spec.replicas
+        self.routed = strategy.traffic_routing is not None
+        self.pod_hash = template_hash(plan.spec.template.to_wire())
+        self.revision = groups.revision_for(plan, self.pod_hash)
+        self.current_name = groups.release_name(plan, self.revision)
+        self.current = self.world.release(self.pod_hash)
+        self.scale_down_at = groups.recorded_scale_down(plan)
+        self.roles: dict[str, Role] = {}
+        self.sizes: dict[str, int] = {}
+
+    # --- entry -------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self._track_revision()
+        stable = self._stable()
+        if stable is None or stable.pod_hash == self.pod_hash:
+            self._steady(stable)
+        elif self.current is not None and self.current.revision < stable.revision:
+            self._promote(stable, reason="FastRollback")
+        elif self.st.abort:
+            self._abort(stable)
+        else:
+            if self.st.aborted_at is not None:
+                self._retry()
+            if self.plan.spec.paused:
+                self._hold(stable)
+            else:
+                self._progress(stable)
+        self._finish()
+
+    # --- revision tracking -----------------------------------------------------------------------
+
+    def _track_revision(self) -> None:
+        st, plan = self.st, self.plan
+        if st.current_pod_hash == self.pod_hash:
+            return
+        if st.current_pod_hash is not None:
+            abandoned = st.canary_server_group
+            note = (
+                f"; abandoning canary {abandoned}"
+                if abandoned and abandoned != self.current_name
+                else ""
+            )
+            plan.transition(
+                "NewRevision",
+                f"template changed: revision {self.revision} ({self.current_name}){note}",
+            )
+        for run in self.world.analysis_runs:
+            if not run.done and not run.terminated:
+                plan.desired.terminate_runs.append(run.name)
+        st.current_pod_hash = self.pod_hash
+        st.current_step_index = 0 if self.steps else None
+        st.step_started_at = self.now
+        st.canary_weight = 0
+        st.pause_conditions = []
+        st.abort = False
+        st.aborted_at = None
+        st.promote = None
+        st.attempt = 0
+        st.analysis_runs = []
+        st.last_progress_at = self.now
+        plan.drop_condition("ProgressDeadlineExceeded")
+        st.current_revision = self.revision
+
+    def _stable(self) -> ServerGroup | None:
+        recorded = self.world.group(self.st.stable_server_group)
+        if recorded is not None and recorded.kind == "release":
+            return recorded
+        # No record (first start on existing groups, or the record's group is gone): the
+        # group serving most pods is what users are getting, so it is the one to protect.
+        serving = [
+            g
+            for g in self.world.groups
+            if g.kind == "release" and g.pod_hash != self.pod_hash and g.replicas > 0
+        ]
+        return max(serving, key=lambda g: (g.available, g.revision), default=None)
+
+    # --- steady state: no canary -----------------------------------------------------------------
+
+    def _steady(self, stable: ServerGroup | None) -> None:
+        plan, st = self.plan, self.st
+        if stable is None:
+            if st.stable_server_group != self.current_name:
+                plan.transition(
+                    "Initialized",
+                    f"{self.current_name} is the first revision: made stable without steps",
+                )
+        elif st.canary_server_group and st.abort:
+            plan.transition(
+                "Rollback", f"template is back to stable {stable.name}; canary abandoned"
+            )
+        st.abort = False
+        st.aborted_at = None
+        st.promote = None
+        st.pause_conditions = [p for p in st.pause_conditions if p.reason == "UserPause"]
+        st.stable_server_group = self.current_name
+        st.stable_revision = self.revision
+        st.canary_server_group = None
+        st.baseline_server_group = None
+        st.canary_weight = 0
+        st.current_step_index = len(self.steps) if self.steps else None
+        self._stop_runs()
+        targets = Targets()
+        targets.want(
+            self.current_name, self.total, blueprint=(self.revision, self.pod_hash, "release")
+        )
+        self.roles[self.current_name] = "stable"
+        self._scale(targets, keep_old=True)
+        self._services(stable_group=self.current_name, canary_group=self.current_name)
+
+    # --- progress through the steps --------------------------------------------------------------
+
+    def _progress(self, stable: ServerGroup) -> None:
+        plan, st, steps = self.plan, self.st, self.steps
+        idx = min(st.current_step_index or 0, len(steps))
+        skip_current = False
+        request, st.promote = st.promote, None
+        if request is not None:
+            if request.full:
+                if idx < len(steps):
+                    plan.transition(
+                        "PromotedFull",
+                        f"promoted past every remaining step from step {idx + 1}/{len(steps)}",
+                    )
+                idx = len(steps)
+                plan.unpause()
+            elif request.from_step is None or request.from_step == idx:
+                skip_current = idx < len(steps)
+            # A request for a step already left is stale: dropped without effect.
+
+        weight = weight_before(steps, idx)
+        while idx < len(steps):
+            step = steps[idx]
+            if skip_current:
+                skip_current = False
+                plan.unpause()
+                self._stop_step_run(idx)
+                plan.transition(
+                    "Promoted", f"step {idx + 1}/{len(steps)} ({describe(step)}) promoted by user"
+                )
+                idx = self._enter(idx + 1)
+                continue
+            if step.set_weight is not None:
+                weight = step.set_weight
+                st.canary_weight = weight
+            if not self._step_done(step, idx, weight, stable):
+                break
+            # setHeaderRoute / setMirrorRoute are applied with the traffic write below: done.
+            idx = self._enter(idx + 1)
+        st.current_step_index = idx
+
+        if not self._background(stable, idx):
+            return
+        if idx >= len(steps):
+            self._promote(stable, reason="Completed")
+            return
+        self._shift(stable, weight, steps[idx])
+
+    def _enter(self, idx: int) -> int:
+        """Move to step `idx`, announcing it; returns idx."""
+        st, plan = self.st, self.plan
+        st.current_step_index = idx
+        st.step_started_at = self.now
+        st.last_progress_at = self.now
+        plan.unpause("PauseStep")
+        if idx < len(self.steps):
+            plan.transition(
+                "StepStarted", f"step {idx + 1}/{len(self.steps)}: {describe(self.steps[idx])}"
+            )
+        return idx
+
+    def _step_done(self, step: CanaryStep, idx: int, weight: int, stable: ServerGroup) -> bool:
+        if step.set_weight is not None or step.set_canary_scale is not None:
+            return self._weight_reached(stable, weight, step)
+        if step.pause is not None:
+            return self._pause_over(step, idx)
+        if step.analysis is not None:
+            return self._analysis_passed(step, idx, stable)
+        return True  # header and mirror routes are set with this pass's traffic write
+
+    def _weight_reached(self, stable: ServerGroup, weight: int, step: CanaryStep) -> bool:
+        return groups.reached(self.plan, self._targets(stable, weight, step))
+
+    def _pause_over(self, step: CanaryStep, idx: int) -> bool:
+        assert step.pause is not None
+        plan, st = self.plan, self.st
+        started = st.step_started_at or self.now
+        seconds = duration_seconds(step.pause.duration)
+        if seconds is not None and self.now >= started + timedelta(seconds=seconds):
+            return True
+        plan.pause("PauseStep")
+        if seconds is not None:
+            plan.due_at(started + timedelta(seconds=seconds))
+        return False
+
+    def _analysis_passed(self, step: CanaryStep, idx: int, stable: ServerGroup) -> bool:
+        assert step.analysis is not None
+        plan, st = self.plan, self.st
+        name = analysis_run_name(plan.name, self.revision, "step", idx, st.attempt)
+        run = self.world.run(name)
+        self._record_run(name, "step", idx, run.phase if run else "Pending")
+        if run is None:
+            plan.desired.create_runs.append(
+                NewAnalysisRun(
+                    name=name,
+                    kind="step",
+                    revision=self.revision,
+                    step_index=idx,
+                    attempt=st.attempt,
+                    analysis=step.analysis,
+                )
+            )
+            plan.transition(
+                "AnalysisStarted", f"analysis {name} started for step {idx + 1}/{len(self.steps)}"
+            )
+            return False
+        if run.phase == "Successful":
+            plan.unpause("Inconclusive")
+            plan.transition("AnalysisPassed", f"analysis {name} passed")
+            return True
+        if run.failed:
+            self._fail(
+                f"analysis {name} {run.phase.lower()}: {run.message or 'no message'}", stable
+            )
+            return False
+        if run.phase == "Inconclusive":
+            if not plan.paused_by("Inconclusive"):
+                plan.transition(
+                    "AnalysisInconclusive",
+                    f"analysis {name} inconclusive: {run.message}; paused until promoted or aborted",
+                    warning=True,
+                )
+            plan.pause("Inconclusive")
+        return False
+
+    def _background(self, stable: ServerGroup, idx: int) -> bool:
+        """Keep background analysis running from its starting step; False when it failed."""
+        analysis = self.strategy.analysis
+        if analysis is None or self.st.abort:
+            return not self.st.abort
+        if idx < (analysis.starting_step or 0) or idx >= len(self.steps):
+            return True
+        plan, st = self.plan, self.st
+        name = analysis_run_name(plan.name, self.revision, "background", None, st.attempt)
+        run = self.world.run(name)
+        self._record_run(name, "background", None, run.phase if run else "Pending")
+        if run is None:
+            plan.desired.create_runs.append(
+                NewAnalysisRun(
+                    name=name,
+                    kind="background",
+                    revision=self.revision,
+                    step_index=None,
+                    attempt=st.attempt,
+                    analysis=analysis,
+                )
+            )
+            plan.transition(
+                "AnalysisStarted",
+                f"background analysis {name} started at step {idx + 1}/{len(self.steps)}",
+            )
+        elif run.failed:
+            self._fail(
+                f"background analysis {name} {run.phase.lower()}: {run.message or 'no message'}",
+                stable,
+            )
+            return False
+        elif run.phase == "Inconclusive" and not run.terminated:
+            if not plan.paused_by("Inconclusive"):
+                plan.transition(
+                    "AnalysisInconclusive",
+                    f"background analysis {name} inconclusive; paused",
+                    warning=True,
+                )
+            plan.pause("Inconclusive")
+        return True
+
+    # --- traffic and replicas for a weight -----------------------------------------------------
+
+    def _targets(self, stable: ServerGroup, weight: int, step: CanaryStep | None) -> Targets:
+        t = Targets()
+        blueprint: tuple[int, str, GroupKind] = (self.revision, self.pod_hash, "release")
+        canary_name = self.current_name
+        base = baseline_name(self.plan.name, stable.revision) if self.strategy.baseline else None
+        if not self.routed:
+            lim = weights.limits(self.total, self.strategy.max_surge, self.strategy.max_unavailable)
+            split = weights.replica_split(
+                self.total, weight, baseline=base is not None, ceiling=lim.ceiling
+            )
+            t.want(canary_name, split.canary, blueprint=blueprint)
+            if base is not None:
+                t.want(
+                    base, split.baseline, blueprint=(stable.revision, stable.pod_hash, "baseline")
+                )
+            t.want(stable.name, split.stable)
+            return t
+        # With a router the weight lives in the router; replicas only need to carry it.
+        scale = self._canary_scale(weight)
+        t.want(canary_name, scale, blueprint=blueprint)
+        if base is not None:
+            t.want(
+                base,
+                scale if 0 < weight < 100 else 0,
+                blueprint=(stable.revision, stable.pod_hash, "baseline"),
+            )
+        stable_size = self.total
+        if self.strategy.dynamic_stable_scale:
+            stable_size = max(
+                self.total - weights.canary_replicas(self.total, weight), 0 if weight >= 100 else 1
+            )
+        t.want(stable.name, stable_size)
+        return t
+
+    def _canary_scale(self, weight: int) -> int:
+        """Canary pods with a router: the latest setCanaryScale in force, else the weight's share."""
+        idx = min(self.st.current_step_index or 0, len(self.steps))
+        override = None
+        for step in self.steps[: idx + 1]:
+            if step.set_weight is not None:
+                override = None
+            if step.set_canary_scale is not None:
+                override = step.set_canary_scale
+        if override is not None and weight < 100:
+            if override.replicas is not None:
+                return override.replicas
+            if override.weight is not None:
+                return weights.canary_replicas(self.total, override.weight)
+        return weights.canary_replicas(self.total, weight)
+
+    def _shift(self, stable: ServerGroup, weight: int, step: CanaryStep) -> None:
+        targets = self._targets(stable, weight, step)
+        self._assign_roles(stable)
+        self._scale(targets)
+        canary_up = self.current is not None and self.current.available > 0
+        self._services(
+            stable_group=stable.name, canary_group=self.current_name if canary_up else stable.name
+        )
+        self._traffic(stable, weight if canary_up else 0)
+
+    def _assign_roles(self, stable: ServerGroup) -> None:
+        st = self.st
+        self.roles[stable.name] = "stable"
+        self.roles[self.current_name] = "canary"
+        st.canary_server_group = self.current_name
+        if self.strategy.baseline:
+            base = baseline_name(self.plan.name, stable.revision)
+            self.roles[base] = "baseline"
+            st.baseline_server_group = base
+
+    # --- promotion, abort, retry, hold ---------------------------------------------------------
+
+    def _promote(self, stable: ServerGroup, *, reason: str) -> None:
+        """All steps done (or a fast rollback): the canary takes every pod, then becomes stable."""
+        plan, st = self.plan, self.st
+        targets = Targets()
+        targets.want(
+            self.current_name, self.total, blueprint=(self.revision, self.pod_hash, "release")
+        )
+        if not self.routed:
+            targets.want(stable.name, 0)
+        else:
+            targets.want(stable.name, self.total)
+        if reason == "FastRollback" and st.canary_server_group != self.current_name:
+            plan.transition(
+                "FastRollback", f"rolling back to existing {self.current_name}: no steps re-run"
+            )
+            st.current_step_index = len(self.steps) if self.steps else None
+            st.canary_server_group = self.current_name
+        self._assign_roles(stable)
+        if self.strategy.baseline:
+            base = baseline_name(plan.name, stable.revision)
+            targets.want(base, 0)
+            self.roles.pop(base, None)
+            st.baseline_server_group = None
+        st.canary_weight = 100
+        self._stop_runs(kinds=("step",))
+        if groups.reached(plan, targets):
+            # The new group carries everything: it becomes stable in this very pass.
+            old = stable
+            st.stable_server_group = self.current_name
+            st.stable_revision = self.revision
+            st.canary_server_group = None
+            st.canary_weight = 0
+            st.current_step_index = len(self.steps) if self.steps else None
+            plan.unpause()
+            self._stop_runs()
+            self.roles = {self.current_name: "stable", old.name: "old"}
+            if self.routed:
+                self.scale_down_at[old.name] = groups.later(
+                    self.now, self.strategy.scale_down_delay_seconds
+                )
+            plan.transition(
+                "RolloutCompleted" if reason == "Completed" else "RollbackCompleted",
+                f"{self.current_name} is stable and serves 100%; {old.name} "
+                + (
+                    "scales down in " + f"{self.strategy.scale_down_delay_seconds}s"
+                    if self.routed
+                    else "is scaled down"
+                ),
+            )
+            final = Targets()
+            final.want(self.current_name, self.total)
+            self._scale(final, keep_old=True)
+            self._services(stable_group=self.current_name, canary_group=self.current_name)
+            self._traffic(None, 0)
+            return
+        self._scale(targets)
+        canary_up = self.current is not None and self.current.available > 0
+        self._services(
+            stable_group=stable.name, canary_group=self.current_name if canary_up else stable.name
+        )
+        self._traffic(stable, 100 if canary_up else 0)
+
+    def _fail(self, message: str, stable: ServerGroup) -> None:
+        """Abort in this very pass: the failure is recorded and traffic goes back at once."""
+        st = self.st
+        st.abort = True
+        st.message = message
+        self._abort(stable)
+
+    def _abort(self, stable: ServerGroup) -> None:
+        plan, st = self.plan, self.st
+        if st.aborted_at is None:
+            st.aborted_at = self.now
+            why = (
+                st.message
+                if st.message and st.message.startswith(("analysis", "background", "progress"))
+                else "aborted by user"
+            )
+            st.message = why
+            plan.transition("RolloutAborted", f"{why}; traffic back to {stable.name}", warning=True)
+        st.promote = None
+        plan.unpause()
+        self._stop_runs()
+        self._assign_roles(stable)
+        st.canary_weight = 0
+        targets = Targets()
+        targets.want(stable.name, self.total)
+        delay_until = st.aborted_at + timedelta(
+            seconds=self.strategy.abort_scale_down_delay_seconds
+        )
+        leaving = [self.current_name] + (
+            [st.baseline_server_group] if st.baseline_server_group else []
+        )
+        for name in leaving:
+            if self.routed and self.now < delay_until:
+                # Weight 0 in the router already stops traffic; keep the pods warm for a while.
+                self.scale_down_at[name] = delay_until
+                targets.keep_until[name] = delay_until
+            else:
+                targets.urgent.add(name)
+        targets.order.insert(0, targets.order.pop())  # stable grows first
+        self._scale(targets)
+        plan.desired.traffic_first = True
+        self._services(stable_group=stable.name, canary_group=stable.name)
+        self._traffic(stable, 0)
+
+    def _retry(self) -> None:
+        plan, st = self.plan, self.st
+        st.aborted_at = None
+        st.attempt += 1
+        st.analysis_runs = []
+        st.message = ""
+        plan.transition(
+            "RolloutRetried",
+            f"retrying revision {self.revision} from step 1 (attempt {st.attempt})",
+        )
+        self._enter(0) if self.steps else None
+        st.current_step_index = 0 if self.steps else None
+
+    def _hold(self, stable: ServerGroup) -> None:
+        """spec.paused: nothing moves; what runs keeps running."""
+        plan = self.plan
+        plan.pause("UserPause")
+        self._assign_roles(stable)
+        self.sizes = {g.name: g.replicas for g in self.world.groups}
+
+    # --- analysis-run bookkeeping ---------------------------------------------------------------
+
+    def _record_run(self, name: str, kind: str, step: int | None, phase: str) -> None:
+        from herdsman.api.rollout import AnalysisRunRef
+
+        refs = [r for r in self.st.analysis_runs if r.name != name]
+        refs.append(AnalysisRunRef(name=name, phase=phase, kind=kind, step_index=step))
+        self.st.analysis_runs = refs
+
+    def _stop_runs(self, kinds: tuple[str, ...] = ("step", "background")) -> None:
+        for run in self.world.analysis_runs:
+            if (
+                run.kind in kinds
+                and not run.done
+                and not run.terminated
+                and run.name not in self.plan.desired.terminate_runs
+            ):
+                self.plan.desired.terminate_runs.append(run.name)
+
+    def _stop_step_run(self, idx: int) -> None:
+        name = analysis_run_name(self.plan.name, self.revision, "step", idx, self.st.attempt)
+        run = self.world.run(name)
+        if run is not None and not run.done and not run.terminated:
+            self.plan.desired.terminate_runs.append(name)
+
+    # --- writes ------------------------------------------------------------------------------------
+
+    def _scale(self, targets: Targets, *, keep_old: bool = False) -> None:
+        for name, until in self.scale_down_at.items():
+            if name not in targets.replicas:
+                targets.keep_until.setdefault(name, until)
+        self.sizes = groups.scale(self.plan, targets, ceiling=not self.routed)
+
+    def _services(self, *, stable_group: str, canary_group: str) -> None:
+        desired = self.plan.desired
+        for svc, group in (
+            (self.strategy.stable_service, stable_group),
+            (self.strategy.canary_service, canary_group),
+        ):
+            if not svc:
+                continue
+            state = self.world.services.get(svc)
+            if state is None or state.selector.get("herdsman.dev/server-group") != group:
+                desired.selectors[svc] = group
+
+    def _traffic(self, stable: ServerGroup | None, weight: int) -> None:
+        if not self.routed:
+            return
+        idx = min(self.st.current_step_index or 0, len(self.steps))
+        headers = tuple(
+            s.set_header_route for s in self.steps[: idx + 1] if s.set_header_route is not None
+        )
+        mirrors = tuple(
+            s.set_mirror_route for s in self.steps[: idx + 1] if s.set_mirror_route is not None
+        )
+        if stable is None or (weight == 0 and self.st.abort):
+            headers, mirrors = (), ()
+        self.plan.desired.traffic = TrafficTarget(
+            canary_weight=weight,
+            canary_group=self.st.canary_server_group,
+            stable_group=self.st.stable_server_group
+            or (stable.name if stable else self.current_name),
+            header_routes=headers,
+            mirror_routes=mirrors,
+        )
+
+    # --- status --------------------------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        plan, st = self.plan, self.st
+        in_use = set(self.roles) | {self.current_name}
+        if not self.plan.spec.paused:
+            for name in groups.garbage(plan, in_use):
+                plan.desired.delete_groups.append(name)
+        st.server_groups = groups.rows(plan, self.roles, self.sizes, self.scale_down_at)
+        st.current_revision = self.revision
+        n = len(self.steps)
+        idx = st.current_step_index
+        # 1-based for people: "2/5" is the second step; "5/5" with phase Healthy is done.
+        st.step = f"{min(idx + 1, n)}/{n}" if idx is not None and n else None
+        canary = self.world.group(st.canary_server_group)
+        base = self.world.group(st.baseline_server_group)
+        if self.routed:
+            w = st.canary_weight if st.canary_server_group and not st.abort else 0
+            b = w if base is not None and 0 < w < 100 else 0
+            st.weights.canary, st.weights.baseline, st.weights.stable = w, b, 100 - w - b
+        else:
+            shares = {
+                "stable": sum(g.available for g in self.world.groups if g not in (canary, base)),
+                "canary": canary.available if canary else 0,
+                "baseline": base.available if base else 0,
+            }
+            split = weights.traffic_weights(shares)
+            st.weights.stable, st.weights.canary, st.weights.baseline = (
+                split["stable"],
+                split["canary"],
+                split["baseline"],
+            )

@@ -1,0 +1,200 @@
+"""The one entry point of the engine: (rollout, observed world, now) -> Decision.
+
+Cross-strategy rules live here, applied after the strategy has spoken: semantic validation
+(which holds everything), restarts, the progress deadline, the phase, conditions and totals.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from herdsman.api.rollout import Rollout
+from herdsman.engine import canary, validation
+from herdsman.engine.plan import Plan
+from herdsman.engine.weights import Limits, limits
+from herdsman.engine.world import Decision, World
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+INVALID_RECHECK_SECONDS = 30.0
+
+
+def decide(rollout: Rollout, world: World, now: datetime) -> Decision:
+    plan = Plan(rollout, world, now)
+    found = validation.problems(rollout, world)
+    if found:
+        return _invalid(plan, found)
+    if plan.has_condition("InvalidSpec"):
+        plan.transition("SpecValid", "spec is valid again; resuming")
+    plan.drop_condition("InvalidSpec")
+
+    strategy = rollout.spec.strategy
+    if strategy.canary is not None:
+        canary.decide(plan)
+    else:
+        from herdsman.engine import bluegreen
+
+        bluegreen.decide(plan)
+    _restart(plan)
+    _progress_deadline(plan)
+    _phase(plan)
+    _totals(plan)
+    return plan.decision()
+
+
+def _invalid(plan: Plan, found: list[str]) -> Decision:
+    """Hold: report the problem, touch nothing that runs."""
+    message = "; ".join(found)
+    st = plan.status
+    if not plan.has_condition("InvalidSpec") or st.message != f"InvalidSpec: {message}":
+        plan.transition("InvalidSpec", message, warning=True)
+    plan.condition("InvalidSpec", True, "InvalidSpec", message)
+    st.phase = "Degraded"
+    st.message = f"InvalidSpec: {message}"
+    # Services and templates are not watched; look again in a while.
+    plan.due_in(INVALID_RECHECK_SECONDS)
+    return plan.decision()
+
+
+def _restart(plan: Plan) -> None:
+    """Replace pods older than spec.restartAt, a few at a time, never below the floor."""
+    st, spec = plan.status, plan.spec
+    wanted = spec.restart_at
+    if wanted is None or (st.restarted_at is not None and st.restarted_at >= wanted):
+        return
+    if wanted > plan.now:
+        plan.due_at(wanted)
+        return
+    stale = sorted(
+        (p for p in plan.world.pods if p.created_at < wanted), key=lambda p: p.created_at
+    )
+    if not stale:
+        st.restarted_at = wanted
+        plan.transition("Restarted", f"every pod started after {wanted.isoformat()}")
+        return
+    lim = _limits(plan)
+    available = sum(g.available for g in plan.world.groups)
+    asked = sum(g.replicas for g in plan.world.groups)
+    budget = available - lim.floor
+    if budget <= 0 and available >= asked:
+        budget = 1  # maxUnavailable 0 still allows one pod at a time once everything is up
+    plan.desired.delete_pods.extend(p.name for p in stale[: max(0, budget)])
+    plan.due_in(5)
+
+
+def _progress_deadline(plan: Plan) -> None:
+    """Degraded (and optionally aborted) when replicas stop moving for progressDeadlineSeconds.
+
+    Only waiting on pods counts: pauses and analyses take the time they are given.
+    """
+    st, spec = plan.status, plan.spec
+    before = {(r.name, r.replicas, r.available_replicas) for r in plan.old.server_groups}
+    seen = {(g.name, g.replicas, g.available) for g in plan.world.groups}
+    stable = plan.world.group(st.stable_server_group)
+    settled = (
+        st.canary_server_group is None and stable is not None and stable.available >= spec.replicas
+    )
+    waiting = not (st.abort or spec.paused or st.pause_conditions or settled)
+    if not waiting:
+        # The clock only runs while we wait on pods; a stored time would rewrite status forever.
+        st.last_progress_at = None
+        plan.drop_condition("ProgressDeadlineExceeded")
+        return
+    if before != seen or st.last_progress_at is None:
+        st.last_progress_at = plan.now
+        plan.drop_condition("ProgressDeadlineExceeded")
+        plan.due_in(spec.progress_deadline_seconds)
+        return
+    deadline = st.last_progress_at + timedelta(seconds=spec.progress_deadline_seconds)
+    if plan.now < deadline:
+        plan.due_at(deadline)
+        return
+    if not plan.has_condition("ProgressDeadlineExceeded"):
+        what = f"no progress for {spec.progress_deadline_seconds}s"
+        suffix = "; aborting" if spec.progress_deadline_abort else ""
+        plan.transition("ProgressDeadlineExceeded", what + suffix, warning=True)
+        plan.condition("ProgressDeadlineExceeded", True, "ProgressDeadlineExceeded", what)
+        if spec.progress_deadline_abort and st.canary_server_group is not None:
+            st.abort = True
+            st.message = f"progress deadline exceeded: {what}"
+            plan.due_in(0)
+
+
+def _phase(plan: Plan) -> None:
+    st, spec = plan.status, plan.spec
+    stable = plan.world.group(st.stable_server_group)
+    idx, n = st.current_step_index, len(spec.strategy.canary.steps) if spec.strategy.canary else 0
+    where = f" at step {min(idx + 1, n)}/{n}" if idx is not None and n else ""
+    if st.abort:
+        st.phase, st.message = "Degraded", st.message or "aborted"
+        plan.condition("Progressing", False, "RolloutAborted", st.message)
+    elif plan.has_condition("ProgressDeadlineExceeded"):
+        st.phase = "Degraded"
+        st.message = f"progress deadline exceeded{where}"
+        plan.condition("Progressing", False, "ProgressDeadlineExceeded", st.message)
+    elif spec.paused or st.pause_conditions:
+        reasons = {p.reason for p in st.pause_conditions}
+        if spec.paused or "UserPause" in reasons:
+            why = "paused by user"
+        elif "Inconclusive" in reasons:
+            why = "analysis inconclusive: promote or abort"
+        elif "BlueGreenPause" in reasons:
+            why = "waiting for promotion"
+        else:
+            why = "paused"
+        st.phase, st.message = "Paused", f"{why}{where}"
+        plan.condition("Progressing", True, "RolloutPaused", st.message)
+    elif (
+        st.canary_server_group is None
+        and stable is not None
+        and stable.available >= spec.replicas
+        and stable.replicas == spec.replicas
+        and stable.settled
+        and (st.blue_green is None or st.blue_green.preview_server_group is None)
+    ):
+        if plan.old.phase != "Healthy":
+            plan.transition(
+                "RolloutHealthy",
+                f"{stable.name} serves 100% with {stable.available}/{spec.replicas} pods available",
+            )
+        st.phase = "Healthy"
+        st.message = ""
+        plan.condition("Progressing", True, "NewReplicaSetAvailable", f"{stable.name} is available")
+    else:
+        st.phase = "Progressing"
+        if st.canary_server_group:
+            st.message = f"canary {st.canary_server_group} at {st.canary_weight}%{where}"
+        else:
+            st.message = f"scaling {st.stable_server_group}"
+        plan.condition("Progressing", True, "ReplicaSetUpdated", st.message)
+    plan.condition(
+        "Paused",
+        st.phase == "Paused",
+        "Paused" if st.phase == "Paused" else "Running",
+        st.message if st.phase == "Paused" else "",
+    )
+    plan.condition("Healthy", st.phase == "Healthy", st.phase or "Unknown", st.message)
+    lim = _limits(plan)
+    available = sum(g.available for g in plan.world.groups)
+    plan.condition(
+        "Available",
+        available >= lim.floor,
+        "MinimumReplicasAvailable" if available >= lim.floor else "MinimumReplicasUnavailable",
+        f"{available} available, {lim.floor} required",
+    )
+
+
+def _totals(plan: Plan) -> None:
+    st, spec = plan.status, plan.spec
+    st.replicas = sum(row.replicas for row in st.server_groups)
+    st.ready_replicas = sum(g.ready for g in plan.world.groups)
+    st.available_replicas = sum(g.available for g in plan.world.groups)
+    current = plan.world.release(st.current_pod_hash or "")
+    st.updated_replicas = current.replicas if current else 0
+    st.selector = ",".join(f"{k}={v}" for k, v in sorted(spec.selector.match_labels.items()))
+
+
+def _limits(plan: Plan) -> Limits:
+    canary = plan.spec.strategy.canary
+    if canary is not None:
+        return limits(plan.spec.replicas, canary.max_surge, canary.max_unavailable)
+    return limits(plan.spec.replicas, "100%", 0)

@@ -1,0 +1,220 @@
+"""Server-group bookkeeping shared by every strategy: revisions, scaling, history, status rows.
+
+A strategy says which groups should hold how many pods (`targets`); `scale()` turns that into
+the writes allowed *now* (surge ceiling, availability floor, scale-down delays), creating missing
+groups on the way. Groups a strategy does not name go to zero — at once, after their recorded
+`scaleDownAt`, or as the floor permits — and the oldest beyond `revisionHistoryLimit` are deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from herdsman.api.rollout import Role, ServerGroupStatus
+from herdsman.engine import weights
+from herdsman.engine.plan import Plan
+from herdsman.engine.world import GroupKind, NewGroup, ServerGroup
+from herdsman.naming import group_name
+
+
+def revision_for(plan: Plan, pod_hash: str) -> int:
+    """The revision number of the template with `pod_hash`, deterministic across crashes."""
+    existing = plan.world.release(pod_hash)
+    if existing is not None:
+        return existing.revision
+    old = plan.old
+    if old.current_pod_hash == pod_hash and old.current_revision:
+        return old.current_revision
+    seen = [g.revision for g in plan.world.groups if g.kind == "release"]
+    seen += [old.current_revision or 0, old.stable_revision or 0]
+    return max(seen, default=0) + 1
+
+
+@dataclass
+class Targets:
+    """Pods per group name, with what a strategy knows about each."""
+
+    replicas: dict[str, int] = field(default_factory=dict)
+    # Groups to create if missing: name -> (revision, hash, kind).
+    blueprints: dict[str, tuple[int, str, GroupKind]] = field(default_factory=dict)
+    # Growth priority: the first named grows first within the ceiling.
+    order: list[str] = field(default_factory=list)
+    # May drop below the availability floor at once (traffic correctness first).
+    urgent: set[str] = field(default_factory=set)
+    # Groups not named: kept at their size until this time, then zero.
+    keep_until: dict[str, datetime] = field(default_factory=dict)
+
+    def want(
+        self, name: str, replicas: int, *, blueprint: tuple[int, str, GroupKind] | None = None
+    ) -> None:
+        self.replicas[name] = max(0, replicas)
+        if name not in self.order:
+            self.order.append(name)
+        if blueprint is not None:
+            self.blueprints[name] = blueprint
+
+
+def scale(plan: Plan, targets: Targets, *, ceiling: bool = True) -> dict[str, int]:
+    """Record the scale writes (and creations) for this pass; returns each group's new size.
+
+    `ceiling=False` lifts the surge bound: with a traffic router, replicas do not carry the weight,
+    so the canary can be sized independently of the stable group.
+    """
+    world = plan.world
+    total = plan.spec.replicas
+    canary = plan.spec.strategy.canary
+    surge: int | str = canary.max_surge if canary else "25%"
+    unavailable: int | str = canary.max_unavailable if canary else 0
+    lim = weights.limits(total, surge, unavailable)
+    if not ceiling:
+        lim = weights.Limits(total=total, surge=10**9, unavailable=lim.unavailable)
+
+    observed = {g.name: g for g in world.groups}
+    counts: list[weights.GroupCount] = []
+    new_sizes: dict[str, int] = {}
+    for name in targets.order:
+        g = observed.get(name)
+        counts.append(
+            weights.GroupCount(
+                name=name,
+                replicas=g.replicas if g else 0,
+                available=g.available if g else 0,
+                target=targets.replicas[name],
+                urgent=name in targets.urgent,
+            )
+        )
+    for g in world.groups:
+        if g.name in targets.replicas:
+            continue
+        until = targets.keep_until.get(g.name)
+        if until is not None and until > plan.now and g.replicas > 0:
+            plan.due_at(until)
+            new_sizes[g.name] = g.replicas
+            continue
+        counts.append(
+            weights.GroupCount(
+                name=g.name,
+                replicas=g.replicas,
+                available=g.available,
+                target=0,
+                urgent=g.name in targets.urgent,
+            )
+        )
+    settled = all(g.settled for g in world.groups)
+    stepped = weights.step_towards(counts, lim, settled=settled)
+    new_sizes.update(stepped)
+
+    for name, size in stepped.items():
+        g = observed.get(name)
+        if g is None:
+            revision, pod_hash, kind = targets.blueprints[name]
+            plan.desired.create_groups.append(
+                NewGroup(
+                    name=name,
+                    revision=revision,
+                    pod_hash=pod_hash,
+                    kind=kind,
+                    replicas=size,
+                    template=plan.spec.template.to_wire(),
+                )
+            )
+            plan.transition(
+                "ServerGroupCreated",
+                f"created server group {name} (revision {revision}) with {size} pods",
+            )
+        elif size != g.replicas:
+            plan.desired.scale[name] = size
+    if any(c.target != stepped[c.name] or c.available < c.target for c in counts):
+        # Not there yet: the ReplicaSet's status change wakes us; this is a safety net.
+        plan.due_in(10)
+    return new_sizes
+
+
+def reached(plan: Plan, targets: Targets) -> bool:
+    """Every named group holds its target, fully available, and the controller has caught up."""
+    observed = {g.name: g for g in plan.world.groups}
+    for name, want in targets.replicas.items():
+        g = observed.get(name)
+        if g is None:
+            if want > 0:
+                return False
+            continue
+        if g.replicas != want or g.available < want or not g.settled:
+            return False
+    return True
+
+
+def garbage(plan: Plan, in_use: Iterable[str]) -> list[str]:
+    """Groups to delete: baselines no longer used, and releases beyond the history limit."""
+    keep = set(in_use)
+    doomed: list[str] = []
+    idle_releases: list[ServerGroup] = []
+    for g in plan.world.groups:
+        if g.name in keep or g.replicas > 0 or g.available > 0:
+            continue
+        if g.kind == "baseline":
+            doomed.append(g.name)
+        else:
+            idle_releases.append(g)
+    idle_releases.sort(key=lambda g: g.revision, reverse=True)
+    doomed += [g.name for g in idle_releases[plan.spec.revision_history_limit :]]
+    return doomed
+
+
+def rows(
+    plan: Plan, roles: dict[str, Role], sizes: dict[str, int], scale_down_at: dict[str, datetime]
+) -> list[ServerGroupStatus]:
+    """status.serverGroups: every group we own, newest first, with its role and counts."""
+    out: list[ServerGroupStatus] = []
+    seen: set[str] = set()
+    for g in sorted(
+        plan.world.groups, key=lambda g: (g.revision, g.kind == "baseline"), reverse=True
+    ):
+        seen.add(g.name)
+        if g.name in plan.desired.delete_groups:
+            continue
+        out.append(
+            ServerGroupStatus(
+                name=g.name,
+                revision=g.revision,
+                role=roles.get(g.name, "old"),
+                pod_template_hash=g.pod_hash,
+                replicas=sizes.get(g.name, g.replicas),
+                ready_replicas=g.ready,
+                available_replicas=g.available,
+                scale_down_at=scale_down_at.get(g.name),
+            )
+        )
+    for new in plan.desired.create_groups:
+        if new.name not in seen:
+            out.insert(
+                0,
+                ServerGroupStatus(
+                    name=new.name,
+                    revision=new.revision,
+                    role=roles.get(new.name, "old"),
+                    pod_template_hash=new.pod_hash,
+                    replicas=new.replicas,
+                ),
+            )
+    return out
+
+
+def recorded_scale_down(plan: Plan) -> dict[str, datetime]:
+    """Scale-down deadlines already promised in status, for groups that still have pods."""
+    sizes = {g.name: g.replicas for g in plan.world.groups}
+    return {
+        row.name: row.scale_down_at
+        for row in plan.old.server_groups
+        if row.scale_down_at is not None and sizes.get(row.name, 0) > 0
+    }
+
+
+def later(now: datetime, seconds: int) -> datetime:
+    return now + timedelta(seconds=seconds)
+
+
+def release_name(plan: Plan, revision: int) -> str:
+    return group_name(plan.name, revision)

@@ -1,0 +1,108 @@
+"""The scratchpad one decision is built on: new status, desired writes, transitions, due times.
+
+Strategies (canary.py, bluegreen.py) describe *what* should happen; the Plan records it in one
+place so the rules that cut across strategies — conditions, phases, the one-line-per-transition
+promise, the earliest due time — are written once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from herdsman.api.base import Condition, ConditionStatus
+from herdsman.api.rollout import PauseCondition, Rollout, RolloutStatus
+from herdsman.engine.world import Decision, Desired, Transition, World
+
+
+class Plan:
+    def __init__(self, rollout: Rollout, world: World, now: datetime) -> None:
+        self.rollout = rollout
+        self.spec = rollout.spec
+        self.old = rollout.status
+        self.world = world
+        self.now = now
+        self.status: RolloutStatus = rollout.status.model_copy(deep=True)
+        self.desired = Desired()
+        self.transitions: list[Transition] = []
+        self._due: datetime | None = None
+        self.status.observed_generation = rollout.metadata.generation
+
+    @property
+    def name(self) -> str:
+        return self.rollout.metadata.name
+
+    # --- announcements -----------------------------------------------------------------------
+
+    def transition(self, reason: str, message: str, *, warning: bool = False) -> None:
+        """Record a state change: it becomes one Event and one log line once status is saved."""
+        self.transitions.append(Transition(reason=reason, message=message, warning=warning))
+
+    # --- timing ------------------------------------------------------------------------------
+
+    def due_at(self, when: datetime | None) -> None:
+        """Ask to be reconciled again no later than `when`."""
+        if when is None:
+            return
+        if self._due is None or when < self._due:
+            self._due = when
+
+    def due_in(self, seconds: float) -> None:
+        self.due_at(self.now + timedelta(seconds=max(0.0, seconds)))
+
+    # --- conditions --------------------------------------------------------------------------
+
+    def condition(self, type_: str, status: bool, reason: str, message: str = "") -> None:
+        """Set a condition; lastTransitionTime moves only when the status value changes."""
+        value: ConditionStatus = "True" if status else "False"
+        existing = next((c for c in self.status.conditions if c.type == type_), None)
+        if existing is None:
+            self.status.conditions.append(
+                Condition(
+                    type=type_,
+                    status=value,
+                    reason=reason,
+                    message=message,
+                    last_transition_time=self.now,
+                    observed_generation=self.status.observed_generation,
+                )
+            )
+            return
+        if existing.status != value:
+            existing.last_transition_time = self.now
+        existing.status = value
+        existing.reason = reason
+        existing.message = message
+        existing.observed_generation = self.status.observed_generation
+
+    def drop_condition(self, type_: str) -> None:
+        self.status.conditions = [c for c in self.status.conditions if c.type != type_]
+
+    def has_condition(self, type_: str, status: str = "True") -> bool:
+        return any(c.type == type_ and c.status == status for c in self.status.conditions)
+
+    # --- pauses ------------------------------------------------------------------------------
+
+    def pause(self, reason: str) -> None:
+        if not any(p.reason == reason for p in self.status.pause_conditions):
+            self.status.pause_conditions.append(PauseCondition(reason=reason, start_time=self.now))
+
+    def unpause(self, reason: str | None = None) -> None:
+        self.status.pause_conditions = [
+            p for p in self.status.pause_conditions if reason is not None and p.reason != reason
+        ]
+
+    def paused_by(self, reason: str) -> bool:
+        return any(p.reason == reason for p in self.status.pause_conditions)
+
+    # --- result ------------------------------------------------------------------------------
+
+    def decision(self) -> Decision:
+        requeue = None
+        if self._due is not None:
+            requeue = max(0.0, (self._due - self.now).total_seconds())
+        return Decision(
+            desired=self.desired,
+            status=self.status,
+            transitions=self.transitions,
+            requeue_after=requeue,
+        )

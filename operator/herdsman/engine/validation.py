@@ -1,0 +1,79 @@
+"""Semantic checks the API server cannot make: they need the cluster, or they are judgement.
+
+A problem found here becomes an `InvalidSpec` condition and the decision holds: no server group is
+scaled, no selector or weight moves. Each message names the field, like the API server's own.
+"""
+
+from __future__ import annotations
+
+from herdsman.api.rollout import Rollout
+from herdsman.engine.world import World
+
+# Routers that can send a header-matched or mirrored share of traffic to the canary.
+ROUTERS_WITH_ROUTES = {"gatewayAPI", "istio"}
+
+
+def problems(rollout: Rollout, world: World) -> list[str]:
+    found: list[str] = []
+    strategy = rollout.spec.strategy
+    canary = strategy.canary
+    if canary is not None:
+        prefix = "spec.strategy.canary"
+        if canary.stable_service and canary.stable_service == canary.canary_service:
+            found.append(
+                f"{prefix}.canaryService must differ from stableService ({canary.stable_service!r})"
+            )
+        for field, svc in (
+            ("stableService", canary.stable_service),
+            ("canaryService", canary.canary_service),
+        ):
+            if svc and not _service_exists(world, svc):
+                found.append(f"{prefix}.{field}: Service {svc!r} not found")
+        routing = canary.traffic_routing
+        managed = {r.name for r in routing.managed_routes} if routing else set()
+        router = _router_kind(rollout)
+        for i, step in enumerate(canary.steps):
+            route = step.set_header_route or step.set_mirror_route
+            if route is None:
+                continue
+            where = f"{prefix}.steps[{i}].{step.kind}"
+            if route.name not in managed:
+                found.append(f"{where}.name: {route.name!r} is not in trafficRouting.managedRoutes")
+            if router is not None and router not in ROUTERS_WITH_ROUTES:
+                found.append(
+                    f"{where}: the {router} router cannot route by header or mirror traffic"
+                )
+    blue_green = strategy.blue_green
+    if blue_green is not None:
+        prefix = "spec.strategy.blueGreen"
+        found.append(f"{prefix}: the blue/green strategy is not available in this version yet")
+        for field, svc in (
+            ("activeService", blue_green.active_service),
+            ("previewService", blue_green.preview_service),
+        ):
+            if svc and not _service_exists(world, svc):
+                found.append(f"{prefix}.{field}: Service {svc!r} not found")
+    for name in sorted(world.missing_templates):
+        found.append(f"analysis template {name!r} not found")
+    return found
+
+
+def _service_exists(world: World, name: str) -> bool:
+    state = world.services.get(name)
+    return state is not None and state.exists
+
+
+def _router_kind(rollout: Rollout) -> str | None:
+    canary = rollout.spec.strategy.canary
+    if canary is None or canary.traffic_routing is None:
+        return None
+    routing = canary.traffic_routing
+    for kind, value in (
+        ("gatewayAPI", routing.gateway_api),
+        ("nginx", routing.nginx),
+        ("istio", routing.istio),
+        ("smi", routing.smi),
+    ):
+        if value is not None:
+            return kind
+    return None

@@ -1,0 +1,187 @@
+"""What the engine sees and what it asks for: plain, immutable values, no clients.
+
+`World` is the observed cluster around one Rollout; `Decision` is the desired cluster plus the
+new status and the transitions to announce. The doing layer (herdsman.cluster) builds the first
+and applies the second; everything between is a pure function of (spec, world, now).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from herdsman.api.rollout import RolloutAnalysis, RolloutStatus
+
+GroupKind = Literal["release", "baseline"]
+
+
+@dataclass(frozen=True)
+class ServerGroup:
+    """One observed ReplicaSet we own."""
+
+    name: str
+    revision: int
+    pod_hash: str
+    kind: GroupKind = "release"
+    replicas: int = 0  # spec.replicas: what we asked for
+    ready: int = 0
+    available: int = 0
+    # The ReplicaSet controller has seen our last scale (status.observedGeneration caught up).
+    settled: bool = True
+    created_at: datetime | None = None
+
+    @property
+    def unavailable(self) -> int:
+        return max(0, self.replicas - self.available)
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    name: str
+    exists: bool
+    selector: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AnalysisRunView:
+    """The parts of an AnalysisRun the rollout engine decides on."""
+
+    name: str
+    kind: Literal["step", "background", "prePromotion", "postPromotion"]
+    revision: int
+    step_index: int | None
+    attempt: int
+    phase: str  # Pending, Running, Successful, Failed, Error, Inconclusive
+    message: str = ""
+    terminated: bool = False
+
+    @property
+    def done(self) -> bool:
+        return self.phase in ("Successful", "Failed", "Error", "Inconclusive")
+
+    @property
+    def failed(self) -> bool:
+        return self.phase in ("Failed", "Error")
+
+
+@dataclass(frozen=True)
+class RouterState:
+    """What the traffic router currently holds (None in replica-ratio mode)."""
+
+    available: bool = True
+    message: str = ""
+    canary_weight: int | None = None
+
+
+@dataclass(frozen=True)
+class PodView:
+    name: str
+    group: str
+    created_at: datetime
+    ready: bool
+
+
+@dataclass(frozen=True)
+class World:
+    groups: tuple[ServerGroup, ...] = ()
+    services: dict[str, ServiceState] = field(default_factory=dict)
+    analysis_runs: tuple[AnalysisRunView, ...] = ()
+    # Template names that were referenced but not found (namespaced or cluster-scoped).
+    missing_templates: frozenset[str] = frozenset()
+    router: RouterState | None = None
+    # Pods are only observed while a restart is pending.
+    pods: tuple[PodView, ...] = ()
+
+    def group(self, name: str | None) -> ServerGroup | None:
+        if not name:
+            return None
+        return next((g for g in self.groups if g.name == name), None)
+
+    def release(self, pod_hash: str) -> ServerGroup | None:
+        return next(
+            (g for g in self.groups if g.pod_hash == pod_hash and g.kind == "release"), None
+        )
+
+    def run(self, name: str) -> AnalysisRunView | None:
+        return next((r for r in self.analysis_runs if r.name == name), None)
+
+
+# --- the decision -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewGroup:
+    name: str
+    revision: int
+    pod_hash: str
+    kind: GroupKind
+    replicas: int
+    template: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NewAnalysisRun:
+    name: str
+    kind: Literal["step", "background", "prePromotion", "postPromotion"]
+    revision: int
+    step_index: int | None
+    attempt: int
+    analysis: RolloutAnalysis
+
+
+@dataclass(frozen=True)
+class TrafficTarget:
+    """Router weights; ignored in replica-ratio mode where replicas carry the weight."""
+
+    canary_weight: int
+    canary_group: str | None
+    stable_group: str
+    header_routes: tuple[Any, ...] = ()
+    mirror_routes: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One state change worth an Event and exactly one log line."""
+
+    reason: str  # CamelCase, doubles as the Event reason
+    message: str
+    warning: bool = False
+
+
+@dataclass
+class Desired:
+    create_groups: list[NewGroup] = field(default_factory=list)
+    scale: dict[str, int] = field(default_factory=dict)
+    delete_groups: list[str] = field(default_factory=list)
+    # service name -> server group it should select
+    selectors: dict[str, str] = field(default_factory=dict)
+    traffic: TrafficTarget | None = None
+    # Traffic goes back to stable before any other write (abort, failed analysis).
+    traffic_first: bool = False
+    create_runs: list[NewAnalysisRun] = field(default_factory=list)
+    terminate_runs: list[str] = field(default_factory=list)
+    delete_pods: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.create_groups
+            or self.scale
+            or self.delete_groups
+            or self.selectors
+            or self.traffic
+            or self.create_runs
+            or self.terminate_runs
+            or self.delete_pods
+        )
+
+
+@dataclass
+class Decision:
+    desired: Desired
+    status: RolloutStatus
+    transitions: list[Transition] = field(default_factory=list)
+    # Seconds until something is due (pause end, scale-down, deadline); None: only on change.
+    requeue_after: float | None = None

@@ -1,0 +1,83 @@
+"""Kopf wiring only: one daemon per Rollout runs its reconcile loop; watch events wake it.
+
+Why a daemon and not on.create/on.update handlers: rollouts are level-triggered and time-driven
+(pauses, delays, measurements), so a loop that re-reads the world and sleeps until the next due
+time is the natural shape. Kopf stops daemons when peering pauses the operator, which gives
+"exactly one acts" for free in HA.
+
+Why no finalizer: Kopf puts one on objects with daemons by default, which would make deleting a
+Rollout hang while the operator is down. Nothing needs cleaning up on deletion — every object
+we create carries an owner reference and the garbage collector removes it — and the loop itself
+ends when its Rollout is gone (404). So the daemon is registered without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from herdsman.api.base import GROUP, VERSION
+from herdsman.naming import LABEL_ROLLOUT
+from herdsman.reconcile import Runtime
+
+
+def _runtime(memo: Any) -> Runtime:
+    runtime: Runtime = memo.runtime
+    return runtime
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    peering = getattr(memo, "peering", None) or {}
+    # Set here rather than through kopf.run(): there a peering name makes peering mandatory,
+    # while by default we want Kopf's auto-detection (peer when the CRD exists, else alone).
+    settings.peering.name = peering.get("name", "herdsman")
+    settings.peering.priority = peering.get("priority", 0)
+    settings.peering.standalone = peering.get("standalone", False)
+    settings.peering.mandatory = peering.get("mandatory", False)
+    settings.posting.enabled = False  # our own Events say what happened, once
+    settings.execution.max_workers = 32
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+
+
+@kopf.daemon(GROUP, VERSION, "rollouts", id="rollout", cancellation_timeout=10.0)
+async def rollout_loop(
+    namespace: str | None, name: str, stopped: kopf.DaemonStopped, memo: Any, **_: Any
+) -> None:
+    await _runtime(memo).run(namespace or "default", name, stopped)
+
+
+@kopf.on.event(GROUP, VERSION, "rollouts")
+async def rollout_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    _runtime(memo).wake(namespace, name)
+
+
+@kopf.on.event("apps", "v1", "replicasets", labels={LABEL_ROLLOUT: kopf.PRESENT})
+async def group_changed(
+    namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any
+) -> None:
+    _runtime(memo).wake(namespace, labels.get(LABEL_ROLLOUT))
+
+
+@kopf.on.event(GROUP, VERSION, "analysisruns", labels={LABEL_ROLLOUT: kopf.PRESENT})
+async def run_changed(
+    namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any
+) -> None:
+    _runtime(memo).wake(namespace, labels.get(LABEL_ROLLOUT))
+
+
+def _without_finalizer() -> None:
+    registry = kopf.get_default_registry()
+    spawning = registry._spawning
+    spawning._handlers = [
+        dataclasses.replace(h, requires_finalizer=False) if h.id == "rollout" else h
+        for h in spawning._handlers
+    ]
+
+
+_without_finalizer()

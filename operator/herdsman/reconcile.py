@@ -1,0 +1,145 @@
+"""One reconcile pass — observe, decide, apply — and the loop that runs it for each Rollout.
+
+The loop keeps nothing but a wake-up flag per Rollout: every pass starts from a fresh read of
+the cluster, so a restarted (or newly elected) operator carries on exactly where the last one
+stopped. A pass never raises: API trouble backs off, a spec that cannot be parsed becomes an
+`InvalidSpec` condition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from herdsman.api.rollout import Rollout
+from herdsman.cluster.apply import Applier
+from herdsman.cluster.budget import AccessPolicy
+from herdsman.cluster.kube import ROLLOUTS, Kube, KubeError
+from herdsman.cluster.observe import observe
+from herdsman.engine.decide import decide
+
+log = logging.getLogger("herdsman.reconcile")
+
+RESYNC_SECONDS = 300.0
+MAX_BACKOFF = 60.0
+
+
+class Gone:
+    """The Rollout no longer exists; its loop ends."""
+
+
+GONE = Gone()
+
+
+@dataclass
+class Runtime:
+    kube: Kube
+    applier: Applier
+    policy: AccessPolicy = field(default_factory=AccessPolicy)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    _wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
+
+    def wake(self, namespace: str | None, name: str | None) -> None:
+        if namespace and name:
+            event = self._wakers.get((namespace, name))
+            if event is not None:
+                event.set()
+
+    async def reconcile(self, namespace: str, name: str) -> float | Gone | None:
+        """One pass. Returns seconds until the next one is due (None: only on change)."""
+        deadline = self.policy.reconcile_deadline()
+        body = await self.kube.get(ROLLOUTS.url(namespace, name), deadline=deadline)
+        if body is None:
+            return GONE
+        try:
+            rollout = Rollout.from_body(body)
+        except ValidationError as err:
+            await self._unparseable(namespace, name, body, err)
+            return RESYNC_SECONDS
+        observed = await observe(self.kube, rollout, deadline)
+        decision = decide(rollout, observed.world, self.clock())
+        raw_status = body.get("status") or {}
+        if not await self.applier.apply(rollout, raw_status, decision, observed, deadline):
+            return 0.0  # lost a race with another writer: redo on fresh data
+        return decision.requeue_after
+
+    async def run(self, namespace: str, name: str, stopped: Any) -> None:
+        """The per-Rollout loop (a Kopf daemon): reconcile, then sleep until due or woken."""
+        key = (namespace, name)
+        waker = self._wakers.setdefault(key, asyncio.Event())
+        failures = 0
+        try:
+            while not stopped:
+                waker.clear()
+                try:
+                    due = await self.reconcile(namespace, name)
+                    failures = 0
+                except (KubeError, TimeoutError, ConnectionError) as err:
+                    failures += 1
+                    due = min(MAX_BACKOFF, 0.5 * 2**failures)
+                    log.warning(
+                        "%s/%s: reconcile failed (%s); retrying in %.1fs", namespace, name, err, due
+                    )
+                except Exception:
+                    failures += 1
+                    due = min(MAX_BACKOFF, 0.5 * 2**failures)
+                    log.exception(
+                        "%s/%s: unexpected error; retrying in %.1fs", namespace, name, due
+                    )
+                if isinstance(due, Gone):
+                    return
+                wait = RESYNC_SECONDS if due is None else min(due, RESYNC_SECONDS)
+                if wait > 0:
+                    await _sleep(waker, stopped, wait)
+        finally:
+            if self._wakers.get(key) is waker:
+                del self._wakers[key]
+
+    async def _unparseable(
+        self, namespace: str, name: str, body: dict[str, Any], err: ValidationError
+    ) -> None:
+        """A stored object our models reject (an older CRD, a hand edit): say so, touch nothing."""
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in err.errors(include_url=False)
+        )
+        message = f"InvalidSpec: {problems}"
+        status = body.get("status") or {}
+        if status.get("message") == message:
+            return
+        log.warning("%s/%s: %s", namespace, name, message)
+        now = self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+        conditions = [c for c in status.get("conditions") or [] if c.get("type") != "InvalidSpec"]
+        conditions.append(
+            {
+                "type": "InvalidSpec",
+                "status": "True",
+                "reason": "InvalidSpec",
+                "message": problems,
+                "lastTransitionTime": now,
+            }
+        )
+        patch = {"status": {"phase": "Degraded", "message": message, "conditions": conditions}}
+        await self.kube.patch(
+            ROLLOUTS.url(namespace, name, "status"),
+            patch,
+            deadline=self.policy.reconcile_deadline(),
+        )
+
+
+async def _sleep(waker: asyncio.Event, stopped: Any, seconds: float) -> None:
+    """Sleep until woken, stopped, or `seconds` pass — whichever comes first."""
+    wake = asyncio.ensure_future(waker.wait())
+    stop = asyncio.ensure_future(stopped.wait()) if hasattr(stopped, "wait") else None
+    pending = {wake} | ({stop} if stop is not None else set())
+    try:
+        await asyncio.wait(pending, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in pending:
+            task.cancel()

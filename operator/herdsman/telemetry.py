@@ -1,0 +1,77 @@
+"""Log formatting: one line per transition, readable with `kubectl logs -f` alone.
+
+Plain (default):  2026-11-23T19:40:01Z shop/checkout rev=7 step=2/5 weight=20 StepStarted: step 2/5: setWeight 20
+JSON (--log-format json): the same fields as keys, for log collectors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from herdsman.api.rollout import Rollout
+from herdsman.engine.world import Decision, Transition
+
+transitions = logging.getLogger("herdsman.transitions")
+
+_FIELDS = ("rollout", "revision", "step", "weight", "reason")
+
+
+class PlainFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if hasattr(record, "rollout"):
+            f = record.__dict__
+            head = f"{f['rollout']} rev={f['revision']} step={f['step']} weight={f['weight']} {f['reason']}"
+            line = f"{stamp} {head}: {record.getMessage()}"
+        else:
+            line = f"{stamp} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in _FIELDS:
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(fmt: str = "plain", level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else PlainFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Kopf narrates every handler call; our transitions are the story users want.
+    for noisy in ("kopf", "aiohttp", "urllib3", "kubernetes"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def announce(rollout: Rollout, decision: Decision, transition: Transition) -> None:
+    """Exactly one line for one transition, with the rollout, revision, step and weight."""
+    st = decision.status
+    transitions.log(
+        logging.WARNING if transition.warning else logging.INFO,
+        transition.message,
+        extra={
+            "rollout": f"{rollout.metadata.namespace}/{rollout.metadata.name}",
+            "revision": st.current_revision,
+            "step": st.step or "-",
+            "weight": st.canary_weight,
+            "reason": transition.reason,
+        },
+    )
