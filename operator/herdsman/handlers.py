@@ -14,14 +14,18 @@ ends when its Rollout is gone (404). So the daemon is registered without it.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
+from herdsman import __version__
 from herdsman.api.base import GROUP, VERSION
 from herdsman.naming import LABEL_ROLLOUT
 from herdsman.reconcile import Runtime
+
+log = logging.getLogger("herdsman.handlers")
 
 
 def _runtime(memo: Any) -> Runtime:
@@ -43,6 +47,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.persistence.finalizer = f"{GROUP}/finalizer"
+    log.info("herdsman operator started (version %s)", __version__)
 
 
 @kopf.daemon(GROUP, VERSION, "rollouts", id="rollout", cancellation_timeout=10.0)

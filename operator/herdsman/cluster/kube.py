@@ -95,56 +95,13 @@ def load_config(kubeconfig: str | None = None) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
-class Kube:
-    def __init__(
-        self,
-        api: client.ApiClient,
-        policy: AccessPolicy | None = None,
-        on_error: Callable[[str, int], None] | None = None,
-        hooks: RetryHooks = NO_HOOKS,
-    ) -> None:
+class Rest:
+    """Synchronous REST calls returning decoded JSON; the kubectl plugin and tests use it as is."""
+
+    def __init__(self, api: client.ApiClient) -> None:
         self.api = api
-        self.policy = policy or AccessPolicy()
-        self.hooks = hooks
-        self._on_error = on_error
 
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        deadline: Deadline,
-        query: dict[str, str] | None = None,
-        body: Any = None,
-        content_type: str = "application/json",
-    ) -> Any:
-        """One API call under `deadline`, with bounded retries; returns the decoded JSON body.
-
-        A 4xx answer raises KubeError at once (callers act on 404 and 409); transport errors,
-        429 and 5xx are retried by `call_with_retries` within the deadline, then raise GaveUp.
-        """
-
-        async def attempt(_: str, call_deadline: Deadline) -> Any:
-            timeout = max(0.05, call_deadline.remaining())
-            return await asyncio.to_thread(
-                self._call, method, path, query, body, content_type, timeout
-            )
-
-        try:
-            return await call_with_retries(
-                attempt,
-                ["kube-apiserver"],
-                deadline=deadline,
-                policy=self.policy,
-                name=f"{method} {path}",
-                hooks=self.hooks,
-            )
-        except KubeError as err:
-            if self._on_error is not None:
-                self._on_error(method, err.status)
-            raise
-
-    def _call(
+    def call(
         self,
         method: str,
         path: str,
@@ -174,6 +131,97 @@ class Kube:
         if response.status >= 400:
             raise _error(response.status, response.reason, data)
         return json.loads(data) if data else None
+
+    def get(self, path: str, *, timeout: float = 10.0) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = self.call("GET", path, None, None, "application/json", timeout)
+        except KubeError as err:
+            if err.not_found:
+                return None
+            raise
+        return result
+
+    def list(
+        self, path: str, *, labels: str | None = None, timeout: float = 10.0
+    ) -> list[dict[str, Any]]:
+        query = {"labelSelector": labels} if labels else None
+        result = self.call("GET", path, query, None, "application/json", timeout)
+        items: list[dict[str, Any]] = result.get("items", []) if result else []
+        return items
+
+    def create(self, path: str, body: dict[str, Any], *, timeout: float = 10.0) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("POST", path, None, body, "application/json", timeout)
+        return result
+
+    def patch(
+        self, path: str, body: Any, *, content_type: str = MERGE, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("PATCH", path, None, body, content_type, timeout)
+        return result
+
+    def delete(self, path: str, *, timeout: float = 10.0) -> None:
+        try:
+            self.call(
+                "DELETE",
+                path,
+                None,
+                {"propagationPolicy": "Background"},
+                "application/json",
+                timeout,
+            )
+        except KubeError as err:
+            if not err.not_found:
+                raise
+
+
+class Kube:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        policy: AccessPolicy | None = None,
+        on_error: Callable[[str, int], None] | None = None,
+        hooks: RetryHooks = NO_HOOKS,
+    ) -> None:
+        self.rest = Rest(api)
+        self.policy = policy or AccessPolicy()
+        self.hooks = hooks
+        self._on_error = on_error
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        deadline: Deadline,
+        query: dict[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        """One API call under `deadline`, with bounded retries; returns the decoded JSON body.
+
+        A 4xx answer raises KubeError at once (callers act on 404 and 409); transport errors,
+        429 and 5xx are retried by `call_with_retries` within the deadline, then raise GaveUp.
+        """
+
+        async def attempt(_: str, call_deadline: Deadline) -> Any:
+            timeout = max(0.05, call_deadline.remaining())
+            return await asyncio.to_thread(
+                self.rest.call, method, path, query, body, content_type, timeout
+            )
+
+        try:
+            return await call_with_retries(
+                attempt,
+                ["kube-apiserver"],
+                deadline=deadline,
+                policy=self.policy,
+                name=f"{method} {path}",
+                hooks=self.hooks,
+            )
+        except KubeError as err:
+            if self._on_error is not None:
+                self._on_error(method, err.status)
+            raise
 
     # --- verbs ------------------------------------------------------------------------------------
 

@@ -1,0 +1,132 @@
+"""What `kubectl herdsman <verb>` writes: small patches that state an intent.
+
+The operator stays the only state machine. A verb never moves a step or a weight itself; it
+records what the user wants (`status.promote`, `status.abort`, `spec.paused`, a new
+`spec.template`) and the next reconcile acts on it. Patches touch only the fields they mean to.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from herdsman.cluster.apply import ANNOTATION_TEMPLATE
+from herdsman.cluster.kube import JSON_PATCH, REPLICA_SETS, ROLLOUTS, Rest
+from herdsman.naming import LABEL_KIND, LABEL_REVISION, LABEL_ROLLOUT
+
+
+class ActionError(Exception):
+    """The request cannot be made as asked; the message says why, for a person."""
+
+
+def _status(rest: Rest, ns: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+    return rest.patch(ROLLOUTS.url(ns, name, "status"), {"status": status})
+
+
+def _spec(rest: Rest, ns: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return rest.patch(ROLLOUTS.url(ns, name), {"spec": spec})
+
+
+def get(rest: Rest, ns: str, name: str) -> dict[str, Any]:
+    body = rest.get(ROLLOUTS.url(ns, name))
+    if body is None:
+        raise ActionError(f"rollout {ns}/{name} not found")
+    return body
+
+
+def promote(rest: Rest, ns: str, name: str, *, full: bool = False) -> dict[str, Any]:
+    """Leave the current step (or every remaining one with `full`).
+
+    The request names the step the user saw, so a double click cannot skip two steps: a request
+    for a step the rollout already left is dropped by the operator.
+    """
+    body = get(rest, ns, name)
+    step = (body.get("status") or {}).get("currentStepIndex")
+    return _status(rest, ns, name, {"promote": {"fromStep": step, "full": full}})
+
+
+def abort(rest: Rest, ns: str, name: str) -> dict[str, Any]:
+    return _status(rest, ns, name, {"abort": True})
+
+
+def retry(rest: Rest, ns: str, name: str) -> dict[str, Any]:
+    body = get(rest, ns, name)
+    if not (body.get("status") or {}).get("abort"):
+        raise ActionError(f"rollout {ns}/{name} is not aborted: nothing to retry")
+    return _status(rest, ns, name, {"abort": False})
+
+
+def pause(rest: Rest, ns: str, name: str) -> dict[str, Any]:
+    return _spec(rest, ns, name, {"paused": True})
+
+
+def resume(rest: Rest, ns: str, name: str) -> dict[str, Any]:
+    return _spec(rest, ns, name, {"paused": False})
+
+
+def restart(rest: Rest, ns: str, name: str, *, at: datetime | None = None) -> dict[str, Any]:
+    when = (at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _spec(rest, ns, name, {"restartAt": when})
+
+
+def set_image(rest: Rest, ns: str, name: str, container: str, image: str) -> dict[str, Any]:
+    body = get(rest, ns, name)
+    containers = body["spec"]["template"]["spec"]["containers"]
+    i = next((i for i, c in enumerate(containers) if container in (c.get("name"), "*")), None)
+    if i is None:
+        names = ", ".join(c.get("name", "?") for c in containers)
+        raise ActionError(f"no container {container!r} in {ns}/{name} (has: {names})")
+    ops = [
+        {
+            "op": "test",
+            "path": f"/spec/template/spec/containers/{i}/name",
+            "value": containers[i]["name"],
+        },
+        {"op": "replace", "path": f"/spec/template/spec/containers/{i}/image", "value": image},
+    ]
+    return rest.patch(ROLLOUTS.url(ns, name), ops, content_type=JSON_PATCH)
+
+
+def revisions(rest: Rest, ns: str, name: str) -> dict[int, dict[str, Any]]:
+    """Revision number -> the pod template exactly as the user wrote it, for each kept group."""
+    found: dict[int, dict[str, Any]] = {}
+    for rs in rest.list(REPLICA_SETS.url(ns), labels=f"{LABEL_ROLLOUT}={name}"):
+        meta = rs["metadata"]
+        if meta.get("labels", {}).get(LABEL_KIND, "release") != "release":
+            continue
+        text = (meta.get("annotations") or {}).get(ANNOTATION_TEMPLATE)
+        if text:
+            found[int(meta["labels"][LABEL_REVISION])] = json.loads(text)
+    return found
+
+
+def undo(rest: Rest, ns: str, name: str, *, to_revision: int | None = None) -> int:
+    """Put an earlier revision's template back; its group is reused when it still exists.
+
+    Without `to_revision`: the revision before the current one. Returns the revision chosen.
+    """
+    body = get(rest, ns, name)
+    status = body.get("status") or {}
+    current = status.get("currentRevision")
+    kept = revisions(rest, ns, name)
+    if to_revision is None:
+        older = [r for r in kept if current is None or r < current]
+        if not older:
+            raise ActionError(f"rollout {ns}/{name} has no earlier revision to go back to")
+        to_revision = max(older)
+    if to_revision not in kept:
+        have = ", ".join(str(r) for r in sorted(kept)) or "none"
+        raise ActionError(f"revision {to_revision} of {ns}/{name} is not kept (kept: {have})")
+    if to_revision == current:
+        raise ActionError(f"revision {to_revision} is already the current one")
+    ops = [
+        {
+            "op": "test",
+            "path": "/metadata/resourceVersion",
+            "value": body["metadata"]["resourceVersion"],
+        },
+        {"op": "replace", "path": "/spec/template", "value": kept[to_revision]},
+    ]
+    rest.patch(ROLLOUTS.url(ns, name), ops, content_type=JSON_PATCH)
+    return to_revision

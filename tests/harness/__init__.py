@@ -1,0 +1,1 @@
+"""Shared test fixtures' machinery: the real cluster, the operator process, Prometheus."""
