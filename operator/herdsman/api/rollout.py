@@ -348,6 +348,12 @@ class CanaryStrategy(ApiModel):
                 ".steps",
             ),
             cel(
+                "!has(self.canaryService) || !has(self.stableService)"
+                " || self.canaryService != self.stableService",
+                "canaryService must differ from stableService",
+                ".canaryService",
+            ),
+            cel(
                 "!has(self.trafficRouting) || (has(self.stableService) && has(self.canaryService))",
                 "trafficRouting needs both stableService and canaryService",
                 ".trafficRouting",
@@ -376,7 +382,11 @@ class CanaryStrategy(ApiModel):
     max_unavailable: IntOrString = Field(
         "25%", description="Pods allowed to be unavailable while shifting."
     )
-    steps: list[CanaryStep] = Field(default_factory=list, max_length=MAX_LIST)
+    # The schema default matters: the CEL rules above read self.steps, and without a default a
+    # canary with no steps is refused with "no such key: steps".
+    steps: list[CanaryStep] = Field(
+        default_factory=list, max_length=MAX_LIST, json_schema_extra={"default": []}
+    )
     analysis: BackgroundAnalysis | None = Field(
         None, description="Analysis that runs beside the steps."
     )
