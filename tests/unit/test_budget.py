@@ -10,8 +10,8 @@ from email.utils import format_datetime
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.harness.fakes import FakeTime
 
+from harness.fakes import FakeTime
 from herdsman.cluster.budget import AccessPolicy, Deadline, DeadlineExceeded
 from herdsman.cluster.retry import (
     GaveUp,

@@ -5,6 +5,7 @@ A new kind is one entry here plus its models; `make crds` does the rest.
 
 from __future__ import annotations
 
+from herdsman.api.analysis import AnalysisRunSpec, AnalysisRunStatus, AnalysisTemplateSpec
 from herdsman.api.crd import AGE, CrdSpec, PrinterColumn
 from herdsman.api.rollout import RolloutSpec, RolloutStatus
 
@@ -30,3 +31,44 @@ ROLLOUT = CrdSpec(
 )
 
 ALL: list[CrdSpec] = [ROLLOUT]
+
+ANALYSIS_TEMPLATE = CrdSpec(
+    kind="AnalysisTemplate",
+    plural="analysistemplates",
+    spec_model=AnalysisTemplateSpec,
+    status_model=None,
+    short_names=("at", "hat"),
+    description="Metrics to measure during a rollout, and what counts as good.",
+    printer_columns=(AGE,),
+)
+
+CLUSTER_ANALYSIS_TEMPLATE = CrdSpec(
+    kind="ClusterAnalysisTemplate",
+    plural="clusteranalysistemplates",
+    spec_model=AnalysisTemplateSpec,
+    status_model=None,
+    scope="Cluster",
+    short_names=("cat", "hcat"),
+    description="An AnalysisTemplate every namespace can use.",
+    printer_columns=(AGE,),
+)
+
+ANALYSIS_RUN = CrdSpec(
+    kind="AnalysisRun",
+    plural="analysisruns",
+    spec_model=AnalysisRunSpec,
+    status_model=AnalysisRunStatus,
+    short_names=("ar", "har"),
+    description="The measurements of one rollout revision against merged analysis templates.",
+    printer_columns=(
+        PrinterColumn("Phase", ".status.phase"),
+        PrinterColumn("Metrics", ".status.summary"),
+        PrinterColumn("Score", ".status.score.score", "number"),
+        PrinterColumn("Rollout", ".spec.context.rollout", priority=1),
+        PrinterColumn("Revision", ".spec.context.revision", "integer", priority=1),
+        AGE,
+        PrinterColumn("Message", ".status.message", priority=1),
+    ),
+)
+
+ALL += [ANALYSIS_TEMPLATE, CLUSTER_ANALYSIS_TEMPLATE, ANALYSIS_RUN]

@@ -1,0 +1,453 @@
+"""AnalysisTemplate, ClusterAnalysisTemplate and AnalysisRun: what to measure, and what was measured.
+
+Field names follow Argo Rollouts' analysis API wherever the concept is the same (metrics,
+interval, count, initialDelay, failureLimit, inconclusiveLimit, consecutiveErrorLimit,
+successCondition, failureCondition, dryRun, provider.prometheus / provider.web, args with
+valueFrom.secretKeyRef), so templates port with a changed apiVersion. Conditions are CEL rather
+than Argo's expr language; the common forms (`result < 0.01`, `result[0] >= 0.95`,
+`isNaN(result)`, `len(result) == 0`) read the same in both (see herdsman.analysis.conditions).
+
+A run copies the templates' metrics (merged, names unique) and the args, so it keeps measuring
+the same thing if a template changes under it. Secret arguments stay references: their values
+are read at measurement time and never written into any object.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from herdsman.api.base import (
+    API_VERSION,
+    MAX_LIST,
+    MAX_NAME,
+    ApiModel,
+    Duration,
+    Name,
+    ObjectMeta,
+    ShortName,
+    cel,
+    validations,
+)
+from herdsman.api.judge import JudgeSpec, MetricJudgement, ScoreResult, ScoringSpec
+from herdsman.api.rollout import DryRunMetric, SecretKeyRef
+
+MAX_METRICS = 32
+MAX_CONDITION = 4096
+"""Also herdsman.cel's expression length limit: the API server refuses what we would refuse."""
+MAX_QUERY = 8192
+MAX_URL = 2048
+MAX_ADDRESSES = 8
+MAX_HEADERS = 16
+MEASUREMENT_HISTORY = 10
+"""Measurements kept per metric in a run's status; older ones survive only in the counters."""
+
+Url = Annotated[str, Field(min_length=1, max_length=MAX_URL)]
+
+AnalysisPhase = Literal["Pending", "Running", "Successful", "Failed", "Error", "Inconclusive"]
+MeasurementPhase = Literal["Successful", "Failed", "Inconclusive", "Error"]
+TERMINAL_PHASES: frozenset[str] = frozenset({"Successful", "Failed", "Error", "Inconclusive"})
+
+
+def _at_most_one(fields: list[str], what: str) -> dict[str, str]:
+    present = ", ".join(f"has(self.{f})" for f in fields)
+    return cel(
+        f"[{present}].filter(x, x).size() <= 1", f"{what}: set at most one of {', '.join(fields)}"
+    )
+
+
+def _exactly_one(fields: list[str], what: str) -> dict[str, str]:
+    present = ", ".join(f"has(self.{f})" for f in fields)
+    return cel(
+        f"[{present}].filter(x, x).size() == 1", f"{what}: set exactly one of {', '.join(fields)}"
+    )
+
+
+# --- arguments ------------------------------------------------------------------------------------
+
+
+class ArgumentValueFrom(ApiModel):
+    secret_key_ref: SecretKeyRef = Field(
+        ..., description="A key of a Secret in the run's namespace, read at measurement time."
+    )
+
+
+class Argument(ApiModel):
+    """A template argument: a default `value`, a Secret reference, or neither (required)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(_at_most_one(["value", "valueFrom"], "argument"))
+    )
+
+    name: ShortName
+    value: str | None = Field(None, max_length=4096)
+    value_from: ArgumentValueFrom | None = None
+
+
+# --- providers ------------------------------------------------------------------------------------
+
+
+class Header(ApiModel):
+    """An HTTP header; a value with credentials should come from a Secret."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(_exactly_one(["value", "valueFrom"], "header"))
+    )
+
+    key: str = Field(..., min_length=1, max_length=256)
+    value: str | None = Field(
+        None, max_length=4096, description="May use {{args.NAME}} placeholders."
+    )
+    value_from: ArgumentValueFrom | None = None
+
+
+class BasicAuth(ApiModel):
+    username: str = Field(..., min_length=1, max_length=MAX_NAME)
+    password: SecretKeyRef
+
+
+class PrometheusAuthentication(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra=validations(_exactly_one(["bearerToken", "basic"], "authentication"))
+    )
+
+    bearer_token: SecretKeyRef | None = Field(
+        None, description="Sent as `Authorization: Bearer <token>`."
+    )
+    basic: BasicAuth | None = None
+
+
+class PrometheusMetric(ApiModel):
+    """A PromQL query against one Prometheus (or several, tried in order)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "has(self.address) != (has(self.addresses) && size(self.addresses) > 0)",
+                "set exactly one of address or addresses",
+                ".addresses",
+            ),
+            cel("!(self.insecure && has(self.ca))", "insecure and ca exclude each other", ".ca"),
+        )
+    )
+
+    address: str | None = Field(
+        None, min_length=1, max_length=MAX_URL, description="Argo's single address."
+    )
+    addresses: list[Url] = Field(
+        default_factory=list,
+        max_length=MAX_ADDRESSES,
+        description="Prometheus base URLs tried in order; the next is asked when one fails.",
+    )
+    query: str = Field(
+        ...,
+        min_length=1,
+        max_length=MAX_QUERY,
+        description="PromQL; {{args.NAME}}, {{rollout.*}} and, for judged metrics, {{group}} are replaced.",
+    )
+    timeout: int | None = Field(
+        None,
+        ge=1,
+        le=300,
+        description="Seconds one query may take; the reconcile's budget may cut it shorter.",
+    )
+    headers: list[Header] = Field(default_factory=list, max_length=MAX_HEADERS)
+    authentication: PrometheusAuthentication | None = None
+    insecure: bool = Field(False, description="Skip TLS certificate verification.")
+    ca: SecretKeyRef | None = Field(
+        None, description="PEM CA bundle that signs the server's certificate."
+    )
+
+    def endpoints(self) -> list[str]:
+        return [self.address] if self.address else list(self.addresses)
+
+
+class WebMetric(ApiModel):
+    """An HTTP endpoint whose (JSON) answer is the measurement."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            _at_most_one(["body", "jsonBody"], "web"),
+            cel(
+                "self.method != 'GET' || (!has(self.body) && !has(self.jsonBody))",
+                "a GET request has no body",
+                ".method",
+            ),
+        )
+    )
+
+    url: str = Field(..., min_length=1, max_length=MAX_URL, description="May use placeholders.")
+    method: Literal["GET", "POST", "PUT"] = "GET"
+    headers: list[Header] = Field(default_factory=list, max_length=MAX_HEADERS)
+    body: str | None = Field(
+        None, max_length=65536, description="Request body; may use placeholders."
+    )
+    json_body: dict[str, Any] | None = Field(None, description="Request body as JSON (sent as is).")
+    json_path: str | None = Field(
+        None,
+        max_length=1024,
+        description="JSONPath into the answer, e.g. {$.data.ok} or $.data.ok; absent: the whole answer.",
+    )
+    timeout_seconds: int = Field(10, ge=1, le=300, description="Seconds one request may take.")
+    insecure: bool = Field(False, description="Skip TLS certificate verification.")
+
+
+PROVIDER_FIELDS = ["prometheus", "web"]
+
+
+class MetricProvider(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra=validations(_exactly_one(PROVIDER_FIELDS, "provider"))
+    )
+
+    prometheus: PrometheusMetric | None = None
+    web: WebMetric | None = None
+
+    @property
+    def kind(self) -> str:
+        """The provider field that is set (the registry key in herdsman.analysis.providers)."""
+        for name in PROVIDER_FIELDS:
+            if getattr(self, name) is not None:
+                return name
+        raise ValueError("provider: no provider set")
+
+
+# --- metrics and templates ------------------------------------------------------------------------
+
+
+class Metric(ApiModel):
+    """One thing to measure, how often, and what counts as good."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!has(self.count) || self.count <= 1 || has(self.interval)",
+                "a count above 1 needs an interval",
+                ".interval",
+            ),
+            cel(
+                "has(self.judge) || has(self.successCondition) || has(self.failureCondition)",
+                "set successCondition or failureCondition (or judge)",
+                ".successCondition",
+            ),
+            cel(
+                "!has(self.judge) || (!has(self.successCondition) && !has(self.failureCondition))",
+                "a judged metric takes no conditions: the judge decides",
+                ".judge",
+            ),
+            cel(
+                "!has(self.judge) || has(self.provider.prometheus)",
+                "a judged metric needs the prometheus provider (it compares range queries)",
+                ".provider",
+            ),
+            cel(
+                "!has(self.judge) || !has(self.provider.prometheus)"
+                " || self.provider.prometheus.query.contains('{{group}}')",
+                "a judged metric's query must select the server group with {{group}}",
+                ".provider.prometheus.query",
+            ),
+        )
+    )
+
+    name: ShortName
+    interval: Duration | None = Field(None, description="Time between measurements, e.g. 30s.")
+    initial_delay: Duration | None = Field(None, description="Wait this long after the run starts.")
+    count: int | None = Field(
+        None,
+        ge=1,
+        le=10000,
+        description="Measurements to take. Absent: one without an interval, unbounded with one.",
+    )
+    failure_limit: int = Field(
+        0, ge=0, description="The metric fails when more measurements than this fail."
+    )
+    inconclusive_limit: int = Field(
+        0, ge=0, description="The metric is inconclusive when more measurements than this are."
+    )
+    consecutive_error_limit: int = Field(
+        4,
+        ge=0,
+        description="The metric errs when more measurements than this in a row could not be taken.",
+    )
+    success_condition: str | None = Field(
+        None, min_length=1, max_length=MAX_CONDITION, description="CEL over `result`."
+    )
+    failure_condition: str | None = Field(
+        None, min_length=1, max_length=MAX_CONDITION, description="CEL over `result`."
+    )
+    dry_run: bool = Field(
+        False, description="Measure and report, but never let this metric decide the run."
+    )
+    judge: JudgeSpec | None = Field(
+        None, description="Compare canary with baseline instead of conditions."
+    )
+    provider: MetricProvider
+
+
+def _unique(list_field: str, key: str, what: str) -> dict[str, str]:
+    return cel(
+        f"!has(self.{list_field}) ||"
+        f" self.{list_field}.all(a, self.{list_field}.filter(b, b.{key} == a.{key}).size() == 1)",
+        f"{what} names must be unique",
+        f".{list_field}",
+    )
+
+
+class AnalysisTemplateSpec(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            _unique("metrics", "name", "metric"),
+            _unique("args", "name", "argument"),
+            cel(
+                "!has(self.dryRun) || self.dryRun.all(d, d.metricName == '*'"
+                " || self.metrics.exists(m, m.name == d.metricName))",
+                "dryRun names a metric that does not exist",
+                ".dryRun",
+            ),
+        )
+    )
+
+    args: list[Argument] = Field(default_factory=list, max_length=MAX_LIST)
+    metrics: list[Metric] = Field(..., min_length=1, max_length=MAX_METRICS)
+    dry_run: list[DryRunMetric] = Field(
+        default_factory=list,
+        max_length=MAX_LIST,
+        description="Metric names ('*': all) that never decide.",
+    )
+    scoring: ScoringSpec | None = Field(
+        None, description="How judged metrics combine into a score."
+    )
+
+
+# --- runs -------------------------------------------------------------------------------------------
+
+
+class AnalysisRunContext(ApiModel):
+    """Who the run measures; the source of the {{rollout.*}} placeholders."""
+
+    rollout: Name
+    namespace: Name
+    revision: int = Field(..., ge=0)
+    canary_group: Name | None = Field(None, description="Server group under test.")
+    baseline_group: Name | None = Field(
+        None, description="Fresh copy of stable, sized like the canary."
+    )
+    stable_group: Name | None = None
+
+
+class AnalysisRunSpec(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            _unique("metrics", "name", "metric"),
+            _unique("args", "name", "argument"),
+            cel(
+                "!has(self.args) || self.args.all(a, has(a.value) || has(a.valueFrom))",
+                "every argument of a run needs a value or a valueFrom",
+                ".args",
+            ),
+        )
+    )
+
+    metrics: list[Metric] = Field(..., min_length=1, max_length=MAX_METRICS)
+    args: list[Argument] = Field(default_factory=list, max_length=MAX_LIST)
+    dry_run: list[DryRunMetric] = Field(default_factory=list, max_length=MAX_LIST)
+    scoring: ScoringSpec | None = None
+    terminate: bool = Field(
+        False, description="Stop measuring; the run completes with what it has."
+    )
+    context: AnalysisRunContext
+
+
+class Measurement(ApiModel):
+    phase: MeasurementPhase
+    value: str = Field("", max_length=1024, description="The measured value as text (truncated).")
+    message: str = Field("", max_length=1024)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class MetricResult(ApiModel):
+    name: ShortName
+    phase: AnalysisPhase = "Pending"
+    message: str = Field("", max_length=1024)
+    dry_run: bool = False
+    count: int = Field(
+        0, description="Measurements that reached a verdict; errors are counted apart."
+    )
+    successful: int = 0
+    failed: int = 0
+    inconclusive: int = 0
+    error: int = 0
+    consecutive_error: int = 0
+    measurements: list[Measurement] = Field(
+        default_factory=list,
+        description=f"The latest {MEASUREMENT_HISTORY} measurements, oldest first.",
+    )
+    judgement: MetricJudgement | None = Field(
+        None, description="The judge's latest verdict (judged metrics)."
+    )
+
+
+class RunSummary(ApiModel):
+    """Metrics by phase (dry-run metrics apart)."""
+
+    count: int = 0
+    successful: int = 0
+    failed: int = 0
+    inconclusive: int = 0
+    error: int = 0
+    running: int = 0
+
+
+class AnalysisRunStatus(ApiModel):
+    phase: AnalysisPhase = "Pending"
+    message: str = Field("", max_length=4096)
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    metric_results: list[MetricResult] = Field(default_factory=list)
+    run_summary: RunSummary = Field(default_factory=RunSummary)
+    dry_run_summary: RunSummary = Field(default_factory=RunSummary)
+    summary: str = Field("", description="Metric phases in one line (printer column).")
+    score: ScoreResult | None = Field(
+        None, description="The judge's score of the latest judgements."
+    )
+
+    def result(self, name: str) -> MetricResult | None:
+        return next((r for r in self.metric_results if r.name == name), None)
+
+
+class AnalysisRun(ApiModel):
+    """A run of merged analysis templates for one rollout revision."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    api_version: str = API_VERSION
+    kind: Literal["AnalysisRun"] = "AnalysisRun"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: AnalysisRunSpec
+    status: AnalysisRunStatus = Field(default_factory=AnalysisRunStatus)
+
+    @classmethod
+    def from_body(cls, body: Any) -> AnalysisRun:
+        return cls.model_validate(dict(body))
+
+    @property
+    def completed(self) -> bool:
+        return self.status.phase in TERMINAL_PHASES
+
+
+class AnalysisTemplate(ApiModel):
+    """An AnalysisTemplate or a ClusterAnalysisTemplate (same spec)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    api_version: str = API_VERSION
+    kind: Literal["AnalysisTemplate", "ClusterAnalysisTemplate"] = "AnalysisTemplate"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: AnalysisTemplateSpec
+
+    @classmethod
+    def from_body(cls, body: Any) -> AnalysisTemplate:
+        return cls.model_validate(dict(body))
