@@ -1,0 +1,95 @@
+"""What a metric provider is: one class, one file, one registry entry.
+
+A provider turns its (already templated) spec into either an `Observation` for the success and
+failure conditions, or, for judged metrics, the samples of one server group over a window. It
+gets a deadline it must not outlive, and reaches Secrets only through the `SecretResolver` it
+is handed, so unit tests need no cluster and no provider ever writes a Secret value anywhere.
+
+Providers raise on failure; the measuring layer turns any exception into an `Error`
+measurement. Transport failures should be raised as TimeoutError / ConnectionError /
+`herdsman.cluster.retry.HttpStatusError` so the shared retry policy classifies them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar, Generic, Protocol, TypeVar
+
+from herdsman.analysis.conditions import Observation
+from herdsman.api.analysis import Header
+from herdsman.api.base import ApiModel
+from herdsman.api.rollout import SecretKeyRef
+from herdsman.cluster.budget import AccessPolicy, Deadline
+from herdsman.cluster.retry import NO_HOOKS, RetryHooks
+
+S = TypeVar("S", bound=ApiModel)
+
+
+class SecretResolver(Protocol):
+    """Reads one key of one Secret. The operator's implementation goes to the API server."""
+
+    async def get(self, namespace: str, ref: SecretKeyRef, *, deadline: Deadline) -> str: ...
+
+
+class SecretNotFound(LookupError):
+    """The Secret or its key does not exist (a resolver may raise this)."""
+
+
+@dataclass(frozen=True)
+class ProviderContext:
+    """What every provider call gets besides its spec."""
+
+    namespace: str
+    """Namespace of the run; Secrets are looked up here."""
+    secrets: SecretResolver
+    policy: AccessPolicy
+    metric: str = ""
+    """The metric's name, for messages and retry telemetry."""
+    hooks: RetryHooks = NO_HOOKS
+
+    async def secret(self, ref: SecretKeyRef, deadline: Deadline) -> str:
+        return await self.secrets.get(self.namespace, ref, deadline=deadline)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The time range a judged metric's samples cover."""
+
+    start: datetime
+    end: datetime
+    step_seconds: float
+
+
+class UnsupportedMeasurement(NotImplementedError):
+    """The provider cannot take this kind of measurement (e.g. samples for the judge)."""
+
+
+class Provider(ABC, Generic[S]):
+    """A source of measurements. Subclasses set `key` (the field name under `provider:`)."""
+
+    key: ClassVar[str]
+
+    @abstractmethod
+    async def observe(self, spec: S, context: ProviderContext, deadline: Deadline) -> Observation:
+        """One value for the conditions."""
+
+    async def samples(
+        self, spec: S, context: ProviderContext, deadline: Deadline, window: Window
+    ) -> list[float]:
+        """The values of one server group over `window`, for the judge."""
+        raise UnsupportedMeasurement(f"the {self.key} provider cannot feed the judge")
+
+
+async def resolve_headers(
+    headers: list[Header], context: ProviderContext, deadline: Deadline
+) -> dict[str, str]:
+    """Header values, those from Secrets read through the context."""
+    resolved: dict[str, str] = {}
+    for header in headers:
+        if header.value_from is not None:
+            resolved[header.key] = await context.secret(header.value_from.secret_key_ref, deadline)
+        else:
+            resolved[header.key] = header.value or ""
+    return resolved
