@@ -6,6 +6,7 @@ import asyncio
 import base64
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -14,13 +15,18 @@ from harness.fakes import FakeSecrets
 from harness.local_http import LocalHttpServer, Reply, Request, free_port
 from herdsman.analysis.conditions import Observation
 from herdsman.analysis.measure import measure
-from herdsman.analysis.providers import PROVIDERS
+from herdsman.analysis.providers import PROVIDERS, provider_for
 from herdsman.analysis.providers.base import ProviderContext, Window
-from herdsman.analysis.providers.prometheus import parse_instant, parse_range, range_step
+from herdsman.analysis.providers.prometheus import (
+    connection,
+    parse_instant,
+    parse_range,
+    range_step,
+)
 from herdsman.analysis.providers.templating import TemplateError, render
 from herdsman.analysis.providers.web import WebResponseError, decode
 from herdsman.analysis.runs import Due
-from herdsman.api.analysis import PrometheusMetric, WebMetric
+from herdsman.api.analysis import PROVIDER_FIELDS, Metric, PrometheusMetric, WebMetric
 from herdsman.cluster.budget import AccessPolicy, Deadline
 from herdsman.cluster.retry import GaveUp, HttpStatusError
 
@@ -362,3 +368,37 @@ def test_judged_metrics_sample_both_groups_with_the_group_placeholder() -> None:
     assert queried == ['latency{group="checkout-v001-baseline"}', 'latency{group="checkout-v002"}']
     assert results[0].phase is None
     assert results[0].samples == {"baseline": [1.0] * 5, "canary": [2.0] * 5}
+
+
+def test_tls_settings_come_from_the_spec_and_the_ca_from_a_secret() -> None:
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    secrets = FakeSecrets({("shop", "prom-ca", "ca.crt"): pem})
+    with_ca = PrometheusMetric.model_validate(
+        {"address": "https://prom:9090", "query": "up", "ca": {"name": "prom-ca", "key": "ca.crt"}}
+    )
+    conn = asyncio.run(connection(with_ca, context(secrets), Deadline(5)))
+    assert isinstance(conn.verify, str)
+    assert Path(conn.verify).read_text() == pem
+    insecure = PrometheusMetric(address="https://prom:9090", query="up", insecure=True)
+    assert asyncio.run(connection(insecure, context(secrets), Deadline(5))).verify is False
+    plain = PrometheusMetric(address="https://prom:9090", query="up")
+    assert asyncio.run(connection(plain, context(secrets), Deadline(5))).verify is True
+
+
+def test_every_provider_field_has_a_registered_provider() -> None:
+    assert sorted(PROVIDERS) == sorted(PROVIDER_FIELDS)
+    provider, spec = provider_for(Metric.model_validate(metric("w", provider=web("http://x"))))
+    assert provider.key == "web"
+    assert isinstance(spec, WebMetric)
+
+
+def test_a_metric_whose_provider_is_missing_is_an_error_measurement() -> None:
+    run = run_of(metric("m"))
+    results = asyncio.run(
+        measure(
+            run, [Due("m"), Due("ghost")], deadline=Deadline(5), secrets=FakeSecrets(), providers={}
+        )
+    )
+    assert [r.phase for r in results] == ["Error", "Error"]
+    assert "no provider 'prometheus'" in results[0].message
+    assert "no metric 'ghost'" in results[1].message
