@@ -151,6 +151,7 @@ class _Search:
         self.brackets = [
             _Bracket(f, la, 0, self.total, lowest, highest, last_band=self.total) for f, la in ranks
         ]
+        self.padded = np.concatenate(([-np.inf], xs, [np.inf]))
         grid_x = xs[_grid_index(self.n)]
         grid_y = ys[_grid_index(self.m)]
         self.grid = np.subtract.outer(grid_y, grid_x).ravel()
@@ -192,8 +193,7 @@ class _Search:
     def _probe(self, todo: list[_Bracket], candidates: list[tuple[float, float]]) -> None:
         """Count the differences <= each candidate and tighten the brackets (step 3)."""
         points = np.array([d for pair in candidates for d in pair])
-        index = np.searchsorted(self.xs, (self.ys - points[:, None]).ravel(), side="left")
-        index = index.reshape(points.size, self.m)
+        index = self._boundaries(points)
         counted = (self.total - index.sum(axis=1)).tolist()
         for i, bracket in enumerate(todo):
             for j in (2 * i, 2 * i + 1):
@@ -210,6 +210,32 @@ class _Search:
                     # at or below the candidate and the smallest above it.
                     bracket.result = (self._at_or_below(index[j]), self._above(index[j]))
                     break
+
+    def _boundaries(self, points: FloatArray) -> npt.NDArray[np.intp]:
+        """Per point d and canary value y: the first baseline index whose difference is <= d.
+
+        The differences are the computed fl(y - x), not the real y - x, so that the counts agree
+        exactly with the differences that `_list` (and a brute-force check) produce. Searching for
+        fl(y - d) finds that boundary up to rounding: when x sits within an ulp of y - d (values
+        of very different magnitudes, or d itself a computed difference, as in the tie test) the
+        two can disagree. Those rows are fixed up by moving the boundary over whole runs of equal
+        baseline values, which takes no round at all for almost every probe.
+        """
+        xs, ys = self.xs, self.ys
+        d = points[:, None]
+        index = np.searchsorted(xs, (ys - d).ravel(), side="left").reshape(points.size, self.m)
+        # Sentinels instead of bounds masks: padded[i] is xs[i - 1], -inf and +inf at the ends.
+        padded, after = self.padded, self.padded[1:]
+        for _ in range(self.n + 1):
+            before = padded.take(index)
+            at = after.take(index)
+            left = ys - before <= d
+            right = ys - at > d
+            if not (left.any() or right.any()):
+                break
+            index[left] = np.searchsorted(xs, before[left], side="left")
+            index[right] = np.searchsorted(xs, at[right], side="right")
+        return index
 
     def _above(self, row: IntArray | None) -> float:
         """The smallest difference above the value whose searchsorted row this is."""
