@@ -88,6 +88,36 @@ def set_image(rest: Rest, ns: str, name: str, container: str, image: str) -> dic
     return rest.patch(ROLLOUTS.url(ns, name), ops, content_type=JSON_PATCH)
 
 
+def set_images(rest: Rest, ns: str, name: str, images: dict[str, str]) -> dict[str, str]:
+    """Several containers' images in one patch, so the change is one revision, not several.
+
+    `*` as the container name sets every container. Returns container -> image as changed.
+    """
+    body = get(rest, ns, name)
+    containers = body["spec"]["template"]["spec"]["containers"]
+    names = [c.get("name", "?") for c in containers]
+    wanted: dict[int, str] = {}
+    for container, image in images.items():
+        hits = [i for i, n in enumerate(names) if container in (n, "*")]
+        if not hits:
+            raise ActionError(
+                f"no container {container!r} in {ns}/{name} (has: {', '.join(names)})"
+            )
+        for i in hits:
+            wanted[i] = image
+    ops: list[dict[str, Any]] = []
+    for i, image in sorted(wanted.items()):
+        # The test guards against the list having changed between our read and this write.
+        ops.append(
+            {"op": "test", "path": f"/spec/template/spec/containers/{i}/name", "value": names[i]}
+        )
+        ops.append(
+            {"op": "replace", "path": f"/spec/template/spec/containers/{i}/image", "value": image}
+        )
+    rest.patch(ROLLOUTS.url(ns, name), ops, content_type=JSON_PATCH)
+    return {names[i]: image for i, image in sorted(wanted.items())}
+
+
 def revisions(rest: Rest, ns: str, name: str) -> dict[int, dict[str, Any]]:
     """Revision number -> the pod template exactly as the user wrote it, for each kept group."""
     found: dict[int, dict[str, Any]] = {}
