@@ -109,7 +109,12 @@ class ScoreThresholds(ApiModel):
 class ScoringSpec(ApiModel):
     """How per-metric classifications become one 0..100 score."""
 
-    groups: list[ScoreGroup] = Field(default_factory=list, max_length=32)
+    groups: list[ScoreGroup] = Field(
+        default_factory=list,
+        max_length=32,
+        # The API server then refuses two groups of one name, whose weights would be ambiguous.
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
     thresholds: ScoreThresholds = Field(default_factory=ScoreThresholds)
     lookback: str = Field(
         "",
@@ -117,6 +122,14 @@ class ScoringSpec(ApiModel):
         description="Window each judged query covers (e.g. 10m); default: since the run started.",
     )
     step: str = Field("15s", max_length=32, description="Resolution of the judged range queries.")
+
+    @model_validator(mode="after")
+    def _unique_groups(self) -> ScoringSpec:
+        names = [g.name for g in self.groups]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"scoring groups named more than once: {', '.join(repeated)}")
+        return self
 
 
 # --- results (AnalysisRun status) ----------------------------------------------------------------
