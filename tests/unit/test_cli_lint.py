@@ -119,7 +119,7 @@ def test_stdin_and_several_documents(
         ),
         (
             lambda m: m["spec"]["selector"]["matchLabels"].update(app="v" * 64),
-            "spec.selector.matchLabels[app]",
+            "spec.selector.matchLabels.app",
             "Too long",
         ),
     ],

@@ -280,7 +280,8 @@ def _check_object(value: dict[str, Any], schema: Schema, path: str) -> Iterator[
         if key in props:
             yield from _check(item, props[key], child(path, key))
         elif isinstance(extra, dict):
-            yield from _check(item, extra, index(path, key))
+            # Map values read `matchLabels.app` in the API server's structural errors.
+            yield from _check(item, extra, child(path, key))
         elif not schema.get("x-kubernetes-preserve-unknown-fields"):
             # kubectl's default (--validate=strict) makes the API server refuse, not prune.
             yield FieldError(child(path, key), "Unknown field", "field not declared in schema")
@@ -326,7 +327,7 @@ def _rules(value: Any, schema: Schema, path: str) -> Iterator[FieldError]:
             if key in props:
                 yield from _rules(item, props[key], child(path, key))
             elif isinstance(extra, dict):
-                yield from _rules(item, extra, index(path, key))
+                yield from _rules(item, extra, child(path, key))
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
         for i, item in enumerate(value):
             yield from _rules(item, schema["items"], index(path, i))
