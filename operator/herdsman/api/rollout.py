@@ -348,12 +348,6 @@ class CanaryStrategy(ApiModel):
                 ".steps",
             ),
             cel(
-                "!has(self.canaryService) || !has(self.stableService)"
-                " || self.canaryService != self.stableService",
-                "canaryService must differ from stableService",
-                ".canaryService",
-            ),
-            cel(
                 "!has(self.trafficRouting) || (has(self.stableService) && has(self.canaryService))",
                 "trafficRouting needs both stableService and canaryService",
                 ".trafficRouting",
