@@ -224,11 +224,6 @@ CASES = [
         lambda m: canary(m).update(canaryService="Checkout_Canary"),
     ),
     Case(
-        "canaryService equal to stableService",
-        f"{CANARY}.canaryService",
-        lambda m: canary(m).update(canaryService=canary(m)["stableService"]),
-    ),
-    Case(
         "an analysis step without templates",
         f"{CANARY}.steps[0].analysis.templates",
         steps({"analysis": {}}),
@@ -374,3 +369,16 @@ def test_kubectl_apply_and_the_plugin_refuse_the_same_file(
     assert f'{field}: Invalid value: "soon"' in err
     assert main(["lint", "-f", str(path)]) == 1
     assert f'  {field}: Invalid value: "soon"' in capsys.readouterr().out
+
+
+def test_lint_also_refuses_what_only_the_operator_would_catch(
+    cluster: Cluster, namespace: str
+) -> None:
+    """The same Service for stable and canary passes the API server on purpose (the operator
+    reports InvalidSpec and holds); lint says so before the apply."""
+    body = rollout(replicas=3)
+    canary(body)["canaryService"] = canary(body)["stableService"]
+    assert submit(cluster, namespace, body) is None
+    assert [str(e) for e in lint_object(body).errors] == [
+        f'{CANARY}.canaryService: Invalid value: "checkout": must differ from stableService'
+    ]

@@ -199,6 +199,17 @@ def semantic_errors(rollout: Rollout) -> list[FieldError]:
     if canary is None:
         return errors
     prefix = "spec.strategy.canary"
+    if canary.stable_service and canary.canary_service == canary.stable_service:
+        # Accepted by the API server on purpose: the operator reports it as InvalidSpec and
+        # holds, so a running rollout is never broken by the edit. Lint says it up front.
+        errors.append(
+            FieldError(
+                f"{prefix}.canaryService",
+                "Invalid value",
+                "must differ from stableService",
+                f'"{canary.canary_service}"',
+            )
+        )
     routing = canary.traffic_routing
     managed = {r.name for r in routing.managed_routes} if routing else set()
     router = _router(rollout)
