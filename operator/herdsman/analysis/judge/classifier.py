@@ -1,4 +1,4 @@
-"""Step 2 of the judge: classify one metric by comparing the canary sample with the baseline's.
+"""The judge's classifier: one metric, canary sample against baseline sample.
 
 Kayenta's method, in small named steps whose every intermediate lands in the `MetricJudgement`:
 
@@ -15,10 +15,13 @@ Kayenta's method, in small named steps whose every intermediate lands in the `Me
    `direction`: the direction only decides which outcome is a regression, so a report reads the
    same whichever way the metric is configured.
 4. Estimate the change: the Hodges-Lehmann shift (median of all canary - baseline differences)
-   with its distribution-free confidence interval at the same confidence (`pairwise`). This is
-   the location shift the Mann-Whitney test is a test of, so estimate and test agree, and it is
-   as robust as a median (29% breakdown) while using every point, where the difference of two
-   medians wastes most of them. The ratio divides the shift by the baseline median:
+   with its distribution-free confidence interval at the same confidence. `pairwise` selects
+   these order statistics exactly from the sorted samples (~0.3 ms at 1,000 x 1,000 points,
+   where listing all 10^6 differences would cost ~10 ms per metric). This is
+   the location shift the Mann-Whitney test is a test of, so estimate and test agree; it is
+   robust (about 29% of the points may be wild before it moves arbitrarily far) and efficient
+   (95% of the mean's efficiency on normal data, where a difference of medians has 64%).
+   The ratio divides the shift by the baseline median:
    ratio = 1 + shift / |baseline median|, > 1 exactly when the canary moved up, also for
    metrics with negative values. Its interval is conditional on the baseline median.
 5. Decide. A change counts only when it is
@@ -31,7 +34,16 @@ Kayenta's method, in small named steps whose every intermediate lands in the `Me
    A counting change in a regressing direction is High (canary higher) or Low (canary lower);
    one in the allowed direction, and every change that does not count, is Pass.
 
-Classifications: Pass, High, Low, and NoData (see step 2 and the scorer for how it counts).
+Classifications (`herdsman.api.judge.Classification`):
+
+* Pass: no significant difference; or a significant one within the allowance or below
+  effectSize; or a change in the direction `direction` allows (a faster canary is no regression
+  of `direction: increase` latency). Also two groups that are the same constant.
+* High: the canary is significantly and materially higher, and `direction` is increase/either.
+* Low: the canary is significantly and materially lower, and `direction` is decrease/either.
+* NoData: step 2 failed (empty after preprocessing, fewer than MIN_POINTS points, or too few to
+  ever reach the confidence). The scorer fails it when the metric has `mustHaveData` (default)
+  and leaves it out of the score otherwise; it is never a Pass.
 
 Known limitation, shared with Kayenta: for sparse metrics whose points are mostly 0 (raw error
 counts per scrape), the medians and the HL shift are 0 even when the canary errs more often, so
@@ -171,9 +183,10 @@ def _hodges_lehmann(base: FloatArray, can: FloatArray, alpha: float) -> tuple[fl
 
     The bounds are the k-th smallest and k-th largest pairwise difference, with k the lower
     alpha/2 critical value of U under the null. k comes from the normal approximation with
-    continuity correction, k = floor(nm/2 - z * sqrt(nm(n+m+1)/12) + 1/2): exact tables would be
-    one or two pairs off at most for the sizes that pass step 2. The variance is not corrected
-    for ties, which only widens the interval: conservative, never overconfident.
+    continuity correction, k = floor(nm/2 - z * sqrt(nm(n+m+1)/12) + 1/2). Against the exact
+    critical values (R's qwilcox) for 3 to 30 points per group it is within one pair at 80-95%
+    confidence, and up to three pairs wider (conservative) at 99% with a 3-point group. The
+    variance is not corrected for ties, which only widens the interval.
     """
     n, m = base.size, can.size
     pairs = n * m

@@ -1,4 +1,4 @@
-"""Step 1 of the judge: turn what a query returned into a sample that can be compared.
+"""The judge's preprocessing: turn what a query returned into a sample that can be compared.
 
 Two things happen, each counted so the AnalysisRun status can show what was thrown away:
 
@@ -102,6 +102,8 @@ def preprocess(values: Sequence[float] | FloatArray, spec: JudgeSpec) -> Preproc
     ordered = np.sort(kept)
 
     outliers_removed = 0
+    # Below 4 points the quartiles are interpolations between the points themselves: no point
+    # can stand out from a spread it defines.
     if spec.outliers == "remove" and ordered.size >= 4:
         ordered, outliers_removed = _drop_outliers(ordered)
 
@@ -120,7 +122,7 @@ def _drop_outliers(ordered: FloatArray) -> tuple[FloatArray, int]:
     q3 = quantile_sorted(ordered, 0.75)
     # Halves again, so the spread of two huge quartiles cannot overflow.
     half_iqr = q3 / 2 - q1 / 2
-    if not half_iqr > 0.0:
+    if not half_iqr > 0.0:  # a zero IQR: see the module docstring
         return ordered, 0
     low = q1 - 2 * IQR_FENCE * half_iqr
     high = q3 + 2 * IQR_FENCE * half_iqr

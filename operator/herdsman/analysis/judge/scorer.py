@@ -1,4 +1,4 @@
-"""Step 3 of the judge: many metric classifications become one 0..100 score (Kayenta's scorer).
+"""The judge's scorer: many metric classifications become one 0..100 score, as Kayenta's.
 
 1. Outcome per metric: Pass passes; High and Low fail; NoData fails when the metric has
    `mustHaveData` (the default: a canary that stops reporting is not a healthy canary) and is
