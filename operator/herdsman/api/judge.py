@@ -22,7 +22,7 @@ Direction = Literal["increase", "decrease", "either"]
 
 # Per-metric outcome. Pass: no change that counts, or one in the allowed direction. High / Low:
 # the canary is significantly and materially higher / lower, and that direction is a regression.
-# NoData: too few points to judge (see herdsman.analysis.judge.classify for the exact rule).
+# NoData: too few points to judge (herdsman.analysis.judge.classifier documents the exact rule).
 Classification = Literal["Pass", "High", "Low", "NoData"]
 
 # Run outcome: pass / marginal / fail by the thresholds; nodata when no metric could be judged.
@@ -175,7 +175,8 @@ class MetricJudgement(ApiModel):
         "none", description="How the p-value was computed; none when no test ran."
     )
     statistic: float | None = Field(
-        None, description="Mann-Whitney U of the canary: pairs where the canary point is higher."
+        None,
+        description="Mann-Whitney U of the canary: pairs where its point is higher, ties half.",
     )
     p_value: float | None = Field(None, description="Two-sided p-value of the Mann-Whitney test.")
     significant: bool = Field(False, description="pValue < 1 - confidence.")
@@ -183,7 +184,8 @@ class MetricJudgement(ApiModel):
     shift_lower: float | None = Field(None, description="Lower confidence bound of the shift.")
     shift_upper: float | None = Field(None, description="Upper confidence bound of the shift.")
     ratio: float | None = Field(
-        None, description="1 + shift / |baseline median|; absent when the baseline median is 0."
+        None,
+        description="1 + shift / |baseline median|; absent when that median is 0 (and shift is not).",
     )
     ratio_lower: float | None = Field(None, description="Lower confidence bound of the ratio.")
     ratio_upper: float | None = Field(None, description="Upper confidence bound of the ratio.")
