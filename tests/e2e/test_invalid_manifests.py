@@ -115,6 +115,14 @@ CASES = [
         ),
     ),
     Case(
+        "a label value that is not a label",
+        "spec.template.metadata.labels.app",
+        lambda m: (
+            m["spec"]["selector"]["matchLabels"].update(app="check out"),
+            labels(m).update(app="check out"),
+        ),
+    ),
+    Case(
         "missing containers",
         "spec.template.spec.containers",
         lambda m: m["spec"]["template"]["spec"].pop("containers"),

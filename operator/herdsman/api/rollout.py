@@ -11,7 +11,7 @@ All state the operator needs to resume after a crash is in `RolloutStatus`; noth
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -33,6 +33,10 @@ from herdsman.api.base import (
 )
 
 DNS_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+# A Kubernetes label value. Checked on the template's labels, which hold every selector label
+# too (see RolloutSpec): otherwise the API server takes the Rollout and then refuses every
+# ReplicaSet made from it, and the rollout never starts.
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 
 
 def _exactly_one(fields: list[str], what: str) -> dict[str, str]:
@@ -64,7 +68,7 @@ class PodSpec(ApiModel):
 
 
 class TemplateMeta(ApiModel):
-    labels: dict[str, LabelValue] = Field(
+    labels: dict[str, Annotated[LabelValue, Field(pattern=LABEL_VALUE)]] = Field(
         ...,
         min_length=1,
         description="Must include every selector label.",
