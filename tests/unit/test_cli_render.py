@@ -257,6 +257,7 @@ def test_blue_green_renders_its_services_and_groups() -> None:
     assert "50s ago" in line_with(out, "Preview ready")
     assert row(out, "web-v002")[:3] == ["web-v002", "preview", "2"]
     assert "BlueGreenPause (45s)" in out
+    assert "█ active 100%" in out
     assert "Successful" in line_with(out, "prepromotion")
     assert "Steps" not in out
 

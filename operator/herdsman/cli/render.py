@@ -201,7 +201,7 @@ def status_view(body: Obj, now: datetime) -> RenderableType:
         parts.append(_blue_green(_map(strategy["blueGreen"]), status, now))
     elif "canary" in strategy:
         parts.append(_steps(_map(strategy["canary"]), status))
-    parts.append(_traffic(status))
+    parts.append(_traffic(status, blue_green="blueGreen" in strategy))
     parts.append(_groups(status, now))
     runs = _list(status.get("analysisRuns"))
     if runs:
@@ -393,13 +393,15 @@ def traffic_bar(weights: Obj, width: int = BAR_WIDTH) -> Text:
     return bar
 
 
-def _traffic(status: Obj) -> RenderableType:
+def _traffic(status: Obj, *, blue_green: bool = False) -> RenderableType:
     weights = _map(status.get("weights")) or {"stable": 100}
+    # Blue/green users think in active and preview; the weights are stored under stable/canary.
+    names = {"stable": "active", "canary": "preview"} if blue_green else {}
     legend = Text()
     for role, glyph, style in SHARES:
         value = weights.get(role, 0)
         if role == "stable" or value:
-            legend.append(f"{glyph} {role} {value}%  ", style=style)
+            legend.append(f"{glyph} {names.get(role, role)} {value}%  ", style=style)
     asked = status.get("canaryWeight")
     if isinstance(asked, int) and asked != weights.get("canary", 0):
         legend.append(f"(the step asks for {asked}%)", style="dim")
