@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,10 @@ import pytest
 import yaml
 
 from herdsman.cli import main as cli
-from herdsman.cli.actions import ActionError, set_images
+from herdsman.cli.actions import ActionError, set_images, undo
+from herdsman.cluster.apply import ANNOTATION_TEMPLATE
 from herdsman.cluster.kube import JSON_PATCH, KubeError
+from herdsman.naming import LABEL_REVISION
 
 pytestmark = pytest.mark.unit
 
@@ -23,6 +26,7 @@ class FakeRest:
         self.rollouts = rollouts or {}
         self.patches: list[tuple[str, Any, str]] = []
         self.fail: Exception | None = None
+        self.fail_patch: Exception | None = None  # writes only
 
     def get(self, path: str, **_: Any) -> dict[str, Any] | None:
         if self.fail:
@@ -37,8 +41,9 @@ class FakeRest:
     def patch(
         self, path: str, body: Any, *, content_type: str = "merge", **_: Any
     ) -> dict[str, Any]:
-        if self.fail:
-            raise self.fail
+        failure = self.fail or self.fail_patch
+        if failure:
+            raise failure
         self.patches.append((path, body, content_type))
         return (
             self.rollouts.get(path.split("/")[-1]) or self.rollouts.get(path.split("/")[-2]) or {}
@@ -212,3 +217,44 @@ def test_a_missing_kubeconfig_is_one_line(
     err = capsys.readouterr().err
     assert err.startswith("error: cannot load kubeconfig")
     assert "Traceback" not in err
+
+
+class UndoRest(FakeRest):
+    """Two kept revisions; the rollout is on revision 2 and has been edited twice."""
+
+    def __init__(self) -> None:
+        rollout = body()
+        rollout["metadata"]["generation"] = 2
+        rollout["status"]["currentRevision"] = 2
+        super().__init__({"checkout": rollout})
+
+    def list(self, path: str, **_: Any) -> list[dict[str, Any]]:
+        return [
+            {
+                "metadata": {
+                    "labels": {LABEL_REVISION: str(revision)},
+                    "annotations": {ANNOTATION_TEMPLATE: json.dumps({"image": f"v{revision}"})},
+                }
+            }
+            for revision in (1, 2)
+        ]
+
+
+def test_undo_guards_on_the_generation_not_the_resource_version() -> None:
+    rest = UndoRest()
+    assert undo(rest, "shop", "checkout") == 1  # type: ignore[arg-type]
+    [(_, ops, content_type)] = rest.patches
+    assert content_type == JSON_PATCH
+    # Status writes bump resourceVersion all the time; only a spec edit makes the choice stale.
+    assert ops == [
+        {"op": "test", "path": "/metadata/generation", "value": 2},
+        {"op": "replace", "path": "/spec/template", "value": {"image": "v1"}},
+    ]
+
+
+def test_undo_whose_guard_trips_says_so() -> None:
+    rest = UndoRest()
+    # What the API server answers when a JSON patch `test` op fails.
+    rest.fail_patch = KubeError(422, "Invalid", "the server rejected our request")
+    with pytest.raises(ActionError, match="was edited while undoing; nothing was changed"):
+        undo(rest, "shop", "checkout")  # type: ignore[arg-type]

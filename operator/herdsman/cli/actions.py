@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from herdsman.cluster.apply import ANNOTATION_TEMPLATE
-from herdsman.cluster.kube import JSON_PATCH, REPLICA_SETS, ROLLOUTS, Rest
+from herdsman.cluster.kube import JSON_PATCH, REPLICA_SETS, ROLLOUTS, KubeError, Rest
 from herdsman.naming import LABEL_KIND, LABEL_REVISION, LABEL_ROLLOUT
 
 
@@ -150,13 +150,19 @@ def undo(rest: Rest, ns: str, name: str, *, to_revision: int | None = None) -> i
         raise ActionError(f"revision {to_revision} of {ns}/{name} is not kept (kept: {have})")
     if to_revision == current:
         raise ActionError(f"revision {to_revision} is already the current one")
+    # The guard is the generation, not the resourceVersion: the choice above is only stale if
+    # the spec changed, and the operator's status writes (which bump resourceVersion, often
+    # while a canary is paused) would otherwise fail the patch at random.
     ops = [
-        {
-            "op": "test",
-            "path": "/metadata/resourceVersion",
-            "value": body["metadata"]["resourceVersion"],
-        },
+        {"op": "test", "path": "/metadata/generation", "value": body["metadata"]["generation"]},
         {"op": "replace", "path": "/spec/template", "value": kept[to_revision]},
     ]
-    rest.patch(ROLLOUTS.url(ns, name), ops, content_type=JSON_PATCH)
+    try:
+        rest.patch(ROLLOUTS.url(ns, name), ops, content_type=JSON_PATCH)
+    except KubeError as err:
+        if err.status != 422:
+            raise
+        raise ActionError(
+            f"rollout {ns}/{name} was edited while undoing; nothing was changed: run undo again"
+        ) from None
     return to_revision

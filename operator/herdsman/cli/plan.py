@@ -336,7 +336,9 @@ def render(plan: Timeline) -> RenderableType:
         weight = f"{row.weight}%"
         if row.actual != row.weight:
             weight += f" (≈{row.actual}% by pods)"
-        pause = "manual" if row.human else (seconds_text(row.pause) if row.pause else "")
+        pause = (
+            "manual" if row.human else (seconds_text(row.pause) if row.pause is not None else "")
+        )
         cells = [
             str(row.number) if row.number is not None else "✓",
             row.description,
