@@ -161,7 +161,7 @@ def test_final_promotion_row() -> None:
     assert final.number is None
     assert final.weight == 100
     assert (final.stable, final.canary) == (10, 0)
-    assert "jumps from 40% to 100%" in final.notes
+    assert "40% → 100% in one move" in final.notes
     assert "no steps" in "; ".join(timeline(rollout()).rows[-1].notes)
 
 

@@ -126,15 +126,15 @@ def canary_timeline(rollout: Rollout, strategy: CanaryStrategy) -> Timeline:
             f"previous stable scales down after {strategy.scale_down_delay_seconds}s"
         )
     else:
-        final_notes.append("previous stable scaled down as the new group takes over")
+        final_notes.append("previous stable scaled down as the new group grows")
     if steps and weight < 100:
-        final_notes.append(f"jumps from {weight}% to 100%")
+        final_notes.append(f"{weight}% → 100% in one move")
     if not steps:
         final_notes.append("no steps: the new revision takes all traffic at once")
     plan.rows.append(
         Row(
             number=None,
-            description="promote: the new revision becomes stable",
+            description="promote to stable",
             weight=100,
             actual=100,
             stable=total,
@@ -322,7 +322,7 @@ def render(plan: Timeline) -> RenderableType:
         )
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column("#", justify="right")
-    table.add_column("Step")
+    table.add_column("Step", no_wrap=True)
     table.add_column("Weight", justify="right")
     # Blue/green: the group users had and the one replacing it, on either side of the switch.
     table.add_column("Old pods" if blue_green else "Stable", justify="right")
