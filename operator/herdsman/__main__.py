@@ -69,6 +69,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from herdsman import handlers  # noqa: F401  (registers the Kopf handlers)
+    from herdsman.cluster.analysis import Analysis
     from herdsman.cluster.apply import Applier
     from herdsman.cluster.budget import AccessPolicy
     from herdsman.cluster.kube import Kube, load_config
@@ -78,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.log_format, args.log_level)
     policy = AccessPolicy.from_env()
     kube = Kube(load_config(args.kubeconfig), policy)
-    runtime = Runtime(kube=kube, applier=Applier(kube, announce=announce), policy=policy)
+    analysis = Analysis(kube, policy)
+    applier = Applier(kube, build_run=analysis.build, announce=announce)
+    runtime = Runtime(kube=kube, applier=applier, policy=policy, analysis=analysis)
     memo = kopf.Memo(
         runtime=runtime,
         peering={

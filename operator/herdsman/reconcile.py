@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from herdsman.api.rollout import Rollout
+from herdsman.cluster.analysis import Analysis, with_updates
+from herdsman.cluster.analysis import problems as analysis_problems
 from herdsman.cluster.apply import Applier
 from herdsman.cluster.budget import AccessPolicy
 from herdsman.cluster.kube import ROLLOUTS, Kube, KubeError
@@ -42,6 +44,7 @@ class Runtime:
     kube: Kube
     applier: Applier
     policy: AccessPolicy = field(default_factory=AccessPolicy)
+    analysis: Analysis | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     _wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
 
@@ -63,11 +66,25 @@ class Runtime:
             await self._unparseable(namespace, name, body, err)
             return RESYNC_SECONDS
         observed = await observe(self.kube, rollout, deadline)
-        decision = decide(rollout, observed.world, self.clock())
+        observed.body = body
+        now = self.clock()
+        next_measurement = None
+        if self.analysis is not None:
+            found = analysis_problems(rollout, observed, body)
+            observed.world = replace(observed.world, analysis_problems=tuple(found))
+            if observed.runs:
+                updates, next_measurement = await self.analysis.measure_due(observed, now, deadline)
+                observed.run_updates = updates
+                observed.world = with_updates(observed.world, updates)
+        decision = decide(rollout, observed.world, now)
         raw_status = body.get("status") or {}
         if not await self.applier.apply(rollout, raw_status, decision, observed, deadline):
             return 0.0  # lost a race with another writer: redo on fresh data
-        return decision.requeue_after
+        due = decision.requeue_after
+        if next_measurement is not None:
+            until = max(0.0, (next_measurement - self.clock()).total_seconds())
+            due = until if due is None else min(due, until)
+        return due
 
     async def run(self, namespace: str, name: str, stopped: Any) -> None:
         """The per-Rollout loop (a Kopf daemon): reconcile, then sleep until due or woken."""

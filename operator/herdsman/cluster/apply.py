@@ -152,6 +152,8 @@ class Applier:
             for name, size in d.scale.items():
                 if size < current.get(name, 0):
                     await self._scale(ns, name, size, deadline)
+        # The measurements this pass took (and that this decision acted on) are recorded now.
+        await self._run_statuses(ns, observed, deadline)
 
         for group in d.create_groups:
             await self._create_group(rollout, group, observed, deadline)
@@ -252,6 +254,22 @@ class Applier:
     async def _traffic(self, rollout: Rollout, decision: Decision, deadline: Deadline) -> None:
         if decision.desired.traffic is not None and self.write_traffic is not None:
             await self.write_traffic(rollout, decision, deadline)
+
+    async def _run_statuses(self, ns: str, observed: Observed, deadline: Deadline) -> None:
+        for name, status in observed.run_updates.items():
+            old = (observed.runs.get(name) or {}).get("status") or {}
+            new = status.to_wire()
+            if new == old:
+                continue
+            try:
+                await self.kube.patch(
+                    ANALYSIS_RUNS.url(ns, name, "status"),
+                    {"status": merge_patch(old, new)},
+                    deadline=deadline,
+                )
+            except KubeError as err:
+                if not err.not_found:
+                    raise
 
     async def _create_run(
         self, rollout: Rollout, run: NewAnalysisRun, observed: Observed, deadline: Deadline

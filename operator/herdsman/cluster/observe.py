@@ -41,6 +41,10 @@ class Observed:
     replica_sets: dict[str, dict[str, Any]] = field(default_factory=dict)
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     templates: dict[tuple[str, bool], dict[str, Any]] = field(default_factory=dict)
+    # The Rollout as read this pass (fieldRef arguments resolve against it).
+    body: dict[str, Any] = field(default_factory=dict)
+    # AnalysisRun statuses measured this pass, written by the Applier after traffic-first writes.
+    run_updates: dict[str, Any] = field(default_factory=dict)
 
 
 def referenced_analyses(rollout: Rollout) -> list[RolloutAnalysis]:

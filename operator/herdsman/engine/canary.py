@@ -9,9 +9,10 @@ survive a crash is written to status; nothing here remembers anything between ca
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Literal
 
 from herdsman.api.base import duration_seconds
-from herdsman.api.rollout import CanaryStep, CanaryStrategy, Role
+from herdsman.api.rollout import CanaryStep, CanaryStrategy, Role, RolloutAnalysis
 from herdsman.engine import groups, weights
 from herdsman.engine.groups import Targets
 from herdsman.engine.plan import Plan
@@ -265,43 +266,9 @@ class _Canary:
 
     def _analysis_passed(self, step: CanaryStep, idx: int, stable: ServerGroup) -> bool:
         assert step.analysis is not None
-        plan, st = self.plan, self.st
-        name = analysis_run_name(plan.name, self.revision, "step", idx, st.attempt)
-        run = self.world.run(name)
-        self._record_run(name, "step", idx, run.phase if run else "Pending")
-        if run is None:
-            plan.desired.create_runs.append(
-                NewAnalysisRun(
-                    name=name,
-                    kind="step",
-                    revision=self.revision,
-                    step_index=idx,
-                    attempt=st.attempt,
-                    analysis=step.analysis,
-                )
-            )
-            plan.transition(
-                "AnalysisStarted", f"analysis {name} started for step {idx + 1}/{len(self.steps)}"
-            )
-            return False
-        if run.phase == "Successful":
-            plan.unpause("Inconclusive")
-            plan.transition("AnalysisPassed", f"analysis {name} passed")
-            return True
-        if run.failed:
-            self._fail(
-                f"analysis {name} {run.phase.lower()}: {run.message or 'no message'}", stable
-            )
-            return False
-        if run.phase == "Inconclusive":
-            if not plan.paused_by("Inconclusive"):
-                plan.transition(
-                    "AnalysisInconclusive",
-                    f"analysis {name} inconclusive: {run.message}; paused until promoted or aborted",
-                    warning=True,
-                )
-            plan.pause("Inconclusive")
-        return False
+        name = analysis_run_name(self.plan.name, self.revision, "step", idx, self.st.attempt)
+        where = f"step {idx + 1}/{len(self.steps)}"
+        return self._follow_run(name, "step", idx, step.analysis, stable, where) == "passed"
 
     def _background(self, stable: ServerGroup, idx: int) -> bool:
         """Keep background analysis running from its starting step; False when it failed."""
@@ -310,40 +277,66 @@ class _Canary:
             return not self.st.abort
         if idx < (analysis.starting_step or 0) or idx >= len(self.steps):
             return True
-        plan, st = self.plan, self.st
-        name = analysis_run_name(plan.name, self.revision, "background", None, st.attempt)
+        name = analysis_run_name(self.plan.name, self.revision, "background", None, self.st.attempt)
+        where = f"background from step {idx + 1}/{len(self.steps)}"
+        return self._follow_run(name, "background", None, analysis, stable, where) != "failed"
+
+    def _follow_run(
+        self,
+        name: str,
+        kind: Literal["step", "background"],
+        idx: int | None,
+        analysis: RolloutAnalysis,
+        stable: ServerGroup,
+        where: str,
+    ) -> Literal["passed", "waiting", "failed"]:
+        """Start the run if needed and act on its verdict.
+
+        Failed aborts in this very pass. Inconclusive and Error pause until a person promotes
+        or aborts: no data is never a pass, and not being able to measure is not a verdict.
+        """
+        plan = self.plan
         run = self.world.run(name)
-        self._record_run(name, "background", None, run.phase if run else "Pending")
+        self._record_run(name, kind, idx, run.phase if run else "Pending")
         if run is None:
+            groups: dict[str, str | None] = {
+                "canary": self.current_name,
+                "stable": stable.name,
+                "baseline": baseline_name(plan.name, stable.revision)
+                if self.strategy.baseline
+                else None,
+            }
             plan.desired.create_runs.append(
                 NewAnalysisRun(
                     name=name,
-                    kind="background",
+                    kind=kind,
                     revision=self.revision,
-                    step_index=None,
-                    attempt=st.attempt,
+                    step_index=idx,
+                    attempt=self.st.attempt,
                     analysis=analysis,
+                    groups=groups,
                 )
             )
-            plan.transition(
-                "AnalysisStarted",
-                f"background analysis {name} started at step {idx + 1}/{len(self.steps)}",
-            )
-        elif run.failed:
-            self._fail(
-                f"background analysis {name} {run.phase.lower()}: {run.message or 'no message'}",
-                stable,
-            )
-            return False
-        elif run.phase == "Inconclusive" and not run.terminated:
+            plan.transition("AnalysisStarted", f"analysis {name} started ({where})")
+            return "waiting"
+        if run.phase == "Successful":
+            if kind == "step":
+                plan.unpause("Inconclusive")
+                plan.transition("AnalysisPassed", f"analysis {name} passed")
+            return "passed"
+        if run.failed:
+            self._fail(f"analysis {name} failed: {run.message or 'no message'}", stable)
+            return "failed"
+        if run.undecided and not run.terminated:
             if not plan.paused_by("Inconclusive"):
+                verdict = "inconclusive" if run.phase == "Inconclusive" else "could not measure"
                 plan.transition(
                     "AnalysisInconclusive",
-                    f"background analysis {name} inconclusive; paused",
+                    f"analysis {name} {verdict}: {run.message or 'no message'}; paused until promoted or aborted",
                     warning=True,
                 )
             plan.pause("Inconclusive")
-        return True
+        return "waiting"
 
     # --- traffic and replicas for a weight -----------------------------------------------------
 
@@ -632,10 +625,15 @@ class _Canary:
             b = w if base is not None and 0 < w < 100 else 0
             st.weights.canary, st.weights.baseline, st.weights.stable = w, b, 100 - w - b
         else:
+            # In effect once this pass's writes land: a group scaled down serves no more pods
+            # than it keeps (so an abort reports 0% at once); growth counts when it is available.
+            def serving(g: ServerGroup | None) -> int:
+                return 0 if g is None else min(g.available, self.sizes.get(g.name, g.replicas))
+
             shares = {
-                "stable": sum(g.available for g in self.world.groups if g not in (canary, base)),
-                "canary": canary.available if canary else 0,
-                "baseline": base.available if base else 0,
+                "stable": sum(serving(g) for g in self.world.groups if g not in (canary, base)),
+                "canary": serving(canary),
+                "baseline": serving(base),
             }
             split = weights.traffic_weights(shares)
             st.weights.stable, st.weights.canary, st.weights.baseline = (

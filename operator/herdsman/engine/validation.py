@@ -55,6 +55,7 @@ def problems(rollout: Rollout, world: World) -> list[str]:
                 found.append(f"{prefix}.{field}: Service {svc!r} not found")
     for name in sorted(world.missing_templates):
         found.append(f"analysis template {name!r} not found")
+    found.extend(world.analysis_problems)
     return found
 
 

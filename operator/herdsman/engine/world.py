@@ -62,7 +62,13 @@ class AnalysisRunView:
 
     @property
     def failed(self) -> bool:
-        return self.phase in ("Failed", "Error")
+        """A verdict against the release. Error is not one: it means we could not measure,
+        and no data is never a pass — nor a reason to roll back on its own."""
+        return self.phase == "Failed"
+
+    @property
+    def undecided(self) -> bool:
+        return self.phase in ("Inconclusive", "Error")
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,8 @@ class World:
     analysis_runs: tuple[AnalysisRunView, ...] = ()
     # Template names that were referenced but not found (namespaced or cluster-scoped).
     missing_templates: frozenset[str] = frozenset()
+    # Referenced analyses that cannot be built (an undeclared or missing argument...).
+    analysis_problems: tuple[str, ...] = ()
     router: RouterState | None = None
     # Pods are only observed while a restart is pending.
     pods: tuple[PodView, ...] = ()
@@ -128,6 +136,8 @@ class NewAnalysisRun:
     step_index: int | None
     attempt: int
     analysis: RolloutAnalysis
+    # Server groups the run measures, by role: canary, baseline, stable.
+    groups: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,191 @@
+"""The rollout's hands for analysis: build runs, take due measurements, resolve Secrets.
+
+A rollout's reconcile drives its own AnalysisRuns (there is no separate run controller): each
+pass measures what is due, records it, and decides on the result in the same pass — so a failing
+measurement sends traffic back to stable in the very reconcile that records it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from herdsman.analysis import runs
+from herdsman.analysis.measure import measure
+from herdsman.analysis.providers.base import SecretNotFound
+from herdsman.api.analysis import (
+    AnalysisRun,
+    AnalysisRunContext,
+    AnalysisRunStatus,
+    AnalysisTemplate,
+)
+from herdsman.api.rollout import Rollout, RolloutAnalysis, SecretKeyRef
+from herdsman.cluster.apply import owner_reference
+from herdsman.cluster.budget import AccessPolicy, Deadline
+from herdsman.cluster.kube import SECRETS, Kube
+from herdsman.cluster.observe import Observed, referenced_analyses
+from herdsman.cluster.retry import NO_HOOKS, RetryHooks
+from herdsman.engine.world import NewAnalysisRun, World
+from herdsman.naming import LABEL_MANAGED, LABEL_REVISION, LABEL_ROLLOUT, MANAGED_BY, PREFIX
+
+log = logging.getLogger("herdsman.analysis")
+
+LABEL_STEP = f"{PREFIX}/step"
+LABEL_ANALYSIS_KIND = f"{PREFIX}/analysis-kind"
+LABEL_ATTEMPT = f"{PREFIX}/attempt"
+TERMINAL = {"Successful", "Failed", "Error", "Inconclusive"}
+
+
+class KubeSecrets:
+    """SecretResolver over the API server: reads one key, only when a metric needs it."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+
+    async def get(self, namespace: str, ref: SecretKeyRef, *, deadline: Deadline) -> str:
+        body = await self.kube.get(SECRETS.url(namespace, ref.name), deadline=deadline)
+        if body is None:
+            raise SecretNotFound(f"Secret {namespace}/{ref.name} not found")
+        data = body.get("data") or {}
+        if ref.key not in data:
+            raise SecretNotFound(f"Secret {namespace}/{ref.name} has no key {ref.key!r}")
+        return base64.b64decode(data[ref.key]).decode()
+
+
+def _templates(analysis: RolloutAnalysis, observed: Observed) -> list[AnalysisTemplate]:
+    found = []
+    for ref in analysis.templates:
+        body = observed.templates.get((ref.template_name, ref.cluster_scope))
+        if body is not None:
+            found.append(AnalysisTemplate.model_validate(body))
+    return found
+
+
+def _context(rollout: Rollout, revision: int, groups: dict[str, str | None]) -> AnalysisRunContext:
+    return AnalysisRunContext(
+        rollout=rollout.metadata.name,
+        namespace=rollout.metadata.namespace or "default",
+        revision=revision,
+        canary_group=groups.get("canary"),
+        baseline_group=groups.get("baseline"),
+        stable_group=groups.get("stable"),
+    )
+
+
+def problems(rollout: Rollout, observed: Observed, body: dict[str, Any]) -> list[str]:
+    """Trial-build every analysis the spec references: a bad argument is an InvalidSpec now,
+    not a surprise at the step that needs it."""
+    found: list[str] = []
+    context = _context(rollout, 0, {"canary": "x", "baseline": "x", "stable": "x"})
+    for analysis in referenced_analyses(rollout):
+        templates = _templates(analysis, observed)
+        if len(templates) != len(analysis.templates):
+            continue  # missing templates are reported by name elsewhere
+        try:
+            runs.build_run(
+                templates,
+                analysis.args,
+                context,
+                name="trial",
+                dry_run=analysis.dry_run,
+                rollout=body,
+            )
+        except (runs.RunBuildError, ValidationError) as err:
+            names = ", ".join(t.template_name for t in analysis.templates)
+            found.append(f"analysis ({names}): {err}")
+    return sorted(set(found))
+
+
+class Analysis:
+    def __init__(self, kube: Kube, policy: AccessPolicy, hooks: RetryHooks = NO_HOOKS) -> None:
+        self.kube = kube
+        self.policy = policy
+        self.hooks = hooks
+        self.secrets = KubeSecrets(kube)
+
+    async def build(
+        self, rollout: Rollout, request: NewAnalysisRun, observed: Observed
+    ) -> dict[str, Any]:
+        """The AnalysisRun object for an engine request (a RunBuilder for the Applier)."""
+        labels = {
+            LABEL_ROLLOUT: rollout.metadata.name,
+            LABEL_REVISION: str(request.revision),
+            LABEL_ANALYSIS_KIND: request.kind,
+            LABEL_ATTEMPT: str(request.attempt),
+            LABEL_MANAGED: MANAGED_BY,
+        }
+        if request.step_index is not None:
+            labels[LABEL_STEP] = str(request.step_index)
+        run = runs.build_run(
+            _templates(request.analysis, observed),
+            request.analysis.args,
+            _context(rollout, request.revision, request.groups),
+            name=request.name,
+            dry_run=request.analysis.dry_run,
+            labels=labels,
+            owner_references=[owner_reference(rollout)],
+            rollout=observed.body,
+        )
+        wire = run.to_wire()
+        wire["kind"] = "AnalysisRun"
+        return wire
+
+    async def measure_due(
+        self, observed: Observed, now: datetime, deadline: Deadline
+    ) -> tuple[dict[str, AnalysisRunStatus], datetime | None]:
+        """Measure every run with something due; returns the new statuses and the next due time."""
+        live: list[AnalysisRun] = []
+        for body in observed.runs.values():
+            try:
+                run = AnalysisRun.model_validate(body)
+            except ValidationError as err:
+                log.warning("analysis run %s unreadable: %s", body["metadata"].get("name"), err)
+                continue
+            if run.status is not None and run.status.phase in TERMINAL:
+                continue
+            live.append(run)
+
+        async def one(run: AnalysisRun) -> tuple[str, AnalysisRunStatus | None, datetime | None]:
+            items = runs.due(run, now)
+            fresh = run.status is None or run.status.started_at is None or run.spec.terminate
+            if not items and not fresh:
+                return run.metadata.name, None, runs.next_due_at(run, now)
+            results = (
+                await measure(
+                    run,
+                    items,
+                    deadline=deadline,
+                    secrets=self.secrets,
+                    policy=self.policy,
+                    hooks=self.hooks,
+                )
+                if items
+                else []
+            )
+            status = runs.record(run, results, now)
+            after = run.model_copy(update={"status": status})
+            return run.metadata.name, status, runs.next_due_at(after, now)
+
+        done = await asyncio.gather(*(one(r) for r in live))
+        updates = {name: status for name, status, _ in done if status is not None}
+        due_times = [when for _, _, when in done if when is not None]
+        return updates, min(due_times, default=None)
+
+
+def with_updates(world: World, updates: dict[str, AnalysisRunStatus]) -> World:
+    """The world as it will be once the new run statuses are written: decide on fresh results."""
+    if not updates:
+        return world
+    views = []
+    for view in world.analysis_runs:
+        status = updates.get(view.name)
+        if status is not None:
+            view = replace(view, phase=status.phase or view.phase, message=status.message or "")
+        views.append(view)
+    return replace(world, analysis_runs=tuple(views))

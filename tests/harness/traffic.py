@@ -1,0 +1,159 @@
+"""A synthetic service for closed-loop tests: traffic follows the weights the operator sets.
+
+Every tick the simulator reads how traffic is split *right now* — by default the replica ratio
+(available pods per server group, as a Service selecting every group would spread requests),
+or any other reader (a router's weights) — and sends that tick's requests to the groups in
+those shares. Each group behaves as the test scripts it, keyed by the image it runs (healthy,
+20% errors, +30% latency...). The results are exported in Prometheus format per server group:
+
+    herdsman_demo_requests_total{group, code}            counter
+    herdsman_demo_request_duration_seconds{group}        histogram (sum/count give the mean)
+
+So after a rollback the canary's traffic really stops, and Prometheus sees it stop.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+from harness.cluster import Cluster
+from herdsman.cluster.kube import REPLICA_SETS
+from herdsman.naming import LABEL_ROLLOUT
+
+BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.0)
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    error_rate: float = 0.0  # share of requests answered 500
+    latency: float = 0.1  # mean seconds
+    jitter: float = 0.02  # standard deviation
+
+
+HEALTHY = Behaviour()
+
+# A reader returns {server group: share} for the current instant; shares need not sum to 1.
+Reader = Callable[[], dict[str, float]]
+
+
+@dataclass
+class GroupInfo:
+    image: str
+    available: int
+
+
+def replica_ratio(
+    cluster: Cluster, namespace: str, rollout: str
+) -> Callable[[], dict[str, GroupInfo]]:
+    """Available pods and image per server group: what a Service over all groups would see."""
+
+    def read() -> dict[str, GroupInfo]:
+        out = {}
+        for rs in cluster.rest.list(
+            REPLICA_SETS.url(namespace), labels=f"{LABEL_ROLLOUT}={rollout}"
+        ):
+            image = rs["spec"]["template"]["spec"]["containers"][0]["image"]
+            available = int((rs.get("status") or {}).get("availableReplicas", 0) or 0)
+            out[rs["metadata"]["name"]] = GroupInfo(image=image, available=available)
+        return out
+
+    return read
+
+
+@dataclass
+class TrafficSimulator:
+    groups: Callable[[], dict[str, GroupInfo]]
+    behaviours: dict[str, Behaviour] = field(default_factory=dict)  # image -> behaviour
+    requests_per_tick: int = 40
+    tick: float = 0.25
+    seed: int = 7
+    # Optional: weights from a router instead of the replica ratio ({group: percent}).
+    weights: Callable[[], dict[str, float]] | None = None
+    port: int = 0
+    sent: dict[str, int] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _server: WSGIServer | None = None
+
+    def __post_init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "herdsman_demo_requests",
+            "Synthetic requests",
+            ["group", "code"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "herdsman_demo_request_duration_seconds",
+            "Synthetic request latency",
+            ["group"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.rng = random.Random(self.seed)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> TrafficSimulator:
+        self._server, _ = start_http_server(0, addr="127.0.0.1", registry=self.registry)
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._loop, name="traffic", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    # --- the loop ---------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.tick):
+            try:
+                self.step()
+            except Exception:  # a blip reading the cluster: skip the tick, keep serving
+                continue
+
+    def shares(self) -> dict[str, tuple[float, Behaviour]]:
+        info = self.groups()
+        if self.weights is not None:
+            raw = {g: w for g, w in self.weights().items() if g in info}
+        else:
+            raw = {g: float(i.available) for g, i in info.items()}
+        total = sum(raw.values())
+        if total <= 0:
+            return {}
+        return {
+            g: (w / total, self.behaviours.get(info[g].image, HEALTHY))
+            for g, w in raw.items()
+            if w > 0
+        }
+
+    def step(self) -> None:
+        shares = self.shares()
+        if not shares:
+            return
+        groups = list(shares)
+        probabilities = [shares[g][0] for g in groups]
+        for _ in range(self.requests_per_tick):
+            group = self.rng.choices(groups, probabilities)[0]
+            behaviour = shares[group][1]
+            code = "500" if self.rng.random() < behaviour.error_rate else "200"
+            latency = max(0.001, self.rng.gauss(behaviour.latency, behaviour.jitter))
+            self.requests.labels(group=group, code=code).inc()
+            self.duration.labels(group=group).observe(latency)
+            self.sent[group] = self.sent.get(group, 0) + 1
