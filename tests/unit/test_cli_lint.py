@@ -355,3 +355,21 @@ def test_the_input_is_not_modified() -> None:
     kept = copy.deepcopy(original)
     lint_object(original)
     assert original == kept
+
+
+def test_list_type_set_and_map_items_are_unique() -> None:
+    as_set = {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}}
+    assert [str(e) for e in structural_errors(["a", "b", "a"], as_set, "tags")] == [
+        'tags[2]: Duplicate value: "a"'
+    ]
+    as_map = {
+        "type": "array",
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["name"],
+        "items": {"type": "object", "properties": {"name": {"type": "string"}, "w": {}}},
+    }
+    metrics = [{"name": "x", "w": 1}, {"name": "y"}, {"name": "x", "w": 2}]
+    assert [str(e) for e in structural_errors(metrics, as_map, "metrics")] == [
+        'metrics[2]: Duplicate value: {"name":"x"}'
+    ]
+    assert structural_errors(["a", "b"], as_set, "tags") == []

@@ -8,9 +8,9 @@ that passes are the `x-kubernetes-validations` CEL rules evaluated, each at its 
     spec.strategy.canary.steps[1]: Invalid value: step: set exactly one of setWeight, ...
     spec.replicas: Invalid value: -1: spec.replicas in body should be greater than or equal to 0
 
-Not modelled (no Herdsman schema uses them): list-type set/map uniqueness, CEL type mapping of
-`format: date-time` strings to timestamps, and transition rules (`oldSelf`), which the API server
-does not run on create either.
+Not modelled (no Herdsman schema relies on them): CEL type mapping of `format: date-time` strings
+to timestamps, and transition rules (`oldSelf`), which the API server does not run on create
+either.
 """
 
 from __future__ import annotations
@@ -257,6 +257,25 @@ def _check_array(value: list[Any], schema: Schema, path: str) -> Iterator[FieldE
     if items is not None:
         for i, item in enumerate(value):
             yield from _check(item, items, index(path, i))
+    yield from _check_unique(value, schema, path)
+
+
+def _check_unique(value: list[Any], schema: Schema, path: str) -> Iterator[FieldError]:
+    """`x-kubernetes-list-type` set (whole items) and map (the list-map keys) are unique."""
+    kind = schema.get("x-kubernetes-list-type")
+    if kind not in ("set", "map"):
+        return
+    keys: list[str] = schema.get("x-kubernetes-list-map-keys", [])
+    seen: set[str] = set()
+    for i, item in enumerate(value):
+        if kind == "map" and isinstance(item, dict):
+            identity: Any = {k: item.get(k) for k in keys}
+        else:
+            identity = item
+        token = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+        if token in seen:
+            yield FieldError(index(path, i), "Duplicate value", value=token)
+        seen.add(token)
 
 
 def _check_object(value: dict[str, Any], schema: Schema, path: str) -> Iterator[FieldError]:
