@@ -103,6 +103,8 @@ class Runtime:
                     log.warning(
                         "%s/%s: reconcile failed (%s); retrying in %.1fs", namespace, name, err, due
                     )
+                    if isinstance(err, KubeError) and err.status in (400, 403, 422):
+                        await self._report_refusal(namespace, name, err)
                 except Exception:
                     failures += 1
                     due = min(MAX_BACKOFF, 0.5 * 2**failures)
@@ -117,6 +119,39 @@ class Runtime:
         finally:
             if self._wakers.get(key) is waker:
                 del self._wakers[key]
+
+    async def _report_refusal(self, namespace: str, name: str, err: KubeError) -> None:
+        """A write the API server refuses will be refused again: say so in status, once.
+
+        The next pass that gets through clears it (the Plan starts without the condition).
+        """
+        deadline = self.policy.reconcile_deadline()
+        try:
+            body = await self.kube.get(ROLLOUTS.url(namespace, name), deadline=deadline)
+            if body is None:
+                return
+            status = body.get("status") or {}
+            message = f"the API server refused a write ({err.status} {err.reason}): {err.message}"
+            message = message[:2048]
+            if status.get("message") == message:
+                return
+            now = self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+            conditions = [
+                c for c in status.get("conditions") or [] if c.get("type") != "ReconcileError"
+            ]
+            conditions.append(
+                {
+                    "type": "ReconcileError",
+                    "status": "True",
+                    "reason": err.reason or "Refused",
+                    "message": message,
+                    "lastTransitionTime": now,
+                }
+            )
+            patch = {"status": {"phase": "Degraded", "message": message, "conditions": conditions}}
+            await self.kube.patch(ROLLOUTS.url(namespace, name, "status"), patch, deadline=deadline)
+        except (KubeError, TimeoutError, ConnectionError) as nested:
+            log.warning("%s/%s: could not report the refusal: %s", namespace, name, nested)
 
     async def _unparseable(
         self, namespace: str, name: str, body: dict[str, Any], err: ValidationError

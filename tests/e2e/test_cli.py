@@ -165,11 +165,6 @@ def test_pause_holds_and_resume_continues(
     assert rollouts.sizes()["checkout-v002"] == (2, 2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: a resume mid-canary leaves status.pauseConditions UserPause behind, so the "
-    "phase message keeps saying 'paused by user' and the progress deadline is suspended",
-)
 def test_resume_clears_the_user_pause(
     operator: OperatorProcess, rollouts: Rollouts, plugin: Plugin
 ) -> None:

@@ -132,6 +132,9 @@ class CrdSpec:
     description: str = ""
     categories: tuple[str, ...] = ("herdsman",)
     extra_validations: list[dict[str, str]] = field(default_factory=list)
+    # metadata.name is the one metadata field a CRD may constrain; names that end up inside
+    # label values of the objects we create need it.
+    max_name_length: int | None = None
 
     @property
     def name(self) -> str:
@@ -144,7 +147,12 @@ class CrdSpec:
         properties: dict[str, Any] = {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
-            "metadata": {"type": "object"},
+            "metadata": {"type": "object"}
+            if self.max_name_length is None
+            else {
+                "type": "object",
+                "properties": {"name": {"type": "string", "maxLength": self.max_name_length}},
+            },
             "spec": spec_schema,
         }
         if self.status_model is not None:
@@ -154,6 +162,8 @@ class CrdSpec:
             status_schema.pop("required", None)
             properties["status"] = status_schema
         root: dict[str, Any] = {"type": "object", "properties": properties, "required": ["spec"]}
+        if self.extra_validations:
+            root["x-kubernetes-validations"] = list(self.extra_validations)
         if self.description:
             root["description"] = self.description
         subresources: dict[str, Any] = {}

@@ -9,6 +9,9 @@ from herdsman.api.analysis import AnalysisRunSpec, AnalysisRunStatus, AnalysisTe
 from herdsman.api.crd import AGE, CrdSpec, PrinterColumn
 from herdsman.api.rollout import RolloutSpec, RolloutStatus
 
+# "-v1000-baseline" is 15 characters; a label value is at most 63.
+MAX_ROLLOUT_NAME = 48
+
 ROLLOUT = CrdSpec(
     kind="Rollout",
     plural="rollouts",
@@ -16,6 +19,7 @@ ROLLOUT = CrdSpec(
     status_model=RolloutStatus,
     short_names=("ro", "hro"),
     scale=True,
+    max_name_length=MAX_ROLLOUT_NAME,
     description="A service whose every version is an immutable server group, moved to step by step.",
     printer_columns=(
         PrinterColumn("Desired", ".spec.replicas", "integer"),

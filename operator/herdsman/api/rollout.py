@@ -325,8 +325,8 @@ class CanaryStrategy(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=validations(
             cel(
-                "!(self.maxSurge == 0 && self.maxUnavailable == 0)"
-                " && !(self.maxSurge == '0%' && self.maxUnavailable == '0%')",
+                "!((self.maxSurge == 0 || self.maxSurge == '0%')"
+                " && (self.maxUnavailable == 0 || self.maxUnavailable == '0%'))",
                 "maxSurge and maxUnavailable cannot both be zero",
                 ".maxUnavailable",
             ),

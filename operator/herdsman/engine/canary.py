@@ -82,6 +82,8 @@ class _Canary:
     # --- entry -------------------------------------------------------------------------------
 
     def run(self) -> None:
+        if not self.plan.spec.paused:
+            self.plan.unpause("UserPause")  # resumed: the pause the user asked for is over
         self._track_revision()
         stable = self._stable()
         if stable is None or stable.pod_hash == self.pod_hash:

@@ -26,6 +26,9 @@ class Plan:
         self.transitions: list[Transition] = []
         self._due: datetime | None = None
         self.status.observed_generation = rollout.metadata.generation
+        # Written by the doing layer when the API server refused a write; each pass starts
+        # afresh, and a refusal that persists is reported again.
+        self.drop_condition("ReconcileError")
 
     @property
     def name(self) -> str:
