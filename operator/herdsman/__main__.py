@@ -68,7 +68,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from herdsman import handlers  # noqa: F401  (registers the Kopf handlers)
+    from herdsman import (
+        handlers,  # noqa: F401  (registers the Kopf handlers)
+        metrics,
+    )
     from herdsman.cluster.analysis import Analysis
     from herdsman.cluster.apply import Applier
     from herdsman.cluster.budget import AccessPolicy
@@ -78,8 +81,14 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging(args.log_format, args.log_level)
     policy = AccessPolicy.from_env()
-    kube = Kube(load_config(args.kubeconfig), policy)
-    analysis = Analysis(kube, policy)
+    kube = Kube(
+        load_config(args.kubeconfig),
+        policy,
+        on_error=metrics.api_error,
+        hooks=metrics.retry_hooks("kubernetes"),
+    )
+    analysis = Analysis(kube, policy, hooks=metrics.retry_hooks("analysis"))
+    metrics.serve(args.metrics_port)
     applier = Applier(kube, build_run=analysis.build, announce=announce)
     runtime = Runtime(kube=kube, applier=applier, policy=policy, analysis=analysis)
     memo = kopf.Memo(

@@ -6,7 +6,17 @@ them, and a test checks each panel's metric against this registry.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from herdsman.api.analysis import AnalysisRunStatus
+from herdsman.api.rollout import Rollout
+from herdsman.cluster.retry import RetryHooks
+from herdsman.engine import cost
+from herdsman.engine.world import Decision
 
 REGISTRY = CollectorRegistry()
 ROLLOUT = ["namespace", "rollout"]
@@ -130,3 +140,100 @@ def metric_names() -> set[str]:
         elif family.type == "histogram":
             names |= {f"{family.name}_{s}" for s in ("bucket", "sum", "count", "created")}
     return names
+
+
+# --- recording --------------------------------------------------------------------------------
+# Called by the doing layer after a pass whose status write succeeded, so each transition is
+# counted exactly once, like its Event and its log line.
+
+_RELEASE_ENDS = {
+    "RolloutCompleted": "completed",
+    "RolloutAborted": "aborted",
+    "RollbackCompleted": "rolled_back",
+}
+
+
+def retry_hooks(call: str) -> RetryHooks:
+    return RetryHooks(
+        on_retry=lambda _event: retries.labels(call).inc(),
+        on_expired=lambda _error: deadline_expiries.labels(call).inc(),
+    )
+
+
+def api_error(verb: str, code: int) -> None:
+    api_errors.labels(verb, str(code)).inc()
+
+
+def record_pass(rollout: Rollout, decision: Decision, now: datetime) -> None:
+    ns, name = rollout.metadata.namespace or "default", rollout.metadata.name
+    st, old = decision.status, rollout.status
+    for phase in PHASES:
+        rollout_phase.labels(ns, name, phase).set(1 if st.phase == phase else 0)
+    steps = rollout.spec.strategy.canary.steps if rollout.spec.strategy.canary else []
+    rollout_steps.labels(ns, name).set(len(steps))
+    rollout_step.labels(ns, name).set((st.current_step_index or 0) + 1 if steps else 0)
+    rollout_canary_weight.labels(ns, name).set(st.canary_weight)
+    for role in ("stable", "canary", "baseline"):
+        rollout_traffic_weight.labels(ns, name, role).set(getattr(st.weights, role))
+    pods = dict.fromkeys(ROLES, 0)
+    for row in st.server_groups:
+        role = "stable" if row.role == "active" else row.role
+        pods[role] = pods.get(role, 0) + row.replicas
+    for role, count in pods.items():
+        rollout_replicas.labels(ns, name, role).set(count)
+    for role, seconds in cost.live(st.cost, st.server_groups, rollout.spec.replicas, now).items():
+        release_cost.labels(ns, name, role).set(seconds)
+    for t in decision.transitions:
+        transitions.labels(ns, name, t.reason).inc()
+        if t.reason in _RELEASE_ENDS:
+            releases.labels(ns, name, _RELEASE_ENDS[t.reason]).inc()
+    left = old.current_step_index
+    if left is not None and old.step_started_at is not None and left < len(steps):
+        moved = st.current_step_index != left or st.current_revision != old.current_revision
+        if moved:
+            seconds = max(0.0, (now - old.step_started_at).total_seconds())
+            step_duration.labels(ns, name, steps[left].kind).observe(seconds)
+
+
+def record_runs(
+    rollout: Rollout, updates: Mapping[str, AnalysisRunStatus], before: Mapping[str, Any]
+) -> None:
+    ns, name = rollout.metadata.namespace or "default", rollout.metadata.name
+    for run, status in updates.items():
+        old = (before.get(run) or {}).get("status") or {}
+        seen = {m.get("name"): m for m in old.get("metricResults") or []}
+        for result in status.metric_results:
+            prior = seen.get(result.name) or {}
+            for phase, field_name in (
+                ("Successful", "successful"),
+                ("Failed", "failed"),
+                ("Inconclusive", "inconclusive"),
+                ("Error", "error"),
+            ):
+                added = getattr(result, field_name) - int(prior.get(field_name, 0) or 0)
+                if added > 0:
+                    analysis_measurements.labels(ns, name, result.name, phase).inc(added)
+        if (
+            status.phase in ("Successful", "Failed", "Error", "Inconclusive")
+            and old.get("phase") != status.phase
+        ):
+            analysis_runs.labels(ns, name, status.phase).inc()
+        if status.score is not None and status.score.score is not None:
+            analysis_score.labels(ns, name, run).set(status.score.score)
+
+
+def forget(namespace: str, name: str) -> None:
+    """A deleted rollout leaves no stale series behind."""
+    for family in (
+        rollout_phase,
+        rollout_step,
+        rollout_steps,
+        rollout_canary_weight,
+        rollout_traffic_weight,
+        rollout_replicas,
+        release_cost,
+        analysis_score,
+    ):
+        for labels in list(family._metrics):  # prometheus_client keeps children by label tuple
+            if labels[:2] == (namespace, name):
+                family.remove(*labels)

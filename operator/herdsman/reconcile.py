@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from herdsman import metrics
 from herdsman.api.rollout import Rollout
 from herdsman.cluster.analysis import Analysis, with_updates
 from herdsman.cluster.analysis import problems as analysis_problems
@@ -56,9 +58,20 @@ class Runtime:
 
     async def reconcile(self, namespace: str, name: str) -> float | Gone | None:
         """One pass. Returns seconds until the next one is due (None: only on change)."""
+        started = time.perf_counter()
+        result = "error"
+        try:
+            due = await self._pass(namespace, name)
+            result = "conflict" if due == 0.0 else "ok"
+            return due
+        finally:
+            metrics.reconcile_duration.labels(result).observe(time.perf_counter() - started)
+
+    async def _pass(self, namespace: str, name: str) -> float | Gone | None:
         deadline = self.policy.reconcile_deadline()
         body = await self.kube.get(ROLLOUTS.url(namespace, name), deadline=deadline)
         if body is None:
+            metrics.forget(namespace, name)
             return GONE
         try:
             rollout = Rollout.from_body(body)
@@ -75,11 +88,13 @@ class Runtime:
             if observed.runs:
                 updates, next_measurement = await self.analysis.measure_due(observed, now, deadline)
                 observed.run_updates = updates
+                metrics.record_runs(rollout, updates, observed.runs)
                 observed.world = with_updates(observed.world, updates)
         decision = decide(rollout, observed.world, now)
         raw_status = body.get("status") or {}
         if not await self.applier.apply(rollout, raw_status, decision, observed, deadline):
             return 0.0  # lost a race with another writer: redo on fresh data
+        metrics.record_pass(rollout, decision, now)
         due = decision.requeue_after
         if next_measurement is not None:
             until = max(0.0, (next_measurement - self.clock()).total_seconds())

@@ -557,6 +557,7 @@ class CostStatus(ApiModel):
     canary_replica_seconds: float = 0.0
     baseline_replica_seconds: float = 0.0
     preview_replica_seconds: float = 0.0
+    old_replica_seconds: float = Field(0.0, description="A previous group kept warm after promotion.")
     measured_at: datetime | None = None
 
 

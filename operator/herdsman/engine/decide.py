@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from herdsman.api.rollout import Rollout
-from herdsman.engine import canary, validation
+from herdsman.engine import canary, cost, validation
 from herdsman.engine.plan import Plan
 from herdsman.engine.weights import Limits, limits
 from herdsman.engine.world import Decision, World
@@ -38,6 +38,7 @@ def decide(rollout: Rollout, world: World, now: datetime) -> Decision:
     _progress_deadline(plan)
     _phase(plan)
     _totals(plan)
+    cost.account(plan)
     return plan.decision()
 
 

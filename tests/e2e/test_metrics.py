@@ -1,0 +1,99 @@
+"""The operator's /metrics, scraped by a real Prometheus while a real rollout runs."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import prometheus
+from harness.cluster import Cluster, wait_until
+from harness.operator import OperatorProcess
+from harness.rollouts import IMAGE_V2, Rollouts, rollout
+
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def query(prom: prometheus.PrometheusServer, expr: str) -> list[dict[str, Any]]:
+    url = f"{prom.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        result: list[dict[str, Any]] = json.load(answer)["data"]["result"]
+    return result
+
+
+@pytest.fixture
+def scraped_operator(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> Iterator[tuple[OperatorProcess, prometheus.PrometheusServer]]:
+    port = free_port()
+    op = OperatorProcess(
+        cluster=cluster,
+        namespaces=[namespace],
+        log_path=tmp_path / "operator.log",
+        extra_args=["--metrics-port", str(port)],
+    ).start()
+    prom = prometheus.start([f"127.0.0.1:{port}"], binary=prometheus.binary_or_skip())
+    yield op, prom
+    prom.stop()
+    op.stop()
+
+
+def test_prometheus_sees_every_weight_the_rollout_went_through(
+    scraped_operator: tuple[OperatorProcess, prometheus.PrometheusServer], rollouts: Rollouts
+) -> None:
+    op, prom = scraped_operator
+    # Prometheus scrapes a new target a moment after it is ready; the rollout must not outrun it.
+    wait_until(lambda: query(prom, "up == 1"), timeout=30, what="the first scrape of the operator")
+    steps = [
+        {"setWeight": 20},
+        {"pause": {"duration": "3s"}},
+        {"setWeight": 50},
+        {"pause": {"duration": "3s"}},
+    ]
+    rollouts.create(rollout(steps=steps))
+    rollouts.wait_healthy("checkout-v001")
+    rollouts.set_image(IMAGE_V2)
+    rollouts.wait_healthy("checkout-v002", timeout=60)
+
+    selector = f'{{namespace="{rollouts.ns}",rollout="checkout"}}'
+
+    def weights_seen() -> set[int] | None:
+        found = query(prom, f"herdsman_rollout_canary_weight{selector}[2m]")
+        values = {int(float(v)) for series in found for _, v in series.get("values", [])}
+        return values if {20, 50} <= values else None
+
+    seen = wait_until(
+        weights_seen,
+        timeout=30,
+        what="20% and 50% in Prometheus",
+        describe=lambda: str(query(prom, "herdsman_rollout_canary_weight[2m]")) + prom.log_tail(),
+    )
+    assert seen <= {0, 20, 50, 100}
+
+    completed = query(
+        prom, f'herdsman_releases_total{{namespace="{rollouts.ns}",result="completed"}}'
+    )
+    assert [float(s["value"][1]) for s in completed] == [1.0]
+    steps_started = query(
+        prom,
+        f'herdsman_rollout_transitions_total{{namespace="{rollouts.ns}",reason="StepStarted"}}',
+    )
+    assert float(steps_started[0]["value"][1]) == 3
+    pauses = query(
+        prom, f'herdsman_step_duration_seconds_count{{namespace="{rollouts.ns}",kind="pause"}}'
+    )
+    assert float(pauses[0]["value"][1]) == 2
+    assert query(prom, 'sum(herdsman_reconcile_duration_seconds_count{result="ok"})')
+    assert not op.errors()
