@@ -163,7 +163,11 @@ def test_undo_mid_canary_sends_traffic_back_to_the_warm_stable(
 
     actions.undo(rollouts.rest, rollouts.ns, "checkout", to_revision=1)
     rollouts.wait_healthy("checkout-v001")
-    assert rollouts.sizes() == {"checkout-v001": (10, 10), "checkout-v002": (0, 0)}
+    # Healthy as soon as the stable serves everything; the old group's pods drain right after.
+    rollouts.wait(
+        lambda _: rollouts.sizes() == {"checkout-v001": (10, 10), "checkout-v002": (0, 0)},
+        what="the canary drained",
+    )
 
 
 def test_a_new_revision_mid_rollout_abandons_the_half_done_canary(
