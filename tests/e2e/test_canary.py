@@ -49,7 +49,10 @@ def test_a_canary_runs_every_step_to_completion(
 
     status = rollouts.wait_healthy("checkout-v002", timeout=60)
     assert status["weights"] == {"stable": 100, "canary": 0, "baseline": 0}
-    assert rollouts.sizes() == {"checkout-v001": (0, 0), "checkout-v002": (10, 10)}
+    rollouts.wait(
+        lambda _: rollouts.sizes() == {"checkout-v001": (0, 0), "checkout-v002": (10, 10)},
+        what="the old group drained",
+    )
     assert rollouts.selector("checkout")[LABEL_GROUP] == "checkout-v002"
     assert rollouts.selector("checkout-canary")[LABEL_GROUP] == "checkout-v002"
     # The steps ran in order, each announced once.

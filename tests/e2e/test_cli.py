@@ -103,7 +103,10 @@ def test_set_image_status_get_promote_and_promote_full(
     out = plugin.ok("promote", "checkout", "--full")
     assert "full promotion requested" in out
     rollouts.wait_healthy("checkout-v002")
-    assert rollouts.sizes() == {"checkout-v001": (0, 0), "checkout-v002": (4, 4)}
+    rollouts.wait(
+        lambda _: rollouts.sizes() == {"checkout-v001": (0, 0), "checkout-v002": (4, 4)},
+        what="the old group drained",
+    )
     # --full skipped the rest: the 75% step never started.
     started = [t.message for t in operator.transitions("checkout") if t.reason == "StepStarted"]
     assert not any("setWeight 75" in m for m in started)
