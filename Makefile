@@ -7,6 +7,7 @@
 #   make run           run the operator in the foreground against it
 #   make crds          regenerate crds/ from the pydantic models
 #   make bench         print the benchmark figures (README performance table)
+#   make chart         lint the Helm chart, validate what it renders, lint the Dockerfile
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -76,6 +77,11 @@ lint: venv
 	$(VENV)/bin/ruff check operator tests
 	$(VENV)/bin/ruff format --check operator tests
 	$(VENV)/bin/mypy
+
+.PHONY: chart helm-lint
+chart helm-lint: venv binaries
+	$(BIN)/helm lint --strict $(ROOT)/charts/herdsman
+	PATH="$(BIN):$$PATH" $(PY) -m pytest -m unit $(ROOT)/tests/unit/test_chart*.py $(PYTEST_ARGS)
 
 .PHONY: test
 test: deps lint

@@ -6,6 +6,7 @@ test failure, so a green CI run always means the e2e tests really ran.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import time
@@ -21,6 +22,7 @@ from herdsman.cluster.kube import Rest
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_SH = ROOT / "tests" / "cluster" / "cluster.sh"
+CHART = ROOT / "charts" / "herdsman"
 BUILD_SH = ROOT / "tests" / "cluster" / "build.sh"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -52,6 +54,39 @@ class Cluster:
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result.stdout if result.returncode == 0 else result.stderr
+
+    def helm(self, *args: str, check: bool = True, timeout: float = 300) -> str:
+        """helm against this cluster (the binary build.sh builds beside kubectl)."""
+        return helm(*args, kubeconfig=self.kubeconfig, check=check, timeout=timeout)
+
+
+def helm(
+    *args: str, kubeconfig: Path | None = None, check: bool = True, timeout: float = 300
+) -> str:
+    """Run helm; with `kubeconfig`, against that cluster. Returns stdout (stderr on failure).
+
+    Helm notes on stderr that it follows the chart's crds/herdsman symlink; that line is noise.
+    """
+    command = [str(tool("helm")), *args]
+    if kubeconfig is not None:
+        command += ["--kubeconfig", str(kubeconfig)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout if result.returncode == 0 else result.stderr
+
+
+def tool(name: str) -> Path:
+    """A binary build.sh builds (helm, kubectl...); missing: skipped, or failed under CI=true."""
+    path = _tools_dir() / name
+    if not path.exists():
+        unavailable(f"{name} is not in {path.parent}: run tests/cluster/build.sh")
+    return path
+
+
+@functools.cache
+def _tools_dir() -> Path:
+    return _bin_dir()
 
 
 def _bin_dir() -> Path:

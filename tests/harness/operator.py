@@ -37,11 +37,15 @@ class OperatorProcess:
     log_path: Path
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    # False: no --standalone, so Kopf peering decides whether this process acts (HA tests).
+    standalone: bool = True
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
     def start(self) -> OperatorProcess:
-        args = [sys.executable, "-m", "herdsman", "run", "--standalone"]
+        args = [sys.executable, "-m", "herdsman", "run"]
+        if self.standalone:
+            args.append("--standalone")
         for ns in self.namespaces:
             args += ["--namespace", ns]
         args += self.extra_args

@@ -1,0 +1,77 @@
+{{/*
+What the operator does, as RBAC rules: nothing more. tests/unit/test_chart_rbac.py derives the
+same list from the code (every call through Kube/Rest with its Path constant, plus the Kopf
+handlers and Kopf's own peering and scanning) and fails when the two differ in either direction.
+*/}}
+
+{{/* Namespaced resources: in a ClusterRole when cluster-wide, in a Role per watched namespace. */}}
+{{- define "herdsman.rules.namespaced" -}}
+# Rollouts: watched by Kopf, read by each reconcile; only the status is written.
+- apiGroups: [herdsman.dev]
+  resources: [rollouts]
+  verbs: [get, list, watch]
+- apiGroups: [herdsman.dev]
+  resources: [rollouts/status]
+  verbs: [patch]
+# AnalysisRuns: created per step, measured and terminated by the rollout's reconcile.
+- apiGroups: [herdsman.dev]
+  resources: [analysisruns]
+  verbs: [create, list, patch, watch]
+- apiGroups: [herdsman.dev]
+  resources: [analysisruns/status]
+  verbs: [patch]
+- apiGroups: [herdsman.dev]
+  resources: [analysistemplates]
+  verbs: [get]
+# Server groups: one ReplicaSet per revision, scaled and retired by the operator.
+- apiGroups: [apps]
+  resources: [replicasets]
+  verbs: [create, delete, list, patch, watch]
+# Services: the operator moves their selectors between server groups.
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, patch]
+# Pods: listed and deleted only for `kubectl herdsman restart`.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [delete, list]
+# Secrets: one key read by name when an analysis provider references it; never listed.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+# One Event per transition.
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end -}}
+
+{{/* Cluster-scoped resources, in both modes. */}}
+{{- define "herdsman.rules.cluster" -}}
+- apiGroups: [herdsman.dev]
+  resources: [clusteranalysistemplates]
+  verbs: [get]
+# Kopf notices CRDs installed after it started (the peering CRD it waits for with --require-peering).
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [list, watch]
+{{- end -}}
+
+{{/* Kopf peering: keep-alives in the status of the peering object, watched by every replica. */}}
+{{- define "herdsman.rules.clusterPeering" -}}
+- apiGroups: [kopf.dev]
+  resources: [clusterkopfpeerings]
+  verbs: [list, patch, watch]
+{{- end -}}
+
+{{- define "herdsman.rules.namespacedPeering" -}}
+- apiGroups: [kopf.dev]
+  resources: [kopfpeerings]
+  verbs: [list, patch, watch]
+{{- end -}}
+
+{{/* A namespace-limited Kopf lists and watches namespaces to serve the listed ones as they come and go. */}}
+{{- define "herdsman.rules.namespaces" -}}
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+{{- end -}}

@@ -1,0 +1,453 @@
+"""The chart's RBAC is exactly what the code uses: derived from the code, compared both ways.
+
+What the operator needs comes from three places, each read from the code rather than listed by
+hand:
+1. every call through `Kube`/`Rest` (receivers named `kube` or `rest`) in operator/herdsman,
+   except the kubectl plugin (it runs with the user's credentials): the verb from the method,
+   the resource from the `Path` constant whose `.url(...)` builds the path (followed through
+   local assignments and conditional expressions), the subresource from `.url`'s `sub`;
+2. the Kopf handlers registered by herdsman.handlers: Kopf lists and watches their resources
+   (and patches them when a handler needs a finalizer or stores progress);
+3. Kopf's own machinery as the startup handler configures it: peering (list, watch and patch the
+   peering objects), scanning (CRDs, and namespaces when limited to namespaces), event posting.
+
+A new API call without its RBAC rule fails `test_..._grants_exactly_what_the_operator_calls`; a
+rule nothing uses fails it too; a call whose path cannot be followed statically fails
+`test_every_call_names_its_path_statically`. The e2e test test_helm_rbac.py runs the operator
+with the chart's ServiceAccount token and records every request the API server answers.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import dataclasses
+import importlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import kopf
+import pytest
+import yaml
+
+from harness.cluster import CHART, ROOT, helm
+from herdsman.cluster.kube import Path as KPath
+
+pytestmark = pytest.mark.unit
+
+PACKAGE = ROOT / "operator" / "herdsman"
+# The kubectl plugin acts with the user's own credentials, never the operator's.
+USER_SIDE = {"cli"}
+# The only module allowed to talk to the API server other than through Kube/Rest.
+CLIENT_MODULE = "herdsman.cluster.kube"
+RECEIVERS = {"kube", "rest"}
+METHODS = {"get", "list", "create", "patch", "delete", "request", "call"}
+HTTP = {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}
+
+Perm = tuple[str, str, str]  # (apiGroup, resource[/subresource], verb)
+
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+    path: KPath
+    verb: str
+    sub: str | None
+    where: str
+
+    @property
+    def perm(self) -> Perm:
+        resource = self.path.plural + (f"/{self.sub}" if self.sub else "")
+        return (self.path.group, resource, self.verb)
+
+
+class Unresolved(Exception):
+    pass
+
+
+# --- 1. calls through Kube / Rest ---------------------------------------------------------------
+
+
+def modules(skip: set[str] = USER_SIDE, only: set[str] | None = None) -> Iterator[tuple[str, Path]]:
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        sub = parts[1] if len(parts) > 2 else ""
+        if sub in skip or (only is not None and sub not in only):
+            continue
+        yield ".".join(parts[:-1] if parts[-1] == "__init__" else parts), path
+
+
+def _receiver(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    if isinstance(node, ast.Name):
+        return node.id
+    return None
+
+
+def _assignments(fn: ast.AST) -> dict[str, list[ast.expr]]:
+    """Names assigned in this function's own body (nested functions have their own scope)."""
+    found: dict[str, list[ast.expr]] = {}
+    stack = list(ast.iter_child_nodes(fn))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+            continue
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    found.setdefault(target.id, []).append(node.value)
+        elif (
+            isinstance(node, ast.AnnAssign | ast.NamedExpr)
+            and node.value is not None
+            and isinstance(node.target, ast.Name)
+        ):
+            found.setdefault(node.target.id, []).append(node.value)
+        stack.extend(ast.iter_child_nodes(node))
+    return found
+
+
+class CallFinder(ast.NodeVisitor):
+    def __init__(self, source: str, filename: str, constants: dict[str, KPath]) -> None:
+        self.filename = filename
+        self.constants = constants
+        self.scopes: list[dict[str, list[ast.expr]]] = []
+        self.calls: list[Call] = []
+        self.visit(ast.parse(source, filename))
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        self.scopes.append(_assignments(node))
+        self.generic_visit(node)
+        self.scopes.pop()
+
+    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+
+    def visit_Call(self, node: ast.Call) -> None:
+        self.generic_visit(node)
+        func = node.func
+        if not (isinstance(func, ast.Attribute) and func.attr in METHODS):
+            return
+        if _receiver(func.value) not in RECEIVERS:
+            return
+        where = f"{self.filename}:{node.lineno}"
+        args = list(node.args)
+        method = None
+        if func.attr in ("request", "call"):
+            if not args or not isinstance(args[0], ast.Constant) or args[0].value not in HTTP:
+                raise Unresolved(f"{where}: the HTTP method must be a literal")
+            method = str(args.pop(0).value)
+        if not args:
+            raise Unresolved(f"{where}: {func.attr}() without a path")
+        for path, url in self._urls(args[0], where):
+            name = _arg(url, 1, "name")
+            sub = _arg(url, 2, "sub")
+            if sub is not None and not isinstance(sub, str):
+                raise Unresolved(f"{where}: the subresource must be a literal")
+            named = name is not None
+            verb = _verb(func.attr, method, named)
+            self.calls.append(Call(path, verb, sub, where))
+
+    def _urls(self, expr: ast.expr, where: str) -> list[tuple[KPath, ast.Call]]:
+        if (
+            isinstance(expr, ast.Call)
+            and isinstance(expr.func, ast.Attribute)
+            and expr.func.attr == "url"
+            and isinstance(expr.func.value, ast.Name)
+            and expr.func.value.id in self.constants
+        ):
+            return [(self.constants[expr.func.value.id], expr)]
+        if isinstance(expr, ast.IfExp):
+            return self._urls(expr.body, where) + self._urls(expr.orelse, where)
+        if isinstance(expr, ast.Name):
+            for scope in reversed(self.scopes):
+                if expr.id in scope:
+                    return [u for value in scope[expr.id] for u in self._urls(value, where)]
+        raise Unresolved(
+            f"{where}: cannot tell which resource `{ast.unparse(expr)}` names; build the path"
+            " with a Path constant's .url(...) in the call or in a local assignment"
+        )
+
+
+def _arg(call: ast.Call, position: int, keyword: str) -> Any:
+    """The literal value (or a marker for a non-literal) of one argument of Path.url(...)."""
+    node: ast.expr | None = None
+    if len(call.args) > position:
+        node = call.args[position]
+    for kw in call.keywords:
+        if kw.arg == keyword:
+            node = kw.value
+    if node is None or (isinstance(node, ast.Constant) and node.value is None):
+        return None
+    return node.value if isinstance(node, ast.Constant) else node
+
+
+def _verb(method: str, http: str | None, named: bool) -> str:
+    if method in ("request", "call"):
+        assert http is not None
+        verb = HTTP[http]
+        if verb == "get" and not named:
+            return "list"
+        if verb == "delete" and not named:
+            return "deletecollection"
+        return verb
+    if method == "get":
+        return "get" if named else "list"
+    if method == "delete":
+        return "delete" if named else "deletecollection"
+    return method
+
+
+def path_constants(module: Any) -> dict[str, KPath]:
+    return {name: value for name, value in vars(module).items() if isinstance(value, KPath)}
+
+
+def code_calls(skip: set[str] = USER_SIDE, only: set[str] | None = None) -> list[Call]:
+    calls: list[Call] = []
+    for name, path in modules(skip, only):
+        if name == CLIENT_MODULE:
+            continue  # Kube and Rest themselves: generic over paths
+        module = importlib.import_module(name)
+        rel = str(path.relative_to(ROOT))
+        calls += CallFinder(path.read_text(), rel, path_constants(module)).calls
+    return calls
+
+
+def known_paths() -> dict[tuple[str, str], KPath]:
+    found = {}
+    for name, _ in modules(skip=set()):
+        for value in path_constants(importlib.import_module(name)).values():
+            found[(value.group, value.plural)] = value
+    return found
+
+
+# --- 2. Kopf handlers and 3. Kopf's machinery ---------------------------------------------------
+
+
+def kopf_settings(*, clusterwide: bool) -> kopf.OperatorSettings:
+    """The settings as herdsman's startup handler leaves them, for the chart's flags."""
+    from herdsman import handlers
+
+    settings = kopf.OperatorSettings()
+    settings.peering.clusterwide = clusterwide
+    memo = kopf.Memo(peering={"name": "p", "priority": 0, "standalone": False, "mandatory": True})
+    asyncio.run(handlers.configure(settings=settings, memo=memo))
+    return settings
+
+
+def kopf_needs(*, clusterwide: bool) -> dict[Perm, str]:
+    from herdsman import handlers  # noqa: F401  (registers the handlers)
+
+    registry = kopf.get_default_registry()
+    assert not registry._webhooks.get_all_handlers(), "webhooks need admission RBAC in the chart"
+    needs: dict[Perm, str] = {}
+    paths = known_paths()
+
+    def add(group: str, resource: str, verbs: Iterable[str], why: str) -> None:
+        for verb in verbs:
+            needs.setdefault((group, resource, verb), why)
+
+    handler_kinds = [
+        ("watching", registry._watching.get_all_handlers(), False),
+        ("spawning", registry._spawning.get_all_handlers(), False),
+        ("indexing", registry._indexing.get_all_handlers(), False),
+        # Change handlers store their progress and diff base in annotations: Kopf patches.
+        ("changing", registry._changing.get_all_handlers(), True),
+    ]
+    for kind, handlers_, patches in handler_kinds:
+        for h in handlers_:
+            selector = h.selector
+            plural = selector.plural or selector.any_name
+            assert (selector.group or "", plural) in paths, (
+                f"Kopf handler {h.id} watches {selector}: add a Path constant for it"
+            )
+            verbs = ["list", "watch"]
+            if patches or getattr(h, "requires_finalizer", False):
+                verbs.append("patch")
+            add(selector.group or "", plural, verbs, f"kopf {kind} handler {h.id}")
+
+    settings = kopf_settings(clusterwide=clusterwide)
+    if not settings.peering.standalone:
+        plural = "clusterkopfpeerings" if clusterwide else "kopfpeerings"
+        add("kopf.dev", plural, ["list", "watch", "patch"], "kopf peering")
+    if not settings.scanning.disabled:
+        add("apiextensions.k8s.io", "customresourcedefinitions", ["list", "watch"], "kopf scan")
+        if not clusterwide:
+            add("", "namespaces", ["list", "watch"], "kopf namespace scan")
+    if settings.posting.enabled:
+        add("", "events", ["create"], "kopf event posting")
+    return needs
+
+
+def operator_needs(*, clusterwide: bool) -> dict[Perm, str]:
+    needs = {c.perm: c.where for c in code_calls()}
+    for perm, why in kopf_needs(clusterwide=clusterwide).items():
+        needs.setdefault(perm, why)
+    return needs
+
+
+def is_namespaced(group: str, resource: str) -> bool:
+    plural = resource.split("/")[0]
+    if (group, plural) in {("kopf.dev", "kopfpeerings")}:
+        return True
+    if (group, plural) in {
+        ("kopf.dev", "clusterkopfpeerings"),
+        ("apiextensions.k8s.io", "customresourcedefinitions"),
+        ("", "namespaces"),
+    }:
+        return False
+    path = known_paths().get((group, plural))
+    assert path is not None, f"no Path constant for {group}/{plural}"
+    return path.namespaced
+
+
+# --- the chart's side -----------------------------------------------------------------------------
+
+RELEASE = "hd"
+FULLNAME = f"{RELEASE}-herdsman"
+
+
+def render(*values: str) -> list[dict[str, Any]]:
+    args = ["template", RELEASE, str(CHART), "--namespace", "ops"]
+    for value in values:
+        args += ["--set", value]
+    return [d for d in yaml.safe_load_all(helm(*args)) if d]
+
+
+def granted(role: dict[str, Any]) -> set[Perm]:
+    perms = set()
+    for rule in role["rules"]:
+        assert "nonResourceURLs" not in rule
+        assert "resourceNames" not in rule
+        for field in ("apiGroups", "resources", "verbs"):
+            assert "*" not in rule[field], f"wildcard in {role['metadata']['name']}: {rule}"
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    perms.add((group, resource, verb))
+    return perms
+
+
+def operator_roles(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == FULLNAME]
+
+
+def diff(needed: dict[Perm, str], given: set[Perm]) -> str:
+    missing = sorted(set(needed) - given)
+    unused = sorted(given - set(needed))
+    lines = [f"  missing {p}  <- {needed[p]}" for p in missing]
+    lines += [f"  unused  {p}  (nothing in the code needs it)" for p in unused]
+    return "\n".join(lines)
+
+
+# --- tests ------------------------------------------------------------------------------------------
+
+
+def test_every_call_names_its_path_statically() -> None:
+    calls = code_calls()
+    # The walk really sees the operator's calls (a regression here would hollow the test out).
+    perms = {c.perm for c in calls}
+    assert ("herdsman.dev", "rollouts/status", "patch") in perms
+    assert ("apps", "replicasets", "create") in perms
+    assert ("", "secrets", "get") in perms
+    assert len(calls) >= 20
+
+
+def test_only_the_client_module_talks_to_the_api_server_directly() -> None:
+    offenders = []
+    for name, path in modules():
+        if name == CLIENT_MODULE:
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(n == "kubernetes" or n.startswith("kubernetes.") for n in names):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders, (
+        "API calls outside herdsman.cluster.kube escape the RBAC check; use Kube/Rest: "
+        + ", ".join(offenders)
+    )
+
+
+def test_a_cluster_wide_install_grants_exactly_what_the_operator_calls() -> None:
+    docs = render()
+    (role,) = operator_roles(docs, "ClusterRole")
+    assert not operator_roles(docs, "Role")
+    needed = operator_needs(clusterwide=True)
+    problems = diff(needed, granted(role))
+    assert not problems, f"the chart's ClusterRole and the code disagree:\n{problems}"
+
+
+def test_a_namespaced_install_grants_roles_in_the_watched_namespaces_only() -> None:
+    docs = render("watchNamespaces={shop,payments}")
+    roles = operator_roles(docs, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["payments", "shop"]
+    needed = operator_needs(clusterwide=False)
+    in_namespace = {p: w for p, w in needed.items() if is_namespaced(p[0], p[1])}
+    cluster_scoped = {p: w for p, w in needed.items() if not is_namespaced(p[0], p[1])}
+    for role in roles:
+        problems = diff(in_namespace, granted(role))
+        assert not problems, f"Role in {role['metadata']['namespace']}:\n{problems}"
+    (cluster_role,) = operator_roles(docs, "ClusterRole")
+    problems = diff(cluster_scoped, granted(cluster_role))
+    assert not problems, f"the namespaced install's ClusterRole:\n{problems}"
+    bindings = [d for d in docs if d["kind"] == "RoleBinding"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["payments", "shop"]
+    for binding in bindings + [d for d in docs if d["kind"] == "ClusterRoleBinding"]:
+        (subject,) = binding["subjects"]
+        assert subject == {"kind": "ServiceAccount", "name": FULLNAME, "namespace": "ops"}
+
+
+def test_the_walk_fails_a_new_call_the_chart_does_not_grant() -> None:
+    """The mechanism itself: a new call shows up as missing, an untraceable path is refused."""
+    source = (
+        "async def route(self, ns, name, deadline):\n"
+        "    path = ROUTES.url(ns, name) if ns else ROUTES.url(None, name)\n"
+        "    await self.kube.patch(path, {}, deadline=deadline)\n"
+        "    await self.kube.get(ROUTES.url(ns, name, 'status'), deadline=deadline)\n"
+        "    await self.kube.list(ROUTES.url(ns), deadline=deadline)\n"
+        "    cfg.get('key')  # a dict, not the API\n"
+    )
+    routes = KPath("gateway.networking.k8s.io", "v1", "httproutes")
+    calls = CallFinder(source, "new.py", {"ROUTES": routes}).calls
+    assert {c.perm for c in calls} == {
+        ("gateway.networking.k8s.io", "httproutes", "patch"),
+        ("gateway.networking.k8s.io", "httproutes/status", "get"),
+        ("gateway.networking.k8s.io", "httproutes", "list"),
+    }
+    (role,) = operator_roles(render(), "ClusterRole")
+    needed = {c.perm: c.where for c in calls}
+    assert "missing ('gateway.networking.k8s.io', 'httproutes', 'patch')" in diff(
+        needed, granted(role)
+    )
+    with pytest.raises(Unresolved, match="cannot tell which resource"):
+        CallFinder("def f(kube, p):\n    kube.get(p)\n", "bad.py", {})
+
+
+def test_kopf_is_configured_the_way_the_rbac_assumes() -> None:
+    settings = kopf_settings(clusterwide=True)
+    # Our Events are written by the Applier (events: create comes from the code walk).
+    assert settings.posting.enabled is False
+    assert settings.peering.mandatory is True
+    assert settings.peering.standalone is False
+
+
+def test_kubectl_herdsman_users_get_what_the_plugin_calls_through_the_edit_role() -> None:
+    docs = render()
+    edit = next(d for d in docs if d["metadata"]["name"] == f"{FULLNAME}-edit")
+    view = next(d for d in docs if d["metadata"]["name"] == f"{FULLNAME}-view")
+    labels = edit["metadata"]["labels"]
+    assert labels["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert labels["rbac.authorization.k8s.io/aggregate-to-admin"] == "true"
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    plugin = {c.perm: c.where for c in code_calls(skip=set(), only=USER_SIDE)}
+    assert plugin, "the walk found no plugin calls"
+    ours = {p: w for p, w in plugin.items() if p[0] == "herdsman.dev"}
+    missing = sorted(set(ours) - granted(edit))
+    assert not missing, f"the edit aggregate lacks what kubectl herdsman calls: {missing}"
+    # The rest (ReplicaSets for `undo`) only reads what the built-in view role already grants.
+    assert {p[2] for p in plugin if p[0] != "herdsman.dev"} <= {"get", "list", "watch"}
+    assert {p[2] for p in granted(view)} == {"get", "list", "watch"}
