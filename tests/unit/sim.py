@@ -66,6 +66,8 @@ class Sim:
     history: list[Decision] = field(default_factory=list)
     # Template names the observer reports as not found (an InvalidSpec cause).
     missing_templates: set[str] = field(default_factory=set)
+    # Referenced analyses that cannot be built (e.g. an argument the template does not declare).
+    analysis_problems: list[str] = field(default_factory=list)
     # When True, a scaled ReplicaSet is "unsettled" (its controller has not observed the new
     # spec.replicas yet) until the next `settle`, as a real ReplicaSet is for a moment.
     lag: bool = False
@@ -94,6 +96,7 @@ class Sim:
             services=dict(self.services),
             analysis_runs=tuple(self.runs.values()),
             missing_templates=frozenset(self.missing_templates),
+            analysis_problems=tuple(self.analysis_problems),
         )
 
     def reconcile(
