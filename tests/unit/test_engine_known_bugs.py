@@ -1,0 +1,279 @@
+"""Engine bugs found by the property tests, each as its minimal reproduction.
+
+Every test here states the promise the engine should keep and is marked
+`xfail(strict=True)` while the bug stands: the suite stays green, and the day a fix lands the
+test passes, strict xfail turns that into a failure, and the mark comes off. Where the failure
+has one precise shape (a crash), `raises=` pins it, so a *different* failure still fails.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from sim import Sim, manifest
+from test_engine_invariants import converged
+from test_engine_scenarios import ROUTER, SERVICES, at_step, healthy, reasons
+
+from herdsman.engine.weights import canary_replicas
+
+pytestmark = pytest.mark.unit
+
+ANALYSIS = {"analysis": {"templates": [{"templateName": "h"}]}}
+
+
+# --- crashes: _promote wants a group at 0 it has no blueprint for -----------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=KeyError,
+    reason="bug B1: at spec.replicas 0 a new revision crashes decide() (KeyError in groups.scale)",
+)
+def test_a_new_revision_at_zero_replicas_becomes_stable() -> None:
+    # Scale-to-zero (KEDA, or an HPA with minReplicas 0) is a normal state. At 0 replicas the
+    # canary group is never created (its target is 0, so "reached" without existing), and
+    # _promote's final Targets names it without a blueprint: every pass raises, forever.
+    sim = healthy(manifest(replicas=0, steps=[]))
+    sim.set_image("app:v2")
+    sim.run_until(converged)
+    assert sim.status.stable_server_group == "checkout-v002"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=KeyError,
+    reason="bug B2: baseline: true with no steps crashes decide() on every new revision",
+)
+def test_a_baseline_rollout_without_steps_completes() -> None:
+    # _promote always names the baseline at 0 (targets.want(base, 0)) without a blueprint; if
+    # no step ever created it, groups.scale looks the blueprint up and raises. The world never
+    # changes, so this is a crash loop, not a hiccup.
+    sim = healthy(manifest(replicas=4, steps=[], baseline=True))
+    sim.set_image("app:v2")
+    sim.run_until(converged)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=KeyError,
+    reason="bug B2: a baseline garbage-collected before promotion completes crashes decide()",
+)
+def test_a_baseline_rollout_survives_its_baseline_being_deleted_during_promotion() -> None:
+    # During promotion the baseline drops its role, reaches 0 pods and is deleted as garbage
+    # while the canary's last pods are still starting; the next pass names it again in
+    # _promote (want 0, no blueprint) and raises until those pods are up.
+    sim = healthy(manifest(replicas=4, steps=[{"setWeight": 25}], baseline=True))
+    sim.set_image("app:v2")
+    for _ in range(4):  # promotion under way: the canary grows, the baseline goes to 0
+        sim.reconcile()
+        sim.settle()
+        sim.tick()
+    for _ in range(3):  # the canary's last pod is slow; the baseline is at 0 and deleted
+        sim.reconcile()
+        sim.tick()
+    sim.run_until(converged)
+
+
+# --- stuck: targets below the floor ------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="bug B4: dynamicStableScale sizes stable from the weight, not setCanaryScale: stuck below the floor",
+)
+def test_dynamic_stable_scale_with_a_smaller_canary_scale_converges() -> None:
+    # 4 pods, maxUnavailable 1 (floor 3). setWeight 50 gives canary 2 / stable 2. The next step
+    # scales the canary to 0; dynamicStableScale still sizes stable at 4 - canary_replicas(50%)
+    # = 2, so the targets add up to 2 < floor 3: the canary may shrink 2 -> 1 and never to 0.
+    # The step never completes; the progress deadline fires on a rollout nobody can unstick.
+    body = manifest(
+        replicas=4,
+        steps=[{"setWeight": 50}, {"setCanaryScale": {"replicas": 0}}],
+        maxSurge=0,
+        maxUnavailable=1,
+        trafficRouting=ROUTER,
+        dynamicStableScale=True,
+        **SERVICES,
+    )
+    sim = healthy(body)
+    sim.set_image("app:v2")
+    sim.run_until(converged)
+
+
+# --- the router is told one thing, status says another --------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug B5: with a router, status.weights reports the step weight before the router gets it",
+)
+def test_status_weights_match_the_router_before_the_canary_is_up() -> None:
+    # status.weights is "the traffic split actually in effect". While the canary has no
+    # available pod the router is (rightly) told 0, but status claims 80/20.
+    sim = healthy(
+        manifest(steps=[{"setWeight": 20}, {"pause": {}}], trafficRouting=ROUTER, **SERVICES)
+    )
+    sim.set_image("app:v2")
+    d = sim.reconcile()
+    assert d.desired.traffic is not None
+    assert d.desired.traffic.canary_weight == 0
+    assert d.status.weights.canary == d.desired.traffic.canary_weight
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug B5: with a router and baseline, status gives the baseline a share the router never routes",
+)
+def test_status_weights_match_the_router_with_a_baseline() -> None:
+    # TrafficTarget carries only the canary weight and group: the router sends 80/20 to
+    # stable/canary and nothing to the baseline, yet status reports 60/20/20 — and the
+    # canary-vs-baseline analysis believes the baseline is serving traffic.
+    body = manifest(
+        steps=[{"setWeight": 20}, {"pause": {}}], baseline=True, trafficRouting=ROUTER, **SERVICES
+    )
+    sim = healthy(body)
+    sim.set_image("app:v2")
+    d = sim.run_until(at_step(1))
+    t = d.desired.traffic
+    assert t is not None
+    routed_baseline = getattr(t, "baseline_weight", 0)
+    assert (d.status.weights.canary, d.status.weights.baseline) == (
+        t.canary_weight,
+        routed_baseline,
+    )
+    assert d.status.weights.stable == 100 - t.canary_weight - routed_baseline
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="bug B10: with a router, weight moves before the canary has the pods (100% to 2 of 10 on promotion)",
+)
+def test_router_weight_never_outruns_the_canary_pods_that_carry_it() -> None:
+    # With a router the replicas no longer carry the weight by themselves, so the engine must
+    # wait for the canary's pods before sending their share: _shift/_promote only check that
+    # *one* canary pod is available. On promotion the router gets 100% while the canary has
+    # the 2 pods it had at 20%: a capacity incident on every release.
+    sim = healthy(
+        manifest(
+            steps=[{"setWeight": 20}, {"pause": {"duration": 5}}],
+            trafficRouting=ROUTER,
+            **SERVICES,
+        )
+    )
+    sim.set_image("app:v2")
+    rng = random.Random(1)
+    for _ in range(60):
+        before = sim.world()
+        d = sim.reconcile()
+        canary = before.group("checkout-v002")
+        t = d.desired.traffic
+        if t is not None and t.canary_group == "checkout-v002" and canary is not None:
+            needed = canary_replicas(10, t.canary_weight)
+            assert canary.available >= needed, (
+                f"router told {t.canary_weight}% with {canary.available}/10 canary pods up"
+            )
+        if converged(sim):
+            break
+        sim.settle(rng)
+        sim.tick(2)
+
+
+# --- analysis ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="bug B7: an inconclusive background analysis says Paused but the steps keep moving",
+)
+def test_an_inconclusive_background_analysis_holds_the_rollout() -> None:
+    # "analysis inconclusive: promote or abort" — the phase says Paused, but _progress never
+    # looks at the Inconclusive pause: timed pauses end, weights grow, and the rollout even
+    # completes to 100% on an analysis that could not vouch for it.
+    body = manifest(
+        replicas=4,
+        steps=[{"setWeight": 25}, {"pause": {"duration": 10}}, {"setWeight": 50}, {"pause": {}}],
+        analysis={"templates": [{"templateName": "h"}]},
+    )
+    sim = healthy(body)
+    sim.set_image("app:v2")
+    sim.run_until(at_step(1))
+    sim.set_runs("Inconclusive", kind="background", message="not enough data")
+    for _ in range(30):
+        sim.reconcile()
+        sim.settle()
+        sim.tick(5)
+    assert sim.status.phase == "Paused"
+    assert sim.status.current_step_index == 1, "moved on while paused on an inconclusive analysis"
+    assert sim.status.canary_weight == 25
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="bug B8: re-rolling a revision reuses the verdict of its abandoned analysis run",
+)
+def test_rolling_a_revision_out_again_runs_its_analysis_again() -> None:
+    # v2 reaches its analysis step; the user rolls back to v1 (the run is terminated, which
+    # completes it with what it has — Successful here) and later applies v2 again. The group
+    # is reused (revision 2) and the attempt counter restarts at 0, so the run name
+    # checkout-v002-step1-a0 is the old one: the step "passes" on a verdict measured on other
+    # traffic, and a terminated run at that. (An old Failed run would abort it instead.)
+    sim = healthy(manifest(replicas=4, steps=[{"setWeight": 25}, ANALYSIS, {"pause": {}}]))
+    sim.set_image("app:v2")
+    sim.run_until(lambda s: "checkout-v002-step1-a0" in s.runs)
+    sim.set_image("app:v1")
+    sim.run_until(converged)
+    mark = len(sim.history)
+    sim.set_image("app:v2")
+    for _ in range(10):
+        sim.reconcile()
+        sim.settle()
+        sim.tick()
+    assert "AnalysisPassed" not in reasons(sim, mark), "passed without running an analysis"
+    assert sim.status.current_step_index == 1
+    assert any(not r.terminated and not r.done for r in sim.runs.values())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="bug B9: time spent in an analysis step counts against progressDeadlineSeconds",
+)
+def test_a_long_analysis_step_is_not_a_stalled_rollout() -> None:
+    # decide._progress_deadline promises "pauses and analyses take the time they are given",
+    # but only pause conditions stop the clock: an analysis step (10 x 1m is typical) longer
+    # than the deadline marks the rollout Degraded — and aborts it with progressDeadlineAbort.
+    body = manifest(replicas=4, steps=[{"setWeight": 25}, ANALYSIS, {"setWeight": 50}])
+    body["spec"]["progressDeadlineSeconds"] = 120
+    body["spec"]["progressDeadlineAbort"] = True
+    sim = healthy(body)
+    sim.set_image("app:v2")
+    sim.run_until(lambda s: bool(s.runs))
+    for _ in range(20):  # ten minutes of measuring
+        sim.reconcile()
+        sim.settle()
+        sim.tick(30)
+    assert "ProgressDeadlineExceeded" not in reasons(sim)
+    assert not sim.status.abort
+    assert sim.status.phase != "Degraded"
+
+
+# --- Sim sanity: the reproductions above rely on these behaving ------------------------------------
+
+
+def test_terminated_runs_complete_like_the_analysis_controller_completes_them() -> None:
+    # herdsman.analysis.runs: spec.terminate completes a run "with what it has"; the Sim models
+    # the common outcome (Successful). B8 depends on it; this keeps the Sim honest about it.
+    sim = Sim.of(manifest(replicas=2, steps=[{"setWeight": 50}, ANALYSIS]))
+    sim.run_until(converged)
+    sim.set_image("app:v2")
+    sim.run_until(lambda s: bool(s.runs))
+    sim.set_image("app:v3")
+    sim.reconcile()
+    (run,) = sim.runs.values()
+    assert run.terminated
+    assert run.phase == "Successful"
