@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from herdsman.api.rollout import Rollout
-from herdsman.engine import canary, cost, validation
+from herdsman.engine import bluegreen, canary, cost, validation
 from herdsman.engine.plan import Plan
 from herdsman.engine.weights import Limits, limits
 from herdsman.engine.world import Decision, World
@@ -29,10 +29,10 @@ def decide(rollout: Rollout, world: World, now: datetime) -> Decision:
 
     strategy = rollout.spec.strategy
     if strategy.canary is not None:
+        # Left over from a blue/green past (a strategy change is only allowed at rest).
+        plan.status.blue_green = None
         canary.decide(plan)
     else:
-        from herdsman.engine import bluegreen
-
         bluegreen.decide(plan)
     _restart(plan)
     _progress_deadline(plan)
@@ -73,11 +73,19 @@ def _restart(plan: Plan) -> None:
         plan.transition("Restarted", f"every pod started after {wanted.isoformat()}")
         return
     lim = _limits(plan)
-    available = sum(g.available for g in plan.world.groups)
-    asked = sum(g.replicas for g in plan.world.groups)
+    serving = plan.world.groups
+    active = _active_group(plan)
+    if active is not None:
+        # Blue/green: only the active group carries traffic; other groups' pods go first, free.
+        serving = tuple(g for g in serving if g.name == active)
+        stale.sort(key=lambda p: p.group == active)
+    available = sum(g.available for g in serving)
+    asked = sum(g.replicas for g in serving)
     budget = available - lim.floor
     if budget <= 0 and available >= asked:
         budget = 1  # maxUnavailable 0 still allows one pod at a time once everything is up
+    if active is not None:
+        budget = max(0, budget) + sum(p.group != active for p in stale)
     plan.desired.delete_pods.extend(p.name for p in stale[: max(0, budget)])
     plan.due_in(5)
 
@@ -94,6 +102,15 @@ def _progress_deadline(plan: Plan) -> None:
     settled = (
         st.canary_server_group is None and stable is not None and stable.available >= spec.replicas
     )
+    if spec.strategy.blue_green is not None:
+        # Blue/green waits on pods whenever a group has fewer available than asked of it.
+        asked = {g.name: g.replicas for g in plan.world.groups}
+        asked.update(plan.desired.scale)
+        asked.update({g.name: g.replicas for g in plan.desired.create_groups})
+        have = {g.name: g.available for g in plan.world.groups}
+        settled = all(have.get(name, 0) >= n for name, n in asked.items()) and all(
+            g.settled for g in plan.world.groups
+        )
     waiting = not (st.abort or spec.paused or st.pause_conditions or settled)
     if not waiting:
         # The clock only runs while we wait on pods; a stored time would rewrite status forever.
@@ -114,7 +131,9 @@ def _progress_deadline(plan: Plan) -> None:
         suffix = "; aborting" if spec.progress_deadline_abort else ""
         plan.transition("ProgressDeadlineExceeded", what + suffix, warning=True)
         plan.condition("ProgressDeadlineExceeded", True, "ProgressDeadlineExceeded", what)
-        if spec.progress_deadline_abort and st.canary_server_group is not None:
+        if spec.progress_deadline_abort and (
+            st.canary_server_group is not None or bluegreen.in_flight(plan)
+        ):
             st.abort = True
             st.message = f"progress deadline exceeded: {what}"
             plan.due_in(0)
@@ -138,8 +157,8 @@ def _phase(plan: Plan) -> None:
             why = "paused by user"
         elif "Inconclusive" in reasons:
             why = "analysis inconclusive: promote or abort"
-        elif "BlueGreenPause" in reasons:
-            why = "waiting for promotion"
+        elif spec.strategy.blue_green is not None:
+            why = bluegreen.summary(plan)
         else:
             why = "paused"
         st.phase, st.message = "Paused", f"{why}{where}"
@@ -162,7 +181,9 @@ def _phase(plan: Plan) -> None:
         plan.condition("Progressing", True, "NewReplicaSetAvailable", f"{stable.name} is available")
     else:
         st.phase = "Progressing"
-        if st.canary_server_group:
+        if spec.strategy.blue_green is not None:
+            st.message = bluegreen.summary(plan)
+        elif st.canary_server_group:
             st.message = f"canary {st.canary_server_group} at {st.canary_weight}%{where}"
         else:
             st.message = f"scaling {st.stable_server_group}"
@@ -175,7 +196,8 @@ def _phase(plan: Plan) -> None:
     )
     plan.condition("Healthy", st.phase == "Healthy", st.phase or "Unknown", st.message)
     lim = _limits(plan)
-    available = sum(g.available for g in plan.world.groups)
+    active = _active_group(plan)
+    available = sum(g.available for g in plan.world.groups if active is None or g.name == active)
     plan.condition(
         "Available",
         available >= lim.floor,
@@ -192,6 +214,14 @@ def _totals(plan: Plan) -> None:
     current = plan.world.release(st.current_pod_hash or "")
     st.updated_replicas = current.replicas if current else 0
     st.selector = ",".join(f"{k}={v}" for k, v in sorted(spec.selector.match_labels.items()))
+
+
+def _active_group(plan: Plan) -> str | None:
+    """Blue/green: the group the active service selects (None for canary, or before any)."""
+    bg = plan.status.blue_green
+    if plan.spec.strategy.blue_green is None or bg is None:
+        return None
+    return bg.active_server_group
 
 
 def _limits(plan: Plan) -> Limits:

@@ -46,17 +46,49 @@ def problems(rollout: Rollout, world: World) -> list[str]:
     blue_green = strategy.blue_green
     if blue_green is not None:
         prefix = "spec.strategy.blueGreen"
-        found.append(f"{prefix}: the blue/green strategy is not available in this version yet")
+        if blue_green.preview_service and blue_green.preview_service == blue_green.active_service:
+            found.append(
+                f"{prefix}.previewService must differ from activeService"
+                f" ({blue_green.active_service!r})"
+            )
         for field, svc in (
             ("activeService", blue_green.active_service),
             ("previewService", blue_green.preview_service),
         ):
             if svc and not _service_exists(world, svc):
                 found.append(f"{prefix}.{field}: Service {svc!r} not found")
+    changed = _strategy_change(rollout)
+    if changed:
+        found.append(changed)
     for name in sorted(world.missing_templates):
         found.append(f"analysis template {name!r} not found")
     found.extend(world.analysis_problems)
     return found
+
+
+def _strategy_change(rollout: Rollout) -> str | None:
+    """Changing strategy is allowed at rest (the next revision uses the new one) and refused
+    while a release of the other strategy is in flight: no state is ever half-migrated."""
+    st, strategy = rollout.status, rollout.spec.strategy
+    bg = st.blue_green
+    if strategy.blue_green is not None and st.canary_server_group is not None:
+        was, now, what = "canary", "blueGreen", f"canary {st.canary_server_group}"
+    elif (
+        strategy.canary is not None
+        and bg is not None
+        and (
+            bg.preview_server_group is not None
+            or (bg.active_server_group or st.stable_server_group) != st.stable_server_group
+        )
+    ):
+        was, now = "blueGreen", "canary"
+        what = f"blue/green release {bg.preview_server_group or bg.active_server_group}"
+    else:
+        return None
+    return (
+        f"spec.strategy: cannot change from {was} to {now} while {what} is in flight;"
+        f" put spec.strategy back and let it finish (or abort and undo it), then change strategy"
+    )
 
 
 def _service_exists(world: World, name: str) -> bool:
