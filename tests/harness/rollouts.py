@@ -45,6 +45,24 @@ def rollout(
     }
 
 
+def blue_green(
+    name: str = "checkout",
+    *,
+    replicas: int = 4,
+    image: str = IMAGE_V1,
+    preview: bool = True,
+    **strategy: Any,
+) -> dict[str, Any]:
+    """A blue/green Rollout: active service `name`, preview service `name-preview`."""
+    body = rollout(name, replicas=replicas, image=image, services=False)
+    bg: dict[str, Any] = {"activeService": name}
+    if preview:
+        bg["previewService"] = f"{name}-preview"
+    bg.update(strategy)
+    body["spec"]["strategy"] = {"blueGreen": bg}
+    return body
+
+
 def service(name: str, app: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -65,8 +83,14 @@ class Rollouts:
     def create(self, manifest: dict[str, Any], *, with_services: bool = True) -> dict[str, Any]:
         name = manifest["metadata"]["name"]
         canary = manifest["spec"]["strategy"].get("canary") or {}
+        bg = manifest["spec"]["strategy"].get("blueGreen") or {}
         if with_services:
-            for svc in (canary.get("stableService"), canary.get("canaryService")):
+            for svc in (
+                canary.get("stableService"),
+                canary.get("canaryService"),
+                bg.get("activeService"),
+                bg.get("previewService"),
+            ):
                 if svc and self.rest.get(SERVICES.url(self.ns, svc)) is None:
                     self.rest.create(SERVICES.url(self.ns), service(svc, name))
         return self.rest.create(ROLLOUTS.url(self.ns), copy.deepcopy(manifest))
