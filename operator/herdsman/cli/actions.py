@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from herdsman.cluster.apply import ANNOTATION_TEMPLATE
-from herdsman.cluster.kube import JSON_PATCH, REPLICA_SETS, ROLLOUTS, KubeError, Rest
+from herdsman.cluster.kube import ANALYSIS_RUNS, JSON_PATCH, REPLICA_SETS, ROLLOUTS, KubeError, Rest
 from herdsman.naming import LABEL_KIND, LABEL_REVISION, LABEL_ROLLOUT
 
 
@@ -33,6 +33,49 @@ def get(rest: Rest, ns: str, name: str) -> dict[str, Any]:
     if body is None:
         raise ActionError(f"rollout {ns}/{name} not found")
     return body
+
+
+def analysis_run(rest: Rest, ns: str, name: str) -> dict[str, Any]:
+    body = rest.get(ANALYSIS_RUNS.url(ns, name))
+    if body is None:
+        raise ActionError(f"analysisrun {ns}/{name} not found")
+    return body
+
+
+def analysis_runs(rest: Rest, ns: str, rollout: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The runs a rollout's `status.analysisRuns` names, by name; runs already gone are left out."""
+    found: dict[str, dict[str, Any]] = {}
+    for ref in (rollout.get("status") or {}).get("analysisRuns") or []:
+        name = ref.get("name") if isinstance(ref, dict) else None
+        if isinstance(name, str) and name not in found:
+            body = rest.get(ANALYSIS_RUNS.url(ns, name))
+            if body is not None:
+                found[name] = body
+    return found
+
+
+def latest_analysis_run(rest: Rest, ns: str, name: str) -> dict[str, Any]:
+    """The rollout's most recently created run among those its status lists.
+
+    The list is rewritten in reconcile order, not creation order, so its last entry is not
+    necessarily the newest run: the runs' own creation times decide, the later step on a tie.
+    """
+    body = get(rest, ns, name)
+    refs = [r for r in (body.get("status") or {}).get("analysisRuns") or [] if isinstance(r, dict)]
+    runs = analysis_runs(rest, ns, body)
+    if not runs:
+        what = "lists no analysis run" if not refs else "lists only analysis runs that are gone"
+        raise ActionError(f"rollout {ns}/{name} {what}")
+    steps = {r.get("name"): r.get("stepIndex") for r in refs}
+
+    def created(item: tuple[int, str]) -> tuple[str, int, int]:
+        position, run = item
+        step = steps.get(run)
+        stamp = (runs[run].get("metadata") or {}).get("creationTimestamp") or ""
+        return (str(stamp), step if isinstance(step, int) else -1, position)
+
+    _, newest = max(enumerate(runs), key=created)
+    return runs[newest]
 
 
 def promote(rest: Rest, ns: str, name: str, *, full: bool = False) -> dict[str, Any]:

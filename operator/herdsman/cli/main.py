@@ -2,6 +2,8 @@
 
     kubectl herdsman get [NAME]                  table of rollouts, or one rollout's summary
     kubectl herdsman status NAME [--watch]       steps, traffic, groups, analysis, conditions
+    kubectl herdsman analysis RUN [--watch]      every number an AnalysisRun holds
+    kubectl herdsman analysis --rollout NAME     the same, for the rollout's latest run
     kubectl herdsman promote NAME [--full]       leave the current step (or all of them)
     kubectl herdsman abort|retry|pause|resume|restart NAME
     kubectl herdsman undo NAME [--to-revision N]
@@ -27,10 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import config
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.live import Live
 
 from herdsman.cli import actions, render
+from herdsman.cli import analysis as analysing
 from herdsman.cli import lint as linting
 from herdsman.cli import plan as planning
 from herdsman.cli.actions import ActionError
@@ -116,27 +119,49 @@ def cmd_get(ctx: Context) -> int:
     return 0
 
 
-def cmd_status(ctx: Context) -> int:
-    name = ctx.args.name
-    body = actions.get(ctx.rest, ctx.namespace, name)
+def _status_view(ctx: Context) -> RenderableType:
+    body = actions.get(ctx.rest, ctx.namespace, ctx.args.name)
+    try:
+        runs: dict[str, dict[str, Any]] | None = actions.analysis_runs(
+            ctx.rest, ctx.namespace, body
+        )
+    except KubeError:
+        # Not allowed to read AnalysisRuns (or a hiccup): the rollout's own view still stands.
+        runs = None
+    return render.status_view(body, ctx.now(), runs)
+
+
+def _analysis_view(ctx: Context) -> RenderableType:
+    if ctx.args.rollout:
+        run = actions.latest_analysis_run(ctx.rest, ctx.namespace, ctx.args.rollout)
+    else:
+        run = actions.analysis_run(ctx.rest, ctx.namespace, ctx.args.analysis_run)
+    return analysing.analysis_view(run, ctx.now())
+
+
+def _show(ctx: Context, view: Callable[[Context], RenderableType]) -> int:
     if not ctx.args.watch:
-        ctx.out.print(render.status_view(body, ctx.now()))
+        ctx.out.print(view(ctx))
         return 0
     # Short polling rather than a watch: one GET every interval is cheap, survives API server
     # restarts and proxies without reconnect logic, and the view is redrawn at human pace anyway.
     try:
-        with Live(
-            render.status_view(body, ctx.now()),
-            console=ctx.out,
-            refresh_per_second=4,
-            transient=False,
-        ) as live:
+        with Live(view(ctx), console=ctx.out, refresh_per_second=4, transient=False) as live:
             while True:
                 time.sleep(ctx.args.interval)
-                body = actions.get(ctx.rest, ctx.namespace, name)
-                live.update(render.status_view(body, ctx.now()))
+                live.update(view(ctx))
     except KeyboardInterrupt:
         return 0
+
+
+def cmd_status(ctx: Context) -> int:
+    return _show(ctx, _status_view)
+
+
+def cmd_analysis(ctx: Context) -> int:
+    if bool(ctx.args.analysis_run) == bool(ctx.args.rollout):
+        raise CliError("name an AnalysisRun, or a rollout with --rollout (not both)", code=2)
+    return _show(ctx, _analysis_view)
 
 
 def _verb(what: Callable[[Rest, str, str], Any], message: str) -> Callable[[Context], int]:
@@ -257,6 +282,18 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("name")
     status.add_argument("-w", "--watch", action="store_true", help="redraw as the rollout moves")
     status.add_argument(
+        "--interval", type=float, default=2.0, help="seconds between redraws with --watch"
+    )
+
+    analysis = command(
+        "analysis", cmd_analysis, "show an AnalysisRun: metrics, measurements, judgements, score"
+    )
+    analysis.add_argument("analysis_run", nargs="?", metavar="RUN", help="the AnalysisRun's name")
+    analysis.add_argument(
+        "--rollout", metavar="NAME", help="the latest AnalysisRun of this rollout instead"
+    )
+    analysis.add_argument("-w", "--watch", action="store_true", help="redraw as the run measures")
+    analysis.add_argument(
         "--interval", type=float, default=2.0, help="seconds between redraws with --watch"
     )
 

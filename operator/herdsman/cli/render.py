@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from herdsman.api.rollout import CanaryStep
+from herdsman.cli import analysis
 from herdsman.engine.canary import describe
 
 Obj = Mapping[str, Any]
@@ -191,8 +192,12 @@ def _weights_line(status: Obj) -> str:
 # --- status ----------------------------------------------------------------------------------------
 
 
-def status_view(body: Obj, now: datetime) -> RenderableType:
-    """`kubectl herdsman status`: everything a person needs to decide promote or abort."""
+def status_view(body: Obj, now: datetime, runs: Mapping[str, Obj] | None = None) -> RenderableType:
+    """`kubectl herdsman status`: everything a person needs to decide promote or abort.
+
+    `runs` are the AnalysisRuns the status lists, by name, when the caller could read them:
+    each run's row then also shows its score and failing metrics.
+    """
     spec = _map(body.get("spec"))
     status = _map(body.get("status"))
     strategy = _map(spec.get("strategy"))
@@ -203,9 +208,9 @@ def status_view(body: Obj, now: datetime) -> RenderableType:
         parts.append(_steps(_map(strategy["canary"]), status))
     parts.append(_traffic(status, blue_green="blueGreen" in strategy))
     parts.append(_groups(status, now))
-    runs = _list(status.get("analysisRuns"))
-    if runs:
-        parts.append(_runs(runs))
+    refs = _list(status.get("analysisRuns"))
+    if refs:
+        parts.append(_runs(refs, runs))
     conditions = _list(status.get("conditions"))
     if conditions:
         parts.append(_conditions(conditions, now))
@@ -436,20 +441,31 @@ def _groups(status: Obj, now: datetime) -> RenderableType:
     return Panel(body, title="Server groups", title_align="left", border_style="dim")
 
 
-def _runs(runs: list[Any]) -> RenderableType:
+def _runs(refs: list[Any], runs: Mapping[str, Obj] | None = None) -> RenderableType:
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("ANALYSIS RUN", "KIND", "STEP", "PHASE"):
         table.add_column(column)
-    for run in runs:
-        run = _map(run)
-        step = run.get("stepIndex")
-        phase = str(run.get("phase") or "Pending")
-        table.add_row(
-            str(run.get("name", "?")),
-            str(run.get("kind", "-")),
+    if runs is not None:
+        table.add_column("SCORE")
+        table.add_column("FAILING")
+    for ref in refs:
+        ref = _map(ref)
+        step = ref.get("stepIndex")
+        row: list[str | Text] = [
+            str(ref.get("name", "?")),
+            str(ref.get("kind", "-")),
             str(step + 1) if isinstance(step, int) else "-",
-            _styled(phase, RUN_STYLE),
-        )
+        ]
+        run = None if runs is None else runs.get(str(ref.get("name")))
+        if run is not None:
+            # The run itself is fresher than the phase the rollout last copied from it.
+            brief = analysis.brief(run)
+            row += [brief.phase, brief.score, brief.failing]
+        else:
+            row.append(_styled(str(ref.get("phase") or "Pending"), RUN_STYLE))
+            if runs is not None:
+                row += ["-", "-"]
+        table.add_row(*row)
     return Panel(table, title="Analysis", title_align="left", border_style="dim")
 
 
