@@ -31,7 +31,7 @@ import pytest
 import yaml
 from aiohttp import web
 
-from harness.cluster import CHART, Cluster
+from harness.cluster import CHART, Cluster, token_kubeconfig
 from harness.local_http import LocalHttpServer, Reply
 from harness.operator import OperatorProcess
 from harness.rollouts import IMAGE_V2, Rollouts, rollout
@@ -226,18 +226,8 @@ def test_the_operator_runs_a_canary_on_the_charts_service_account_alone(
     token = cluster.kubectl("create", "token", release, "-n", operator_ns, "--duration=1h").strip()
     upstream, ca = ca_context(cluster.kubeconfig)
     proxy = RecordingProxy(upstream, ca).start()
-    kubeconfig = tmp_path / "service-account.kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": proxy.url}}],
-                "users": [{"name": release, "user": {"token": token}}],
-                "contexts": [{"name": "c", "context": {"cluster": "c", "user": release}}],
-                "current-context": "c",
-            }
-        )
+    kubeconfig = token_kubeconfig(
+        cluster, token, tmp_path / "service-account.kubeconfig", server=proxy.url
     )
     health = LocalHttpServer({"/health": lambda _: Reply(200, {"healthy": True})}).start()
     operator = OperatorProcess(

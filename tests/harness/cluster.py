@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+import yaml
 from kubernetes import client, config
 
 from herdsman.cluster.kube import Rest
@@ -74,6 +75,30 @@ def helm(
     if check and result.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} failed: {result.stderr.strip()}")
     return result.stdout if result.returncode == 0 else result.stderr
+
+
+def token_kubeconfig(
+    cluster: Cluster, token: str, path: Path, *, server: str | None = None
+) -> Path:
+    """A kubeconfig for the cluster holding only a bearer token (none of the admin's
+    certificates); `server` replaces the API server's URL (e.g. a proxy in front of it)."""
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
+    entry = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
+    config = {"server": server} if server else dict(entry["cluster"])
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": config}],
+                "users": [{"name": "token", "user": {"token": token}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "token"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    return path
 
 
 def tool(name: str) -> Path:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from harness.cluster import Cluster, wait_until
+from harness.cluster import CHART, Cluster, token_kubeconfig, wait_until
+from harness.local_http import free_port
 
 # One transition line: "<time> <ns>/<name> rev=<r> step=<s> weight=<w> <Reason>: <message>"
 TRANSITION = re.compile(
@@ -39,6 +43,9 @@ class OperatorProcess:
     env: dict[str, str] = field(default_factory=dict)
     # False: no --standalone, so Kopf peering decides whether this process acts (HA tests).
     standalone: bool = True
+    # The whole command line instead of `python -m herdsman run ...` (e.g. the chart's pod
+    # command); `namespaces`, `standalone` and `extra_args` are then not added.
+    command: list[str] | None = None
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -49,6 +56,8 @@ class OperatorProcess:
         for ns in self.namespaces:
             args += ["--namespace", ns]
         args += self.extra_args
+        if self.command is not None:
+            args = list(self.command)
         env = {
             **os.environ,
             "KUBECONFIG": str(self.cluster.kubeconfig),
@@ -129,6 +138,78 @@ class OperatorProcess:
         return [
             line for line in self.log().splitlines() if "Traceback" in line or " ERROR " in line
         ]
+
+
+class ChartReplicas:
+    """The chart installed for one namespace, and its pods' command run here as processes.
+
+    KWOK runs no containers, so the Deployment's pods do nothing; these processes stand in for
+    them: the pod's own command and arguments, the chart's ServiceAccount token (TokenRequest),
+    POD_ID as the Deployment sets it. Ports move apart (many processes, one host) and the log
+    is plain, for `transitions()`.
+    """
+
+    def __init__(self, cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+        self.cluster, self.namespace, self.tmp_path = cluster, namespace, tmp_path
+        suffix = secrets.token_hex(3)
+        self.release, self.operator_ns = f"herdsman-{suffix}", f"herdsman-ha-{suffix}"
+        cluster.helm(
+            "install", self.release, str(CHART), "-n", self.operator_ns, "--create-namespace",
+            "--set", f"watchNamespaces={{{namespace}}}", "--wait", "--timeout", "90s",
+        )  # fmt: skip
+        token = cluster.kubectl(
+            "create", "token", self.release, "-n", self.operator_ns, "--duration=1h"
+        ).strip()
+        self.kubeconfig = token_kubeconfig(cluster, token, tmp_path / "sa.kubeconfig")
+        deployment = json.loads(
+            cluster.kubectl("get", "deployment", self.release, "-n", self.operator_ns, "-o", "json")
+        )
+        (self.container,) = deployment["spec"]["template"]["spec"]["containers"]
+        self.processes: list[OperatorProcess] = []
+
+    def command(self) -> list[str]:
+        args = []
+        for arg in self.container["args"]:
+            if arg.startswith("--liveness="):
+                arg = f"--liveness=http://127.0.0.1:{free_port()}/healthz"
+            elif arg.startswith("--metrics-port="):
+                arg = f"--metrics-port={free_port()}"
+            elif arg.startswith("--log-format="):
+                arg = "--log-format=plain"
+            args.append(arg)
+        return [*self.container["command"], *args]
+
+    def start(self, name: str) -> OperatorProcess:
+        process = OperatorProcess(
+            cluster=self.cluster,
+            namespaces=[self.namespace],
+            log_path=self.tmp_path / f"{name}.log",
+            command=self.command(),
+            env={
+                "KUBECONFIG": str(self.kubeconfig),
+                "POD_ID": name,  # the Deployment sets it from metadata.name
+                "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+            },
+        ).start()
+        self.processes.append(process)
+        return process
+
+    def peers(self) -> dict[str, Any]:
+        body = json.loads(
+            self.cluster.kubectl(
+                "get", "kopfpeering", self.release, "-n", self.namespace, "-o", "json"
+            )
+        )
+        status: dict[str, Any] = body.get("status") or {}
+        return status
+
+    def close(self) -> None:
+        for process in self.processes:
+            process.stop()
+        self.cluster.helm("uninstall", self.release, "-n", self.operator_ns, "--wait", check=False)
+        self.cluster.kubectl(
+            "delete", "namespace", self.operator_ns, "--ignore-not-found", "--wait=false"
+        )
 
 
 def settle_time() -> None:
