@@ -695,8 +695,10 @@ class _BlueGreen:
         st.baseline_server_group = None
         st.current_step_index = None
         st.step = None
-        st.canary_weight = 0
+        # Users' traffic, all of it behind the active service: on the stable group, or on the
+        # new revision's group between the switch and the post-promotion verdict.
         new_serves = active is not None and active != st.stable_server_group
+        st.canary_weight = 100 if new_serves else 0
         st.weights.stable, st.weights.canary, st.weights.baseline = (
             (0, 100, 0) if new_serves else (100, 0, 0)
         )
