@@ -47,8 +47,10 @@ KNOWN_BUGS = {
     "B5 router told a different split than status.weights reports": True,
     "B8 an abandoned (terminated) analysis run counts as passed": True,
     "B10 router weight moves before the canary has the pods": True,
+    "B12 a stale status.baselineServerGroup makes routed weights negative": True,
+    "B13 availability above spec.replicas is spent as floor budget": True,
 }
-B_CRASH, B4, B5, B8, B10 = KNOWN_BUGS.values()
+B_CRASH, B4, B5, B8, B10, B12, B13 = KNOWN_BUGS.values()
 
 
 def decide_or_skip_known_crash(rollout: Rollout, world: World, now: datetime) -> Decision:
@@ -326,6 +328,19 @@ class Checker:
                 assert now >= since + timedelta(seconds=seconds), (
                     f"left pause step {k} ({seconds}s) entered at {since} early at {now}"
                 )
+            elif step.set_weight is not None and not any(
+                s.set_canary_scale is not None for s in steps[: k + 1]
+            ):
+                # Left because the weight was reached: the canary holds the closest split of
+                # the pods, all available — and a real weight (1..99) at least one pod.
+                w = step.set_weight
+                total = rollout.spec.replicas
+                group = world.release(new.current_pod_hash or "")
+                want = weights.canary_replicas(total, w)
+                assert want >= 1 or not (total >= 1 and 1 <= w <= 99)
+                have = (group.replicas, group.available) if group else (0, 0)
+                assert have[0] == want, f"left setWeight {w} with {have[0]} canary pods, not {want}"
+                assert have[1] >= want, f"left setWeight {w} with {have[1]}/{want} available"
             elif step.analysis is not None:
                 run = world.run(analysis_run_name(name, revision, "step", k, attempt))
                 assert run is not None, f"left analysis step {k} without a run"

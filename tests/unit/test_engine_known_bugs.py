@@ -15,7 +15,7 @@ from sim import Sim, manifest
 from test_engine_invariants import converged
 from test_engine_scenarios import ROUTER, SERVICES, at_step, healthy, reasons
 
-from herdsman.engine.weights import canary_replicas
+from herdsman.engine.weights import GroupCount, canary_replicas, limits, step_towards
 
 pytestmark = pytest.mark.unit
 
@@ -260,6 +260,81 @@ def test_a_long_analysis_step_is_not_a_stalled_rollout() -> None:
     assert "ProgressDeadlineExceeded" not in reasons(sim)
     assert not sim.status.abort
     assert sim.status.phase != "Degraded"
+
+
+# --- state the engine did not make ------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="bug B11: with no stable on record, the group protected is never recorded as stable",
+)
+def test_a_rollout_whose_status_was_lost_records_the_stable_it_protects() -> None:
+    # Status is lost (restored from a backup without it, as Velero does) mid-rollout. _stable()
+    # rightly falls back to the group serving most pods and points stableService at it, but
+    # never writes it to status.stableServerGroup: the plugin shows no stable, and when that
+    # group reaches 0 pods the release is announced as "Initialized ... first revision: made
+    # stable without steps" — and any steps after a setWeight 100 are skipped.
+    sim = healthy(manifest(replicas=4, steps=[{"setWeight": 25}, {"pause": {}}], **SERVICES))
+    sim.set_image("app:v2")
+    sim.body["status"] = {}
+    sim.run_until(at_step(1))
+    assert sim.status.stable_server_group == "checkout-v001"
+    mark = len(sim.history)
+    sim.promote(1)
+    sim.run_until(converged)
+    assert "RolloutCompleted" in reasons(sim, mark)
+    assert "Initialized" not in reasons(sim, mark)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="bug B12: turning baseline off mid-rollout leaves status.baselineServerGroup: weights go negative",
+)
+def test_turning_the_baseline_off_mid_rollout_keeps_weights_a_valid_split() -> None:
+    # status.baselineServerGroup is only ever cleared on paths that run with baseline on; with
+    # it switched off (and a later step above 50%, which the CRD allows without a baseline),
+    # the routed split is computed as 100 - 60 - 60 = -20.
+    body = manifest(
+        steps=[{"setWeight": 30}, {"pause": {}}], baseline=True, trafficRouting=ROUTER, **SERVICES
+    )
+    sim = healthy(body)
+    sim.set_image("app:v2")
+    sim.run_until(at_step(1))
+    canary = sim.body["spec"]["strategy"]["canary"]
+    canary["baseline"] = False
+    canary["steps"] = [{"setWeight": 30}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}]
+    sim.body["metadata"]["generation"] += 1
+    sim.promote(1)
+    for _ in range(5):
+        d = sim.reconcile()
+        w = d.status.weights
+        assert min(w.stable, w.canary, w.baseline) >= 0, w
+        assert w.stable + w.canary + w.baseline == 100, w
+        sim.settle()
+        sim.tick()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="bug B13: step_towards spends availability above spec.replicas as floor budget",
+)
+def test_pods_about_to_be_removed_are_not_counted_towards_the_floor() -> None:
+    # Right after a scale-down, a ReplicaSet's status can still count the pod it is about to
+    # delete (availableReplicas 2 with spec.replicas 1, observedGeneration caught up). The
+    # budget `sum(available) - floor` counts that pod, so the last real pod is taken as well:
+    # 0 available with a floor of 1. Counting min(available, replicas) per group keeps it.
+    lim = limits(2, 0, 1)  # floor 1
+    groups = [
+        GroupCount("old", replicas=1, available=2, target=0),
+        GroupCount("new", replicas=1, available=0, target=2),
+    ]
+    out = step_towards(groups, lim)
+    left = sum(min(g.available, g.replicas, out[g.name]) for g in groups)
+    assert left >= lim.floor, f"{out}: {left} available, floor {lim.floor}"
 
 
 # --- Sim sanity: the reproductions above rely on these behaving ------------------------------------
