@@ -72,6 +72,18 @@ def test_the_readme_install_works_upgrades_to_one_namespace_and_uninstalls(
     assert "STATUS: deployed" in notes
     assert "one acting at a time" in notes
     assert f"kubectl get clusterkopfpeering {release}" in notes
+    # The CRD upgrade step the notes give (Helm never upgrades CRDs) applies every one of them.
+    (crd_step,) = [line.split() for line in notes.splitlines() if "kubectl apply" in line]
+    assert crd_step[:2] == ["kubectl", "apply"]
+    applied = cluster.kubectl(
+        *[str(ROOT / a) if a.endswith((".yaml", "/")) else a for a in crd_step[2:]],
+        "--dry-run=server",
+    )
+    wanted = {p.stem for p in (ROOT / "crds").glob("*.yaml")} | {
+        "kopfpeerings",
+        "clusterkopfpeerings",
+    }
+    assert {line.split("/")[1].split(".")[0] for line in applied.splitlines()} == wanted
 
     # Both replicas come up (KWOK makes them Ready), spread by the anti-affinity.
     cluster.kubectl("rollout", "status", f"deployment/{release}", "-n", ns, "--timeout=90s")

@@ -86,8 +86,12 @@ def _receiver(node: ast.expr) -> str | None:
 
 
 def _assignments(fn: ast.AST) -> dict[str, list[ast.expr]]:
-    """Names assigned in this function's own body (nested functions have their own scope)."""
+    """Names bound in this function's own body (nested functions have their own scope): a loop
+    variable is bound to `*iterable` (each element), a parameter to itself."""
     found: dict[str, list[ast.expr]] = {}
+    if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+        for arg in _params(fn):
+            found[arg] = [ast.Name(id=arg)]
     stack = list(ast.iter_child_nodes(fn))
     while stack:
         node = stack.pop()
@@ -95,29 +99,73 @@ def _assignments(fn: ast.AST) -> dict[str, list[ast.expr]]:
             continue
         if isinstance(node, ast.Assign):
             for target in node.targets:
-                if isinstance(target, ast.Name):
-                    found.setdefault(target.id, []).append(node.value)
+                # `path, body = await get_first(kube, PATHS, ...)`: each name from the call.
+                names = target.elts if isinstance(target, ast.Tuple) else [target]
+                for n in names:
+                    if isinstance(n, ast.Name):
+                        found.setdefault(n.id, []).append(node.value)
         elif (
             isinstance(node, ast.AnnAssign | ast.NamedExpr)
             and node.value is not None
             and isinstance(node.target, ast.Name)
         ):
             found.setdefault(node.target.id, []).append(node.value)
+        elif isinstance(node, ast.For | ast.AsyncFor) and isinstance(node.target, ast.Name):
+            found.setdefault(node.target.id, []).append(ast.Starred(value=node.iter))
         stack.extend(ast.iter_child_nodes(node))
     return found
 
 
+def _params(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
+    names = [a.arg for a in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]]
+    return names[1:] if names[:1] in (["self"], ["cls"]) else names
+
+
+@dataclasses.dataclass(frozen=True)
+class Generic:
+    """A call whose resource arrives through a parameter: resolved at the function's callers.
+
+    `kind` "path": the parameter is a Path (or a list of them) and `url` is the `.url(...)` call
+    made on it; "url": the parameter is the path string itself.
+    """
+
+    function: str
+    param: str
+    index: int
+    kind: str
+    method: str
+    http: str | None
+    url: ast.Call | None = dataclasses.field(compare=False)
+    where: str
+
+
+class _Param(Exception):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
 class CallFinder(ast.NodeVisitor):
-    def __init__(self, source: str, filename: str, constants: dict[str, KPath]) -> None:
+    def __init__(
+        self,
+        source: str,
+        filename: str,
+        constants: dict[str, Any],
+        generics: list[Generic] | None = None,
+    ) -> None:
         self.filename = filename
         self.constants = constants
+        self.known = generics or []
         self.scopes: list[dict[str, list[ast.expr]]] = []
+        self.functions: list[ast.FunctionDef | ast.AsyncFunctionDef] = []
         self.calls: list[Call] = []
+        self.generics: list[Generic] = []
         self.visit(ast.parse(source, filename))
 
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         self.scopes.append(_assignments(node))
+        self.functions.append(node)
         self.generic_visit(node)
+        self.functions.pop()
         self.scopes.pop()
 
     visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
@@ -125,6 +173,10 @@ class CallFinder(ast.NodeVisitor):
     def visit_Call(self, node: ast.Call) -> None:
         self.generic_visit(node)
         func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+        for generic in self.known:
+            if generic.function == name:
+                self._call_site(node, generic)
         if not (isinstance(func, ast.Attribute) and func.attr in METHODS):
             return
         if _receiver(func.value) not in RECEIVERS:
@@ -138,34 +190,139 @@ class CallFinder(ast.NodeVisitor):
             method = str(args.pop(0).value)
         if not args:
             raise Unresolved(f"{where}: {func.attr}() without a path")
-        for path, url in self._urls(args[0], where):
-            name = _arg(url, 1, "name")
-            sub = _arg(url, 2, "sub")
-            if sub is not None and not isinstance(sub, str):
-                raise Unresolved(f"{where}: the subresource must be a literal")
-            named = name is not None
-            verb = _verb(func.attr, method, named)
-            self.calls.append(Call(path, verb, sub, where))
+        if _discovery(args[0]):
+            return  # /apis/<group>/<version>: discovery, open to every authenticated user
+        self._record(args[0], func.attr, method, where)
 
-    def _urls(self, expr: ast.expr, where: str) -> list[tuple[KPath, ast.Call]]:
+    def _record(self, expr: ast.expr, method: str, http: str | None, where: str) -> None:
+        try:
+            urls = self._urls(expr, where)
+        except _Param as param:
+            self._generic(param.name, "url", method, http, None, where)
+            return
+        for path, url in urls:
+            if path is None:  # .url(...) on a Path parameter
+                assert isinstance(url.func, ast.Attribute)
+                base = url.func.value
+                try:
+                    self._paths(base, where)
+                except _Param as param:
+                    self._generic(param.name, "path", method, http, url, where)
+                continue
+            self.calls.append(_call(path, url, method, http, where))
+
+    def _generic(
+        self, param: str, kind: str, method: str, http: str | None, url: ast.Call | None, where: str
+    ) -> None:
+        fn = self.functions[-1]
+        self.generics.append(
+            Generic(fn.name, param, _params(fn).index(param), kind, method, http, url, where)
+        )
+
+    def _call_site(self, node: ast.Call, generic: Generic) -> None:
+        arg: ast.expr | None = None
+        if len(node.args) > generic.index:
+            arg = node.args[generic.index]
+        for kw in node.keywords:
+            if kw.arg == generic.param:
+                arg = kw.value
+        if arg is None:
+            return
+        where = f"{self.filename}:{node.lineno} -> {generic.where}"
+        if generic.kind == "url":
+            self._record(arg, generic.method, generic.http, where)
+            return
+        assert generic.url is not None
+        try:
+            paths = self._paths(arg, where)
+        except _Param as param:
+            self._generic(param.name, "path", generic.method, generic.http, generic.url, where)
+            return
+        for path in paths:
+            self.calls.append(_call(path, generic.url, generic.method, generic.http, where))
+
+    def _bound(self, name: str) -> list[ast.expr] | None:
+        for scope in reversed(self.scopes):
+            if name in scope:
+                return scope[name]
+        return None
+
+    def _paths(self, expr: ast.expr, where: str) -> list[KPath]:
+        """The Path constants an expression can be (a Path, a list of them, or an element).
+
+        A Path a function returns is taken to be one of the Paths passed to it.
+        """
+        if isinstance(expr, ast.Starred | ast.Subscript | ast.Await):
+            return self._paths(expr.value, where)
+        if isinstance(expr, ast.Call):
+            found: list[KPath] = []
+            for arg in [*expr.args, *(k.value for k in expr.keywords)]:
+                try:
+                    found += self._paths(arg, where)
+                except (Unresolved, _Param):
+                    continue
+            if found:
+                return found
+        if isinstance(expr, ast.IfExp):
+            return self._paths(expr.body, where) + self._paths(expr.orelse, where)
+        if isinstance(expr, ast.Name):
+            bound = self._bound(expr.id)
+            if bound is not None:
+                if len(bound) == 1 and isinstance(bound[0], ast.Name) and bound[0].id == expr.id:
+                    raise _Param(expr.id)
+                return [p for value in bound for p in self._paths(value, where)]
+            value = self.constants.get(expr.id)
+            if isinstance(value, KPath):
+                return [value]
+            if isinstance(value, list | tuple) and all(isinstance(v, KPath) for v in value):
+                return list(value)
+        raise Unresolved(f"{where}: cannot tell which Path `{ast.unparse(expr)}` is")
+
+    def _urls(self, expr: ast.expr, where: str) -> list[tuple[KPath | None, ast.Call]]:
         if (
             isinstance(expr, ast.Call)
             and isinstance(expr.func, ast.Attribute)
             and expr.func.attr == "url"
-            and isinstance(expr.func.value, ast.Name)
-            and expr.func.value.id in self.constants
         ):
-            return [(self.constants[expr.func.value.id], expr)]
+            base = expr.func.value
+            if isinstance(base, ast.Name) and isinstance(self.constants.get(base.id), KPath):
+                return [(self.constants[base.id], expr)]
+            try:
+                return [(path, expr) for path in self._paths(base, where)]
+            except _Param:
+                return [(None, expr)]
         if isinstance(expr, ast.IfExp):
             return self._urls(expr.body, where) + self._urls(expr.orelse, where)
         if isinstance(expr, ast.Name):
-            for scope in reversed(self.scopes):
-                if expr.id in scope:
-                    return [u for value in scope[expr.id] for u in self._urls(value, where)]
+            bound = self._bound(expr.id)
+            if bound is not None:
+                if len(bound) == 1 and isinstance(bound[0], ast.Name) and bound[0].id == expr.id:
+                    raise _Param(expr.id)
+                return [u for value in bound for u in self._urls(value, where)]
         raise Unresolved(
             f"{where}: cannot tell which resource `{ast.unparse(expr)}` names; build the path"
             " with a Path constant's .url(...) in the call or in a local assignment"
         )
+
+
+def _discovery(expr: ast.expr) -> bool:
+    """An f-string or literal for /apis/<group>/<version> (or /api/<version>): no resource."""
+    if isinstance(expr, ast.Constant) and isinstance(expr.value, str):
+        text = expr.value
+    elif isinstance(expr, ast.JoinedStr):
+        text = "".join(v.value if isinstance(v, ast.Constant) else "X" for v in expr.values)
+    else:
+        return False
+    parts = text.strip("/").split("/")
+    return (parts[0] == "apis" and len(parts) == 3) or (parts[0] == "api" and len(parts) == 2)
+
+
+def _call(path: KPath, url: ast.Call, method: str, http: str | None, where: str) -> Call:
+    name = _arg(url, 1, "name")
+    sub = _arg(url, 2, "sub")
+    if sub is not None and not isinstance(sub, str):
+        raise Unresolved(f"{where}: the subresource must be a literal")
+    return Call(path, _verb(method, http, name is not None), sub, where)
 
 
 def _arg(call: ast.Call, position: int, keyword: str) -> Any:
@@ -197,26 +354,45 @@ def _verb(method: str, http: str | None, named: bool) -> str:
     return method
 
 
-def path_constants(module: Any) -> dict[str, KPath]:
-    return {name: value for name, value in vars(module).items() if isinstance(value, KPath)}
+def path_constants(module: Any) -> dict[str, Any]:
+    """Module-level Paths, and lists of them (e.g. one kind served at two versions)."""
+    found: dict[str, Any] = {}
+    for name, value in vars(module).items():
+        if isinstance(value, KPath) or (
+            isinstance(value, list | tuple) and value and all(isinstance(v, KPath) for v in value)
+        ):
+            found[name] = value
+    return found
 
 
 def code_calls(skip: set[str] = USER_SIDE, only: set[str] | None = None) -> list[Call]:
-    calls: list[Call] = []
+    """Every call, with calls through a Path parameter resolved at the callers (to a fixpoint)."""
+    sources = []
     for name, path in modules(skip, only):
         if name == CLIENT_MODULE:
             continue  # Kube and Rest themselves: generic over paths
         module = importlib.import_module(name)
-        rel = str(path.relative_to(ROOT))
-        calls += CallFinder(path.read_text(), rel, path_constants(module)).calls
-    return calls
+        sources.append((path.read_text(), str(path.relative_to(ROOT)), path_constants(module)))
+    generics: list[Generic] = []
+    calls: list[Call] = []
+    for _ in range(5):
+        calls, found = [], []
+        for source, rel, constants in sources:
+            finder = CallFinder(source, rel, constants, generics)
+            calls += finder.calls
+            found += finder.generics
+        if set(found) <= set(generics):
+            return calls
+        generics = list(dict.fromkeys([*generics, *found]))
+    raise AssertionError("parameter chains deeper than five calls")
 
 
 def known_paths() -> dict[tuple[str, str], KPath]:
     found = {}
     for name, _ in modules(skip=set()):
         for value in path_constants(importlib.import_module(name)).values():
-            found[(value.group, value.plural)] = value
+            for path in value if isinstance(value, list | tuple) else [value]:
+                found[(path.group, path.plural)] = path
     return found
 
 
@@ -411,20 +587,43 @@ def test_the_walk_fails_a_new_call_the_chart_does_not_grant() -> None:
         "    await self.kube.list(ROUTES.url(ns), deadline=deadline)\n"
         "    cfg.get('key')  # a dict, not the API\n"
     )
-    routes = KPath("gateway.networking.k8s.io", "v1", "httproutes")
+    routes = KPath("apps", "v1", "deployments")
     calls = CallFinder(source, "new.py", {"ROUTES": routes}).calls
     assert {c.perm for c in calls} == {
-        ("gateway.networking.k8s.io", "httproutes", "patch"),
-        ("gateway.networking.k8s.io", "httproutes/status", "get"),
-        ("gateway.networking.k8s.io", "httproutes", "list"),
+        ("apps", "deployments", "patch"),
+        ("apps", "deployments/status", "get"),
+        ("apps", "deployments", "list"),
     }
     (role,) = operator_roles(render(), "ClusterRole")
     needed = {c.perm: c.where for c in calls}
-    assert "missing ('gateway.networking.k8s.io', 'httproutes', 'patch')" in diff(
-        needed, granted(role)
-    )
+    assert "missing ('apps', 'deployments', 'patch')" in diff(needed, granted(role))
     with pytest.raises(Unresolved, match="cannot tell which resource"):
-        CallFinder("def f(kube, p):\n    kube.get(p)\n", "bad.py", {})
+        CallFinder("def f(kube):\n    kube.get(build_path())\n", "bad.py", {})
+
+
+def test_a_path_passed_through_helpers_is_followed_to_the_callers() -> None:
+    routes = KPath("gateway.networking.k8s.io", "v1", "httproutes")
+    helpers = (
+        "async def first(kube, paths, ns, name):\n"
+        "    for path in paths:\n"
+        "        return path, await kube.get(path.url(ns, name))\n"
+        "async def write(kube, url, body):\n"
+        "    await kube.patch(url, body)\n"
+        "async def route(kube, ns, name):\n"
+        "    path, body = await first(kube, ROUTES, ns, name)\n"
+        "    await write(kube, path.url(ns, name, 'status'), {})\n"
+    )
+    constants = {"ROUTES": [routes]}
+    generics = CallFinder(helpers, "h.py", constants).generics
+    assert {(g.function, g.param, g.kind) for g in generics} == {
+        ("first", "paths", "path"),
+        ("write", "url", "url"),
+    }
+    calls = CallFinder(helpers, "h.py", constants, generics).calls
+    assert {c.perm for c in calls} == {
+        ("gateway.networking.k8s.io", "httproutes", "get"),
+        ("gateway.networking.k8s.io", "httproutes/status", "patch"),
+    }
 
 
 def test_kopf_is_configured_the_way_the_rbac_assumes() -> None:

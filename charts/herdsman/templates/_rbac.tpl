@@ -43,6 +43,20 @@ handlers and Kopf's own peering and scanning) and fails when the two differ in e
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+# Traffic routers (operator/herdsman/traffic/): the route objects a Rollout names, whose weights
+# the operator sets; the NGINX canary Ingress and the SMI TrafficSplit are the operator's own.
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [httproutes]
+  verbs: [get, patch]
+- apiGroups: [networking.istio.io]
+  resources: [virtualservices, destinationrules]
+  verbs: [get, patch]
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses]
+  verbs: [create, delete, get, patch]
+- apiGroups: [split.smi-spec.io]
+  resources: [trafficsplits]
+  verbs: [create, get, patch]
 {{- end -}}
 
 {{/* Cluster-scoped resources, in both modes. */}}
