@@ -140,7 +140,7 @@ def test_structural_errors_name_the_field(mutate: Any, path: str, words: str) ->
             "spec.strategy.canary.steps[0]",
             "exactly one",
         ),
-        ({"maxSurge": 0, "maxUnavailable": "0%"}, "", ""),  # int 0 and "0%": not both zero
+        ({"maxSurge": 0, "maxUnavailable": "0%"}, "spec.strategy.canary.maxUnavailable", "zero"),
         ({"maxSurge": "0%", "maxUnavailable": "0%"}, "spec.strategy.canary.maxUnavailable", "zero"),
         (
             {"baseline": True, "steps": [{"setWeight": 60}]},

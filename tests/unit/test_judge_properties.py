@@ -30,13 +30,17 @@ TOLERANCES = [0.0, 0.0625, 0.125, 0.5]
 
 point = st.one_of(
     st.integers(-5, 5).map(float),  # ties, zeros, negative values
-    st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False),
+    # Nothing near the subnormal range: scaling by 1/4 would underflow and change the data,
+    # not the judge's answer.
+    st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False).filter(
+        lambda v: v == 0 or abs(v) > 1e-300
+    ),
     st.just(NAN),
 )
 points = st.lists(point, max_size=60)
 shifted = st.builds(
     lambda values, factor, offset: [v * factor + offset for v in values],
-    st.lists(st.floats(0.0, 100.0), min_size=3, max_size=60),
+    st.lists(st.floats(0.0, 100.0, allow_subnormal=False), min_size=3, max_size=60),
     st.sampled_from([1.0, 1.5, 4.0]),
     st.sampled_from([0.0, 1.0, 20.0]),
 )
