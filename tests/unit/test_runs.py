@@ -263,7 +263,10 @@ def test_a_failure_beyond_the_limit_fails_the_run_at_once_without_waiting_for_co
     assert taken["errors"] == 4
     assert run.status.metric_results[0].phase == "Failed"
     assert "failureLimit 1" in run.status.message
-    assert run.status.metric_results[1].phase == "Running"  # the other metric is simply abandoned
+    # The other metric is closed with what it had: a finished run has no metric still running.
+    assert run.status.metric_results[1].phase == "Successful"
+    assert run.status.metric_results[1].message.startswith("run ended")
+    assert run.status.run_summary.running == 0
     assert run.status.completed_at is not None
 
 
@@ -504,7 +507,9 @@ def test_a_failed_critical_metric_fails_the_run_at_once_whatever_its_failure_lim
         ],
         T0,
     )
-    assert run.status.metric_results[0].phase == "Running"  # within its own limit...
+    # Within its own limit (closed with what it had when the run ended)...
+    assert run.status.metric_results[0].phase == "Inconclusive"
+    assert run.status.metric_results[0].message.startswith("run ended")
     assert run.status.phase == "Failed"  # ...but critical for the score
     assert "critical" in run.status.message
 

@@ -382,9 +382,20 @@ def record(
     status.run_summary, status.dry_run_summary = _summaries(status.metric_results)
     status.summary = _summary_text(status.metric_results)
     phase, message = _run_phase(run, status)
+    if phase in TERMINAL_PHASES:
+        # A run that ended early (fail fast) closes the metrics still measuring: a finished
+        # run with a "Running" metric would read as unfinished everywhere it is summarised.
+        for name, result in by_name.items():
+            if result.phase not in TERMINAL_PHASES:
+                closed, why = _metric_phase(metrics[name], result, closing=True)
+                result.phase, result.message = closed, f"run ended: {why}" if why else "run ended"
+        status.run_summary, status.dry_run_summary = _summaries(status.metric_results)
+        status.summary = _summary_text(status.metric_results)
     status.phase, status.message = phase, message
     if phase in TERMINAL_PHASES and status.completed_at is None:
-        status.completed_at = now
+        # Not before the measurement that ended it (measurements carry their own clock).
+        last = max((r.finished_at for r in results), default=now)
+        status.completed_at = max(now, last)
     return status
 
 
