@@ -49,8 +49,9 @@ KNOWN_BUGS = {
     "B10 router weight moves before the canary has the pods": True,
     "B12 a stale status.baselineServerGroup makes routed weights negative": True,
     "B13 availability above spec.replicas is spent as floor budget": True,
+    "B14 routed completion promises scaleDownAt to a group with no pods, then takes it back": True,
 }
-B_CRASH, B4, B5, B8, B10, B12, B13 = KNOWN_BUGS.values()
+B_CRASH, B4, B5, B8, B10, B12, B13, B14 = KNOWN_BUGS.values()
 
 
 def decide_or_skip_known_crash(rollout: Rollout, world: World, now: datetime) -> Decision:
@@ -95,7 +96,12 @@ def all_writes(checker: Checker) -> list[tuple[str, str]]:
 
 
 def wire(d: Decision) -> dict[str, Any]:
-    return d.status.to_wire()
+    out = d.status.to_wire()
+    if B14:
+        for row in out.get("serverGroups", []):
+            if not row.get("replicas"):
+                row.pop("scaleDownAt", None)
+    return out
 
 
 class Checker:
@@ -309,6 +315,13 @@ class Checker:
             return
         i, j = old.current_step_index, new.current_step_index
         assert j >= i, f"step index went back {i} -> {j} without a new revision or retry"
+        if rollout.spec.paused and not new.abort and new.canary_server_group is not None:
+            # kubectl herdsman pause: nothing moves until resume (an abort still works).
+            assert j == i, f"moved from step {i} to {j} while paused"
+            w = d.desired
+            assert not w.create_groups, f"created while paused: {w.create_groups}"
+            assert not w.scale, f"scaled while paused: {w.scale}"
+            assert not w.selectors, f"moved selectors while paused: {w.selectors}"
         if "PromotedFull" in reasons:
             assert started == [], "a full promotion announces no steps"
             return

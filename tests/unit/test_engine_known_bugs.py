@@ -15,6 +15,7 @@ from sim import Sim, manifest
 from test_engine_invariants import converged
 from test_engine_scenarios import ROUTER, SERVICES, at_step, healthy, reasons
 
+from herdsman.engine.decide import decide
 from herdsman.engine.weights import GroupCount, canary_replicas, limits, step_towards
 
 pytestmark = pytest.mark.unit
@@ -335,6 +336,34 @@ def test_pods_about_to_be_removed_are_not_counted_towards_the_floor() -> None:
     out = step_towards(groups, lim)
     left = sum(min(g.available, g.replicas, out[g.name]) for g in groups)
     assert left >= lim.floor, f"{out}: {left} available, floor {lim.floor}"
+
+
+# --- a pass with no news that still writes ------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="bug B14: routed completion promises scaleDownAt to an old group with no pods; the next pass drops it",
+)
+def test_completing_with_a_router_leaves_nothing_to_rewrite() -> None:
+    # On completion with a router the old stable is given a scaleDownAt even when it holds no
+    # pods (spec.replicas 0 here; with dynamicStableScale after a setWeight 100 too). The next
+    # pass drops the row's scaleDownAt (recorded_scale_down only keeps groups with pods): a
+    # second status write, and a second wake-up, for one state change.
+    body = manifest(
+        replicas=0,
+        steps=[{"pause": {"duration": 1}}],
+        trafficRouting=ROUTER,
+        scaleDownDelaySeconds=30,
+        **SERVICES,
+    )
+    sim = healthy(body)
+    sim.set_image("app:v2")
+    d = sim.run_until(lambda s: s.status.stable_server_group == "checkout-v002")
+    assert "RolloutCompleted" in [t.reason for t in d.transitions]
+    again = decide(sim.rollout, sim.world(), sim.now)
+    assert again.status.to_wire() == d.status.to_wire()
 
 
 # --- Sim sanity: the reproductions above rely on these behaving ------------------------------------
