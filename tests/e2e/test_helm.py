@@ -76,7 +76,7 @@ def test_the_readme_install_works_upgrades_to_one_namespace_and_uninstalls(
     (crd_step,) = [line.split() for line in notes.splitlines() if "kubectl apply" in line]
     assert crd_step[:2] == ["kubectl", "apply"]
     applied = cluster.kubectl(
-        *[str(ROOT / a) if a.endswith((".yaml", "/")) else a for a in crd_step[2:]],
+        *[str(ROOT / a) if a.endswith((".yaml", "/")) else a for a in crd_step[1:]],
         "--dry-run=server",
     )
     wanted = {p.stem for p in (ROOT / "crds").glob("*.yaml")} | {
