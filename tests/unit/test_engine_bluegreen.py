@@ -519,6 +519,32 @@ def test_preview_pods_that_never_come_up_exceed_the_progress_deadline() -> None:
     assert active(sim) == V1
 
 
+def test_scale_to_zero_releases_without_a_pod() -> None:
+    sim = healthy(replicas=0, postPromotionAnalysis=ANALYSIS)
+    sim.set_image("app:v2")
+    sim.run_until(lambda s: POST in s.runs)
+    set_run(sim, POST, "Successful")
+    sim.run_until(lambda s: s.status.phase == "Healthy")
+    assert sim.status.stable_server_group == V2
+    assert active(sim) == V2
+
+
+def test_a_lost_status_mid_release_records_the_group_it_protects() -> None:
+    sim = healthy(autoPromotionEnabled=False)
+    sim.set_image("app:v2")
+    step(sim)
+    sim.body["status"] = {}  # restored from a backup without status
+    mark = len(sim.history)
+    step(sim)
+    assert sim.status.stable_server_group == V1
+    assert active(sim) == V1
+    assert {r.name: r.role for r in sim.status.server_groups} == {V1: "active", V2: "preview"}
+    sim.patch_status(promote={"full": False})
+    sim.run_until(lambda s: s.status.phase == "Healthy")
+    assert "Initialized" not in [t.reason for d in sim.history[mark:] for t in d.transitions]
+    assert sim.status.stable_server_group == V2
+
+
 # --- changing strategy --------------------------------------------------------------------------------
 
 
@@ -639,7 +665,7 @@ ACTIONS = (
 SCENARIOS = st.lists(st.sampled_from(ACTIONS), min_size=3, max_size=40).map(lambda a: ["v2", *a])
 SPECS = st.fixed_dictionaries(
     {
-        "replicas": st.integers(1, 6),
+        "replicas": st.integers(0, 6),
         "previewReplicaCount": st.one_of(st.none(), st.integers(0, 6)),
         "autoPromotionEnabled": st.sampled_from([True, True, False]),
         "autoPromotionSeconds": st.one_of(st.none(), st.integers(0, 30)),
@@ -725,10 +751,15 @@ def test_the_active_service_only_ever_selects_a_fully_available_group(
         total = sim.rollout.spec.replicas
         assert selected is not None
         observed = world.group(selected)
-        assert observed is not None, f"active selects {selected}, which does not exist"
-        assert observed.available >= total, (
-            f"active selects {selected} with {observed.available}/{total} available after {action}"
-        )
+        if observed is None:
+            # Only at zero replicas: an empty group created (first, by apply) in this very pass.
+            assert total == 0, f"active selects {selected}, which does not exist"
+            assert selected in [g.name for g in d.desired.create_groups]
+        else:
+            assert observed.available >= total, (
+                f"active selects {selected} with {observed.available}/{total} available"
+                f" after {action}"
+            )
         assert d.desired.scale.get(selected, total) >= total
         assert selected not in d.desired.delete_groups
         stable = sim.status.stable_server_group
@@ -746,9 +777,11 @@ def test_the_active_service_only_ever_selects_a_fully_available_group(
         if selected != stable:
             assert sim.groups[stable].replicas == total, "the way back is not warm"
         # A pass on the world our own writes made announces nothing (runs the sim created move
-        # from Pending to Running, so status may follow once); the one after changes nothing.
+        # from Pending to Running, so status may follow once) — unless they created a group: an
+        # empty one (0 pods asked) is ready as soon as it exists. The pass after changes nothing.
         again = sim.reconcile()
-        assert again.transitions == [], [t.reason for t in again.transitions]
+        if not d.desired.create_groups:
+            assert again.transitions == [], [t.reason for t in again.transitions]
         status = sim.body["status"]
         last = sim.reconcile()
         assert last.transitions == []

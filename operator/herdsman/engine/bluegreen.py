@@ -42,7 +42,7 @@ from herdsman.api.rollout import (
 from herdsman.engine import groups
 from herdsman.engine.groups import Targets
 from herdsman.engine.plan import Plan
-from herdsman.engine.world import NewAnalysisRun, ServerGroup
+from herdsman.engine.world import GroupKind, NewAnalysisRun, ServerGroup
 from herdsman.naming import LABEL_GROUP, analysis_run_name, template_hash
 
 Kind = Literal["prePromotion", "postPromotion"]
@@ -127,6 +127,10 @@ class _BlueGreen:
         else:
             plan.unpause("UserPause")
         stable = self._stable()
+        if stable is not None and stable.pod_hash != self.pod_hash:
+            # Recorded even when it was only inferred (status lost): it is what we protect.
+            st.stable_server_group = stable.name
+            st.stable_revision = stable.revision
         if stable is None or stable.pod_hash == self.pod_hash:
             self._steady(stable)
         elif self.current is not None and self.current.revision < stable.revision:
@@ -228,7 +232,7 @@ class _BlueGreen:
         self._point_active(name, force=self.active_now is not None)
         self._point(self.strategy.preview_service, name)
         targets = Targets()
-        targets.want(name, self.total, blueprint=(self.revision, self.pod_hash, "release"))
+        self._want_current(targets, self.total)
         self._scale(targets, active=name)
 
     # --- a release in flight -----------------------------------------------------------------
@@ -301,7 +305,7 @@ class _BlueGreen:
         )
         targets = Targets()
         targets.want(stable.name, self.total)
-        targets.want(new, size, blueprint=(self.revision, self.pod_hash, "release"))
+        self._want_current(targets, size)
         self._scale(targets, active=stable.name)
 
     def _keep_pause_honest(self) -> None:
@@ -363,7 +367,7 @@ class _BlueGreen:
         self._point(self.strategy.preview_service, new if previewed else stable.name)
         targets = Targets()
         targets.want(stable.name, self.total)
-        targets.want(new, self.total, blueprint=(self.revision, self.pod_hash, "release"))
+        self._want_current(targets, self.total)
         self._scale(targets, active=stable.name)
 
     def _post(self, stable: ServerGroup) -> None:
@@ -399,7 +403,7 @@ class _BlueGreen:
         self._point_active(new, force=False)
         self._point(self.strategy.preview_service, new)
         targets = Targets()
-        targets.want(new, self.total)
+        self._want_current(targets, self.total)
         targets.want(stable.name, self.total)
         self._scale(targets, active=new)
 
@@ -423,7 +427,7 @@ class _BlueGreen:
         self._point_active(new, force=False)
         self._point(self.strategy.preview_service, new)
         targets = Targets()
-        targets.want(new, self.total)
+        self._want_current(targets, self.total)
         self._scale(targets, active=new)
 
     # --- undo, abort, retry, hold ------------------------------------------------------------
@@ -451,7 +455,7 @@ class _BlueGreen:
         self._point(self.strategy.preview_service, stable.name)
         targets = Targets()
         targets.want(stable.name, self.total)
-        targets.want(name, self.total)
+        self._want_current(targets, self.total)
         self._scale(targets, active=stable.name)
 
     def _failure(self, kind: Kind) -> str:
@@ -626,6 +630,11 @@ class _BlueGreen:
                 if self.st.abort
                 else self.strategy.scale_down_delay_seconds
             )
+
+    def _want_current(self, targets: Targets, size: int) -> None:
+        """The current revision's group at `size`, created if missing (even at 0 pods)."""
+        blueprint: tuple[int, str, GroupKind] = (self.revision, self.pod_hash, "release")
+        targets.want(self.current_name, size, blueprint=blueprint)
 
     def _scale(self, targets: Targets, *, active: str) -> None:
         """Record scale writes. Only the active group is held to the availability floor: the
