@@ -11,10 +11,18 @@ import argparse
 import asyncio
 import os
 import sys
+import time
 
 import kopf
 
 from herdsman import __version__
+
+
+def _priority(value: str) -> int:
+    if value == "startup":
+        # Earlier start, higher priority; two replicas never tie (a tie pauses both in Kopf).
+        return -time.time_ns()
+    return int(value)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -54,7 +62,19 @@ def parser() -> argparse.ArgumentParser:
         default=os.environ.get("HERDSMAN_REQUIRE_PEERING") == "1",
         help="wait for the peering CRD rather than run alone without it (HA installs)",
     )
-    run.add_argument("--priority", type=int, default=int(os.environ.get("HERDSMAN_PRIORITY", "0")))
+    run.add_argument(
+        "--priority",
+        type=_priority,
+        default=os.environ.get("HERDSMAN_PRIORITY", "0"),
+        help="peering priority: a number, or 'startup' (the oldest replica leads; a restarted one"
+        " rejoins as the standby instead of preempting a working leader)",
+    )
+    run.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=int(os.environ.get("HERDSMAN_PEERING_LIFETIME", "60")),
+        help="seconds a replica's keep-alive counts: the bound on takeover after a crash",
+    )
     run.add_argument(
         "--liveness",
         default=os.environ.get("HERDSMAN_LIVENESS"),
@@ -95,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         runtime=runtime,
         peering={
             "name": args.peering,
-            "priority": args.priority,
+            "priority": args.priority,  # argparse applies _priority to the default too
+            "lifetime": args.peering_lifetime,
             "standalone": args.standalone,
             "mandatory": args.require_peering and not args.standalone,
         },

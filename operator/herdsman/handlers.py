@@ -42,6 +42,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.peering.priority = peering.get("priority", 0)
     settings.peering.standalone = peering.get("standalone", False)
     settings.peering.mandatory = peering.get("mandatory", False)
+    settings.peering.lifetime = peering.get("lifetime", 60)
     settings.posting.enabled = False  # our own Events say what happened, once
     settings.execution.max_workers = 32
     settings.watching.server_timeout = 300

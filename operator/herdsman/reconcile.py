@@ -134,6 +134,8 @@ class Runtime:
         finally:
             if self._wakers.get(key) is waker:
                 del self._wakers[key]
+            # Stopped (deleted, or this replica paused by peering): its gauges would go stale.
+            metrics.forget(namespace, name)
 
     async def _report_refusal(self, namespace: str, name: str, err: KubeError) -> None:
         """A write the API server refuses will be refused again: say so in status, once.

@@ -59,6 +59,8 @@ def configure_logging(fmt: str = "plain", level: str = "INFO") -> None:
     # Kopf narrates every handler call; our transitions are the story users want.
     for noisy in ("kopf", "aiohttp", "urllib3", "kubernetes"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Except who leads: pausing and resuming under peering is worth a line in HA installs.
+    logging.getLogger("kopf._core.engines.peering").setLevel(logging.INFO)
 
 
 def announce(rollout: Rollout, decision: Decision, transition: Transition) -> None:

@@ -216,12 +216,11 @@ def test_two_replicas_run_with_mandatory_peering_and_distinct_priorities(
     deployment = find(default, "Deployment")
     assert deployment["spec"]["replicas"] == 2
     c = container(default)
-    assert c["command"] == ["/bin/sh", "-c"]
-    script, argv0, *args = c["args"]
+    assert c["command"] == ["herdsman", "run"]
+    args = c["args"]
     # Each pod's priority is its own start time, so two replicas never tie (a tie pauses both).
-    assert 'HERDSMAN_PRIORITY="-$(date +%s%N)"' in script
-    assert script.endswith('exec herdsman run "$@"')
-    assert argv0 == "herdsman"
+    assert "--priority=startup" in args
+    assert "--peering-lifetime=15" in args
     assert "--require-peering" in args
     assert f"--peering={RELEASE}-herdsman" in args
     assert "--standalone" not in " ".join(args)
@@ -237,13 +236,15 @@ def test_every_flag_the_chart_passes_is_one_the_operator_accepts(
     from herdsman.__main__ import parser
 
     for docs in (default, namespaced):
-        _, _, *args = container(docs)["args"]
+        command, args = container(docs)["command"], container(docs)["args"]
+        assert command == ["herdsman", "run"]
         parsed = parser().parse_args(["run", *args])
         assert parsed.require_peering
+        assert parsed.priority < 0  # --priority=startup: the start time, negated
         assert parsed.metrics_port == 8080
         assert parsed.liveness == "http://0.0.0.0:8081/healthz"
         assert parsed.log_format == "json"
-    _, _, *args = container(namespaced)["args"]
+    args = container(namespaced)["args"]
     assert parser().parse_args(["run", *args]).namespace == ["shop", "payments"]
 
 
