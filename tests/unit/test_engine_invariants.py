@@ -50,8 +50,10 @@ KNOWN_BUGS = {
     "B12 a stale status.baselineServerGroup makes routed weights negative": True,
     "B13 availability above spec.replicas is spent as floor budget": True,
     "B14 routed completion promises scaleDownAt to a group with no pods, then takes it back": True,
+    "B7 an inconclusive background analysis does not hold the rollout": True,
+    "B15 a background analysis failing after the last step does not stop the promotion": True,
 }
-B_CRASH, B4, B5, B8, B10, B12, B13, B14 = KNOWN_BUGS.values()
+B_CRASH, B4, B5, B8, B10, B12, B13, B14, B7, B15 = KNOWN_BUGS.values()
 
 
 def decide_or_skip_known_crash(rollout: Rollout, world: World, now: datetime) -> Decision:
@@ -303,6 +305,18 @@ class Checker:
             if (m := STEP_RE.match(t.message))
         }
         assert reasons.count("NewRevision") <= 1
+        if "RolloutCompleted" in reasons:
+            # Background analysis vouches for the release until it completes: never complete
+            # on a verdict against it, nor on one that could not decide.
+            for run in world.analysis_runs:
+                if (
+                    run.kind == "background"
+                    and run.revision == new.current_revision
+                    and run.attempt == old.attempt
+                    and not run.terminated
+                ):
+                    assert B15 or not run.failed, f"completed on a failed analysis: {run}"
+                    assert B7 or not run.undecided, f"completed on an undecided analysis: {run}"
         # Announced steps are consecutive: the log reads like the spec.
         assert started == list(range(started[0], started[0] + len(started))) if started else True, (
             started

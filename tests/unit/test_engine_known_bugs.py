@@ -215,6 +215,30 @@ def test_an_inconclusive_background_analysis_holds_the_rollout() -> None:
 @pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
+    reason="bug B15: a background analysis failing after the last step is ignored: the release completes",
+)
+def test_a_background_analysis_failing_during_the_final_promotion_aborts() -> None:
+    # Background analysis runs "until the rollout completes", but _background() stops looking
+    # once the step index passes the last step: a Failed verdict arriving while the canary
+    # scales to 100% is never read, and the release completes Healthy on a failed analysis.
+    body = manifest(steps=[{"setWeight": 20}], analysis={"templates": [{"templateName": "h"}]})
+    sim = healthy(body)
+    sim.set_image("app:v2")
+    sim.run_until(lambda s: s.status.current_step_index == 1)  # promotion under way
+    assert sim.status.phase != "Healthy"
+    sim.set_runs("Failed", kind="background", message="error rate 30%")
+    for _ in range(10):
+        sim.reconcile()
+        sim.settle()
+        sim.tick()
+    assert sim.status.abort
+    assert sim.status.stable_server_group == "checkout-v001"
+    assert sim.status.weights.stable == 100
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
     reason="bug B8: re-rolling a revision reuses the verdict of its abandoned analysis run",
 )
 def test_rolling_a_revision_out_again_runs_its_analysis_again() -> None:
