@@ -317,10 +317,10 @@ def rollouts(
         )
     steps = draw(st.lists(st.one_of(kinds), max_size=max_steps))
     surge = draw(int_or_percent())
-    # The CRD refuses both literally zero (0 and 0, or 0% and 0%); 0 with 0% slips through, and
-    # limits() must cope with that too.
-    pct = st.integers(1 if surge == "0%" else 0, 100).map(lambda p: f"{p}%")
-    unavailable = draw(st.one_of(st.integers(1 if surge == 0 else 0, 5), pct))
+    # The CRD refuses both zero, in either form (0 or "0%"); limits() copes regardless.
+    zero = surge in (0, "0%")
+    pct = st.integers(1 if zero else 0, 100).map(lambda p: f"{p}%")
+    unavailable = draw(st.one_of(st.integers(1 if zero else 0, 5), pct))
     canary: dict[str, Any] = {
         "baseline": baseline,
         "maxSurge": surge,

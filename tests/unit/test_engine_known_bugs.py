@@ -390,6 +390,50 @@ def test_completing_with_a_router_leaves_nothing_to_rewrite() -> None:
     assert again.status.to_wire() == d.status.to_wire()
 
 
+# --- user intents during a fast rollback ------------------------------------------------------------
+
+
+def _fast_rollback_under_way() -> Sim:
+    sim = healthy(manifest(replicas=4, steps=[{"setWeight": 50}]))
+    sim.set_image("app:v2")
+    sim.run_until(converged)
+    sim.set_image("app:v1")
+    sim.reconcile()
+    assert "FastRollback" in reasons(sim, len(sim.history) - 1)
+    return sim
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="bug B16: an abort during a fast rollback is neither acted on nor consumed",
+)
+def test_an_abort_during_a_fast_rollback_is_honoured_or_dropped() -> None:
+    # run() takes the FastRollback branch before looking at status.abort, so the abort does
+    # nothing — yet it stays in status: phase Degraded "aborted" (no RolloutAborted) while
+    # the rollback carries on; completion is still Degraded, and the next pass with no news
+    # flips it to Healthy (a status write and a RolloutHealthy for nothing).
+    sim = _fast_rollback_under_way()
+    sim.abort()
+    d = sim.reconcile()
+    honoured = "RolloutAborted" in [t.reason for t in d.transitions]
+    assert honoured or not sim.status.abort, "abort neither acted on nor dropped"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="bug B16: a promote during a fast rollback is neither acted on nor consumed",
+)
+def test_a_promote_during_a_fast_rollback_is_consumed() -> None:
+    # Same branch, same leak: status.promote lingers until the rollback completes, and is then
+    # cleared by a pass that has nothing else to say.
+    sim = _fast_rollback_under_way()
+    sim.promote(full=True)
+    sim.reconcile()
+    assert sim.status.promote is None
+
+
 # --- Sim sanity: the reproductions above rely on these behaving ------------------------------------
 
 
