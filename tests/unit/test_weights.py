@@ -37,7 +37,10 @@ def limit_specs(draw: st.DrawFn, total: int | None = None) -> Limits:
     """Limits as the engine builds them from a CRD-valid maxSurge/maxUnavailable pair."""
     n = draw(totals) if total is None else total
     surge = draw(int_or_percent())
-    unavailable = draw(int_or_percent().filter(lambda u: (surge, u) not in ((0, 0), ("0%", "0%"))))
+    # The CRD refuses both zero in either form (0 or "0%").
+    unavailable = draw(
+        int_or_percent().filter(lambda u: not (surge in (0, "0%") and u in (0, "0%")))
+    )
     return limits(n, surge, unavailable)
 
 
