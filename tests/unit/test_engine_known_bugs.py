@@ -342,11 +342,6 @@ def test_turning_the_baseline_off_mid_rollout_keeps_weights_a_valid_split() -> N
         sim.tick()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug B13: step_towards spends availability above spec.replicas as floor budget",
-)
 def test_pods_about_to_be_removed_are_not_counted_towards_the_floor() -> None:
     # Right after a scale-down, a ReplicaSet's status can still count the pod it is about to
     # delete (availableReplicas 2 with spec.replicas 1, observedGeneration caught up). The

@@ -123,12 +123,14 @@ def step_towards(
             headroom -= grow
     if not settled:
         return result
-    budget = sum(g.available for g in groups if not g.urgent) - lim.floor
+    # A group's status can still count pods it was just asked to drop (availableReplicas above
+    # spec.replicas for a moment): those are leaving anyway and buy no budget.
+    budget = sum(min(g.available, g.replicas) for g in groups if not g.urgent) - lim.floor
     for g in groups:
         if g.urgent or g.target >= g.replicas:
             continue
         wanted = g.replicas - g.target
-        free = min(wanted, max(0, g.replicas - g.available))
+        free = min(wanted, max(0, g.replicas - min(g.available, g.replicas)))
         costly = min(wanted - free, max(0, budget))
         budget -= costly
         result[g.name] -= free + costly
