@@ -73,11 +73,19 @@ class AnalysisRunView:
 
 @dataclass(frozen=True)
 class RouterState:
-    """What the traffic router currently holds (None in replica-ratio mode)."""
+    """What the traffic router currently holds (None in replica-ratio mode).
+
+    `available` is False when the router's kind is not installed or the object (or a named
+    route in it) the spec names does not exist; `message` then says which, field path first.
+    `canary_weight` is the canary's share in percent when the object holds one exactly (every
+    managed route agrees and the weights sum to 100), None otherwise. `routes` names the
+    managed header and mirror routes the object carries now.
+    """
 
     available: bool = True
     message: str = ""
     canary_weight: int | None = None
+    routes: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

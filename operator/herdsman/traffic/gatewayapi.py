@@ -1,0 +1,271 @@
+"""Gateway API: weights on an HTTPRoute's backendRefs (gateway.networking.k8s.io/v1).
+
+The user owns the HTTPRoute. Each managed rule — the rules named in `ruleNames`, or every rule
+with a backendRef to the stable Service — must list a backendRef for the stable and for the
+canary Service; the operator writes only their `weight`s (100 - w and w). Header and mirror
+routes are rules of their own, named `herdsman-<rollout>-<route>` (GEP-995 rule names), put
+first in the list in managedRoutes order and removed when no step asks for them any more:
+
+  header route   the managed rules' matches, each with the step's header matches added, to the
+                 canary backend only. Header matches are more specific than the rule they copy,
+                 so Gateway API precedence sends matching requests there and nothing else.
+  mirror route   the managed rules' matches narrowed by the step's (method, path, headers), to
+                 the same backends at the same weights, plus a RequestMirror filter to the
+                 canary Service (`percent` when below 100).
+
+Filters of the first managed rule (rewrites, header modifiers) are copied onto generated rules,
+so a request behaves the same whichever rule it lands on.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar
+
+from herdsman.api.rollout import (
+    GatewayAPIRouting,
+    Rollout,
+    RouteMatch,
+    SetHeaderRoute,
+    SetMirrorRoute,
+    StringMatch,
+)
+from herdsman.cluster.budget import Deadline
+from herdsman.cluster.kube import Kube, Path
+from herdsman.engine.world import RouterState, TrafficTarget
+from herdsman.traffic import base
+from herdsman.traffic.base import RouterError
+
+HTTP_ROUTES = Path("gateway.networking.k8s.io", "v1", "httproutes")
+FIELD = f"{base.FIELD}.gatewayAPI.httpRoute"
+DEFAULT_MATCH: dict[str, Any] = {"path": {"type": "PathPrefix", "value": "/"}}
+
+
+def config(rollout: Rollout) -> GatewayAPIRouting:
+    routing = base.strategy(rollout).traffic_routing
+    if routing is None or routing.gateway_api is None:
+        raise RouterError("not a gatewayAPI rollout")
+    return routing.gateway_api
+
+
+def route_namespace(rollout: Rollout) -> str:
+    return config(rollout).namespace or base.namespace(rollout)
+
+
+# --- reading the route ---------------------------------------------------------------------------
+
+
+def _find_ref(rule: dict[str, Any], service: str, ns: str, route_ns: str) -> int | None:
+    for i, ref in enumerate(rule.get("backendRefs") or []):
+        if (
+            ref.get("name") == service
+            and ref.get("kind", "Service") == "Service"
+            and ref.get("group", "") in ("", "core")
+            and ref.get("namespace", route_ns) == ns
+        ):
+            return i
+    return None
+
+
+def managed_rules(body: dict[str, Any], rollout: Rollout) -> list[int]:
+    """Indices of the rules whose weights we manage; RouterError naming what is missing."""
+    cfg = config(rollout)
+    stable, canary = base.services(rollout)
+    ns, route_ns = base.namespace(rollout), route_namespace(rollout)
+    prefix = base.generated_prefix(rollout)
+    rules = (body.get("spec") or {}).get("rules") or []
+    where = f"{FIELD}: HTTPRoute {route_ns}/{cfg.http_route}"
+    users = [(i, r) for i, r in enumerate(rules) if not str(r.get("name", "")).startswith(prefix)]
+    if cfg.rule_names:
+        by_name = {r.get("name"): i for i, r in users if r.get("name")}
+        absent = [n for n in cfg.rule_names if n not in by_name]
+        if absent:
+            raise RouterError(f"{where} has no rule named {', '.join(map(repr, absent))}")
+        chosen = [by_name[n] for n in cfg.rule_names]
+    else:
+        chosen = [i for i, r in users if _find_ref(r, stable, ns, route_ns) is not None]
+        if not chosen:
+            raise RouterError(f"{where} has no rule with a backendRef to Service {stable!r}")
+    for i in chosen:
+        rule = rules[i]
+        label = f"rule {rule['name']!r}" if rule.get("name") else f"rule {i}"
+        for role, svc in (("stable", stable), ("canary", canary)):
+            if _find_ref(rule, svc, ns, route_ns) is None:
+                raise RouterError(
+                    f"{where} {label} has no backendRef to the {role} Service {svc!r}"
+                    + (" (add one with weight 0)" if role == "canary" else "")
+                )
+    return chosen
+
+
+def state(body: dict[str, Any], rollout: Rollout) -> RouterState:
+    """What an HTTPRoute holds for this rollout (pure: unit tests feed it objects)."""
+    try:
+        chosen = managed_rules(body, rollout)
+    except RouterError as err:
+        return RouterState(available=False, message=str(err))
+    stable, canary = base.services(rollout)
+    ns, route_ns = base.namespace(rollout), route_namespace(rollout)
+    rules = body["spec"]["rules"]
+    pairs = []
+    for i in chosen:
+        refs = rules[i]["backendRefs"]
+        s = refs[_find_ref(rules[i], stable, ns, route_ns) or 0]
+        c = refs[_find_ref(rules[i], canary, ns, route_ns) or 0]
+        pairs.append((int(s.get("weight", 1)), int(c.get("weight", 1))))
+    prefix = base.generated_prefix(rollout)
+    routes = frozenset(
+        str(r["name"])[len(prefix) :] for r in rules if str(r.get("name", "")).startswith(prefix)
+    )
+    return RouterState(canary_weight=base.exact_weight(pairs), routes=routes)
+
+
+# --- the desired route ---------------------------------------------------------------------------
+
+
+def _string(match: StringMatch, kind: str) -> dict[str, str]:
+    """A header (kind 'header') or path (kind 'path') match in Gateway API's terms."""
+    if match.exact is not None:
+        return {"type": "Exact", "value": match.exact}
+    if match.prefix is not None:
+        if kind == "path":
+            return {"type": "PathPrefix", "value": match.prefix}
+        return {"type": "RegularExpression", "value": base.prefix_regex(match.prefix)}
+    return {"type": "RegularExpression", "value": match.regex or ""}
+
+
+def _headers(pairs: list[tuple[str, StringMatch]]) -> list[dict[str, str]]:
+    return [{"name": name, **_string(value, "header")} for name, value in pairs]
+
+
+def _base_matches(rules: list[dict[str, Any]], chosen: list[int]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for i in chosen:
+        for m in rules[i].get("matches") or [DEFAULT_MATCH]:
+            if m not in found:
+                found.append(m)
+    return found
+
+
+def _with_headers(match: dict[str, Any], headers: list[dict[str, str]]) -> dict[str, Any]:
+    out = copy.deepcopy(match)
+    names = {h["name"].lower() for h in headers}
+    kept = [h for h in out.get("headers") or [] if h["name"].lower() not in names]
+    out["headers"] = kept + headers
+    return out
+
+
+def _narrowed(match: dict[str, Any], by: RouteMatch) -> dict[str, Any]:
+    out = (
+        _with_headers(match, _headers(list(by.headers.items())))
+        if by.headers
+        else copy.deepcopy(match)
+    )
+    if by.path is not None:
+        out["path"] = _string(by.path, "path")
+    if by.method is not None:
+        if by.method.exact is None:
+            raise RouterError("gatewayAPI matches a method exactly: use method.exact")
+        out["method"] = by.method.exact.upper()
+    return out
+
+
+def _header_rule(
+    name: str,
+    route: SetHeaderRoute,
+    bases: list[dict[str, Any]],
+    canary_ref: dict[str, Any],
+    filters: Any,
+) -> dict[str, Any]:
+    headers = _headers([(m.header_name, m.header_value) for m in route.match])
+    ref = {k: v for k, v in canary_ref.items() if k != "weight"}
+    rule: dict[str, Any] = {
+        "name": name,
+        "matches": [_with_headers(m, headers) for m in bases],
+        "backendRefs": [ref],
+    }
+    if filters:
+        rule["filters"] = copy.deepcopy(filters)
+    return rule
+
+
+def _mirror_rule(
+    name: str,
+    route: SetMirrorRoute,
+    bases: list[dict[str, Any]],
+    template: dict[str, Any],
+    canary_ref: dict[str, Any],
+) -> dict[str, Any]:
+    mirror: dict[str, Any] = {
+        "backendRef": {k: v for k, v in canary_ref.items() if k not in ("weight", "filters")}
+    }
+    if route.percentage < 100:
+        mirror["percent"] = route.percentage
+    rule: dict[str, Any] = {
+        "name": name,
+        "matches": [_narrowed(b, m) for m in route.match for b in bases],
+        "backendRefs": copy.deepcopy(template.get("backendRefs") or []),
+        "filters": [
+            *copy.deepcopy(template.get("filters") or []),
+            {"type": "RequestMirror", "requestMirror": mirror},
+        ],
+    }
+    return rule
+
+
+def desired_spec(body: dict[str, Any], rollout: Rollout, target: TrafficTarget) -> dict[str, Any]:
+    """The route's spec holding exactly `target` (pure: unit tests feed it objects)."""
+    chosen = managed_rules(body, rollout)
+    stable, canary = base.services(rollout)
+    ns, route_ns = base.namespace(rollout), route_namespace(rollout)
+    prefix = base.generated_prefix(rollout)
+    spec: dict[str, Any] = copy.deepcopy(body["spec"])
+    rules: list[dict[str, Any]] = spec["rules"]
+    weight = max(0, min(100, target.canary_weight))
+    for i in chosen:
+        refs = rules[i]["backendRefs"]
+        refs[_find_ref(rules[i], stable, ns, route_ns) or 0]["weight"] = 100 - weight
+        refs[_find_ref(rules[i], canary, ns, route_ns) or 0]["weight"] = weight
+    first = rules[chosen[0]]
+    canary_ref = first["backendRefs"][_find_ref(first, canary, ns, route_ns) or 0]
+    bases = _base_matches(rules, chosen)
+    generated = []
+    for name, route in base.ordered_routes(rollout, target):
+        if not route.match:
+            continue  # an empty match removes the route
+        rule_name = prefix + name
+        if isinstance(route, SetHeaderRoute):
+            generated.append(
+                _header_rule(rule_name, route, bases, canary_ref, first.get("filters"))
+            )
+        else:
+            generated.append(_mirror_rule(rule_name, route, bases, first, canary_ref))
+    kept = [r for r in rules if not str(r.get("name", "")).startswith(prefix)]
+    spec["rules"] = generated + kept
+    return spec
+
+
+# --- the router ------------------------------------------------------------------------------------
+
+
+class GatewayAPI:
+    kind: ClassVar[str] = "gatewayAPI"
+    header_routes: ClassVar[bool] = True
+    mirror_routes: ClassVar[bool] = True
+
+    async def observe(self, kube: Kube, rollout: Rollout, deadline: Deadline) -> RouterState:
+        name, ns = config(rollout).http_route, route_namespace(rollout)
+        body = await kube.get(HTTP_ROUTES.url(ns, name), deadline=deadline)
+        if body is None:
+            return await base.missing(kube, HTTP_ROUTES, "HTTPRoute", ns, name, FIELD, deadline)
+        return state(body, rollout)
+
+    async def apply(
+        self, kube: Kube, rollout: Rollout, target: TrafficTarget, deadline: Deadline
+    ) -> None:
+        name, ns = config(rollout).http_route, route_namespace(rollout)
+        url = HTTP_ROUTES.url(ns, name)
+        body = await kube.get(url, deadline=deadline)
+        if body is None:
+            raise base.gone("HTTPRoute", f"{ns}/{name}")
+        await base.patch_spec(kube, url, body, desired_spec(body, rollout, target), deadline)

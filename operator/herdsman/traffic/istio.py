@@ -1,0 +1,287 @@
+"""Istio: route weights in a VirtualService, optionally DestinationRule subsets.
+
+The user owns both objects. Each managed HTTP route — those named in `virtualService.routes`, or
+every route with a destination to the stable side — must have one destination for the stable
+and one for the canary side; the operator writes only their `weight`s.
+
+  host level    (no destinationRule) the sides are the destinations whose host is the stable or
+                the canary Service (short name, or `<svc>.<ns>...`).
+  subset level  (destinationRule) the sides are the destinations with the stable or canary
+                subset; the operator points each subset at its server group by setting the
+                `herdsman.dev/server-group` label in the subset's labels.
+
+Header and mirror routes are HTTP routes of their own named `herdsman-<rollout>-<route>`, put
+first (Istio takes the first route that matches) in managedRoutes order:
+
+  header route   the managed routes' matches with the step's headers added, to the canary only.
+  mirror route   a copy of the first managed route narrowed by the step's matches, with
+                 `mirror` (the canary destination) and `mirrorPercentage`.
+
+Istio serves networking.istio.io at v1 (1.22 and later) and v1beta1; both are read.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar
+
+from herdsman.api.rollout import (
+    IstioRouting,
+    Rollout,
+    RouteMatch,
+    SetHeaderRoute,
+    SetMirrorRoute,
+    StringMatch,
+)
+from herdsman.cluster.budget import Deadline
+from herdsman.cluster.kube import Kube, Path
+from herdsman.engine.world import RouterState, TrafficTarget
+from herdsman.naming import LABEL_GROUP
+from herdsman.traffic import base
+from herdsman.traffic.base import RouterError
+
+GROUP = "networking.istio.io"
+VIRTUAL_SERVICES = [Path(GROUP, v, "virtualservices") for v in ("v1", "v1beta1")]
+DESTINATION_RULES = [Path(GROUP, v, "destinationrules") for v in ("v1", "v1beta1")]
+VS_FIELD = f"{base.FIELD}.istio.virtualService"
+DR_FIELD = f"{base.FIELD}.istio.destinationRule"
+
+
+def config(rollout: Rollout) -> IstioRouting:
+    routing = base.strategy(rollout).traffic_routing
+    if routing is None or routing.istio is None:
+        raise RouterError("not an istio rollout")
+    return routing.istio
+
+
+def _host_is(host: str, service: str, ns: str) -> bool:
+    parts = host.split(".")
+    return parts[0] == service and (len(parts) == 1 or parts[1] == ns)
+
+
+def _side(dest: dict[str, Any], rollout: Rollout) -> str | None:
+    """'stable', 'canary' or None for one route destination."""
+    d = dest.get("destination") or {}
+    dr = config(rollout).destination_rule
+    if dr is not None:
+        subset = d.get("subset")
+        if subset == dr.stable_subset_name:
+            return "stable"
+        if subset == dr.canary_subset_name:
+            return "canary"
+        return None
+    stable, canary = base.services(rollout)
+    ns = base.namespace(rollout)
+    host = str(d.get("host", ""))
+    if _host_is(host, stable, ns):
+        return "stable"
+    if _host_is(host, canary, ns):
+        return "canary"
+    return None
+
+
+def _sides(route: dict[str, Any], rollout: Rollout) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for i, dest in enumerate(route.get("route") or []):
+        side = _side(dest, rollout)
+        if side is not None and side not in found:
+            found[side] = i
+    return found
+
+
+def managed_routes(body: dict[str, Any], rollout: Rollout) -> list[int]:
+    cfg = config(rollout)
+    prefix = base.generated_prefix(rollout)
+    http = (body.get("spec") or {}).get("http") or []
+    where = f"{VS_FIELD}: VirtualService {cfg.virtual_service.name!r}"
+    users = [(i, r) for i, r in enumerate(http) if not str(r.get("name", "")).startswith(prefix)]
+    if cfg.virtual_service.routes:
+        by_name = {r.get("name"): i for i, r in users if r.get("name")}
+        absent = [n for n in cfg.virtual_service.routes if n not in by_name]
+        if absent:
+            raise RouterError(f"{where} has no HTTP route named {', '.join(map(repr, absent))}")
+        chosen = [by_name[n] for n in cfg.virtual_service.routes]
+    else:
+        chosen = [i for i, r in users if "stable" in _sides(r, rollout)]
+        if not chosen:
+            raise RouterError(f"{where} has no HTTP route with a destination to the stable side")
+    for i in chosen:
+        sides = _sides(http[i], rollout)
+        label = f"route {http[i]['name']!r}" if http[i].get("name") else f"http[{i}]"
+        for role in ("stable", "canary"):
+            if role not in sides:
+                raise RouterError(f"{where} {label} has no destination to the {role} side")
+    return chosen
+
+
+def state(vs: dict[str, Any], dr: dict[str, Any] | None, rollout: Rollout) -> RouterState:
+    try:
+        chosen = managed_routes(vs, rollout)
+        if config(rollout).destination_rule is not None:
+            subsets(dr, rollout)
+    except RouterError as err:
+        return RouterState(available=False, message=str(err))
+    http = vs["spec"]["http"]
+    pairs = []
+    for i in chosen:
+        sides = _sides(http[i], rollout)
+        dests = http[i]["route"]
+        pairs.append(
+            (
+                int(dests[sides["stable"]].get("weight", 0)),
+                int(dests[sides["canary"]].get("weight", 0)),
+            )
+        )
+    prefix = base.generated_prefix(rollout)
+    routes = frozenset(
+        str(r["name"])[len(prefix) :] for r in http if str(r.get("name", "")).startswith(prefix)
+    )
+    return RouterState(canary_weight=base.exact_weight(pairs), routes=routes)
+
+
+def subsets(dr: dict[str, Any] | None, rollout: Rollout) -> tuple[int, int]:
+    """Indices of the (stable, canary) subsets in the DestinationRule."""
+    cfg = config(rollout).destination_rule
+    assert cfg is not None
+    if dr is None:
+        raise RouterError(f"{DR_FIELD}: DestinationRule {cfg.name!r} not found")
+    names = [s.get("name") for s in (dr.get("spec") or {}).get("subsets") or []]
+    for subset in (cfg.stable_subset_name, cfg.canary_subset_name):
+        if subset not in names:
+            raise RouterError(f"{DR_FIELD}: DestinationRule {cfg.name!r} has no subset {subset!r}")
+    return names.index(cfg.stable_subset_name), names.index(cfg.canary_subset_name)
+
+
+# --- the desired objects -----------------------------------------------------------------------------
+
+
+def _string(match: StringMatch) -> dict[str, str]:
+    if match.exact is not None:
+        return {"exact": match.exact}
+    if match.prefix is not None:
+        return {"prefix": match.prefix}
+    return {"regex": match.regex or ""}
+
+
+def _base_matches(http: list[dict[str, Any]], chosen: list[int]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for i in chosen:
+        for m in http[i].get("match") or [{}]:
+            if m not in found:
+                found.append(m)
+    return found
+
+
+def _with_headers(match: dict[str, Any], headers: dict[str, dict[str, str]]) -> dict[str, Any]:
+    out = copy.deepcopy(match)
+    out["headers"] = {**(out.get("headers") or {}), **headers}
+    return out
+
+
+def _narrowed(match: dict[str, Any], by: RouteMatch) -> dict[str, Any]:
+    out = copy.deepcopy(match)
+    if by.headers:
+        out = _with_headers(out, {k: _string(v) for k, v in by.headers.items()})
+    if by.path is not None:
+        out["uri"] = _string(by.path)
+    if by.method is not None:
+        out["method"] = _string(by.method)
+    return out
+
+
+def desired_vs(vs: dict[str, Any], rollout: Rollout, target: TrafficTarget) -> dict[str, Any]:
+    chosen = managed_routes(vs, rollout)
+    prefix = base.generated_prefix(rollout)
+    spec: dict[str, Any] = copy.deepcopy(vs["spec"])
+    http: list[dict[str, Any]] = spec["http"]
+    weight = max(0, min(100, target.canary_weight))
+    for i in chosen:
+        sides = _sides(http[i], rollout)
+        http[i]["route"][sides["stable"]]["weight"] = 100 - weight
+        http[i]["route"][sides["canary"]]["weight"] = weight
+    first = http[chosen[0]]
+    canary_dest = copy.deepcopy(first["route"][_sides(first, rollout)["canary"]]["destination"])
+    bases = _base_matches(http, chosen)
+    generated: list[dict[str, Any]] = []
+    for name, route in base.ordered_routes(rollout, target):
+        if not route.match:
+            continue
+        if isinstance(route, SetHeaderRoute):
+            headers = {m.header_name: _string(m.header_value) for m in route.match}
+            generated.append(
+                {
+                    "name": prefix + name,
+                    "match": [_with_headers(b, headers) for b in bases],
+                    "route": [{"destination": copy.deepcopy(canary_dest), "weight": 100}],
+                }
+            )
+        else:
+            assert isinstance(route, SetMirrorRoute)
+            rule = {k: copy.deepcopy(v) for k, v in first.items() if k not in ("name", "match")}
+            rule["name"] = prefix + name
+            rule["match"] = [_narrowed(b, m) for m in route.match for b in bases]
+            rule["mirror"] = copy.deepcopy(canary_dest)
+            rule["mirrorPercentage"] = {"value": float(route.percentage)}
+            generated.append(rule)
+    kept = [r for r in http if not str(r.get("name", "")).startswith(prefix)]
+    spec["http"] = generated + kept
+    return spec
+
+
+def desired_dr(dr: dict[str, Any], rollout: Rollout, target: TrafficTarget) -> dict[str, Any]:
+    stable_i, canary_i = subsets(dr, rollout)
+    spec: dict[str, Any] = copy.deepcopy(dr["spec"])
+    for i, group in (
+        (stable_i, target.stable_group),
+        (canary_i, target.canary_group or target.stable_group),
+    ):
+        subset = spec["subsets"][i]
+        subset["labels"] = {**(subset.get("labels") or {}), LABEL_GROUP: group}
+    return spec
+
+
+# --- the router ---------------------------------------------------------------------------------------
+
+
+class Istio:
+    kind: ClassVar[str] = "istio"
+    header_routes: ClassVar[bool] = True
+    mirror_routes: ClassVar[bool] = True
+
+    async def observe(self, kube: Kube, rollout: Rollout, deadline: Deadline) -> RouterState:
+        cfg, ns = config(rollout), base.namespace(rollout)
+        name = cfg.virtual_service.name
+        _, vs = await base.get_first(kube, VIRTUAL_SERVICES, ns, name, deadline)
+        if vs is None:
+            return await base.missing(
+                kube, VIRTUAL_SERVICES[0], "VirtualService", ns, name, f"{VS_FIELD}.name", deadline
+            )
+        dr = None
+        if cfg.destination_rule is not None:
+            _, dr = await base.get_first(
+                kube, DESTINATION_RULES, ns, cfg.destination_rule.name, deadline
+            )
+        return state(vs, dr, rollout)
+
+    async def apply(
+        self, kube: Kube, rollout: Rollout, target: TrafficTarget, deadline: Deadline
+    ) -> None:
+        cfg, ns = config(rollout), base.namespace(rollout)
+        vs_path, vs = await base.get_first(
+            kube, VIRTUAL_SERVICES, ns, cfg.virtual_service.name, deadline
+        )
+        if vs is None:
+            raise base.gone("VirtualService", cfg.virtual_service.name)
+        # Weights first: an abort's 0 must not wait on a subset write. Then the subsets, whose
+        # move on promotion is safe either way round (both sides serve the new group then).
+        url = vs_path.url(ns, cfg.virtual_service.name)
+        await base.patch_spec(kube, url, vs, desired_vs(vs, rollout, target), deadline)
+        if cfg.destination_rule is None:
+            return
+        dr_path, dr = await base.get_first(
+            kube, DESTINATION_RULES, ns, cfg.destination_rule.name, deadline
+        )
+        if dr is None:
+            raise base.gone("DestinationRule", cfg.destination_rule.name)
+        url = dr_path.url(ns, cfg.destination_rule.name)
+        await base.patch_spec(kube, url, dr, desired_dr(dr, rollout, target), deadline)
