@@ -21,6 +21,7 @@ from herdsman.engine.world import (
     AnalysisRunView,
     Decision,
     Desired,
+    RouterState,
     ServerGroup,
     ServiceState,
     World,
@@ -71,6 +72,9 @@ class Sim:
     # When True, a scaled ReplicaSet is "unsettled" (its controller has not observed the new
     # spec.replicas yet) until the next `settle`, as a real ReplicaSet is for a moment.
     lag: bool = False
+    # A traffic router (opt in): it holds what the last applied decision told it, and the
+    # engine reads it back, as it reads a real router's object. None: no router observed.
+    router: RouterState | None = None
 
     @classmethod
     def of(cls, body: dict[str, Any], **kwargs: Any) -> Sim:
@@ -97,6 +101,7 @@ class Sim:
             analysis_runs=tuple(self.runs.values()),
             missing_templates=frozenset(self.missing_templates),
             analysis_problems=tuple(self.analysis_problems),
+            router=self.router,
         )
 
     def reconcile(
@@ -116,8 +121,9 @@ class Sim:
         status: bool = True,
     ) -> None:
         """Apply a decision. `drop((kind, name))` True skips that one write (kind is create,
-        scale, delete, selector, run or terminate); `status=False` skips the status write. Both
-        model a pass cut short: the operator killed, or a write that failed."""
+        scale, delete, selector, run or terminate; ("traffic", "router") with a router);
+        `status=False` skips the status write. Both model a pass cut short: the operator
+        killed, or a write that failed."""
         if drop is not None or not status:
             d = _partial(d, drop or (lambda _: False))
         for new in d.desired.create_groups:
@@ -141,6 +147,18 @@ class Sim:
             )
         for name in d.desired.delete_groups:
             self.groups.pop(name, None)
+        traffic = d.desired.traffic
+        if (
+            traffic is not None
+            and self.router is not None
+            and self.router.available
+            and not (drop is not None and drop(("traffic", "router")))
+        ):
+            self.router = replace(
+                self.router,
+                canary_weight=traffic.canary_weight,
+                routes=frozenset(r.name for r in (*traffic.header_routes, *traffic.mirror_routes)),
+            )
         for svc, group in d.desired.selectors.items():
             state = self.services.get(svc, ServiceState(svc, True))
             self.services[svc] = ServiceState(

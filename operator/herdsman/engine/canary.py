@@ -12,12 +12,24 @@ from datetime import timedelta
 from typing import Literal
 
 from herdsman.api.base import duration_seconds
-from herdsman.api.rollout import CanaryStep, CanaryStrategy, Role, RolloutAnalysis
+from herdsman.api.rollout import (
+    CanaryStep,
+    CanaryStrategy,
+    Role,
+    RolloutAnalysis,
+    SetCanaryScale,
+    SetHeaderRoute,
+    SetMirrorRoute,
+)
 from herdsman.engine import groups, weights
 from herdsman.engine.groups import Targets
 from herdsman.engine.plan import Plan
 from herdsman.engine.world import GroupKind, NewAnalysisRun, ServerGroup, TrafficTarget
-from herdsman.naming import analysis_run_name, baseline_name, template_hash
+from herdsman.naming import LABEL_GROUP, analysis_run_name, baseline_name, template_hash
+
+# With a router, a write is confirmed by reading the router back on the next pass; nothing
+# watches the router's objects, so that pass is asked for this soon.
+ROUTER_RECHECK_SECONDS = 1.0
 
 
 def describe(step: CanaryStep) -> str:
@@ -180,6 +192,9 @@ class _Canary:
         self.roles[self.current_name] = "stable"
         self._scale(targets, keep_old=True)
         self._services(stable_group=self.current_name, canary_group=self.current_name)
+        # With a router: 0% to the canary and no header or mirror routes, every pass (one read,
+        # no write when it already holds that) — a completion cut short is finished here.
+        self._traffic(None, 0)
 
     # --- progress through the steps --------------------------------------------------------------
 
@@ -249,10 +264,42 @@ class _Canary:
             return self._pause_over(step, idx)
         if step.analysis is not None:
             return self._analysis_passed(step, idx, stable)
-        return True  # header and mirror routes are set with this pass's traffic write
+        route: SetHeaderRoute | SetMirrorRoute | None = (
+            step.set_header_route or step.set_mirror_route
+        )
+        if route is not None:
+            return self._route_held(route.name)
+        return True
+
+    def _route_held(self, name: str) -> bool:
+        """A header or mirror route step is done once the router is seen to hold it (or, for an
+        empty match, no longer to hold it). It is written with this pass's traffic write."""
+        router = self.world.router
+        if not self.routed or router is None:
+            return True
+        headers, mirrors = self._routes()
+        wanted = name in {r.name for r in headers} | {r.name for r in mirrors}
+        if (name in router.routes) == wanted:
+            return True
+        self.plan.due_in(ROUTER_RECHECK_SECONDS)
+        return False
 
     def _weight_reached(self, stable: ServerGroup, weight: int, step: CanaryStep) -> bool:
-        return groups.reached(self.plan, self._targets(stable, weight, step))
+        if not groups.reached(self.plan, self._targets(stable, weight, step)):
+            return False
+        if not self.routed:
+            return True
+        # With a router the step is done when the router holds the weight, not when it is
+        # merely written: the weight is sent in the pass that finds the pods ready and read
+        # back on the next one.
+        sent = self._sent(stable, weight)
+        if sent != self._effective(weight):
+            return False
+        router = self.world.router
+        if router is None or router.canary_weight == sent:
+            return True
+        self.plan.due_in(ROUTER_RECHECK_SECONDS)
+        return False
 
     def _pause_over(self, step: CanaryStep, idx: int) -> bool:
         assert step.pause is not None
@@ -359,8 +406,14 @@ class _Canary:
                 )
             t.want(stable.name, split.stable)
             return t
-        # With a router the weight lives in the router; replicas only need to carry it.
+        # With a router the weight lives in the router; replicas only need to carry it. While
+        # the router still holds another weight than the step's, each side keeps the pods for
+        # the larger of its two shares (make before break): the canary shrinks only once its
+        # share has moved down, and (dynamicStableScale) the stable group only once it moved up.
         scale = self._canary_scale(weight)
+        sent = self._sent(stable, weight)
+        if sent > self._effective(weight) and self.current is not None:
+            scale = max(scale, self.current.replicas)
         t.want(canary_name, scale, blueprint=blueprint)
         if base is not None:
             t.want(
@@ -370,14 +423,66 @@ class _Canary:
             )
         stable_size = self.total
         if self.strategy.dynamic_stable_scale:
-            stable_size = max(
-                self.total - weights.canary_replicas(self.total, weight), 0 if weight >= 100 else 1
-            )
+            stable_size = self._stable_size(min(self._effective(weight), sent))
         t.want(stable.name, stable_size)
         return t
 
-    def _canary_scale(self, weight: int) -> int:
-        """Canary pods with a router: the latest setCanaryScale in force, else the weight's share."""
+    def _effective(self, weight: int) -> int:
+        """The step's weight as the router can carry it: 0 when the canary is scaled to 0."""
+        return weight if self._canary_scale(weight) > 0 else 0
+
+    def _stable_size(self, weight: int) -> int:
+        """dynamicStableScale: the stable pods that carry the rest of `weight`."""
+        left = self.total - weights.canary_replicas(self.total, weight)
+        return min(self.total, max(left, 0 if weight >= 100 else 1))
+
+    def _held(self) -> int:
+        """The canary weight the router holds now, as far as it reaches this canary: 0 while the
+        canary Service still selects another group (a new revision's first passes)."""
+        svc = self.world.services.get(self.strategy.canary_service or "")
+        if svc is None or svc.selector.get(LABEL_GROUP) != self.current_name:
+            return 0
+        router = self.world.router
+        if router is not None and router.canary_weight is not None:
+            return router.canary_weight
+        return self.plan.old.weights.canary
+
+    def _sent(self, stable: ServerGroup, weight: int) -> int:
+        """The weight the router may be told in this pass for a step asking `weight`.
+
+        Never more than the canary's ready pods carry: moving up waits until the canary group
+        has every pod the step sizes it at, and nothing goes to a canary with no available pod.
+        With dynamicStableScale, moving down waits until the stable group can take the share
+        back. Until then the router keeps what it holds.
+        """
+        up = self.current.available if self.current is not None else 0
+        if up == 0:
+            return 0
+        want = self._effective(weight)
+        held = self._held()
+        ready = up >= self._canary_scale(weight)
+        # Up: wait for the canary's pods. Down (dynamicStableScale): wait for stable's.
+        wait_up = want > held and not ready
+        wait_down = (
+            want < held
+            and self.strategy.dynamic_stable_scale
+            and stable.available < self._stable_size(want)
+        )
+        sent = held if wait_up or wait_down else want
+        return sent if ready else self._carried(sent, up)
+
+    def _carried(self, weight: int, up: int) -> int:
+        """`weight`, lowered to what `up` available canary pods carry (pods were lost, or
+        never came up). setCanaryScale sizes the canary apart from its weight: kept as is."""
+        if self._scale_override() is not None:
+            return weight
+        return min(
+            weight,
+            max((w for w in range(101) if weights.canary_replicas(self.total, w) <= up), default=0),
+        )
+
+    def _scale_override(self) -> SetCanaryScale | None:
+        """The setCanaryScale in force at the current step (a setWeight ends it)."""
         idx = min(self.st.current_step_index or 0, len(self.steps))
         override = None
         for step in self.steps[: idx + 1]:
@@ -385,6 +490,11 @@ class _Canary:
                 override = None
             if step.set_canary_scale is not None:
                 override = step.set_canary_scale
+        return override
+
+    def _canary_scale(self, weight: int) -> int:
+        """Canary pods with a router: the latest setCanaryScale in force, else the weight's share."""
+        override = self._scale_override()
         if override is not None and weight < 100:
             if override.replicas is not None:
                 return override.replicas
@@ -400,7 +510,8 @@ class _Canary:
         self._services(
             stable_group=stable.name, canary_group=self.current_name if canary_up else stable.name
         )
-        self._traffic(stable, weight if canary_up else 0)
+        if self.routed:
+            self._traffic(stable, self._sent(stable, weight))
 
     def _assign_roles(self, stable: ServerGroup) -> None:
         st = self.st
@@ -421,10 +532,16 @@ class _Canary:
         targets.want(
             self.current_name, self.total, blueprint=(self.revision, self.pod_hash, "release")
         )
+        # With a router the canary grows to full size while the router keeps the weight it
+        # holds (never more than its ready pods carry); the switch comes once it is all up.
+        hold = 0
         if not self.routed:
             targets.want(stable.name, 0)
         else:
-            targets.want(stable.name, self.total)
+            up = self.current.available if self.current is not None else 0
+            hold = self._carried(self._held(), up) if up > 0 else 0
+            keep = self._stable_size(hold) if self.strategy.dynamic_stable_scale else self.total
+            targets.want(stable.name, keep)
         if reason == "FastRollback" and st.canary_server_group != self.current_name:
             plan.transition(
                 "FastRollback", f"rolling back to existing {self.current_name}: no steps re-run"
@@ -450,7 +567,9 @@ class _Canary:
             plan.unpause()
             self._stop_runs()
             self.roles = {self.current_name: "stable", old.name: "old"}
-            if self.routed:
+            if self.routed and old.replicas > 0:
+                # A group with no pods has nothing to keep warm (and status keeps no
+                # scaleDownAt for one: promising it would be a second write next pass).
                 self.scale_down_at[old.name] = groups.later(
                     self.now, self.strategy.scale_down_delay_seconds
                 )
@@ -474,7 +593,9 @@ class _Canary:
         self._services(
             stable_group=stable.name, canary_group=self.current_name if canary_up else stable.name
         )
-        self._traffic(stable, 100 if canary_up else 0)
+        # One pass later, with every canary pod up, the switch: both Services select the new
+        # group and the canary weight goes to 0 (selectors are written before the router).
+        self._traffic(stable, hold)
 
     def _fail(self, message: str, stable: ServerGroup) -> None:
         """Abort in this very pass: the failure is recorded and traffic goes back at once."""
@@ -585,17 +706,34 @@ class _Canary:
             if state is None or state.selector.get("herdsman.dev/server-group") != group:
                 desired.selectors[svc] = group
 
+    def _routes(self) -> tuple[tuple[SetHeaderRoute, ...], tuple[SetMirrorRoute, ...]]:
+        """Header and mirror routes in force at the current step, in managedRoutes order: the
+        last step naming a route wins, and one with an empty match removes it."""
+        idx = min(self.st.current_step_index or 0, len(self.steps))
+        last: dict[str, SetHeaderRoute | SetMirrorRoute] = {}
+        for step in self.steps[: idx + 1]:
+            route: SetHeaderRoute | SetMirrorRoute | None = (
+                step.set_header_route or step.set_mirror_route
+            )
+            if route is not None:
+                last[route.name] = route
+        routing = self.strategy.traffic_routing
+        order = [r.name for r in routing.managed_routes] if routing else []
+        live = sorted(
+            (r for r in last.values() if r.match),
+            key=lambda r: (order.index(r.name) if r.name in order else len(order), r.name),
+        )
+        return (
+            tuple(r for r in live if isinstance(r, SetHeaderRoute)),
+            tuple(r for r in live if isinstance(r, SetMirrorRoute)),
+        )
+
     def _traffic(self, stable: ServerGroup | None, weight: int) -> None:
         if not self.routed:
             return
-        idx = min(self.st.current_step_index or 0, len(self.steps))
-        headers = tuple(
-            s.set_header_route for s in self.steps[: idx + 1] if s.set_header_route is not None
-        )
-        mirrors = tuple(
-            s.set_mirror_route for s in self.steps[: idx + 1] if s.set_mirror_route is not None
-        )
-        if stable is None or (weight == 0 and self.st.abort):
+        headers, mirrors = self._routes()
+        if stable is None or self.st.abort:
+            # Completed (no canary) or aborted: every route to the canary goes with the weight.
             headers, mirrors = (), ()
         self.plan.desired.traffic = TrafficTarget(
             canary_weight=weight,
@@ -623,9 +761,17 @@ class _Canary:
         canary = self.world.group(st.canary_server_group)
         base = self.world.group(st.baseline_server_group)
         if self.routed:
-            w = st.canary_weight if st.canary_server_group and not st.abort else 0
-            b = w if base is not None and 0 < w < 100 else 0
-            st.weights.canary, st.weights.baseline, st.weights.stable = w, b, 100 - w - b
+            # What the router holds once this pass's write lands (or, when nothing is written,
+            # what it was seen holding). The baseline gets no share: no Service routes to it.
+            traffic = plan.desired.traffic
+            router = self.world.router
+            if traffic is not None:
+                w = traffic.canary_weight if traffic.canary_group else 0
+            elif router is not None and router.canary_weight is not None:
+                w = router.canary_weight
+            else:
+                w = plan.old.weights.canary
+            st.weights.canary, st.weights.baseline, st.weights.stable = w, 0, 100 - w
         else:
             # In effect once this pass's writes land: a group scaled down serves no more pods
             # than it keeps (so an abort reports 0% at once); growth counts when it is available.

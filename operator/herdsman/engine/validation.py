@@ -43,6 +43,17 @@ def problems(rollout: Rollout, world: World) -> list[str]:
                 found.append(
                     f"{where}: the {router} router cannot route by header or mirror traffic"
                 )
+            if router == "gatewayAPI" and step.set_mirror_route is not None:
+                for j, m in enumerate(step.set_mirror_route.match):
+                    if m.method is not None and m.method.exact is None:
+                        found.append(
+                            f"{where}.match[{j}].method: the gatewayAPI router matches a"
+                            " method exactly; use exact"
+                        )
+        # The router's object must be there (and hold the routes the spec names) before
+        # anything moves: weights written nowhere would leave replicas and traffic disagreeing.
+        if world.router is not None and not world.router.available:
+            found.append(world.router.message or f"{prefix}.trafficRouting: router unavailable")
     blue_green = strategy.blue_green
     if blue_green is not None:
         prefix = "spec.strategy.blueGreen"
