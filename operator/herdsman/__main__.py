@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     from herdsman.cluster.kube import Kube, load_config
     from herdsman.reconcile import Runtime
     from herdsman.telemetry import announce, configure_logging
+    from herdsman.traffic import writer
 
     configure_logging(args.log_format, args.log_level)
     policy = AccessPolicy.from_env()
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     analysis = Analysis(kube, policy, hooks=metrics.retry_hooks("analysis"))
     metrics.serve(args.metrics_port)
-    applier = Applier(kube, build_run=analysis.build, announce=announce)
+    applier = Applier(kube, build_run=analysis.build, write_traffic=writer(kube), announce=announce)
     runtime = Runtime(kube=kube, applier=applier, policy=policy, analysis=analysis)
     memo = kopf.Memo(
         runtime=runtime,

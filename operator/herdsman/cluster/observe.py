@@ -31,6 +31,7 @@ from herdsman.engine.world import (
     World,
 )
 from herdsman.naming import LABEL_GROUP, LABEL_HASH, LABEL_KIND, LABEL_REVISION, LABEL_ROLLOUT
+from herdsman.traffic import observe_router
 
 
 @dataclass
@@ -115,12 +116,13 @@ async def observe(kube: Kube, rollout: Rollout, deadline: Deadline) -> Observed:
     runs_task = (
         kube.list(ANALYSIS_RUNS.url(ns), deadline=deadline, labels=selector) if refs else _empty()
     )
-    rs_items, run_items, services, templates, pod_items = await asyncio.gather(
+    rs_items, run_items, services, templates, pod_items, router = await asyncio.gather(
         rs_task,
         runs_task,
         asyncio.gather(*(service(s) for s in services_of(rollout))),
         asyncio.gather(*(template(k) for k in sorted(refs))),
         pods(),
+        observe_router(kube, rollout, deadline),
     )
     uid = rollout.metadata.uid
     owned = [rs for rs in rs_items if _owned_by(rs, uid)]
@@ -145,6 +147,7 @@ async def observe(kube: Kube, rollout: Rollout, deadline: Deadline) -> Observed:
             for k, body in templates
             if body is None
         ),
+        router=router,
         pods=pod_views,
     )
     return Observed(
