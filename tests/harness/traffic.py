@@ -10,6 +10,11 @@ those shares. Each group behaves as the test scripts it, keyed by the image it r
     herdsman_demo_request_duration_seconds{group}        histogram (sum/count give the mean)
 
 So after a rollback the canary's traffic really stops, and Prometheus sees it stop.
+
+With a router that routes on headers (`routing`), each request is routed on its own: a share
+of them (`tagged_share`) carries `tagged_headers`, the rest none, and the router decides per
+request — so "only matching traffic reaches the canary" is counted (`sent_tagged`,
+`sent_untagged`), not assumed. Mirrored copies reach their group too (`mirrored`).
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ HEALTHY = Behaviour()
 
 # A reader returns {server group: share} for the current instant; shares need not sum to 1.
 Reader = Callable[[], dict[str, float]]
+# Per-request routing: a request's headers -> ({group: share}, {group: percent mirrored}).
+Route = Callable[[dict[str, str]], tuple[dict[str, float], dict[str, float]]]
 
 
 @dataclass
@@ -75,8 +82,15 @@ class TrafficSimulator:
     seed: int = 7
     # Optional: weights from a router instead of the replica ratio ({group: percent}).
     weights: Callable[[], dict[str, float]] | None = None
+    # Optional: per-request routing, read once per tick (header routes); overrides `weights`.
+    routing: Callable[[], Route] | None = None
+    tagged_headers: dict[str, str] = field(default_factory=dict)
+    tagged_share: float = 0.0
     port: int = 0
     sent: dict[str, int] = field(default_factory=dict)
+    sent_tagged: dict[str, int] = field(default_factory=dict)
+    sent_untagged: dict[str, int] = field(default_factory=dict)
+    mirrored: dict[str, int] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _server: WSGIServer | None = None
@@ -144,6 +158,9 @@ class TrafficSimulator:
         }
 
     def step(self) -> None:
+        if self.routing is not None:
+            self._routed_step(self.routing)
+            return
         shares = self.shares()
         if not shares:
             return
@@ -157,3 +174,30 @@ class TrafficSimulator:
             self.requests.labels(group=group, code=code).inc()
             self.duration.labels(group=group).observe(latency)
             self.sent[group] = self.sent.get(group, 0) + 1
+
+    def _routed_step(self, routing: Callable[[], Route]) -> None:
+        info = self.groups()
+        route = routing()
+        for _ in range(self.requests_per_tick):
+            tagged = self.rng.random() < self.tagged_share
+            shares, mirrors = route(dict(self.tagged_headers) if tagged else {})
+            live = {g: w for g, w in shares.items() if g in info and w > 0}
+            if not live:
+                continue
+            groups = list(live)
+            group = self.rng.choices(groups, [live[g] for g in groups])[0]
+            self._serve(group, info[group].image)
+            counts = self.sent_tagged if tagged else self.sent_untagged
+            counts[group] = counts.get(group, 0) + 1
+            for target, percent in mirrors.items():
+                if target in info and self.rng.random() * 100 < percent:
+                    self._serve(target, info[target].image, mirrored=True)
+
+    def _serve(self, group: str, image: str, *, mirrored: bool = False) -> None:
+        behaviour = self.behaviours.get(image, HEALTHY)
+        code = "500" if self.rng.random() < behaviour.error_rate else "200"
+        latency = max(0.001, self.rng.gauss(behaviour.latency, behaviour.jitter))
+        self.requests.labels(group=group, code=code).inc()
+        self.duration.labels(group=group).observe(latency)
+        counts = self.mirrored if mirrored else self.sent
+        counts[group] = counts.get(group, 0) + 1

@@ -1,0 +1,512 @@
+"""Traffic routers on the real test API server: their CRDs, the user's objects, and how the
+synthetic service reads them.
+
+The e2e tests install minimal (structural, validated) CRDs for HTTPRoute, VirtualService,
+DestinationRule and TrafficSplit from tests/cluster/router-crds/; Ingress is built in. No mesh
+or ingress controller runs, so this module plays the data plane: it reads the router's object
+the way its controller would and turns it into traffic shares per server group (through the
+Services' selectors), for `TrafficSimulator(weights=...)` or, with header routes,
+`TrafficSimulator(routing=...)`. A weight the operator writes is the weight the simulated
+service gets.
+
+The readers here are written from the routers' documentation, not from the operator's code:
+they must agree with the operator because both agree with the object, not because they share
+a function.
+
+`Recorder` watches objects while the operator acts and keeps every event with its
+resourceVersion, so tests can say which write came first (etcd revisions are one sequence
+across kinds).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.cluster import Cluster
+from harness.traffic import Route
+from herdsman.cluster.kube import SERVICES
+from herdsman.cluster.kube import Path as KPath
+from herdsman.naming import LABEL_GROUP
+from herdsman.traffic.gatewayapi import HTTP_ROUTES
+from herdsman.traffic.istio import DESTINATION_RULES, VIRTUAL_SERVICES
+from herdsman.traffic.nginx import INGRESSES
+from herdsman.traffic.smi import TRAFFIC_SPLITS
+
+CRDS = Path(__file__).resolve().parents[1] / "cluster" / "router-crds"
+VS = VIRTUAL_SERVICES[0]
+DR = DESTINATION_RULES[0]
+NGINX = "nginx.ingress.kubernetes.io"
+
+_installed = threading.Lock()
+
+
+def install_crds(cluster: Cluster) -> None:
+    """Apply the router CRDs (idempotent) and wait until the API server serves them."""
+    with _installed:
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
+        cluster.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "crd",
+            "-l",
+            "app.kubernetes.io/part-of=herdsman-test-routers",
+            "--timeout=60s",
+        )
+
+
+# --- the user's objects ------------------------------------------------------------------------------
+
+
+def http_route(
+    name: str = "checkout", stable: str = "checkout", canary: str = "checkout-canary"
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": name},
+        "spec": {
+            "parentRefs": [{"name": "edge", "namespace": "infra"}],
+            "hostnames": ["shop.example"],
+            "rules": [
+                {
+                    "name": "main",
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                    "backendRefs": [
+                        {"name": stable, "port": 80, "weight": 100},
+                        {"name": canary, "port": 80, "weight": 0},
+                    ],
+                }
+            ],
+        },
+    }
+
+
+def ingress(name: str = "checkout", stable: str = "checkout") -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": name, "annotations": {"kubernetes.io/ingress.class": "nginx"}},
+        "spec": {
+            "rules": [
+                {
+                    "host": "shop.example",
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": stable, "port": {"number": 80}}},
+                            }
+                        ]
+                    },
+                }
+            ]
+        },
+    }
+
+
+def virtual_service(
+    name: str = "checkout", stable: str = "checkout", canary: str = "checkout-canary"
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": name},
+        "spec": {
+            "hosts": ["shop.example"],
+            "http": [
+                {
+                    "name": "primary",
+                    "route": [
+                        {"destination": {"host": stable}, "weight": 100},
+                        {"destination": {"host": canary}, "weight": 0},
+                    ],
+                }
+            ],
+        },
+    }
+
+
+# The router config and user objects each router's e2e test starts from.
+ROUTING: dict[str, dict[str, Any]] = {
+    "gatewayAPI": {"gatewayAPI": {"httpRoute": "checkout"}},
+    "nginx": {"nginx": {"stableIngress": "checkout"}},
+    "istio": {"istio": {"virtualService": {"name": "checkout", "routes": ["primary"]}}},
+    "smi": {"smi": {}},
+}
+
+
+def create_user_objects(cluster: Cluster, ns: str, kind: str) -> None:
+    """What a user applies next to the Rollout for each router (SMI: nothing, it is made)."""
+    if kind == "gatewayAPI":
+        cluster.rest.create(HTTP_ROUTES.url(ns), http_route())
+    elif kind == "nginx":
+        cluster.rest.create(INGRESSES.url(ns), ingress())
+    elif kind == "istio":
+        cluster.rest.create(VS.url(ns), virtual_service())
+
+
+# --- reading weights the way the data plane would ---------------------------------------------------
+
+
+def service_weights(cluster: Cluster, ns: str, kind: str) -> dict[str, int]:
+    """{Service: weight} the router's object sends requests without headers to."""
+    rest = cluster.rest
+    if kind == "gatewayAPI":
+        route = rest.get(HTTP_ROUTES.url(ns, "checkout"))
+        return _backends(_gateway_rule(route, {}) if route else None)[0]
+    if kind == "nginx":
+        stable = rest.get(INGRESSES.url(ns, "checkout"))
+        canaries = [
+            i
+            for i in rest.list(INGRESSES.url(ns))
+            if (i["metadata"].get("annotations") or {}).get(f"{NGINX}/canary") == "true"
+        ]
+        out = {}
+        share = 0
+        for c in canaries:
+            w = int(c["metadata"]["annotations"].get(f"{NGINX}/canary-weight", "0"))
+            for svc in _ingress_services(c):
+                out[svc] = out.get(svc, 0) + w
+            share += w
+        if stable is not None:
+            for svc in _ingress_services(stable):
+                out[svc] = out.get(svc, 0) + max(0, 100 - share)
+        return out
+    if kind == "istio":
+        vs = rest.get(VS.url(ns, "checkout"))
+        route = _istio_route(vs, {}) if vs else None
+        return {
+            d["destination"]["host"].split(".")[0]: int(d.get("weight", 100))
+            for d in (route or {}).get("route") or []
+        }
+    split = rest.get(TRAFFIC_SPLITS.url(ns, "checkout"))
+    return {
+        b["service"]: int(b["weight"])
+        for b in ((split or {}).get("spec") or {}).get("backends", [])
+    }
+
+
+def service_groups(cluster: Cluster, ns: str) -> dict[str, str]:
+    """Service -> the server group its selector picks (the operator's label)."""
+    return {
+        s["metadata"]["name"]: s["spec"]["selector"][LABEL_GROUP]
+        for s in cluster.rest.list(SERVICES.url(ns))
+        if LABEL_GROUP in ((s.get("spec") or {}).get("selector") or {})
+    }
+
+
+def to_groups(by_service: dict[str, float], groups: dict[str, str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for svc, w in by_service.items():
+        if svc in groups:
+            out[groups[svc]] = out.get(groups[svc], 0.0) + w
+    return out
+
+
+def weights_reader(cluster: Cluster, ns: str, kind: str) -> Callable[[], dict[str, float]]:
+    """For `TrafficSimulator(weights=...)`: {server group: share} as the router sends it."""
+
+    def read() -> dict[str, float]:
+        by_service = {k: float(v) for k, v in service_weights(cluster, ns, kind).items()}
+        return to_groups(by_service, service_groups(cluster, ns))
+
+    return read
+
+
+def gateway_routing(cluster: Cluster, ns: str, name: str = "checkout") -> Callable[[], Route]:
+    """For `TrafficSimulator(routing=...)`: each request routed by the HTTPRoute's rules."""
+
+    def snapshot() -> Route:
+        route = cluster.rest.get(HTTP_ROUTES.url(ns, name))
+        groups = service_groups(cluster, ns)
+
+        def decide(headers: dict[str, str]) -> tuple[dict[str, float], dict[str, float]]:
+            weights, mirrors = _backends(_gateway_rule(route, headers) if route else None)
+            return (
+                to_groups({k: float(v) for k, v in weights.items()}, groups),
+                to_groups({k: float(v) for k, v in mirrors.items()}, groups),
+            )
+
+        return decide
+
+    return snapshot
+
+
+def _ingress_services(ing: dict[str, Any]) -> list[str]:
+    spec = ing.get("spec") or {}
+    found = []
+    default = (spec.get("defaultBackend") or {}).get("service")
+    if default:
+        found.append(default["name"])
+    for rule in spec.get("rules") or []:
+        for p in (rule.get("http") or {}).get("paths") or []:
+            svc = (p.get("backend") or {}).get("service")
+            if svc and p.get("path", "/") == "/":
+                found.append(svc["name"])
+    return found
+
+
+# --- Gateway API request matching (the spec's precedence rules) ---------------------------------------
+
+
+def _header_ok(want: dict[str, Any], headers: dict[str, str]) -> bool:
+    value = {k.lower(): v for k, v in headers.items()}.get(want["name"].lower())
+    if value is None:
+        return False
+    if want.get("type", "Exact") == "Exact":
+        return bool(value == want["value"])
+    return re.fullmatch(want["value"], value) is not None
+
+
+def _path_ok(want: dict[str, Any] | None, path: str) -> bool:
+    if want is None:
+        return True
+    kind, value = want.get("type", "PathPrefix"), want.get("value", "/")
+    if kind == "Exact":
+        return bool(path == value)
+    if kind == "PathPrefix":
+        return path == value or path.startswith(value.rstrip("/") + "/") or value == "/"
+    return re.fullmatch(value, path) is not None
+
+
+def _gateway_rule(
+    route: dict[str, Any], headers: dict[str, str], path: str = "/", method: str = "GET"
+) -> dict[str, Any] | None:
+    """The rule a request lands on: among matching (rule, match) pairs the most specific wins —
+    exact path, then longest prefix, then a method match, then most header matches, then
+    most query matches; a tie goes to the first rule in the list."""
+    best: tuple[tuple[int, int, int, int, int], int, dict[str, Any]] | None = None
+    for index, rule in enumerate(route["spec"].get("rules") or []):
+        for m in rule.get("matches") or [{"path": {"type": "PathPrefix", "value": "/"}}]:
+            if not _path_ok(m.get("path"), path):
+                continue
+            if m.get("method") and m["method"] != method:
+                continue
+            if not all(_header_ok(h, headers) for h in m.get("headers") or []):
+                continue
+            if m.get("queryParams"):
+                continue  # the simulator sends none
+            p = m.get("path") or {}
+            key = (
+                1 if p.get("type") == "Exact" else 0,
+                len(p.get("value", "/")),
+                1 if m.get("method") else 0,
+                len(m.get("headers") or []),
+                len(m.get("queryParams") or []),
+            )
+            if best is None or key > best[0] or (key == best[0] and index < best[1]):
+                best = (key, index, rule)
+    return best[2] if best else None
+
+
+def _backends(rule: dict[str, Any] | None) -> tuple[dict[str, int], dict[str, int]]:
+    """({Service: weight}, {Service: percent mirrored}) of a rule."""
+    if rule is None:
+        return {}, {}
+    weights: dict[str, int] = {}
+    for ref in rule.get("backendRefs") or []:
+        weights[ref["name"]] = weights.get(ref["name"], 0) + int(ref.get("weight", 1))
+    mirrors = {
+        f["requestMirror"]["backendRef"]["name"]: int(f["requestMirror"].get("percent", 100))
+        for f in rule.get("filters") or []
+        if f.get("type") == "RequestMirror"
+    }
+    return weights, mirrors
+
+
+# --- Istio: the first HTTP route whose match matches ----------------------------------------------------
+
+
+def _string_ok(want: dict[str, str], value: str | None) -> bool:
+    if value is None:
+        return False
+    if "exact" in want:
+        return value == want["exact"]
+    if "prefix" in want:
+        return value.startswith(want["prefix"])
+    return re.fullmatch(want.get("regex", ""), value) is not None
+
+
+def _istio_route(
+    vs: dict[str, Any], headers: dict[str, str], uri: str = "/"
+) -> dict[str, Any] | None:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for route in vs["spec"].get("http") or []:
+        matches = route.get("match") or [{}]
+        for m in matches:
+            if "uri" in m and not _string_ok(m["uri"], uri):
+                continue
+            if "method" in m and not _string_ok(m["method"], "GET"):
+                continue
+            if all(
+                _string_ok(v, lowered.get(k.lower())) for k, v in (m.get("headers") or {}).items()
+            ):
+                return dict(route)
+    return None
+
+
+# --- who wrote first ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    rv: int
+    type: str  # ADDED, MODIFIED, DELETED
+    kind: str  # the path's plural
+    name: str
+    obj: dict[str, Any]
+
+
+@dataclass
+class Recorder:
+    """Watches collections in one namespace from now on, keeping every event in order."""
+
+    cluster: Cluster
+    ns: str
+    paths: list[KPath]
+    events: list[Event] = field(default_factory=list)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _responses: list[Any] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> Recorder:
+        ready = []
+        for path in self.paths:
+            listing = self.cluster.rest.call(
+                "GET", path.url(self.ns), None, None, "application/json", 10
+            )
+            rv = listing["metadata"]["resourceVersion"]
+            started = threading.Event()
+            ready.append(started)
+            thread = threading.Thread(
+                target=self._watch,
+                args=(path, rv, started),
+                name=f"watch-{path.plural}",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
+        for started in ready:
+            started.wait(10)
+        return self
+
+    def _watch(self, path: KPath, rv: str, started: threading.Event) -> None:
+        api = self.cluster.rest.api
+        query = [
+            ("watch", "true"),
+            ("resourceVersion", rv),
+            ("allowWatchBookmarks", "false"),
+            ("timeoutSeconds", "300"),
+        ]
+        method, url, headers, body, post = api.param_serialize(
+            "GET",
+            path.url(self.ns),
+            query_params=query,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        response = api.call_api(method, url, headers, body, post, _request_timeout=(5, 310))
+        raw = response.response
+        with self._lock:
+            self._responses.append(raw)
+        started.set()
+        buffer = b""
+        try:
+            for chunk in raw.stream(4096, decode_content=True):
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if line.strip():
+                        self._record(path, json.loads(line))
+                if self._stop.is_set():
+                    return
+        except Exception:  # closed by stop(): the watch is over
+            return
+
+    def _record(self, path: KPath, event: dict[str, Any]) -> None:
+        obj = event.get("object") or {}
+        meta = obj.get("metadata") or {}
+        if (
+            event.get("type") not in ("ADDED", "MODIFIED", "DELETED")
+            or "resourceVersion" not in meta
+        ):
+            return
+        with self._lock:
+            self.events.append(
+                Event(
+                    int(meta["resourceVersion"]),
+                    event["type"],
+                    path.plural,
+                    meta.get("name", ""),
+                    obj,
+                )
+            )
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            responses = list(self._responses)
+        for raw in responses:
+            with contextlib.suppress(Exception):
+                raw.shutdown()
+            with contextlib.suppress(Exception):
+                raw.release_conn()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def ordered(self) -> list[Event]:
+        with self._lock:
+            return sorted(self.events, key=lambda e: e.rv)
+
+    def first(self, predicate: Callable[[Event], bool]) -> Event | None:
+        return next((e for e in self.ordered() if predicate(e)), None)
+
+
+def router_paths(kind: str) -> list[KPath]:
+    return {
+        "gatewayAPI": [HTTP_ROUTES],
+        "nginx": [INGRESSES],
+        "istio": [VS],
+        "smi": [TRAFFIC_SPLITS],
+    }[kind]
+
+
+def canary_weight_of(event: Event, kind: str) -> int | None:
+    """The canary Service's weight in one recorded router object (None: not that object)."""
+    obj = event.obj
+    if kind == "nginx":
+        if not event.name.endswith("-canary"):
+            return None
+        if event.type == "DELETED":
+            return 0
+        return int((obj["metadata"].get("annotations") or {}).get(f"{NGINX}/canary-weight", "0"))
+    if kind == "gatewayAPI":
+        rule = _gateway_rule(obj, {})
+        return _backends(rule)[0].get("checkout-canary")
+    if kind == "istio":
+        route = _istio_route(obj, {})
+        return next(
+            (
+                int(d.get("weight", 0))
+                for d in (route or {}).get("route") or []
+                if d["destination"]["host"].split(".")[0] == "checkout-canary"
+            ),
+            None,
+        )
+    return next(
+        (
+            int(b["weight"])
+            for b in (obj.get("spec") or {}).get("backends", [])
+            if b["service"] == "checkout-canary"
+        ),
+        None,
+    )
