@@ -79,11 +79,6 @@ def test_a_baseline_rollout_survives_its_baseline_being_deleted_during_promotion
 # --- stuck: targets below the floor ------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug B4: dynamicStableScale sizes stable from the weight, not setCanaryScale: stuck below the floor",
-)
 def test_dynamic_stable_scale_with_a_smaller_canary_scale_converges() -> None:
     # 4 pods, maxUnavailable 1 (floor 3). setWeight 50 gives canary 2 / stable 2. The next step
     # scales the canary to 0; dynamicStableScale still sizes stable at 4 - canary_replicas(50%)
@@ -106,10 +101,6 @@ def test_dynamic_stable_scale_with_a_smaller_canary_scale_converges() -> None:
 # --- the router is told one thing, status says another --------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug B5: with a router, status.weights reports the step weight before the router gets it",
-)
 def test_status_weights_match_the_router_before_the_canary_is_up() -> None:
     # status.weights is "the traffic split actually in effect". While the canary has no
     # available pod the router is (rightly) told 0, but status claims 80/20.
@@ -123,10 +114,6 @@ def test_status_weights_match_the_router_before_the_canary_is_up() -> None:
     assert d.status.weights.canary == d.desired.traffic.canary_weight
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug B5: with a router and baseline, status gives the baseline a share the router never routes",
-)
 def test_status_weights_match_the_router_with_a_baseline() -> None:
     # TrafficTarget carries only the canary weight and group: the router sends 80/20 to
     # stable/canary and nothing to the baseline, yet status reports 60/20/20 — and the
@@ -147,11 +134,6 @@ def test_status_weights_match_the_router_with_a_baseline() -> None:
     assert d.status.weights.stable == 100 - t.canary_weight - routed_baseline
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug B10: with a router, weight moves before the canary has the pods (100% to 2 of 10 on promotion)",
-)
 def test_router_weight_never_outruns_the_canary_pods_that_carry_it() -> None:
     # With a router the replicas no longer carry the weight by themselves, so the engine must
     # wait for the canary's pods before sending their share: _shift/_promote only check that
@@ -313,11 +295,6 @@ def test_a_rollout_whose_status_was_lost_records_the_stable_it_protects() -> Non
     assert "Initialized" not in reasons(sim, mark)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug B12: turning baseline off mid-rollout leaves status.baselineServerGroup: weights go negative",
-)
 def test_turning_the_baseline_off_mid_rollout_keeps_weights_a_valid_split() -> None:
     # status.baselineServerGroup is only ever cleared on paths that run with baseline on; with
     # it switched off (and a later step above 50%, which the CRD allows without a baseline),
@@ -360,11 +337,6 @@ def test_pods_about_to_be_removed_are_not_counted_towards_the_floor() -> None:
 # --- a pass with no news that still writes ------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug B14: routed completion promises scaleDownAt to an old group with no pods; the next pass drops it",
-)
 def test_completing_with_a_router_leaves_nothing_to_rewrite() -> None:
     # On completion with a router the old stable is given a scaleDownAt even when it holds no
     # pods (spec.replicas 0 here; with dynamicStableScale after a setWeight 100 too). The next

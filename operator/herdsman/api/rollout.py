@@ -557,7 +557,9 @@ class CostStatus(ApiModel):
     canary_replica_seconds: float = 0.0
     baseline_replica_seconds: float = 0.0
     preview_replica_seconds: float = 0.0
-    old_replica_seconds: float = Field(0.0, description="A previous group kept warm after promotion.")
+    old_replica_seconds: float = Field(
+        0.0, description="A previous group kept warm after promotion."
+    )
     measured_at: datetime | None = None
 
 

@@ -64,7 +64,9 @@ def account(plan: Plan) -> None:
     st.cost = cost
 
 
-def live(cost: CostStatus | None, rows: Sequence[ServerGroupStatus], total: int, now: datetime) -> dict[str, float]:
+def live(
+    cost: CostStatus | None, rows: Sequence[ServerGroupStatus], total: int, now: datetime
+) -> dict[str, float]:
     """Cost so far including the time since the last status update (for the metrics gauge)."""
     if cost is None:
         return dict.fromkeys(CHARGED, 0.0)
