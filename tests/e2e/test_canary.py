@@ -56,7 +56,7 @@ def test_a_canary_runs_every_step_to_completion(
     assert rollouts.selector("checkout")[LABEL_GROUP] == "checkout-v002"
     assert rollouts.selector("checkout-canary")[LABEL_GROUP] == "checkout-v002"
     # The steps ran in order, each announced once.
-    assert started_steps(operator) == ["pause 2s", "setWeight 50", "pause 1s"]
+    assert started_steps(operator) == ["setWeight 20", "pause 2s", "setWeight 50", "pause 1s"]
     assert operator.reasons("checkout").count("RolloutCompleted") == 1
     # A user can follow it in the log alone: every line names rollout, revision, step, weight.
     completed = operator.wait_for("RolloutCompleted", rollout="checkout")
@@ -251,7 +251,12 @@ def test_the_operator_killed_mid_rollout_finishes_it_after_restart(
     rollouts.wait_healthy("checkout-v002")
     # Nothing was created twice, and no step was announced twice across the restart.
     assert set(rollouts.groups()) == {"checkout-v001", "checkout-v002"}
-    assert started_steps(operator) == ["pause 3s", "setWeight 60", "pause (until promoted)"]
+    assert started_steps(operator) == [
+        "setWeight 20",
+        "pause 3s",
+        "setWeight 60",
+        "pause (until promoted)",
+    ]
 
 
 def test_a_semantically_wrong_spec_is_reported_and_touches_nothing(

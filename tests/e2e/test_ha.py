@@ -97,7 +97,9 @@ def test_one_replica_acts_and_the_standby_finishes_the_rollout_after_a_crash(
     assert reasons.count("RolloutCompleted") == 1
     # Nothing was created twice and no step announced twice across the takeover.
     assert set(rollouts.groups()) == {"checkout-v001", "checkout-v002"}
-    assert leader.reasons("checkout").count("StepStarted") == 1  # pause, before the crash
+    assert (
+        leader.reasons("checkout").count("StepStarted") == 2
+    )  # setWeight, pause: before the crash
     assert standby.reasons("checkout").count("StepStarted") == 2  # setWeight 60, pause 1s
     assert not standby.errors()
 

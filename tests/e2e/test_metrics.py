@@ -90,7 +90,7 @@ def test_prometheus_sees_every_weight_the_rollout_went_through(
         prom,
         f'herdsman_rollout_transitions_total{{namespace="{rollouts.ns}",reason="StepStarted"}}',
     )
-    assert float(steps_started[0]["value"][1]) == 3
+    assert float(steps_started[0]["value"][1]) == 4
     pauses = query(
         prom, f'herdsman_step_duration_seconds_count{{namespace="{rollouts.ns}",kind="pause"}}'
     )

@@ -1,9 +1,8 @@
 """Engine bugs found by the property tests, each as its minimal reproduction.
 
-Every test here states the promise the engine should keep and is marked
-`xfail(strict=True)` while the bug stands: the suite stays green, and the day a fix lands the
-test passes, strict xfail turns that into a failure, and the mark comes off. Where the failure
-has one precise shape (a crash), `raises=` pins it, so a *different* failure still fails.
+Every test here states the promise the engine should keep. Each was committed marked
+`xfail(strict=True)` while its bug stood, and the mark came off with the fix: they now guard
+against the bug coming back.
 """
 
 from __future__ import annotations
@@ -26,11 +25,6 @@ ANALYSIS = {"analysis": {"templates": [{"templateName": "h"}]}}
 # --- crashes: _promote wants a group at 0 it has no blueprint for -----------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason="bug B1: at spec.replicas 0 a new revision crashes decide() (KeyError in groups.scale)",
-)
 def test_a_new_revision_at_zero_replicas_becomes_stable() -> None:
     # Scale-to-zero (KEDA, or an HPA with minReplicas 0) is a normal state. At 0 replicas the
     # canary group is never created (its target is 0, so "reached" without existing), and
@@ -41,11 +35,6 @@ def test_a_new_revision_at_zero_replicas_becomes_stable() -> None:
     assert sim.status.stable_server_group == "checkout-v002"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason="bug B2: baseline: true with no steps crashes decide() on every new revision",
-)
 def test_a_baseline_rollout_without_steps_completes() -> None:
     # _promote always names the baseline at 0 (targets.want(base, 0)) without a blueprint; if
     # no step ever created it, groups.scale looks the blueprint up and raises. The world never
@@ -55,11 +44,6 @@ def test_a_baseline_rollout_without_steps_completes() -> None:
     sim.run_until(converged)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason="bug B2: a baseline garbage-collected before promotion completes crashes decide()",
-)
 def test_a_baseline_rollout_survives_its_baseline_being_deleted_during_promotion() -> None:
     # During promotion the baseline drops its role, reaches 0 pods and is deleted as garbage
     # while the canary's last pods are still starting; the next pass names it again in
@@ -167,11 +151,6 @@ def test_router_weight_never_outruns_the_canary_pods_that_carry_it() -> None:
 # --- analysis ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug B7: an inconclusive background analysis says Paused but the steps keep moving",
-)
 def test_an_inconclusive_background_analysis_holds_the_rollout() -> None:
     # "analysis inconclusive: promote or abort" — the phase says Paused, but _progress never
     # looks at the Inconclusive pause: timed pauses end, weights grow, and the rollout even
@@ -194,11 +173,6 @@ def test_an_inconclusive_background_analysis_holds_the_rollout() -> None:
     assert sim.status.canary_weight == 25
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug B15: a background analysis failing after the last step is ignored: the release completes",
-)
 def test_a_background_analysis_failing_during_the_final_promotion_aborts() -> None:
     # Background analysis runs "until the rollout completes", but _background() stops looking
     # once the step index passes the last step: a Failed verdict arriving while the canary
@@ -218,11 +192,6 @@ def test_a_background_analysis_failing_during_the_final_promotion_aborts() -> No
     assert sim.status.weights.stable == 100
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug B8: re-rolling a revision reuses the verdict of its abandoned analysis run",
-)
 def test_rolling_a_revision_out_again_runs_its_analysis_again() -> None:
     # v2 reaches its analysis step; the user rolls back to v1 (the run is terminated, which
     # completes it with what it has — Successful here) and later applies v2 again. The group
@@ -245,11 +214,6 @@ def test_rolling_a_revision_out_again_runs_its_analysis_again() -> None:
     assert any(not r.terminated and not r.done for r in sim.runs.values())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug B9: time spent in an analysis step counts against progressDeadlineSeconds",
-)
 def test_a_long_analysis_step_is_not_a_stalled_rollout() -> None:
     # decide._progress_deadline promises "pauses and analyses take the time they are given",
     # but only pause conditions stop the clock: an analysis step (10 x 1m is typical) longer
@@ -272,11 +236,6 @@ def test_a_long_analysis_step_is_not_a_stalled_rollout() -> None:
 # --- state the engine did not make ------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug B11: with no stable on record, the group protected is never recorded as stable",
-)
 def test_a_rollout_whose_status_was_lost_records_the_stable_it_protects() -> None:
     # Status is lost (restored from a backup without it, as Velero does) mid-rollout. _stable()
     # rightly falls back to the group serving most pods and points stableService at it, but
@@ -370,11 +329,6 @@ def _fast_rollback_under_way() -> Sim:
     return sim
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug B16: an abort during a fast rollback is neither acted on nor consumed",
-)
 def test_an_abort_during_a_fast_rollback_is_honoured_or_dropped() -> None:
     # run() takes the FastRollback branch before looking at status.abort, so the abort does
     # nothing — yet it stays in status: phase Degraded "aborted" (no RolloutAborted) while
@@ -387,11 +341,6 @@ def test_an_abort_during_a_fast_rollback_is_honoured_or_dropped() -> None:
     assert honoured or not sim.status.abort, "abort neither acted on nor dropped"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug B16: a promote during a fast rollback is neither acted on nor consumed",
-)
 def test_a_promote_during_a_fast_rollback_is_consumed() -> None:
     # Same branch, same leak: status.promote lingers until the rollback completes, and is then
     # cleared by a pass that has nothing else to say.

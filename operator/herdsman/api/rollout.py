@@ -591,6 +591,10 @@ class RolloutStatus(ApiModel):
     promote: PromoteRequest | None = None
     # Operator bookkeeping.
     aborted_at: datetime | None = None
+    abort_reason: str | None = Field(
+        None,
+        description="Why the operator aborted (failed analysis, progress deadline); absent: the user did.",
+    )
     attempt: int = Field(
         0, description="Bumped by every retry; names this attempt's analysis runs."
     )

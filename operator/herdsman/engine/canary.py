@@ -90,6 +90,8 @@ class _Canary:
         self.scale_down_at = groups.recorded_scale_down(plan)
         self.roles: dict[str, Role] = {}
         self.sizes: dict[str, int] = {}
+        # A revision seen for the first time in this pass (its first step is announced).
+        self.fresh = False
 
     # --- entry -------------------------------------------------------------------------------
 
@@ -98,12 +100,17 @@ class _Canary:
             self.plan.unpause("UserPause")  # resumed: the pause the user asked for is over
         self._track_revision()
         stable = self._stable()
+        if stable is not None and stable.pod_hash != self.pod_hash:
+            # Inferred after a lost status, or recorded before: either way it is what we protect.
+            self.st.stable_server_group, self.st.stable_revision = stable.name, stable.revision
         if stable is None or stable.pod_hash == self.pod_hash:
             self._steady(stable)
-        elif self.current is not None and self.current.revision < stable.revision:
-            self._promote(stable, reason="FastRollback")
         elif self.st.abort:
+            # Checked before a fast rollback too: an abort then keeps the stable it protects.
             self._abort(stable)
+        elif self.current is not None and self.current.revision < stable.revision:
+            self.st.promote = None  # a rollback skips every step already: nothing to promote
+            self._promote(stable, reason="FastRollback")
         else:
             if self.st.aborted_at is not None:
                 self._retry()
@@ -119,6 +126,7 @@ class _Canary:
         st, plan = self.st, self.plan
         if st.current_pod_hash == self.pod_hash:
             return
+        self.fresh = True
         if st.current_pod_hash is not None:
             abandoned = st.canary_server_group
             note = (
@@ -141,7 +149,11 @@ class _Canary:
         st.abort = False
         st.aborted_at = None
         st.promote = None
-        st.attempt = 0
+        st.abort_reason = None
+        # A revision rolled out again gets fresh runs: never the verdict of an abandoned one.
+        st.attempt = 1 + max(
+            (r.attempt for r in self.world.analysis_runs if r.revision == self.revision), default=-1
+        )
         st.analysis_runs = []
         st.last_progress_at = self.now
         plan.drop_condition("ProgressDeadlineExceeded")
@@ -176,6 +188,7 @@ class _Canary:
             )
         st.abort = False
         st.aborted_at = None
+        st.abort_reason = None
         st.promote = None
         st.pause_conditions = [p for p in st.pause_conditions if p.reason == "UserPause"]
         st.stable_server_group = self.current_name
@@ -216,7 +229,21 @@ class _Canary:
                 skip_current = idx < len(steps)
             # A request for a step already left is stale: dropped without effect.
 
+        if self.fresh and idx == 0 and steps:
+            # The first step is a step like any other: announced, so the log tells it all.
+            plan.transition("StepStarted", f"step 1/{len(steps)}: {describe(steps[0])}")
         weight = weight_before(steps, idx)
+        background = self._background(stable, idx, accepted=request is not None)
+        if background == "failed":
+            return
+        if background == "undecided":
+            # Paused on an analysis that could not vouch for the canary: hold where we are.
+            st.current_step_index = idx
+            if idx >= len(steps):
+                self._promote(stable, reason="Completed", switch=False)
+            else:
+                self._shift(stable, weight, steps[idx])
+            return
         while idx < len(steps):
             step = steps[idx]
             if skip_current:
@@ -236,8 +263,8 @@ class _Canary:
             # setHeaderRoute / setMirrorRoute are applied with the traffic write below: done.
             idx = self._enter(idx + 1)
         st.current_step_index = idx
-
-        if not self._background(stable, idx):
+        self._background(stable, idx, accepted=False)  # start it if the steps just reached it
+        if st.abort:
             return
         if idx >= len(steps):
             self._promote(stable, reason="Completed")
@@ -319,16 +346,37 @@ class _Canary:
         where = f"step {idx + 1}/{len(self.steps)}"
         return self._follow_run(name, "step", idx, step.analysis, stable, where) == "passed"
 
-    def _background(self, stable: ServerGroup, idx: int) -> bool:
-        """Keep background analysis running from its starting step; False when it failed."""
+    def _background(
+        self, stable: ServerGroup, idx: int, *, accepted: bool
+    ) -> Literal["ok", "undecided", "failed"]:
+        """Background analysis, from its starting step until the release completes.
+
+        Failed aborts in this pass. Inconclusive (or could not measure) holds the steps until a
+        person decides: a promote (`accepted`) starts a fresh run and carries on; abort aborts.
+        """
         analysis = self.strategy.analysis
         if analysis is None or self.st.abort:
-            return not self.st.abort
-        if idx < (analysis.starting_step or 0) or idx >= len(self.steps):
-            return True
-        name = analysis_run_name(self.plan.name, self.revision, "background", None, self.st.attempt)
-        where = f"background from step {idx + 1}/{len(self.steps)}"
-        return self._follow_run(name, "background", None, analysis, stable, where) != "failed"
+            return "failed" if self.st.abort else "ok"
+        st = self.st
+        name = analysis_run_name(self.plan.name, self.revision, "background", None, st.attempt)
+        run = self.world.run(name)
+        if run is not None and run.undecided and not run.terminated and accepted:
+            self.plan.desired.terminate_runs.append(name)
+            self.plan.unpause("Inconclusive")
+            st.attempt += 1  # the next background run (and later step runs) start afresh
+            name = analysis_run_name(self.plan.name, self.revision, "background", None, st.attempt)
+            run = None
+        if run is None and (idx < (analysis.starting_step or 0) or idx >= len(self.steps)):
+            return "ok"  # not started yet; never started for the final promotion alone
+        if any(r.name == name for r in self.plan.desired.create_runs):
+            return "ok"  # asked for earlier in this pass
+        where = f"background from step {min(idx, len(self.steps) - 1) + 1}/{len(self.steps)}"
+        verdict = self._follow_run(name, "background", None, analysis, stable, where)
+        if verdict == "failed":
+            return "failed"
+        if run is not None and run.undecided and not run.terminated:
+            return "undecided"
+        return "ok"
 
     def _follow_run(
         self,
@@ -367,6 +415,7 @@ class _Canary:
                 )
             )
             plan.transition("AnalysisStarted", f"analysis {name} started ({where})")
+            plan.measuring = True
             return "waiting"
         if run.phase == "Successful":
             if kind == "step":
@@ -376,6 +425,8 @@ class _Canary:
         if run.failed:
             self._fail(f"analysis {name} failed: {run.message or 'no message'}", stable)
             return "failed"
+        if not run.done:
+            plan.measuring = True
         if run.undecided and not run.terminated:
             if not plan.paused_by("Inconclusive"):
                 verdict = "inconclusive" if run.phase == "Inconclusive" else "could not measure"
@@ -525,8 +576,10 @@ class _Canary:
 
     # --- promotion, abort, retry, hold ---------------------------------------------------------
 
-    def _promote(self, stable: ServerGroup, *, reason: str) -> None:
-        """All steps done (or a fast rollback): the canary takes every pod, then becomes stable."""
+    def _promote(self, stable: ServerGroup, *, reason: str, switch: bool = True) -> None:
+        """All steps done (or a fast rollback): the canary takes every pod, then becomes stable.
+
+        `switch=False`: grow, but do not make it stable (a background analysis is undecided)."""
         plan, st = self.plan, self.st
         targets = Targets()
         targets.want(
@@ -556,7 +609,7 @@ class _Canary:
             st.baseline_server_group = None
         st.canary_weight = 100
         self._stop_runs(kinds=("step",))
-        if groups.reached(plan, targets):
+        if groups.reached(plan, targets) and switch:
             # The new group carries everything: it becomes stable in this very pass.
             old = stable
             st.stable_server_group = self.current_name
@@ -583,7 +636,9 @@ class _Canary:
                 ),
             )
             final = Targets()
-            final.want(self.current_name, self.total)
+            final.want(
+                self.current_name, self.total, blueprint=(self.revision, self.pod_hash, "release")
+            )
             self._scale(final, keep_old=True)
             self._services(stable_group=self.current_name, canary_group=self.current_name)
             self._traffic(None, 0)
@@ -601,18 +656,14 @@ class _Canary:
         """Abort in this very pass: the failure is recorded and traffic goes back at once."""
         st = self.st
         st.abort = True
-        st.message = message
+        st.abort_reason = message
         self._abort(stable)
 
     def _abort(self, stable: ServerGroup) -> None:
         plan, st = self.plan, self.st
         if st.aborted_at is None:
             st.aborted_at = self.now
-            why = (
-                st.message
-                if st.message and st.message.startswith(("analysis", "background", "progress"))
-                else "aborted by user"
-            )
+            why = st.abort_reason or "aborted by user"
             st.message = why
             plan.transition("RolloutAborted", f"{why}; traffic back to {stable.name}", warning=True)
         st.promote = None
@@ -644,6 +695,7 @@ class _Canary:
     def _retry(self) -> None:
         plan, st = self.plan, self.st
         st.aborted_at = None
+        st.abort_reason = None
         st.attempt += 1
         st.analysis_runs = []
         st.message = ""
@@ -655,8 +707,18 @@ class _Canary:
         st.current_step_index = 0 if self.steps else None
 
     def _hold(self, stable: ServerGroup) -> None:
-        """spec.paused: nothing moves; what runs keeps running."""
+        """spec.paused: nothing moves; what runs keeps running — and a failed verdict still
+        sends traffic back: a pause is no reason to keep serving a release known to be bad."""
         plan = self.plan
+        idx = self.st.current_step_index
+        names = [analysis_run_name(plan.name, self.revision, "background", None, self.st.attempt)]
+        if idx is not None and idx < len(self.steps) and self.steps[idx].analysis is not None:
+            names.append(analysis_run_name(plan.name, self.revision, "step", idx, self.st.attempt))
+        for name in names:
+            run = self.world.run(name)
+            if run is not None and run.failed:
+                self._fail(f"analysis {name} failed: {run.message or 'no message'}", stable)
+                return
         plan.pause("UserPause")
         self._assign_roles(stable)
         self.sizes = {g.name: g.replicas for g in self.world.groups}

@@ -111,7 +111,7 @@ def _progress_deadline(plan: Plan) -> None:
         settled = all(have.get(name, 0) >= n for name, n in asked.items()) and all(
             g.settled for g in plan.world.groups
         )
-    waiting = not (st.abort or spec.paused or st.pause_conditions or settled)
+    waiting = not (st.abort or spec.paused or st.pause_conditions or settled or plan.measuring)
     if not waiting:
         # The clock only runs while we wait on pods; a stored time would rewrite status forever.
         st.last_progress_at = None
@@ -135,7 +135,8 @@ def _progress_deadline(plan: Plan) -> None:
             st.canary_server_group is not None or bluegreen.in_flight(plan)
         ):
             st.abort = True
-            st.message = f"progress deadline exceeded: {what}"
+            st.abort_reason = f"progress deadline exceeded: {what}"
+            st.message = st.abort_reason
             plan.due_in(0)
 
 

@@ -76,6 +76,9 @@ def scale(plan: Plan, targets: Targets, *, ceiling: bool = True) -> dict[str, in
     new_sizes: dict[str, int] = {}
     for name in targets.order:
         g = observed.get(name)
+        if g is None and name not in targets.blueprints:
+            # Gone and not to be created (a baseline at 0, collected already): nothing to do.
+            continue
         counts.append(
             weights.GroupCount(
                 name=name,

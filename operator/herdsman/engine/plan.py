@@ -25,6 +25,8 @@ class Plan:
         self.desired = Desired()
         self.transitions: list[Transition] = []
         self._due: datetime | None = None
+        # Waiting on an analysis verdict: time passing is expected, not a stalled rollout.
+        self.measuring = False
         self.status.observed_generation = rollout.metadata.generation
         # Written by the doing layer when the API server refused a write; each pass starts
         # afresh, and a refusal that persists is reported again.
