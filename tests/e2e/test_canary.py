@@ -282,7 +282,7 @@ def test_a_semantically_wrong_spec_is_reported_and_touches_nothing(
         ),
         what="InvalidSpec",
     )
-    assert "canaryService must differ from stableService" in status["message"]
+    assert "spec.strategy.canary.canaryService: must differ from stableService" in status["message"]
     assert status["phase"] == "Degraded"
     time.sleep(1.5)
     # The running groups and the traffic are exactly as they were; no v003 was created.

@@ -311,6 +311,20 @@ class TrafficRouting(ApiModel):
     nginx: NginxRouting | None = None
     istio: IstioRouting | None = None
     smi: SMIRouting | None = None
+
+    @property
+    def kind(self) -> str:
+        """The router in use: the field that is set (the CRD allows exactly one)."""
+        for name, value in (
+            ("gatewayAPI", self.gateway_api),
+            ("nginx", self.nginx),
+            ("istio", self.istio),
+            ("smi", self.smi),
+        ):
+            if value is not None:
+                return name
+        raise ValueError("trafficRouting: no router set")
+
     managed_routes: list[ManagedRoute] = Field(
         default_factory=list,
         max_length=16,

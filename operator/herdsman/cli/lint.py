@@ -23,7 +23,7 @@ from herdsman.api.base import GROUP
 from herdsman.api.crd import CrdSpec, registry
 from herdsman.api.rollout import Rollout
 from herdsman.cli.schema import FieldError, Schema, validate
-from herdsman.engine.validation import ROUTERS_WITH_ROUTES
+from herdsman.engine.validation import spec_problems
 
 # metadata.name of a namespaced object: a DNS-1123 subdomain.
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -193,65 +193,9 @@ def _metadata_errors(meta: dict[str, Any]) -> list[FieldError]:
 
 
 def semantic_errors(rollout: Rollout) -> list[FieldError]:
-    """What needs no cluster but is beyond the schema; the operator reports these as InvalidSpec."""
-    errors: list[FieldError] = []
-    canary = rollout.spec.strategy.canary
-    if canary is None:
-        return errors
-    prefix = "spec.strategy.canary"
-    if canary.stable_service and canary.canary_service == canary.stable_service:
-        # Accepted by the API server on purpose: the operator reports it as InvalidSpec and
-        # holds, so a running rollout is never broken by the edit. Lint says it up front.
-        errors.append(
-            FieldError(
-                f"{prefix}.canaryService",
-                "Invalid value",
-                "must differ from stableService",
-                f'"{canary.canary_service}"',
-            )
-        )
-    routing = canary.traffic_routing
-    managed = {r.name for r in routing.managed_routes} if routing else set()
-    router = _router(rollout)
-    for i, step in enumerate(canary.steps):
-        route = step.set_header_route or step.set_mirror_route
-        if route is None:
-            continue
-        where = f"{prefix}.steps[{i}].{step.kind}"
-        if route.name not in managed:
-            errors.append(
-                FieldError(
-                    f"{where}.name",
-                    "Invalid value",
-                    "not in trafficRouting.managedRoutes",
-                    f'"{route.name}"',
-                )
-            )
-        if router is not None and router not in ROUTERS_WITH_ROUTES:
-            errors.append(
-                FieldError(
-                    where,
-                    "Forbidden",
-                    f"the {router} router cannot route by header or mirror traffic",
-                )
-            )
-    return errors
-
-
-def _router(rollout: Rollout) -> str | None:
-    canary = rollout.spec.strategy.canary
-    routing = canary.traffic_routing if canary else None
-    if routing is None:
-        return None
-    for kind, value in (
-        ("gatewayAPI", routing.gateway_api),
-        ("nginx", routing.nginx),
-        ("istio", routing.istio),
-        ("smi", routing.smi),
-    ):
-        if value is not None:
-            return kind
-    return None
+    """What needs no cluster but is beyond the schema: the operator's own checks
+    (`engine.validation.spec_problems`), which it reports as InvalidSpec."""
+    return [FieldError(p.path, p.kind, p.detail, p.value) for p in spec_problems(rollout)]
 
 
 def render(report: Report) -> list[str]:

@@ -147,19 +147,14 @@ def canary_timeline(rollout: Rollout, strategy: CanaryStrategy) -> Timeline:
     return plan
 
 
+_ROUTER_NAMES = {"gatewayAPI": "Gateway API", "nginx": "NGINX", "istio": "Istio", "smi": "SMI"}
+
+
 def _router_name(strategy: CanaryStrategy) -> str:
     routing = strategy.traffic_routing
     if routing is None:
         return "replica ratio (no router): the weight is the share of pods"
-    for name, value in (
-        ("Gateway API", routing.gateway_api),
-        ("NGINX", routing.nginx),
-        ("Istio", routing.istio),
-        ("SMI", routing.smi),
-    ):
-        if value is not None:
-            return f"{name} router: the weight is exact"
-    return "router: the weight is exact"
+    return f"{_ROUTER_NAMES[routing.kind]} router: the weight is exact"
 
 
 def _background_note(strategy: CanaryStrategy) -> str:

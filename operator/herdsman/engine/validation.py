@@ -6,6 +6,8 @@ scaled, no selector or weight moves. Each message names the field, like the API 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from herdsman.api.rollout import Rollout
 from herdsman.engine.world import World
 
@@ -13,43 +15,90 @@ from herdsman.engine.world import World
 ROUTERS_WITH_ROUTES = {"gatewayAPI", "istio"}
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One semantic problem, shaped like the API server's field errors (the plugin's lint
+    prints it that way; the operator's InvalidSpec message uses `str()`)."""
+
+    path: str
+    kind: str  # "Invalid value", "Forbidden", "Not found"
+    detail: str
+    value: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.detail}" + (f" ({self.value})" if self.value else "")
+
+
+def spec_problems(rollout: Rollout) -> list[Problem]:
+    """What is wrong with the spec alone: no cluster needed, so `kubectl herdsman lint` says the
+    same things the operator will."""
+    found: list[Problem] = []
+    canary = rollout.spec.strategy.canary
+    if canary is None:
+        return found
+    prefix = "spec.strategy.canary"
+    if canary.stable_service and canary.stable_service == canary.canary_service:
+        # Accepted by the API server on purpose: a running rollout is never broken by the
+        # edit; the operator holds it as InvalidSpec instead.
+        found.append(
+            Problem(
+                f"{prefix}.canaryService",
+                "Invalid value",
+                "must differ from stableService",
+                f'"{canary.canary_service}"',
+            )
+        )
+    routing = canary.traffic_routing
+    managed = {r.name for r in routing.managed_routes} if routing else set()
+    router = routing.kind if routing else None
+    for i, step in enumerate(canary.steps):
+        route = step.set_header_route or step.set_mirror_route
+        if route is None:
+            continue
+        where = f"{prefix}.steps[{i}].{step.kind}"
+        if route.name not in managed:
+            found.append(
+                Problem(
+                    f"{where}.name",
+                    "Invalid value",
+                    "not in trafficRouting.managedRoutes",
+                    f'"{route.name}"',
+                )
+            )
+        if router is not None and router not in ROUTERS_WITH_ROUTES:
+            found.append(
+                Problem(
+                    where,
+                    "Forbidden",
+                    f"the {router} router cannot route by header or mirror traffic",
+                )
+            )
+        if router == "gatewayAPI" and step.set_mirror_route is not None:
+            for j, m in enumerate(step.set_mirror_route.match):
+                if m.method is not None and m.method.exact is None:
+                    found.append(
+                        Problem(
+                            f"{where}.match[{j}].method",
+                            "Invalid value",
+                            "the gatewayAPI router matches a method exactly; use exact",
+                        )
+                    )
+    return found
+
+
 def problems(rollout: Rollout, world: World) -> list[str]:
-    found: list[str] = []
+    """Everything that holds the rollout: the spec's own problems, then what the cluster lacks."""
+    found = [str(p) for p in spec_problems(rollout)]
     strategy = rollout.spec.strategy
     canary = strategy.canary
     if canary is not None:
         prefix = "spec.strategy.canary"
-        if canary.stable_service and canary.stable_service == canary.canary_service:
-            found.append(
-                f"{prefix}.canaryService must differ from stableService ({canary.stable_service!r})"
-            )
         for field, svc in (
             ("stableService", canary.stable_service),
             ("canaryService", canary.canary_service),
         ):
             if svc and not _service_exists(world, svc):
                 found.append(f"{prefix}.{field}: Service {svc!r} not found")
-        routing = canary.traffic_routing
-        managed = {r.name for r in routing.managed_routes} if routing else set()
-        router = _router_kind(rollout)
-        for i, step in enumerate(canary.steps):
-            route = step.set_header_route or step.set_mirror_route
-            if route is None:
-                continue
-            where = f"{prefix}.steps[{i}].{step.kind}"
-            if route.name not in managed:
-                found.append(f"{where}.name: {route.name!r} is not in trafficRouting.managedRoutes")
-            if router is not None and router not in ROUTERS_WITH_ROUTES:
-                found.append(
-                    f"{where}: the {router} router cannot route by header or mirror traffic"
-                )
-            if router == "gatewayAPI" and step.set_mirror_route is not None:
-                for j, m in enumerate(step.set_mirror_route.match):
-                    if m.method is not None and m.method.exact is None:
-                        found.append(
-                            f"{where}.match[{j}].method: the gatewayAPI router matches a"
-                            " method exactly; use exact"
-                        )
         # The router's object must be there (and hold the routes the spec names) before
         # anything moves: weights written nowhere would leave replicas and traffic disagreeing.
         if world.router is not None and not world.router.available:
@@ -105,19 +154,3 @@ def _strategy_change(rollout: Rollout) -> str | None:
 def _service_exists(world: World, name: str) -> bool:
     state = world.services.get(name)
     return state is not None and state.exists
-
-
-def _router_kind(rollout: Rollout) -> str | None:
-    canary = rollout.spec.strategy.canary
-    if canary is None or canary.traffic_routing is None:
-        return None
-    routing = canary.traffic_routing
-    for kind, value in (
-        ("gatewayAPI", routing.gateway_api),
-        ("nginx", routing.nginx),
-        ("istio", routing.istio),
-        ("smi", routing.smi),
-    ):
-        if value is not None:
-            return kind
-    return None

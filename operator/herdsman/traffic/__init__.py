@@ -43,16 +43,7 @@ def kind_of(rollout: Rollout) -> str | None:
     canary = rollout.spec.strategy.canary
     if canary is None or canary.traffic_routing is None:
         return None
-    routing = canary.traffic_routing
-    for kind, value in (
-        ("gatewayAPI", routing.gateway_api),
-        ("nginx", routing.nginx),
-        ("istio", routing.istio),
-        ("smi", routing.smi),
-    ):
-        if value is not None:
-            return kind
-    return None
+    return canary.traffic_routing.kind
 
 
 def router_for(rollout: Rollout) -> Router | None:
