@@ -82,6 +82,26 @@ def test_dynamic_stable_scale_with_a_smaller_canary_scale_converges() -> None:
     sim.run_until(converged)
 
 
+def test_dynamic_stable_scale_never_sizes_below_the_floor_for_a_small_canary_scale() -> None:
+    # Found by the invariant walks after B4 was fixed: 8 pods, maxUnavailable 1 (floor 7),
+    # setWeight 32 then setCanaryScale 1. Stable was sized for the weight (8 - 3 = 5) and the
+    # canary for its scale (1): 6 pods asked for, under the floor, so the canary could never
+    # shrink from 2 and the progress deadline fired. Stable now keeps the floor's share.
+    body = manifest(
+        replicas=8,
+        steps=[{"setWeight": 32}, {"setCanaryScale": {"replicas": 1}}],
+        maxSurge=0,
+        maxUnavailable=1,
+        trafficRouting=ROUTER,
+        dynamicStableScale=True,
+        **SERVICES,
+    )
+    sim = healthy(body)
+    sim.set_image("app:v2")
+    sim.run_until(converged, limit=400)
+    assert sim.status.stable_server_group == "checkout-v002"
+
+
 # --- the router is told one thing, status says another --------------------------------------------
 
 

@@ -126,7 +126,7 @@ class _BlueGreen:
             plan.pause("UserPause")
         else:
             plan.unpause("UserPause")
-        stable = self._stable()
+        stable = groups.protected_stable(self.plan, self.pod_hash)
         if stable is not None and stable.pod_hash != self.pod_hash:
             # Recorded even when it was only inferred (status lost): it is what we protect.
             st.stable_server_group = stable.name
@@ -168,39 +168,10 @@ class _BlueGreen:
                 "NewRevision",
                 f"template changed: revision {self.revision} ({self.current_name}){note}",
             )
-        for run in self.world.analysis_runs:
-            if not run.done and not run.terminated:
-                plan.desired.terminate_runs.append(run.name)
-        st.current_pod_hash = self.pod_hash
-        st.current_revision = self.revision
-        st.step_started_at = self.now
+        groups.begin_revision(plan, self.revision, self.pod_hash)
         st.pause_conditions = [p for p in st.pause_conditions if p.reason == "UserPause"]
-        st.abort = False
-        st.aborted_at = None
-        st.promote = None
-        # Back to a revision seen before (v2 -> v3 -> v2): its earlier runs still exist, and a
-        # name is (revision, kind, attempt), so start past them rather than read old verdicts.
-        st.attempt = max(
-            (r.attempt + 1 for r in self.world.analysis_runs if r.revision == self.revision),
-            default=0,
-        )
-        st.analysis_runs = []
-        st.last_progress_at = self.now
-        plan.drop_condition("ProgressDeadlineExceeded")
         bg.preview_ready_at = None
         bg.promoted_at = None
-
-    def _stable(self) -> ServerGroup | None:
-        recorded = self.world.group(self.st.stable_server_group)
-        if recorded is not None and recorded.kind == "release":
-            return recorded
-        # No record (adoption, or the recorded group is gone): protect what serves most pods.
-        serving = [
-            g
-            for g in self.world.groups
-            if g.kind == "release" and g.pod_hash != self.pod_hash and g.replicas > 0
-        ]
-        return max(serving, key=lambda g: (g.available, g.revision), default=None)
 
     # --- nothing in flight -------------------------------------------------------------------
 

@@ -99,7 +99,7 @@ class _Canary:
         if not self.plan.spec.paused:
             self.plan.unpause("UserPause")  # resumed: the pause the user asked for is over
         self._track_revision()
-        stable = self._stable()
+        stable = groups.protected_stable(self.plan, self.pod_hash)
         if stable is not None and stable.pod_hash != self.pod_hash:
             # Inferred after a lost status, or recorded before: either way it is what we protect.
             self.st.stable_server_group, self.st.stable_revision = stable.name, stable.revision
@@ -138,39 +138,10 @@ class _Canary:
                 "NewRevision",
                 f"template changed: revision {self.revision} ({self.current_name}){note}",
             )
-        for run in self.world.analysis_runs:
-            if not run.done and not run.terminated:
-                plan.desired.terminate_runs.append(run.name)
-        st.current_pod_hash = self.pod_hash
+        groups.begin_revision(plan, self.revision, self.pod_hash)
         st.current_step_index = 0 if self.steps else None
-        st.step_started_at = self.now
         st.canary_weight = 0
         st.pause_conditions = []
-        st.abort = False
-        st.aborted_at = None
-        st.promote = None
-        st.abort_reason = None
-        # A revision rolled out again gets fresh runs: never the verdict of an abandoned one.
-        st.attempt = 1 + max(
-            (r.attempt for r in self.world.analysis_runs if r.revision == self.revision), default=-1
-        )
-        st.analysis_runs = []
-        st.last_progress_at = self.now
-        plan.drop_condition("ProgressDeadlineExceeded")
-        st.current_revision = self.revision
-
-    def _stable(self) -> ServerGroup | None:
-        recorded = self.world.group(self.st.stable_server_group)
-        if recorded is not None and recorded.kind == "release":
-            return recorded
-        # No record (first start on existing groups, or the record's group is gone): the
-        # group serving most pods is what users are getting, so it is the one to protect.
-        serving = [
-            g
-            for g in self.world.groups
-            if g.kind == "release" and g.pod_hash != self.pod_hash and g.replicas > 0
-        ]
-        return max(serving, key=lambda g: (g.available, g.revision), default=None)
 
     # --- steady state: no canary -----------------------------------------------------------------
 
@@ -475,6 +446,12 @@ class _Canary:
         stable_size = self.total
         if self.strategy.dynamic_stable_scale:
             stable_size = self._stable_size(min(self._effective(weight), sent))
+            # A canary scaled below its weight's share (setCanaryScale) must not take the total
+            # under the availability floor: the rolling update could never get there.
+            floor = weights.limits(
+                self.total, self.strategy.max_surge, self.strategy.max_unavailable
+            ).floor
+            stable_size = min(self.total, max(stable_size, floor - scale))
         t.want(stable.name, stable_size)
         return t
 

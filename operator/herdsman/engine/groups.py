@@ -19,6 +19,45 @@ from herdsman.engine.world import GroupKind, NewGroup, ServerGroup
 from herdsman.naming import group_name
 
 
+def protected_stable(plan: Plan, pod_hash: str) -> ServerGroup | None:
+    """The group a release protects: the recorded stable, or — with no record (adoption, a
+    lost status, the recorded group gone) — the group serving most pods, since that is what
+    users are getting."""
+    recorded = plan.world.group(plan.status.stable_server_group)
+    if recorded is not None and recorded.kind == "release":
+        return recorded
+    serving = [
+        g
+        for g in plan.world.groups
+        if g.kind == "release" and g.pod_hash != pod_hash and g.replicas > 0
+    ]
+    return max(serving, key=lambda g: (g.available, g.revision), default=None)
+
+
+def begin_revision(plan: Plan, revision: int, pod_hash: str) -> None:
+    """Status for a template seen for the first time: every intent and verdict of the previous
+    release is dropped, and its unfinished analysis runs are stopped."""
+    st = plan.status
+    for run in plan.world.analysis_runs:
+        if not run.done and not run.terminated:
+            plan.desired.terminate_runs.append(run.name)
+    st.current_pod_hash = pod_hash
+    st.current_revision = revision
+    st.step_started_at = plan.now
+    st.abort = False
+    st.aborted_at = None
+    st.abort_reason = None
+    st.promote = None
+    # A revision rolled out again (v2 -> v3 -> v2) still has its earlier runs, and a run is
+    # named by (revision, kind, attempt): start past them, never read an old verdict.
+    st.attempt = max(
+        (r.attempt + 1 for r in plan.world.analysis_runs if r.revision == revision), default=0
+    )
+    st.analysis_runs = []
+    st.last_progress_at = plan.now
+    plan.drop_condition("ProgressDeadlineExceeded")
+
+
 def revision_for(plan: Plan, pod_hash: str) -> int:
     """The revision number of the template with `pod_hash`, deterministic across crashes."""
     existing = plan.world.release(pod_hash)
