@@ -30,7 +30,6 @@ from herdsman.cli import actions
 from herdsman.cluster.kube import Path as KPath
 
 NAMESPACES = KPath("", "v1", "namespaces", namespaced=False)
-KEEPALIVE = 50.0  # Kopf re-touches every lifetime minus 5..10 s (lifetime 60 s)
 
 
 def leader_of(replicas: ChartReplicas, processes: dict[str, OperatorProcess]) -> str:
@@ -63,7 +62,7 @@ def main() -> int:
             leader = processes[name]
             if how == "kill":
                 # Somewhere in the leader's keep-alive cycle, not always just after a touch.
-                time.sleep(random.uniform(0, KEEPALIVE))
+                time.sleep(random.uniform(0, replicas.peering_lifetime))
             started = time.monotonic()
             if how == "kill":
                 leader.kill()
@@ -92,7 +91,7 @@ def main() -> int:
                 f"takeover, {label}: median {statistics.median(values):.1f}s, "
                 f"min {min(values):.1f}s, max {max(values):.1f}s over {len(values)} rounds"
             )
-    print("bound after a crash: Kopf's peering lifetime, 60 s")
+    print(f"bound after a crash: the chart's peering lifetime, {replicas.peering_lifetime:.0f} s")
     return 0
 
 

@@ -1,12 +1,12 @@
 """Two operator replicas on one cluster: exactly one acts; when it goes, the other carries on.
 
 The replicas are started the way the chart's Deployment starts its pods — its own command line
-(the shell line that gives each pod its start time as Kopf priority, `--require-peering`, the
-peering name), the chart's KopfPeering, the chart's ServiceAccount token — only as processes
+(`--priority=startup`, which ranks each pod by its start time, `--require-peering`, the peering
+name and lifetime), the chart's KopfPeering, the chart's ServiceAccount token — only as processes
 here instead of containers (KWOK runs none). Ports are moved apart (two processes, one host) and
 the log format is plain so the test can read the transitions.
 
-Kopf peering: each replica writes a keep-alive (lifetime 60 s) into the peering object; the one
+Kopf peering: each replica writes a keep-alive (the chart's lifetime, 15 s) into the peering object; the one
 with the highest priority acts, the others pause; on a tie all pause. A replica that stops
 cleanly withdraws its keep-alive, so the standby resumes at once; one that crashes is trusted
 until its keep-alive expires, so the standby resumes within the lifetime.
@@ -27,7 +27,7 @@ from herdsman.cli import actions
 
 pytestmark = pytest.mark.e2e
 
-PEERING_LIFETIME = 60.0  # Kopf's default, which handlers.py keeps
+PEERING_LIFETIME = 15.0  # the chart's --peering-lifetime (a test of the chart checks it)
 STEPS = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {"duration": "1s"}}]
 
 

@@ -167,6 +167,14 @@ class ChartReplicas:
         (self.container,) = deployment["spec"]["template"]["spec"]["containers"]
         self.processes: list[OperatorProcess] = []
 
+    @property
+    def peering_lifetime(self) -> float:
+        """The keep-alive lifetime the chart passes (the bound on a takeover after a crash)."""
+        for arg in self.container["args"]:
+            if arg.startswith("--peering-lifetime="):
+                return float(arg.split("=", 1)[1])
+        return 60.0  # Kopf's default
+
     def command(self) -> list[str]:
         args = []
         for arg in self.container["args"]:
