@@ -73,5 +73,8 @@ def test_the_operator_sees_a_rollout_and_reports_it(
     assert status["availableReplicas"] == 3
     assert status["observedGeneration"] == 1
     assert [t.reason for t in operator.transitions("checkout")][:1] == ["Initialized"]
-    # Deleting works without the operator's help: no finalizer holds the Rollout.
-    assert not rollouts.get().get("metadata", {}).get("finalizers")
+    # Deleting works without the operator's help: no finalizer holds the Rollout, and the
+    # operator keeps its state in status, not in annotations of its framework.
+    meta = rollouts.get().get("metadata", {})
+    assert not meta.get("finalizers")
+    assert not [k for k in meta.get("annotations", {}) if "kopf" in k]
