@@ -63,10 +63,6 @@ def value_text(value: Any) -> str:
     return text
 
 
-def _is_nan(value: Any) -> bool:
-    return isinstance(value, float) and math.isnan(value)
-
-
 def observe_numbers(values: Sequence[float] | float) -> Observation:
     """An Observation for Prometheus-style numbers: no data when empty or only NaN."""
     if isinstance(values, int | float):

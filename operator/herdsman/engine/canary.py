@@ -174,7 +174,7 @@ class _Canary:
             self.current_name, self.total, blueprint=(self.revision, self.pod_hash, "release")
         )
         self.roles[self.current_name] = "stable"
-        self._scale(targets, keep_old=True)
+        self._scale(targets)
         self._services(stable_group=self.current_name, canary_group=self.current_name)
         # With a router: 0% to the canary and no header or mirror routes, every pass (one read,
         # no write when it already holds that) — a completion cut short is finished here.
@@ -616,7 +616,7 @@ class _Canary:
             final.want(
                 self.current_name, self.total, blueprint=(self.revision, self.pod_hash, "release")
             )
-            self._scale(final, keep_old=True)
+            self._scale(final)
             self._services(stable_group=self.current_name, canary_group=self.current_name)
             self._traffic(None, 0)
             return
@@ -727,7 +727,7 @@ class _Canary:
 
     # --- writes ------------------------------------------------------------------------------------
 
-    def _scale(self, targets: Targets, *, keep_old: bool = False) -> None:
+    def _scale(self, targets: Targets) -> None:
         for name, until in self.scale_down_at.items():
             if name not in targets.replicas:
                 targets.keep_until.setdefault(name, until)
