@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -301,3 +302,34 @@ def test_a_semantically_wrong_spec_is_reported_and_touches_nothing(
     rollouts.rest.patch(ROLLOUTS.url(rollouts.ns, "checkout"), {"spec": body["spec"]})
     rollouts.wait(lambda s: s.get("canaryServerGroup") == "checkout-v003", what="resumed with v003")
     assert "SpecValid" in operator.reasons("checkout")
+
+
+def test_restart_replaces_every_pod_without_going_below_the_floor(
+    operator: OperatorProcess, rollouts: Rollouts
+) -> None:
+    # 4 pods, maxUnavailable 1: never fewer than 3 ready while the pods are replaced.
+    rollouts.create(rollout(replicas=4, steps=[{"setWeight": 50}], maxUnavailable=1, maxSurge=0))
+    rollouts.wait_healthy("checkout-v001")
+    before = {p["metadata"]["name"] for p in rollouts.pods()}
+    time.sleep(1.1)  # creation times have one-second resolution; restartAt must be later
+    actions.restart(rollouts.rest, rollouts.ns, "checkout")
+
+    lowest = 4
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pods = rollouts.pods()
+        ready = [p for p in pods if not p["metadata"].get("deletionTimestamp") and _ready(p)]
+        lowest = min(lowest, len(ready))
+        names = {p["metadata"]["name"] for p in ready}
+        if rollouts.status().get("restartedAt") and len(names) == 4 and not names & before:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"pods not replaced: {rollouts.status()}")
+    assert lowest >= 3, f"{lowest} ready pods at one point, the floor is 3"
+    assert "Restarted" in operator.reasons("checkout")
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)

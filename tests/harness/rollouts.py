@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 from harness.cluster import Cluster, wait_until
-from herdsman.cluster.kube import REPLICA_SETS, ROLLOUTS, SERVICES
+from herdsman.cluster.kube import PODS, REPLICA_SETS, ROLLOUTS, SERVICES
 from herdsman.naming import LABEL_ROLLOUT
 
 IMAGE_V1 = "registry.k8s.io/pause:3.9"
@@ -116,6 +116,9 @@ class Rollouts:
             )
             for n, rs in self.groups(name).items()
         }
+
+    def pods(self, name: str = "checkout") -> list[dict[str, Any]]:
+        return self.rest.list(PODS.url(self.ns), labels=f"{LABEL_ROLLOUT}={name}")
 
     def selector(self, service_name: str) -> dict[str, str]:
         body = self.rest.get(SERVICES.url(self.ns, service_name))
