@@ -232,6 +232,9 @@ def test_status_watch_redraws_and_exits_cleanly_on_ctrl_c(
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "COLUMNS": "120"},
+        # As a user's terminal gives it: a CI runner that starts the suite as a background job
+        # passes SIGINT down ignored, and Python keeps an inherited SIG_IGN.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         # While it watches, the rollout moves: the live view must follow it.

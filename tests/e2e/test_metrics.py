@@ -82,18 +82,20 @@ def test_prometheus_sees_every_weight_the_rollout_went_through(
     )
     assert seen <= {0, 20, 50, 100}
 
-    completed = query(
-        prom, f'herdsman_releases_total{{namespace="{rollouts.ns}",result="completed"}}'
+    ns = rollouts.ns
+
+    def scraped(expr: str) -> float | None:
+        """The value once Prometheus has scraped it: completion lands a scrape after the weights."""
+        found = query(prom, expr)
+        return float(found[0]["value"][1]) if found else None
+
+    def value(expr: str) -> float:
+        return wait_until(lambda: scraped(expr), timeout=15, what=expr)
+
+    assert value(f'herdsman_releases_total{{namespace="{ns}",result="completed"}}') == 1
+    assert (
+        value(f'herdsman_rollout_transitions_total{{namespace="{ns}",reason="StepStarted"}}') == 4
     )
-    assert [float(s["value"][1]) for s in completed] == [1.0]
-    steps_started = query(
-        prom,
-        f'herdsman_rollout_transitions_total{{namespace="{rollouts.ns}",reason="StepStarted"}}',
-    )
-    assert float(steps_started[0]["value"][1]) == 4
-    pauses = query(
-        prom, f'herdsman_step_duration_seconds_count{{namespace="{rollouts.ns}",kind="pause"}}'
-    )
-    assert float(pauses[0]["value"][1]) == 2
+    assert value(f'herdsman_step_duration_seconds_count{{namespace="{ns}",kind="pause"}}') == 2
     assert query(prom, 'sum(herdsman_reconcile_duration_seconds_count{result="ok"})')
     assert not op.errors()
