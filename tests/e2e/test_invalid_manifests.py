@@ -217,6 +217,16 @@ CASES = [
         lambda m: canary(m).update(baseline=True, steps=[{"setWeight": 60}]),
     ),
     Case(
+        "a baselineService without baseline",
+        f"{CANARY}.baselineService",
+        lambda m: canary(m).update(baselineService="web-baseline"),
+    ),
+    Case(
+        "a baseline behind a router without a baselineService",
+        f"{CANARY}.baselineService",
+        lambda m: routed(m).update(baseline=True),
+    ),
+    Case(
         "trafficRouting with two routers",
         f"{CANARY}.trafficRouting",
         lambda m: routed(m)["trafficRouting"].update(nginx={"stableIngress": "web"}),

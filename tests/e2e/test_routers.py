@@ -37,7 +37,14 @@ from harness.routers import (
 )
 from harness.traffic import Behaviour, TrafficSimulator, replica_ratio
 from herdsman.cli import actions
-from herdsman.cluster.kube import ANALYSIS_TEMPLATES, EVENTS, REPLICA_SETS, ROLLOUTS, SERVICES
+from herdsman.cluster.kube import (
+    ANALYSIS_RUNS,
+    ANALYSIS_TEMPLATES,
+    EVENTS,
+    REPLICA_SETS,
+    ROLLOUTS,
+    SERVICES,
+)
 from herdsman.naming import LABEL_GROUP
 
 pytestmark = pytest.mark.e2e
@@ -381,6 +388,32 @@ def wake(rollouts: Rollouts) -> None:
 
 # --- closing the loop: a bad canary behind a router -------------------------------------------------------
 
+
+def routed_traffic(
+    cluster: Cluster, ns: str, behaviours: dict[str, Behaviour], simulators: list[TrafficSimulator]
+) -> TrafficSimulator:
+    """The synthetic service, its traffic split the way the namespace's HTTPRoute says."""
+    traffic = TrafficSimulator(
+        replica_ratio(cluster, ns, "checkout"),
+        behaviours,
+        weights=weights_reader(cluster, ns, "gatewayAPI"),
+    ).start()
+    simulators.append(traffic)
+    return traffic
+
+
+def create_template(rollouts: Rollouts, name: str, spec: dict[str, Any]) -> None:
+    rollouts.rest.create(
+        ANALYSIS_TEMPLATES.url(rollouts.ns),
+        {
+            "apiVersion": "herdsman.dev/v1alpha1",
+            "kind": "AnalysisTemplate",
+            "metadata": {"name": name},
+            "spec": spec,
+        },
+    )
+
+
 ERRORS = (
     '(sum(rate(herdsman_demo_requests_total{group="{{rollout.canaryGroup}}",code="500"}[10s]))'
     " or vector(0))"
@@ -398,12 +431,9 @@ def test_a_failing_analysis_takes_the_router_to_zero_first_and_the_canary_stops_
 ) -> None:
     ns = rollouts.ns
     create_user_objects(cluster, ns, "gatewayAPI")
-    traffic = TrafficSimulator(
-        replica_ratio(cluster, ns, "checkout"),
-        {IMAGE_V1: Behaviour(), IMAGE_V2: Behaviour(error_rate=0.3)},
-        weights=weights_reader(cluster, ns, "gatewayAPI"),
-    ).start()
-    simulators.append(traffic)
+    traffic = routed_traffic(
+        cluster, ns, {IMAGE_V1: Behaviour(), IMAGE_V2: Behaviour(error_rate=0.3)}, simulators
+    )
     prom = prometheus.start([traffic.target], binary=prometheus.binary_or_skip())
     try:
         metric: dict[str, Any] = {
@@ -415,15 +445,7 @@ def test_a_failing_analysis_takes_the_router_to_zero_first_and_the_canary_stops_
             "successCondition": "result[0] < 0.05",
             "failureCondition": "result[0] >= 0.05",
         }
-        rollouts.rest.create(
-            ANALYSIS_TEMPLATES.url(ns),
-            {
-                "apiVersion": "herdsman.dev/v1alpha1",
-                "kind": "AnalysisTemplate",
-                "metadata": {"name": "errors"},
-                "spec": {"metrics": [metric]},
-            },
-        )
+        create_template(rollouts, "errors", {"metrics": [metric]})
         rollouts.create(
             rollout(
                 steps=[
@@ -451,5 +473,106 @@ def test_a_failing_analysis_takes_the_router_to_zero_first_and_the_canary_stops_
         assert router_weights_seen(recorder, "gatewayAPI") == [20, 0]
         router_went_first(recorder, "gatewayAPI", canary_pods=2)
         assert "error-rate" in operator.wait_for("RolloutAborted", rollout="checkout").message
+    finally:
+        prom.stop()
+
+
+# --- a baseline behind a router ----------------------------------------------------------------------
+
+MEAN_LATENCY = (
+    'sum(rate(herdsman_demo_request_duration_seconds_sum{group="{{group}}"}[4s]))'
+    ' / sum(rate(herdsman_demo_request_duration_seconds_count{group="{{group}}"}[4s]))'
+)
+
+
+def test_the_baseline_gets_the_canarys_share_through_the_router_and_the_judge_compares_them(
+    router_crds: None,
+    cluster: Cluster,
+    operator: OperatorProcess,
+    rollouts: Rollouts,
+    simulators: list[TrafficSimulator],
+) -> None:
+    # Gateway API with baseline: true. The HTTPRoute splits three ways (stable 60, canary 20,
+    # baseline 20), the synthetic service experiences that split, and the judge, comparing the
+    # canary with a baseline that really serves, catches +30% latency.
+    ns = rollouts.ns
+    cluster.rest.create(HTTP_ROUTES.url(ns), http_route(baseline="checkout-baseline"))
+    behaviours = {
+        IMAGE_V1: Behaviour(latency=0.1, jitter=0.01),
+        IMAGE_V2: Behaviour(latency=0.13, jitter=0.01),
+    }
+    traffic = routed_traffic(cluster, ns, behaviours, simulators)
+    prom = prometheus.start([traffic.target], binary=prometheus.binary_or_skip())
+    try:
+        judged: dict[str, Any] = {
+            "name": "latency-vs-baseline",
+            "provider": {"prometheus": {"address": prom.url, "query": MEAN_LATENCY}},
+            "interval": "3s",
+            "count": 3,
+            "initialDelay": "10s",
+            "judge": {"direction": "increase", "allowedIncrease": 1.1, "critical": True},
+        }
+        scoring = {"step": "1s", "lookback": "20s"}
+        create_template(rollouts, "latency", {"metrics": [judged], "scoring": scoring})
+        rollouts.create(
+            rollout(
+                replicas=10,
+                steps=[
+                    {"setWeight": 20},
+                    {"analysis": {"templates": [{"templateName": "latency"}]}},
+                    {"setWeight": 50},
+                ],
+                trafficRouting=ROUTING["gatewayAPI"],
+                baseline=True,
+                baselineService="checkout-baseline",
+                abortScaleDownDelaySeconds=0,
+            )
+        )
+        rollouts.wait_healthy("checkout-v001")
+        rollouts.set_image(IMAGE_V2)
+
+        three_way = {"checkout": 60, "checkout-canary": 20, "checkout-baseline": 20}
+        rollouts.wait(
+            lambda st: (
+                st.get("weights") == {"stable": 60, "canary": 20, "baseline": 20}
+                and service_weights(cluster, ns, "gatewayAPI") == three_way
+            ),
+            what="the HTTPRoute and the status at stable 60 / canary 20 / baseline 20",
+        )
+        services = {
+            s["metadata"]["name"]: s["spec"]["selector"].get(LABEL_GROUP)
+            for s in cluster.rest.list(SERVICES.url(ns))
+        }
+        assert services["checkout-baseline"] == "checkout-v001-baseline"
+        assert services["checkout-canary"] == "checkout-v002"
+        # Baseline and canary really serve the same share, each about a fifth.
+        canary_share = measured_share(traffic, "checkout-v002", 3.0)
+        baseline_share = measured_share(traffic, "checkout-v001-baseline", 3.0)
+        assert 0.12 < canary_share < 0.28, canary_share
+        assert 0.12 < baseline_share < 0.28, baseline_share
+
+        status = rollouts.wait_phase("Degraded", timeout=120)
+        assert "latency-vs-baseline" in status["message"]
+        run = rollouts.rest.get(ANALYSIS_RUNS.url(ns, "checkout-v002-step1-a0"))
+        assert run is not None
+        judgement = run["status"]["metricResults"][0]["judgement"]
+        assert judgement["classification"] == "High"
+        assert judgement["pValue"] < 0.05
+        # The baseline was measured (it served), not an empty sample.
+        assert judgement["baseline"]["count"] >= 3
+        # The abort took both shares back: everything to stable.
+        assert service_weights(cluster, ns, "gatewayAPI") == {
+            "checkout": 100,
+            "checkout-canary": 0,
+            "checkout-baseline": 0,
+        }
+        assert status["weights"] == {"stable": 100, "canary": 0, "baseline": 0}
+        rollouts.wait(
+            lambda _: (
+                rollouts.sizes().get("checkout-v002") == (0, 0)
+                and rollouts.sizes().get("checkout-v001-baseline", (0, 0))[0] == 0
+            ),
+            what="canary and baseline scaled down",
+        )
     finally:
         prom.stop()

@@ -88,6 +88,7 @@ class Rollouts:
             for svc in (
                 canary.get("stableService"),
                 canary.get("canaryService"),
+                canary.get("baselineService"),
                 bg.get("activeService"),
                 bg.get("previewService"),
             ):

@@ -65,8 +65,13 @@ def install_crds(cluster: Cluster) -> None:
 
 
 def http_route(
-    name: str = "checkout", stable: str = "checkout", canary: str = "checkout-canary"
+    name: str = "checkout",
+    stable: str = "checkout",
+    canary: str = "checkout-canary",
+    baseline: str | None = None,
 ) -> dict[str, Any]:
+    """The user's HTTPRoute: a backendRef per Service the rollout names, all but stable at 0."""
+    extra = [{"name": baseline, "port": 80, "weight": 0}] if baseline else []
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
@@ -81,6 +86,7 @@ def http_route(
                     "backendRefs": [
                         {"name": stable, "port": 80, "weight": 100},
                         {"name": canary, "port": 80, "weight": 0},
+                        *extra,
                     ],
                 }
             ],

@@ -81,7 +81,7 @@ class Sim:
         """A sim whose cluster already holds every Service the spec names."""
         sim = cls(body, **kwargs)
         canary = body["spec"]["strategy"].get("canary", {})
-        for key in ("stableService", "canaryService"):
+        for key in ("stableService", "canaryService", "baselineService"):
             if canary.get(key):
                 sim.services[canary[key]] = ServiceState(canary[key], True)
         return sim
@@ -157,6 +157,7 @@ class Sim:
             self.router = replace(
                 self.router,
                 canary_weight=traffic.canary_weight,
+                baseline_weight=traffic.baseline_weight,
                 routes=frozenset(r.name for r in (*traffic.header_routes, *traffic.mirror_routes)),
             )
         for svc, group in d.desired.selectors.items():
@@ -286,8 +287,9 @@ def _partial(d: Decision, drop: Callable[[tuple[str, str]], bool]) -> Decision:
 # --- hypothesis strategies: specs the API server admits ------------------------------------------
 #
 # Every rule in the CRD's CEL validations is respected here (baseline caps setWeight at 50,
-# setCanaryScale needs a router, a router needs both services, maxSurge and maxUnavailable are
-# not both literally zero), because the engine is entitled to rely on them.
+# setCanaryScale needs a router, a router needs both services and, with a baseline, a
+# baselineService, maxSurge and maxUnavailable are not both literally zero), because the
+# engine is entitled to rely on them.
 
 TEMPLATE = "health"
 
@@ -349,6 +351,8 @@ def rollouts(
     if is_routed or draw(st.booleans()):
         canary["stableService"] = "checkout"
         canary["canaryService"] = "checkout-canary"
+        if baseline and (is_routed or draw(st.booleans())):
+            canary["baselineService"] = "checkout-baseline"
     if is_routed:
         canary["trafficRouting"] = {"gatewayAPI": {"httpRoute": "checkout"}}
         canary["dynamicStableScale"] = dynamic

@@ -398,9 +398,15 @@ def test_the_router_never_outruns_the_canary_and_status_says_what_it_holds(
         w = d.status.weights
         assert (w.canary, w.baseline, w.stable) == (
             t.canary_weight if t.canary_group else 0,
-            0,
-            100 - w.canary,
+            t.baseline_weight,
+            100 - w.canary - w.baseline,
         )
+        if t.baseline_weight > 0:
+            # The baseline's share goes only with the canary's, and only to pods that are up.
+            assert t.baseline_weight == t.canary_weight
+            baseline = before.group(d.status.baseline_server_group)
+            assert baseline is not None
+            assert baseline.available > 0
         if t.canary_group is not None and t.canary_weight > 0:
             canary = before.group(t.canary_group)
             assert canary is not None

@@ -370,6 +370,17 @@ class CanaryStrategy(ApiModel):
                 "trafficRouting needs both stableService and canaryService",
                 ".trafficRouting",
             ),
+            cel(
+                "!has(self.baselineService) || self.baseline",
+                "baselineService needs baseline: true",
+                ".baselineService",
+            ),
+            cel(
+                "!has(self.trafficRouting) || !self.baseline || has(self.baselineService)",
+                "with trafficRouting, baseline needs a baselineService: the router sends the"
+                " baseline its share through it, the same share as the canary",
+                ".baselineService",
+            ),
         )
     )
 
@@ -387,6 +398,13 @@ class CanaryStrategy(ApiModel):
         False,
         description="Run a fresh baseline group of the stable version beside the canary, "
         "same size, for fair comparison.",
+    )
+    baseline_service: ShortName | None = Field(
+        None,
+        description="Service the operator points at the baseline server group (the stable "
+        "group while there is none). Required with trafficRouting: the router gives it the "
+        "canary's weight, so baseline and canary are judged on equal traffic.",
+        pattern=DNS_LABEL,
     )
     max_surge: IntOrString = Field(
         "25%", description="Pods allowed above spec.replicas while shifting."

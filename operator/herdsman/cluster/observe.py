@@ -69,7 +69,11 @@ def services_of(rollout: Rollout) -> list[str]:
     strategy = rollout.spec.strategy
     names: list[str | None] = []
     if strategy.canary is not None:
-        names += [strategy.canary.stable_service, strategy.canary.canary_service]
+        names += [
+            strategy.canary.stable_service,
+            strategy.canary.canary_service,
+            strategy.canary.baseline_service,
+        ]
     if strategy.blue_green is not None:
         names += [strategy.blue_green.active_service, strategy.blue_green.preview_service]
     return sorted({n for n in names if n})

@@ -294,7 +294,9 @@ class _Canary:
         if sent != self._effective(weight):
             return False
         router = self.world.router
-        if router is None or router.canary_weight == sent:
+        if router is None or (
+            router.canary_weight == sent and router.baseline_weight == self._baseline_share(sent)
+        ):
             return True
         self.plan.due_in(ROUTER_RECHECK_SECONDS)
         return False
@@ -488,7 +490,11 @@ class _Canary:
             return 0
         want = self._effective(weight)
         held = self._held()
+        # With a baseline the two move up together: both judged on the same share.
         ready = up >= self._canary_scale(weight)
+        if self.strategy.baseline_service and self.strategy.baseline:
+            base = self.world.group(self.st.baseline_server_group)
+            ready = ready and base is not None and base.available >= self._canary_scale(weight)
         # Up: wait for the canary's pods. Down (dynamicStableScale): wait for stable's.
         wait_up = want > held and not ready
         wait_down = (
@@ -535,11 +541,14 @@ class _Canary:
         self._assign_roles(stable)
         self._scale(targets)
         canary_up = self.current is not None and self.current.available > 0
+        base = self.world.group(self.st.baseline_server_group)
         self._services(
-            stable_group=stable.name, canary_group=self.current_name if canary_up else stable.name
+            stable_group=stable.name,
+            canary_group=self.current_name if canary_up else stable.name,
+            baseline_group=base.name if base is not None and base.available > 0 else stable.name,
         )
         if self.routed:
-            self._traffic(stable, self._sent(stable, weight))
+            self._traffic(stable, self._sent(stable, weight), baseline=True)
 
     def _assign_roles(self, stable: ServerGroup) -> None:
         st = self.st
@@ -581,9 +590,16 @@ class _Canary:
         self._assign_roles(stable)
         if self.strategy.baseline:
             base = baseline_name(plan.name, stable.revision)
-            targets.want(base, 0)
-            self.roles.pop(base, None)
-            st.baseline_server_group = None
+            group = self.world.group(base)
+            if self.routed and group is not None and self._held_baseline() > 0:
+                # The router still sends the baseline its share: its pods stay until the
+                # router holds 0 for it (written below), then it goes on the next pass.
+                targets.want(base, group.replicas)
+                switch = False
+            else:
+                targets.want(base, 0)
+                self.roles.pop(base, None)
+                st.baseline_server_group = None
         st.canary_weight = 100
         self._stop_runs(kinds=("step",))
         if groups.reached(plan, targets) and switch:
@@ -733,11 +749,16 @@ class _Canary:
                 targets.keep_until.setdefault(name, until)
         self.sizes = groups.scale(self.plan, targets, ceiling=not self.routed)
 
-    def _services(self, *, stable_group: str, canary_group: str) -> None:
+    def _services(
+        self, *, stable_group: str, canary_group: str, baseline_group: str | None = None
+    ) -> None:
+        """Point each Service at its group; the baseline Service selects the stable group
+        whenever there is no baseline group with pods (like the canary Service without one)."""
         desired = self.plan.desired
         for svc, group in (
             (self.strategy.stable_service, stable_group),
             (self.strategy.canary_service, canary_group),
+            (self.strategy.baseline_service, baseline_group or stable_group),
         ):
             if not svc:
                 continue
@@ -767,7 +788,24 @@ class _Canary:
             tuple(r for r in live if isinstance(r, SetMirrorRoute)),
         )
 
-    def _traffic(self, stable: ServerGroup | None, weight: int) -> None:
+    def _baseline_share(self, sent: int) -> int:
+        """The baseline Service's weight next to a canary weight `sent` in a step: the same,
+        while the baseline group has pods to take it."""
+        base = self.world.group(self.st.baseline_server_group)
+        if not self.strategy.baseline_service or base is None or base.available == 0:
+            return 0
+        return sent if 0 < sent < 100 and 2 * sent <= 100 else 0
+
+    def _held_baseline(self) -> int:
+        """The baseline weight the router holds now (the last status when it is unreadable)."""
+        router = self.world.router
+        if router is not None and router.baseline_weight is not None:
+            return router.baseline_weight
+        return self.plan.old.weights.baseline
+
+    def _traffic(self, stable: ServerGroup | None, weight: int, *, baseline: bool = False) -> None:
+        """The router's target; `baseline` only while stepping (promotion and abort give the
+        baseline's share back to stable)."""
         if not self.routed:
             return
         headers, mirrors = self._routes()
@@ -781,6 +819,7 @@ class _Canary:
             or (stable.name if stable else self.current_name),
             header_routes=headers,
             mirror_routes=mirrors,
+            baseline_weight=self._baseline_share(weight) if baseline and stable else 0,
         )
 
     # --- status --------------------------------------------------------------------------------------
@@ -801,16 +840,19 @@ class _Canary:
         base = self.world.group(st.baseline_server_group)
         if self.routed:
             # What the router holds once this pass's write lands (or, when nothing is written,
-            # what it was seen holding). The baseline gets no share: no Service routes to it.
+            # what it was seen holding).
             traffic = plan.desired.traffic
             router = self.world.router
             if traffic is not None:
                 w = traffic.canary_weight if traffic.canary_group else 0
+                b = traffic.baseline_weight
             elif router is not None and router.canary_weight is not None:
-                w = router.canary_weight
+                w, b = router.canary_weight, router.baseline_weight or 0
             else:
-                w = plan.old.weights.canary
-            st.weights.canary, st.weights.baseline, st.weights.stable = w, 0, 100 - w
+                w, b = plan.old.weights.canary, plan.old.weights.baseline
+            w = max(0, min(100, w))
+            b = max(0, min(100 - w, b))
+            st.weights.canary, st.weights.baseline, st.weights.stable = w, b, 100 - w - b
         else:
             # In effect once this pass's writes land: a group scaled down serves no more pods
             # than it keeps (so an abort reports 0% at once); growth counts when it is available.

@@ -13,6 +13,9 @@ from herdsman.engine.world import World
 
 # Routers that can send a header-matched or mirrored share of traffic to the canary.
 ROUTERS_WITH_ROUTES = {"gatewayAPI", "istio"}
+# Routers that can split traffic three ways (stable, canary, baseline). An NGINX canary Ingress
+# carries exactly one canary backend per host and path.
+ROUTERS_WITH_BASELINE = {"gatewayAPI", "istio", "smi"}
 
 
 @dataclass(frozen=True)
@@ -48,9 +51,44 @@ def spec_problems(rollout: Rollout) -> list[Problem]:
                 f'"{canary.canary_service}"',
             )
         )
+    if canary.baseline_service and canary.baseline_service in (
+        canary.stable_service,
+        canary.canary_service,
+    ):
+        found.append(
+            Problem(
+                f"{prefix}.baselineService",
+                "Invalid value",
+                "must differ from stableService and canaryService",
+                f'"{canary.baseline_service}"',
+            )
+        )
     routing = canary.traffic_routing
     managed = {r.name for r in routing.managed_routes} if routing else set()
     router = routing.kind if routing else None
+    if router is not None and canary.baseline and router not in ROUTERS_WITH_BASELINE:
+        found.append(
+            Problem(
+                f"{prefix}.baseline",
+                "Forbidden",
+                f"the {router} router cannot give a baseline group its own share of traffic;"
+                " judge baseline against canary with gatewayAPI, istio, smi or the replica ratio",
+            )
+        )
+    elif (
+        routing is not None
+        and routing.istio is not None
+        and routing.istio.destination_rule is not None
+        and canary.baseline
+    ):
+        found.append(
+            Problem(
+                f"{prefix}.trafficRouting.istio.destinationRule",
+                "Forbidden",
+                "with baseline, istio routes by host (stable, canary and baseline Services);"
+                " drop destinationRule",
+            )
+        )
     for i, step in enumerate(canary.steps):
         route = step.set_header_route or step.set_mirror_route
         if route is None:
@@ -96,6 +134,7 @@ def problems(rollout: Rollout, world: World) -> list[str]:
         for field, svc in (
             ("stableService", canary.stable_service),
             ("canaryService", canary.canary_service),
+            ("baselineService", canary.baseline_service),
         ):
             if svc and not _service_exists(world, svc):
                 found.append(f"{prefix}.{field}: Service {svc!r} not found")

@@ -78,13 +78,15 @@ class RouterState:
     `available` is False when the router's kind is not installed or the object (or a named
     route in it) the spec names does not exist; `message` then says which, field path first.
     `canary_weight` is the canary's share in percent when the object holds one exactly (every
-    managed route agrees and the weights sum to 100), None otherwise. `routes` names the
-    managed header and mirror routes the object carries now.
+    managed route agrees and the weights sum to 100), None otherwise; `baseline_weight` the
+    same for the baseline Service (0 when the rollout has none). `routes` names the managed
+    header and mirror routes the object carries now.
     """
 
     available: bool = True
     message: str = ""
     canary_weight: int | None = None
+    baseline_weight: int | None = 0
     routes: frozenset[str] = frozenset()
 
 
@@ -157,6 +159,9 @@ class TrafficTarget:
     stable_group: str
     header_routes: tuple[Any, ...] = ()
     mirror_routes: tuple[Any, ...] = ()
+    # The baseline Service's share (baseline: true with a router): the canary's weight while
+    # the baseline group has pods to take it, else 0. The stable Service gets the rest.
+    baseline_weight: int = 0
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,8 @@ class Router(Protocol):
     # Whether `setHeaderRoute` / `setMirrorRoute` steps can be carried (validation reads these).
     header_routes: ClassVar[bool]
     mirror_routes: ClassVar[bool]
+    # Whether a third share, for the baseline Service, can be carried (`baseline: true`).
+    baseline_share: ClassVar[bool]
 
     async def observe(self, kube: Kube, rollout: Rollout, deadline: Deadline) -> RouterState:
         """What the router's object holds now; `available=False` (with the reason) when the
@@ -76,6 +78,25 @@ def services(rollout: Rollout) -> tuple[str, str]:
     if not canary.stable_service or not canary.canary_service:
         raise RouterError("trafficRouting needs both stableService and canaryService")
     return canary.stable_service, canary.canary_service
+
+
+def baseline_service(rollout: Rollout) -> str | None:
+    """The baseline Service a router gives the baseline's share to; None without one."""
+    canary = strategy(rollout)
+    return canary.baseline_service if canary.baseline else None
+
+
+def split(rollout: Rollout, canary_weight: int, baseline_weight: int = 0) -> tuple[int, int, int]:
+    """(stable, canary, baseline) percentages, clamped so they sum to 100.
+
+    A baseline share for a rollout without a baselineService is an error, not a share quietly
+    handed to stable: the judge would compare a baseline that serves nothing.
+    """
+    canary = max(0, min(100, canary_weight))
+    baseline = max(0, min(100 - canary, baseline_weight))
+    if baseline and baseline_service(rollout) is None:
+        raise RouterError(f"a baseline share of {baseline}% but no baselineService to carry it")
+    return 100 - canary - baseline, canary, baseline
 
 
 def namespace(rollout: Rollout) -> str:
@@ -119,12 +140,14 @@ def refuse_routes(router: str, target: TrafficTarget) -> None:
         raise RouterError(f"the {router} router cannot carry header or mirror routes ({names})")
 
 
-def exact_weight(pairs: list[tuple[int, int]]) -> int | None:
-    """The canary percentage when every (stable, canary) weight pair says the same exactly."""
-    shares = {canary for stable, canary in pairs if stable + canary == 100}
-    if len(shares) != 1 or any(stable + canary != 100 for stable, canary in pairs):
-        return None
-    return shares.pop()
+def exact_state(
+    rows: list[tuple[int, int, int]], routes: frozenset[str] = frozenset()
+) -> RouterState:
+    """The state for (stable, canary, baseline) weight rows, one per managed route: the canary
+    and baseline shares when every row says the same and sums to 100, else None for both."""
+    if not rows or any(sum(row) != 100 for row in rows) or len({row[1:] for row in rows}) != 1:
+        return RouterState(canary_weight=None, baseline_weight=None, routes=routes)
+    return RouterState(canary_weight=rows[0][1], baseline_weight=rows[0][2], routes=routes)
 
 
 # --- objects the operator creates ----------------------------------------------------------------

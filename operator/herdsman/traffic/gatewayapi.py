@@ -2,7 +2,8 @@
 
 The user owns the HTTPRoute. Each managed rule — the rules named in `ruleNames`, or every rule
 with a backendRef to the stable Service — must list a backendRef for the stable and for the
-canary Service; the operator writes only their `weight`s (100 - w and w). Header and mirror
+canary Service (and for the baseline Service, with `baseline: true`); the operator writes only
+their `weight`s (100 - w and w, or 100 - 2w, w and w with a baseline). Header and mirror
 routes are rules of their own, named `herdsman-<rollout>-<route>` (GEP-995 rule names), put
 first in the list in managedRoutes order and removed when no step asks for them any more:
 
@@ -86,16 +87,24 @@ def managed_rules(body: dict[str, Any], rollout: Rollout) -> list[int]:
         chosen = [i for i, r in users if _find_ref(r, stable, ns, route_ns) is not None]
         if not chosen:
             raise RouterError(f"{where} has no rule with a backendRef to Service {stable!r}")
+    baseline = base.baseline_service(rollout)
     for i in chosen:
         rule = rules[i]
         label = f"rule {rule['name']!r}" if rule.get("name") else f"rule {i}"
-        for role, svc in (("stable", stable), ("canary", canary)):
-            if _find_ref(rule, svc, ns, route_ns) is None:
+        for role, svc in (("stable", stable), ("canary", canary), ("baseline", baseline)):
+            if svc is not None and _find_ref(rule, svc, ns, route_ns) is None:
                 raise RouterError(
                     f"{where} {label} has no backendRef to the {role} Service {svc!r}"
-                    + (" (add one with weight 0)" if role == "canary" else "")
+                    + (" (add one with weight 0)" if role != "stable" else "")
                 )
     return chosen
+
+
+def _weight(rule: dict[str, Any], service: str | None, ns: str, route_ns: str) -> int:
+    if service is None:
+        return 0
+    ref = rule["backendRefs"][_find_ref(rule, service, ns, route_ns) or 0]
+    return int(ref.get("weight", 1))
 
 
 def state(body: dict[str, Any], rollout: Rollout) -> RouterState:
@@ -105,19 +114,22 @@ def state(body: dict[str, Any], rollout: Rollout) -> RouterState:
     except RouterError as err:
         return RouterState(available=False, message=str(err))
     stable, canary = base.services(rollout)
+    baseline = base.baseline_service(rollout)
     ns, route_ns = base.namespace(rollout), route_namespace(rollout)
     rules = body["spec"]["rules"]
-    pairs = []
-    for i in chosen:
-        refs = rules[i]["backendRefs"]
-        s = refs[_find_ref(rules[i], stable, ns, route_ns) or 0]
-        c = refs[_find_ref(rules[i], canary, ns, route_ns) or 0]
-        pairs.append((int(s.get("weight", 1)), int(c.get("weight", 1))))
+    rows = [
+        (
+            _weight(rules[i], stable, ns, route_ns),
+            _weight(rules[i], canary, ns, route_ns),
+            _weight(rules[i], baseline, ns, route_ns),
+        )
+        for i in chosen
+    ]
     prefix = base.generated_prefix(rollout)
     routes = frozenset(
         str(r["name"])[len(prefix) :] for r in rules if str(r.get("name", "")).startswith(prefix)
     )
-    return RouterState(canary_weight=base.exact_weight(pairs), routes=routes)
+    return base.exact_state(rows, routes)
 
 
 # --- the desired route ---------------------------------------------------------------------------
@@ -221,11 +233,14 @@ def desired_spec(body: dict[str, Any], rollout: Rollout, target: TrafficTarget) 
     prefix = base.generated_prefix(rollout)
     spec: dict[str, Any] = copy.deepcopy(body["spec"])
     rules: list[dict[str, Any]] = spec["rules"]
-    weight = max(0, min(100, target.canary_weight))
+    baseline = base.baseline_service(rollout)
+    weights = base.split(rollout, target.canary_weight, target.baseline_weight)
+    shares = list(zip((stable, canary, baseline), weights, strict=True))
     for i in chosen:
         refs = rules[i]["backendRefs"]
-        refs[_find_ref(rules[i], stable, ns, route_ns) or 0]["weight"] = 100 - weight
-        refs[_find_ref(rules[i], canary, ns, route_ns) or 0]["weight"] = weight
+        for service, share in shares:
+            if service is not None:
+                refs[_find_ref(rules[i], service, ns, route_ns) or 0]["weight"] = share
     first = rules[chosen[0]]
     canary_ref = first["backendRefs"][_find_ref(first, canary, ns, route_ns) or 0]
     bases = _base_matches(rules, chosen)
@@ -252,6 +267,7 @@ class GatewayAPI:
     kind: ClassVar[str] = "gatewayAPI"
     header_routes: ClassVar[bool] = True
     mirror_routes: ClassVar[bool] = True
+    baseline_share: ClassVar[bool] = True
 
     async def observe(self, kube: Kube, rollout: Rollout, deadline: Deadline) -> RouterState:
         name, ns = config(rollout).http_route, route_namespace(rollout)

@@ -2,7 +2,8 @@
 
 The user owns both objects. Each managed HTTP route — those named in `virtualService.routes`, or
 every route with a destination to the stable side — must have one destination for the stable
-and one for the canary side; the operator writes only their `weight`s.
+and one for the canary side (and, at host level with `baseline: true`, one whose host is the
+baseline Service); the operator writes only their `weight`s.
 
   host level    (no destinationRule) the sides are the destinations whose host is the stable or
                 the canary Service (short name, or `<svc>.<ns>...`).
@@ -71,13 +72,23 @@ def _side(dest: dict[str, Any], rollout: Rollout) -> str | None:
             return "canary"
         return None
     stable, canary = base.services(rollout)
+    baseline = base.baseline_service(rollout)
     ns = base.namespace(rollout)
     host = str(d.get("host", ""))
     if _host_is(host, stable, ns):
         return "stable"
     if _host_is(host, canary, ns):
         return "canary"
+    if baseline is not None and _host_is(host, baseline, ns):
+        return "baseline"
     return None
+
+
+def _roles(rollout: Rollout) -> tuple[str, ...]:
+    """The sides every managed route needs: a baseline one at host level with a baseline."""
+    if config(rollout).destination_rule is None and base.baseline_service(rollout) is not None:
+        return ("stable", "canary", "baseline")
+    return ("stable", "canary")
 
 
 def _sides(route: dict[str, Any], rollout: Rollout) -> dict[str, int]:
@@ -108,7 +119,7 @@ def managed_routes(body: dict[str, Any], rollout: Rollout) -> list[int]:
     for i in chosen:
         sides = _sides(http[i], rollout)
         label = f"route {http[i]['name']!r}" if http[i].get("name") else f"http[{i}]"
-        for role in ("stable", "canary"):
+        for role in _roles(rollout):
             if role not in sides:
                 raise RouterError(f"{where} {label} has no destination to the {role} side")
     return chosen
@@ -122,21 +133,20 @@ def state(vs: dict[str, Any], dr: dict[str, Any] | None, rollout: Rollout) -> Ro
     except RouterError as err:
         return RouterState(available=False, message=str(err))
     http = vs["spec"]["http"]
-    pairs = []
+    rows = []
     for i in chosen:
         sides = _sides(http[i], rollout)
         dests = http[i]["route"]
-        pairs.append(
-            (
-                int(dests[sides["stable"]].get("weight", 0)),
-                int(dests[sides["canary"]].get("weight", 0)),
-            )
-        )
+        weights = [
+            int(dests[sides[role]].get("weight", 0)) if role in sides else 0
+            for role in ("stable", "canary", "baseline")
+        ]
+        rows.append((weights[0], weights[1], weights[2]))
     prefix = base.generated_prefix(rollout)
     routes = frozenset(
         str(r["name"])[len(prefix) :] for r in http if str(r.get("name", "")).startswith(prefix)
     )
-    return RouterState(canary_weight=base.exact_weight(pairs), routes=routes)
+    return base.exact_state(rows, routes)
 
 
 def subsets(dr: dict[str, Any] | None, rollout: Rollout) -> tuple[int, int]:
@@ -194,11 +204,14 @@ def desired_vs(vs: dict[str, Any], rollout: Rollout, target: TrafficTarget) -> d
     prefix = base.generated_prefix(rollout)
     spec: dict[str, Any] = copy.deepcopy(vs["spec"])
     http: list[dict[str, Any]] = spec["http"]
-    weight = max(0, min(100, target.canary_weight))
+    weights = base.split(rollout, target.canary_weight, target.baseline_weight)
+    shares = dict(zip(("stable", "canary", "baseline"), weights, strict=True))
+    if shares["baseline"] and "baseline" not in _roles(rollout):
+        raise RouterError("istio carries a baseline share at host level only (no destinationRule)")
     for i in chosen:
         sides = _sides(http[i], rollout)
-        http[i]["route"][sides["stable"]]["weight"] = 100 - weight
-        http[i]["route"][sides["canary"]]["weight"] = weight
+        for role in _roles(rollout):
+            http[i]["route"][sides[role]]["weight"] = shares[role]
     first = http[chosen[0]]
     canary_dest = copy.deepcopy(first["route"][_sides(first, rollout)["canary"]]["destination"])
     bases = _base_matches(http, chosen)
@@ -247,6 +260,7 @@ class Istio:
     kind: ClassVar[str] = "istio"
     header_routes: ClassVar[bool] = True
     mirror_routes: ClassVar[bool] = True
+    baseline_share: ClassVar[bool] = True
 
     async def observe(self, kube: Kube, rollout: Rollout, deadline: Deadline) -> RouterState:
         cfg, ns = config(rollout), base.namespace(rollout)

@@ -125,6 +125,7 @@ class Nginx:
     kind: ClassVar[str] = "nginx"
     header_routes: ClassVar[bool] = False
     mirror_routes: ClassVar[bool] = False
+    baseline_share: ClassVar[bool] = False
 
     async def observe(self, kube: Kube, rollout: Rollout, deadline: Deadline) -> RouterState:
         ns, name = base.namespace(rollout), config(rollout).stable_ingress
@@ -140,6 +141,8 @@ class Nginx:
         self, kube: Kube, rollout: Rollout, target: TrafficTarget, deadline: Deadline
     ) -> None:
         base.refuse_routes(self.kind, target)
+        if target.baseline_weight > 0:
+            raise RouterError("the nginx router cannot give a baseline group its own share")
         ns = base.namespace(rollout)
         url = INGRESSES.url(ns, canary_name(rollout))
         current = await kube.get(url, deadline=deadline)

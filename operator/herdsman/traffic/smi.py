@@ -3,8 +3,9 @@
 The TrafficSplit is named `trafficSplitName` (default: the Rollout's name). When it does not
 exist the operator creates it, owned by the Rollout, with two backends: the stable Service at
 100 - w and the canary Service at w; the root Service is `rootService`, defaulting to the stable
-Service. A TrafficSplit the user made is patched in place — the two backends' weights, the
-canary backend added if it is missing — and never deleted. On completion it stays at 100/0:
+Service; with `baseline: true` a third backend, the baseline Service, gets the canary's weight.
+A TrafficSplit the user made is patched in place — the backends' weights, the canary (and
+baseline) backend added if missing — and never deleted. On completion it stays at 100/0:
 it is the routing itself, not a leftover (and goes with the Rollout if the operator made it).
 
 No header or mirror routes: SMI's HTTPRouteGroup matches are not per-step state we can own.
@@ -58,34 +59,41 @@ def state(split: dict[str, Any] | None, rollout: Rollout) -> RouterState:
             f" stable Service {stable!r}",
         )
     if c is None:
-        return RouterState(canary_weight=None)
-    pair = (int(backends[s].get("weight", 0)), int(backends[c].get("weight", 0)))
-    return RouterState(canary_weight=base.exact_weight([pair]))
+        return RouterState(canary_weight=None, baseline_weight=None)
+    baseline = base.baseline_service(rollout)
+    b = _index(backends, baseline) if baseline is not None else None
+    if baseline is not None and b is None:
+        return RouterState(canary_weight=None, baseline_weight=None)
+    row = [int(backends[i].get("weight", 0)) if i is not None else 0 for i in (s, c, b)]
+    return base.exact_state([(row[0], row[1], row[2])])
 
 
-def desired(split: dict[str, Any] | None, rollout: Rollout, weight: int) -> dict[str, Any]:
-    """The TrafficSplit's spec holding `weight` (pure: unit tests feed it objects)."""
+def desired(
+    split: dict[str, Any] | None, rollout: Rollout, weight: int, baseline_weight: int = 0
+) -> dict[str, Any]:
+    """The TrafficSplit's spec holding `weight` (and the baseline's share, with a
+    baselineService), pure: unit tests feed it objects."""
     stable, canary = base.services(rollout)
-    weight = max(0, min(100, weight))
+    baseline = base.baseline_service(rollout)
+    shares = base.split(rollout, weight, baseline_weight)
+    wanted = [(stable, shares[0]), (canary, shares[1])]
+    if baseline is not None:
+        wanted.append((baseline, shares[2]))
     if split is None or base.owned_by(split, rollout):
         return {
             "service": root_service(rollout),
-            "backends": [
-                {"service": stable, "weight": 100 - weight},
-                {"service": canary, "weight": weight},
-            ],
+            "backends": [{"service": svc, "weight": w} for svc, w in wanted],
         }
     spec = copy.deepcopy(split.get("spec") or {})
     backends: list[dict[str, Any]] = spec.setdefault("backends", [])
-    s = _index(backends, stable)
-    if s is None:
+    if _index(backends, stable) is None:
         raise RouterError(f"TrafficSplit {split_name(rollout)!r} has no backend for {stable!r}")
-    backends[s]["weight"] = 100 - weight
-    c = _index(backends, canary)
-    if c is None:
-        backends.append({"service": canary, "weight": weight})
-    else:
-        backends[c]["weight"] = weight
+    for svc, w in wanted:
+        i = _index(backends, svc)
+        if i is None:
+            backends.append({"service": svc, "weight": w})
+        else:
+            backends[i]["weight"] = w
     return spec
 
 
@@ -93,6 +101,7 @@ class SMI:
     kind: ClassVar[str] = "smi"
     header_routes: ClassVar[bool] = False
     mirror_routes: ClassVar[bool] = False
+    baseline_share: ClassVar[bool] = True
 
     async def observe(self, kube: Kube, rollout: Rollout, deadline: Deadline) -> RouterState:
         ns = base.namespace(rollout)
@@ -108,7 +117,7 @@ class SMI:
         ns = base.namespace(rollout)
         url = TRAFFIC_SPLITS.url(ns, split_name(rollout))
         split = await kube.get(url, deadline=deadline)
-        spec = desired(split, rollout, target.canary_weight)
+        spec = desired(split, rollout, target.canary_weight, target.baseline_weight)
         if split is not None:
             await base.patch_spec(kube, url, split, spec, deadline)
             return
