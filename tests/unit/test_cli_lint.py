@@ -373,3 +373,12 @@ def test_list_type_set_and_map_items_are_unique() -> None:
         'metrics[2]: Duplicate value: {"name":"x"}'
     ]
     assert structural_errors(["a", "b"], as_set, "tags") == []
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_is_valid(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The examples are what a new user applies first: each herdsman.dev object in them must pass
+    # the same rules the API server and the operator apply.
+    assert main(["lint", "-f", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert ": valid" in out
