@@ -13,20 +13,17 @@ from harness import prometheus
 from harness.cluster import Cluster, wait_until
 from harness.operator import OperatorProcess
 from harness.rollouts import IMAGE_V1, IMAGE_V2, Rollouts, rollout
-from harness.traffic import Behaviour, TrafficSimulator, replica_ratio
+from harness.traffic import (
+    Behaviour,
+    TrafficSimulator,
+    error_rate_query,
+    mean_latency_query,
+    replica_ratio,
+)
 from herdsman.cli import actions
 from herdsman.cluster.kube import ANALYSIS_RUNS, ANALYSIS_TEMPLATES
 
 pytestmark = pytest.mark.e2e
-
-ERRORS = (
-    '(sum(rate(herdsman_demo_requests_total{group="{{rollout.canaryGroup}}",code="500"}[10s])) or vector(0))'
-    ' / sum(rate(herdsman_demo_requests_total{group="{{rollout.canaryGroup}}"}[10s]))'
-)
-MEAN_LATENCY = (
-    'sum(rate(herdsman_demo_request_duration_seconds_sum{group="%s"}[4s]))'
-    ' / sum(rate(herdsman_demo_request_duration_seconds_count{group="%s"}[4s]))'
-)
 
 
 class Setup:
@@ -90,7 +87,7 @@ def error_rate(s: Setup, **fields: Any) -> dict[str, Any]:
         "successCondition": "result[0] < 0.05",
         "failureCondition": "result[0] >= 0.05",
     }
-    return s.metric("error-rate", ERRORS, **{**options, **fields})
+    return s.metric("error-rate", error_rate_query(), **{**options, **fields})
 
 
 def test_a_healthy_canary_is_promoted_through_its_analysis(
@@ -165,7 +162,7 @@ def test_a_latency_regression_below_the_threshold_is_caught_by_the_judge(
         [
             s.metric(
                 "latency-threshold",
-                MEAN_LATENCY % ("{{rollout.canaryGroup}}", "{{rollout.canaryGroup}}"),
+                mean_latency_query("{{rollout.canaryGroup}}"),
                 interval="3s",
                 count=3,
                 initialDelay="10s",
@@ -173,7 +170,7 @@ def test_a_latency_regression_below_the_threshold_is_caught_by_the_judge(
             ),
             s.metric(
                 "latency-vs-baseline",
-                MEAN_LATENCY % ("{{group}}", "{{group}}"),
+                mean_latency_query("{{group}}"),
                 interval="3s",
                 count=3,
                 initialDelay="10s",
@@ -310,7 +307,7 @@ def test_background_analysis_aborts_between_steps(
         [
             s.metric(
                 "error-rate",
-                ERRORS,
+                error_rate_query(),
                 interval="2s",
                 initialDelay="8s",
                 failureCondition="result[0] >= 0.05",

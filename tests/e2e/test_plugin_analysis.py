@@ -12,16 +12,11 @@ from harness import prometheus
 from harness.cluster import Cluster
 from harness.operator import OperatorProcess
 from harness.rollouts import IMAGE_V1, IMAGE_V2, IMAGE_V3, Rollouts, rollout
-from harness.traffic import Behaviour, TrafficSimulator, replica_ratio
+from harness.traffic import Behaviour, TrafficSimulator, mean_latency_query, replica_ratio
 from herdsman.cli.main import main
 from herdsman.cluster.kube import ANALYSIS_RUNS, ANALYSIS_TEMPLATES
 
 pytestmark = pytest.mark.e2e
-
-MEAN_LATENCY = (
-    'sum(rate(herdsman_demo_request_duration_seconds_sum{group="%s"}[4s]))'
-    ' / sum(rate(herdsman_demo_request_duration_seconds_count{group="%s"}[4s]))'
-)
 
 
 class Plugin:
@@ -96,7 +91,7 @@ def test_analysis_shows_the_judges_numbers_for_a_passing_and_a_failing_canary(
     operator: OperatorProcess, rollouts: Rollouts, plugin: Plugin, prom: Any
 ) -> None:
     def metric(name: str, group: str, **fields: Any) -> dict[str, Any]:
-        query = MEAN_LATENCY % (group, group)
+        query = mean_latency_query(group)
         return {
             "name": name,
             "provider": {"prometheus": {"address": prom.url, "query": query}},

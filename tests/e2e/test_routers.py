@@ -35,7 +35,13 @@ from harness.routers import (
     service_weights,
     weights_reader,
 )
-from harness.traffic import Behaviour, TrafficSimulator, replica_ratio
+from harness.traffic import (
+    Behaviour,
+    TrafficSimulator,
+    error_rate_query,
+    mean_latency_query,
+    replica_ratio,
+)
 from herdsman.cli import actions
 from herdsman.cluster.kube import (
     ANALYSIS_RUNS,
@@ -414,13 +420,6 @@ def create_template(rollouts: Rollouts, name: str, spec: dict[str, Any]) -> None
     )
 
 
-ERRORS = (
-    '(sum(rate(herdsman_demo_requests_total{group="{{rollout.canaryGroup}}",code="500"}[10s]))'
-    " or vector(0))"
-    ' / sum(rate(herdsman_demo_requests_total{group="{{rollout.canaryGroup}}"}[10s]))'
-)
-
-
 def test_a_failing_analysis_takes_the_router_to_zero_first_and_the_canary_stops_serving(
     router_crds: None,
     cluster: Cluster,
@@ -438,7 +437,7 @@ def test_a_failing_analysis_takes_the_router_to_zero_first_and_the_canary_stops_
     try:
         metric: dict[str, Any] = {
             "name": "error-rate",
-            "provider": {"prometheus": {"address": prom.url, "query": ERRORS}},
+            "provider": {"prometheus": {"address": prom.url, "query": error_rate_query()}},
             "interval": "2s",
             "count": 3,
             "initialDelay": "8s",
@@ -479,11 +478,6 @@ def test_a_failing_analysis_takes_the_router_to_zero_first_and_the_canary_stops_
 
 # --- a baseline behind a router ----------------------------------------------------------------------
 
-MEAN_LATENCY = (
-    'sum(rate(herdsman_demo_request_duration_seconds_sum{group="{{group}}"}[4s]))'
-    ' / sum(rate(herdsman_demo_request_duration_seconds_count{group="{{group}}"}[4s]))'
-)
-
 
 def test_the_baseline_gets_the_canarys_share_through_the_router_and_the_judge_compares_them(
     router_crds: None,
@@ -506,7 +500,9 @@ def test_the_baseline_gets_the_canarys_share_through_the_router_and_the_judge_co
     try:
         judged: dict[str, Any] = {
             "name": "latency-vs-baseline",
-            "provider": {"prometheus": {"address": prom.url, "query": MEAN_LATENCY}},
+            "provider": {
+                "prometheus": {"address": prom.url, "query": mean_latency_query("{{group}}")}
+            },
             "interval": "3s",
             "count": 3,
             "initialDelay": "10s",

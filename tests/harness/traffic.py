@@ -31,6 +31,24 @@ from harness.cluster import Cluster
 from herdsman.cluster.kube import REPLICA_SETS
 from herdsman.naming import LABEL_ROLLOUT
 
+
+def error_rate_query(group: str = "{{rollout.canaryGroup}}") -> str:
+    """PromQL for the share of `group`'s requests answered 500 over the last 10 s (0 when none
+    failed; no result when the group had no traffic, which the analysis treats as no data)."""
+    return (
+        f'(sum(rate(herdsman_demo_requests_total{{group="{group}",code="500"}}[10s])) or vector(0))'
+        f' / sum(rate(herdsman_demo_requests_total{{group="{group}"}}[10s]))'
+    )
+
+
+def mean_latency_query(group: str) -> str:
+    """PromQL for `group`'s mean request duration over the last 4 s."""
+    return (
+        f'sum(rate(herdsman_demo_request_duration_seconds_sum{{group="{group}"}}[4s]))'
+        f' / sum(rate(herdsman_demo_request_duration_seconds_count{{group="{group}"}}[4s]))'
+    )
+
+
 BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.0)
 
 
