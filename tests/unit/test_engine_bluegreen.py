@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sim import T0, Sim
+from sim import T0, Sim, manifest
 
 from herdsman.engine.world import Decision, ServiceState
 from herdsman.naming import LABEL_GROUP
@@ -26,20 +26,9 @@ ANALYSIS = {"templates": [{"templateName": "health"}]}
 def bg_manifest(*, replicas: int = 4, image: str = "app:v1", **strategy: Any) -> dict[str, Any]:
     bg: dict[str, Any] = {"activeService": "checkout", "previewService": "checkout-preview"}
     bg.update(strategy)
-    return {
-        "apiVersion": "herdsman.dev/v1alpha1",
-        "kind": "Rollout",
-        "metadata": {"name": "checkout", "namespace": "shop", "generation": 1},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": "checkout"}},
-            "template": {
-                "metadata": {"labels": {"app": "checkout"}},
-                "spec": {"containers": [{"name": "app", "image": image}]},
-            },
-            "strategy": {"blueGreen": {k: v for k, v in bg.items() if v is not None}},
-        },
-    }
+    body = manifest(replicas=replicas, image=image)  # the canary manifest, strategy swapped
+    body["spec"]["strategy"] = {"blueGreen": {k: v for k, v in bg.items() if v is not None}}
+    return body
 
 
 def healthy(replicas: int = 4, **strategy: Any) -> Sim:
