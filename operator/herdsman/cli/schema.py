@@ -241,18 +241,24 @@ def _is_datetime(value: str) -> bool:
     return True
 
 
-def _check_array(value: list[Any], schema: Schema, path: str) -> Iterator[FieldError]:
-    if "maxItems" in schema and len(value) > schema["maxItems"]:
-        yield FieldError(
-            path, "Too many", f"must have at most {schema['maxItems']} items", str(len(value))
-        )
-    if "minItems" in schema and len(value) < schema["minItems"]:
+def _check_size(
+    count: int, schema: Schema, path: str, low: str, high: str, noun: str
+) -> Iterator[FieldError]:
+    """minItems/maxItems or minProperties/maxProperties, in the API server's words (which say
+    "items" for too many properties too)."""
+    if high in schema and count > schema[high]:
+        yield FieldError(path, "Too many", f"must have at most {schema[high]} items", str(count))
+    if low in schema and count < schema[low]:
         yield FieldError(
             path,
             "Invalid value",
-            f"{path} in body should have at least {schema['minItems']} items",
-            str(len(value)),
+            f"{path} in body should have at least {schema[low]} {noun}",
+            str(count),
         )
+
+
+def _check_array(value: list[Any], schema: Schema, path: str) -> Iterator[FieldError]:
+    yield from _check_size(len(value), schema, path, "minItems", "maxItems", "items")
     items = schema.get("items")
     if items is not None:
         for i, item in enumerate(value):
@@ -279,17 +285,7 @@ def _check_unique(value: list[Any], schema: Schema, path: str) -> Iterator[Field
 
 
 def _check_object(value: dict[str, Any], schema: Schema, path: str) -> Iterator[FieldError]:
-    if "maxProperties" in schema and len(value) > schema["maxProperties"]:
-        yield FieldError(
-            path, "Too many", f"must have at most {schema['maxProperties']} items", str(len(value))
-        )
-    if "minProperties" in schema and len(value) < schema["minProperties"]:
-        yield FieldError(
-            path,
-            "Invalid value",
-            f"{path} in body should have at least {schema['minProperties']} properties",
-            str(len(value)),
-        )
+    yield from _check_size(len(value), schema, path, "minProperties", "maxProperties", "properties")
     for key in schema.get("required", []):
         if key not in value:
             yield FieldError(child(path, key), "Required value")
