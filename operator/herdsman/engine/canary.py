@@ -492,7 +492,7 @@ class _Canary:
         held = self._held()
         # With a baseline the two move up together: both judged on the same share.
         ready = up >= self._canary_scale(weight)
-        if self.strategy.baseline_service and self.strategy.baseline:
+        if self.strategy.baseline_service:  # the CRD allows it only with baseline: true
             base = self.world.group(self.st.baseline_server_group)
             ready = ready and base is not None and base.available >= self._canary_scale(weight)
         # Up: wait for the canary's pods. Down (dynamicStableScale): wait for stable's.
@@ -794,7 +794,7 @@ class _Canary:
         base = self.world.group(self.st.baseline_server_group)
         if not self.strategy.baseline_service or base is None or base.available == 0:
             return 0
-        return sent if 0 < sent < 100 and 2 * sent <= 100 else 0
+        return sent if 0 < 2 * sent <= 100 else 0
 
     def _held_baseline(self) -> int:
         """The baseline weight the router holds now (the last status when it is unreadable)."""
