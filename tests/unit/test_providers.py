@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from pydantic.alias_generators import to_snake
 
 from harness.analysis import T0, metric, prometheus, run_of, web
 from harness.fakes import FakeSecrets
@@ -386,7 +387,7 @@ def test_tls_settings_come_from_the_spec_and_the_ca_from_a_secret() -> None:
 
 
 def test_every_provider_field_has_a_registered_provider() -> None:
-    assert sorted(PROVIDERS) == sorted(PROVIDER_FIELDS)
+    assert sorted(PROVIDERS) == sorted(to_snake(name) for name in PROVIDER_FIELDS)
     provider, spec = provider_for(Metric.model_validate(metric("w", provider=web("http://x"))))
     assert provider.key == "web"
     assert isinstance(spec, WebMetric)
