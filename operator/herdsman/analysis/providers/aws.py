@@ -192,8 +192,15 @@ class SigV4Auth(requests.auth.AuthBase):
         from botocore.auth import SigV4Auth as Signer
         from botocore.awsrequest import AWSRequest
 
+        # requests encodes a space in the query as `+`, which SigV4 canonicalises as a literal
+        # plus: send (and sign) %20 instead. A real `+` is already %2B, so nothing else changes.
+        url = request.url or ""
+        if "?" in url:
+            path, _, query = url.partition("?")
+            url = f"{path}?{query.replace('+', '%20')}"
+            request.url = url
         body = request.body or b""
-        unsigned = AWSRequest(method=request.method, url=request.url, data=body)
+        unsigned = AWSRequest(method=request.method, url=url, data=body)
         content_type = request.headers.get("Content-Type")
         if content_type:
             unsigned.headers["Content-Type"] = content_type

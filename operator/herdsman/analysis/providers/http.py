@@ -10,6 +10,7 @@ Retry-After) for an error answer, TimeoutError and ConnectionError for transport
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,7 +55,6 @@ async def exchange(
     params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
     json_body: Any = None,
     data: Any = None,
-    auth: aiohttp.BasicAuth | None = None,
     request_timeout: float | None = None,
     ssl: bool = True,
 ) -> Answer:
@@ -72,7 +72,6 @@ async def exchange(
                 params=params,
                 json=json_body,
                 data=data,
-                auth=auth,
                 ssl=ssl,
             ) as response,
         ):
@@ -94,6 +93,11 @@ async def exchange(
         raise ConnectionError(f"{url}: {exc}") from exc
     except aiohttp.InvalidURL as exc:
         raise ProviderResponseError(f"invalid URL {url!r}") from exc
+
+
+def basic_authorization(username: str, password: str) -> str:
+    """An `Authorization` header value for HTTP Basic (RFC 7617, UTF-8)."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
 
 def _charset(response: aiohttp.ClientResponse) -> str:

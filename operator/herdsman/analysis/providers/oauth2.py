@@ -17,10 +17,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import aiohttp
-
 from herdsman.analysis.providers.base import ProviderContext
-from herdsman.analysis.providers.http import ProviderResponseError, exchange, with_retries
+from herdsman.analysis.providers.http import (
+    ProviderResponseError,
+    basic_authorization,
+    exchange,
+    with_retries,
+)
 from herdsman.api.providers import OAuth2ClientCredentials
 from herdsman.cluster.budget import Deadline
 from herdsman.cluster.retry import HttpStatusError
@@ -81,15 +84,9 @@ async def _fetch(
     if spec.scopes:
         form["scope"] = " ".join(spec.scopes)
     headers = {"Accept": "application/json"}
+    basic = {**headers, "Authorization": basic_authorization(spec.client_id, spec.client_secret)}
     try:
-        answer = await exchange(
-            "POST",
-            spec.token_url,
-            deadline,
-            headers=headers,
-            data=form,
-            auth=aiohttp.BasicAuth(spec.client_id, spec.client_secret),
-        )
+        answer = await exchange("POST", spec.token_url, deadline, headers=basic, data=form)
     except HttpStatusError as exc:
         if exc.status not in (400, 401):
             raise

@@ -25,6 +25,7 @@ from jsonpath_ng.ext.parser import parse as parse_jsonpath
 
 from herdsman.analysis.conditions import Observation
 from herdsman.analysis.providers.base import Provider, ProviderContext, resolve_headers
+from herdsman.analysis.providers.http import basic_authorization
 from herdsman.analysis.providers.oauth2 import bearer_token
 from herdsman.api.analysis import WebMetric
 from herdsman.cluster.budget import Deadline
@@ -88,8 +89,8 @@ async def authenticate(
     if auth is None:
         return headers
     if auth.basic_auth is not None:
-        basic = aiohttp.BasicAuth(auth.basic_auth.username, auth.basic_auth.password)
-        return {**headers, "Authorization": basic.encode()}
+        basic = basic_authorization(auth.basic_auth.username, auth.basic_auth.password)
+        return {**headers, "Authorization": basic}
     if auth.oauth2 is not None:
         token = await bearer_token(auth.oauth2, context, deadline)
         return {**headers, "Authorization": f"Bearer {token}"}
