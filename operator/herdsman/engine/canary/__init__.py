@@ -8,7 +8,6 @@ by concern, one module each, like Argo Rollouts' `rollout/` package:
     traffic.py     replicas and router weights for a weight
     analysis.py    analysis steps and background analysis
     rollback.py    completion, fast rollback, abort, retry, user pause
-    runs.py        analysis-run bookkeeping
     context.py     the pass's shared state
 
 Everything that must survive a crash is written to status; nothing here remembers anything

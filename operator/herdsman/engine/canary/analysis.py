@@ -13,15 +13,15 @@ from herdsman.api.rollout import (
     CanaryStep,
     RolloutAnalysis,
 )
-from herdsman.engine.canary import rollback, runs
+from herdsman.engine.canary import rollback
 from herdsman.engine.canary.context import Canary
 from herdsman.engine.world import NewAnalysisRun, ServerGroup
-from herdsman.naming import analysis_run_name, baseline_name
+from herdsman.naming import baseline_name
 
 
 def analysis_passed(c: Canary, step: CanaryStep, idx: int, stable: ServerGroup) -> bool:
     assert step.analysis is not None
-    name = analysis_run_name(c.plan.name, c.revision, "step", idx, c.st.attempt)
+    name = c.run_name("step", idx)
     where = f"step {idx + 1}/{len(c.steps)}"
     return follow_run(c, name, "step", idx, step.analysis, stable, where) == "passed"
 
@@ -38,13 +38,13 @@ def background(
     if analysis is None or c.st.abort:
         return "failed" if c.st.abort else "ok"
     st = c.st
-    name = analysis_run_name(c.plan.name, c.revision, "background", None, st.attempt)
+    name = c.run_name("background")
     run = c.world.run(name)
     if run is not None and run.undecided and not run.terminated and accepted:
         c.plan.desired.terminate_runs.append(name)
         c.plan.unpause("Inconclusive")
         st.attempt += 1  # the next background run (and later step runs) start afresh
-        name = analysis_run_name(c.plan.name, c.revision, "background", None, st.attempt)
+        name = c.run_name("background")
         run = None
     if run is None and (idx < (analysis.starting_step or 0) or idx >= len(c.steps)):
         return "ok"  # not started yet; never started for the final promotion alone
@@ -75,7 +75,7 @@ def follow_run(
     """
     plan = c.plan
     run = c.world.run(name)
-    runs.record_run(c, name, kind, idx, run.phase if run else "Pending")
+    c.plan.record_run(name, kind, run.phase if run else "Pending", idx)
     if run is None:
         groups: dict[str, str | None] = {
             "canary": c.current_name,

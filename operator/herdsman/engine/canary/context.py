@@ -10,7 +10,7 @@ from __future__ import annotations
 from herdsman.api.rollout import CanaryStep, CanaryStrategy, Role
 from herdsman.engine import groups
 from herdsman.engine.plan import Plan
-from herdsman.naming import template_hash
+from herdsman.naming import analysis_run_name, template_hash
 
 # With a router, a write is confirmed by reading the router back on the next pass; nothing
 # watches the router's objects, so that pass is asked for this soon.
@@ -84,3 +84,7 @@ class Canary:
                 "StepStarted", f"step {idx + 1}/{len(self.steps)}: {describe(self.steps[idx])}"
             )
         return idx
+
+    def run_name(self, kind: str, step: int | None = None) -> str:
+        """The name of this attempt's run of `kind` (a step's, or the background one)."""
+        return analysis_run_name(self.plan.name, self.revision, kind, step, self.st.attempt)

@@ -4,7 +4,7 @@ rolling back, progressing, paused), and the status rows every pass ends with."""
 from __future__ import annotations
 
 from herdsman.engine import groups, weights
-from herdsman.engine.canary import rollback, runs, steps, traffic
+from herdsman.engine.canary import rollback, steps, traffic
 from herdsman.engine.canary.context import Canary
 from herdsman.engine.groups import Targets
 from herdsman.engine.world import ServerGroup
@@ -77,7 +77,7 @@ def steady(c: Canary, stable: ServerGroup | None) -> None:
     st.baseline_server_group = None
     st.canary_weight = 0
     st.current_step_index = len(c.steps) if c.steps else None
-    runs.stop_runs(c)
+    c.plan.stop_runs()
     targets = Targets()
     targets.want(c.current_name, c.total, blueprint=(c.revision, c.pod_hash, "release"))
     c.roles[c.current_name] = "stable"

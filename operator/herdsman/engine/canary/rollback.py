@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from herdsman.engine import groups
-from herdsman.engine.canary import runs, traffic
+from herdsman.engine.canary import traffic
 from herdsman.engine.canary.context import Canary
 from herdsman.engine.groups import Targets
 from herdsman.engine.world import ServerGroup
-from herdsman.naming import analysis_run_name, baseline_name
+from herdsman.naming import baseline_name
 
 
 def promote(c: Canary, stable: ServerGroup, *, reason: str, switch: bool = True) -> None:
@@ -50,7 +50,7 @@ def promote(c: Canary, stable: ServerGroup, *, reason: str, switch: bool = True)
             c.roles.pop(base, None)
             st.baseline_server_group = None
     st.canary_weight = 100
-    runs.stop_runs(c, kinds=("step",))
+    c.plan.stop_runs(("step",))
     if groups.reached(plan, targets) and switch:
         # The new group carries everything: it becomes stable in this very pass.
         old = stable
@@ -60,7 +60,7 @@ def promote(c: Canary, stable: ServerGroup, *, reason: str, switch: bool = True)
         st.canary_weight = 0
         st.current_step_index = len(c.steps) if c.steps else None
         plan.unpause()
-        runs.stop_runs(c)
+        c.plan.stop_runs()
         c.roles = {c.current_name: "stable", old.name: "old"}
         if c.routed and old.replicas > 0:
             # A group with no pods has nothing to keep warm (and status keeps no
@@ -108,7 +108,7 @@ def abort(c: Canary, stable: ServerGroup) -> None:
         plan.transition("RolloutAborted", f"{why}; traffic back to {stable.name}", warning=True)
     st.promote = None
     plan.unpause()
-    runs.stop_runs(c)
+    c.plan.stop_runs()
     traffic.assign_roles(c, stable)
     st.canary_weight = 0
     targets = Targets()
@@ -149,9 +149,9 @@ def user_paused(c: Canary, stable: ServerGroup) -> None:
     sends traffic back: a pause is no reason to keep serving a release known to be bad."""
     plan = c.plan
     idx = c.st.current_step_index
-    names = [analysis_run_name(plan.name, c.revision, "background", None, c.st.attempt)]
+    names = [c.run_name("background")]
     if idx is not None and idx < len(c.steps) and c.steps[idx].analysis is not None:
-        names.append(analysis_run_name(plan.name, c.revision, "step", idx, c.st.attempt))
+        names.append(c.run_name("step", idx))
     for name in names:
         run = c.world.run(name)
         if run is not None and run.failed:

@@ -13,7 +13,7 @@ from herdsman.api.rollout import (
     SetMirrorRoute,
 )
 from herdsman.engine import groups
-from herdsman.engine.canary import analysis, rollback, runs, traffic
+from herdsman.engine.canary import analysis, rollback, traffic
 from herdsman.engine.canary.context import ROUTER_RECHECK_SECONDS, Canary, describe, weight_before
 from herdsman.engine.world import ServerGroup
 
@@ -56,7 +56,7 @@ def progress(c: Canary, stable: ServerGroup) -> None:
         if skip_current:
             skip_current = False
             plan.unpause()
-            runs.stop_step_run(c, idx)
+            c.plan.stop_run(c.run_name("step", idx))
             plan.transition(
                 "Promoted", f"step {idx + 1}/{len(steps)} ({describe(step)}) promoted by user"
             )
