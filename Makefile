@@ -5,6 +5,7 @@
 #   make cluster-down  stop every process `make cluster` started
 #   make install       apply crds/ to the cluster $KUBECONFIG names
 #   make run           run the operator in the foreground against it
+#   make test-providers  the metric providers against local servers speaking their APIs
 #   make crds          regenerate crds/ from the pydantic models
 #   make bench         print the benchmark figures (README performance table)
 #   make chart         lint the Helm chart, validate what it renders, lint the Dockerfile
@@ -90,6 +91,10 @@ test: deps lint
 .PHONY: test-unit
 test-unit: venv
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+.PHONY: test-providers
+test-providers: venv
+	$(PY) -m pytest -m providers $(PYTEST_ARGS)
 
 .PHONY: bench
 bench: deps

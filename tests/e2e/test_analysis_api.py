@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from harness.analysis import CONTEXT, metric, run_of
+from harness.argo_corpus import corpus_dir, documents
 from harness.cluster import Cluster
 from herdsman.analysis.runs import MeasurementResult, record
 from herdsman.api.analysis import AnalysisRun
@@ -117,11 +118,117 @@ BAD_TEMPLATES = {
         lambda b: b["spec"]["metrics"][1]["provider"]["web"].update({"body": "{}"}),
         "a GET request has no body",
     ),
+    "unknown provider field": (
+        lambda b: b["spec"]["metrics"].__setitem__(
+            0,
+            {
+                "name": "dd",
+                "successCondition": "result < 1",
+                "provider": {"datadog": {"query": "avg:x{*}", "apiVersoin": "v2"}},
+            },
+        ),
+        'unknown field "spec.metrics[0].provider.datadog.apiVersoin"',
+    ),
+    "datadog formula without queries": (
+        lambda b: first_metric(b).update(
+            provider={"datadog": {"apiVersion": "v2", "query": "a", "formula": "a * 2"}}
+        ),
+        "a formula needs queries",
+    ),
+    "kayenta with a condition": (
+        lambda b: first_metric(b).update(
+            provider={
+                "kayenta": {
+                    "address": "http://kayenta",
+                    "application": "a",
+                    "canaryConfigName": "c",
+                    "configurationAccountName": "c",
+                    "metricsAccountName": "m",
+                    "storageAccountName": "s",
+                    "threshold": {"pass": 90, "marginal": 75},
+                    "scopes": [
+                        {
+                            "name": "default",
+                            "controlScope": {"scope": "x", "region": "r", "step": 60},
+                            "experimentScope": {"scope": "y", "region": "r", "step": 60},
+                        }
+                    ],
+                }
+            }
+        ),
+        "a kayenta metric takes no conditions",
+    ),
+    "judged cloudwatch without group": (
+        lambda b: b["spec"]["metrics"][2].update(
+            provider={
+                "cloudWatch": {
+                    "metricDataQueries": [
+                        {
+                            "id": "e",
+                            "metricStat": {
+                                "metric": {"metricName": "errors"},
+                                "period": 60,
+                                "stat": "Sum",
+                            },
+                        }
+                    ]
+                }
+            }
+        ),
+        "(in a metricStat dimension's value)",
+    ),
     "condition too long": (
         lambda b: first_metric(b).update({"successCondition": "true && " * 600 + "true"}),
         "successCondition",
     ),
 }
+
+
+STRICT_DRY_RUN = "?dryRun=All&fieldValidation=Strict"  # as kubectl sends it by default
+
+# Argo's own provider documentation, one template per provider (../shared/argo-corpus).
+ARGO_PROVIDER_DOCS = [
+    f"docs__analysis__{name}.yaml#0"
+    for name in (
+        "cloudwatch.md__L66",
+        "datadog.md__L5",
+        "graphite.md__L5",
+        "influxdb.md__L5",
+        "newrelic.md__L8",
+        "prometheus.md__L111",
+        "prometheus.md__L160",
+        "prometheus.md__L44",
+        "skywalking.md__L8",
+        "wavefront.md__L5",
+        "web.md__L143",
+    )
+]
+
+
+@pytest.mark.parametrize("doc_id", ARGO_PROVIDER_DOCS)
+def test_argos_provider_templates_are_accepted(
+    cluster: Cluster, namespace: str, doc_id: str
+) -> None:
+    doc = next(d for d in documents(corpus_dir()) if d.id == doc_id)
+    created = cluster.rest.create(ANALYSIS_TEMPLATES.url(namespace) + STRICT_DRY_RUN, doc.body)
+    given = doc.body["spec"]["metrics"][0]["provider"]
+    stored = created["spec"]["metrics"][0]["provider"]
+    assert _kept(given, stored), f"the API server dropped or changed fields: {given} -> {stored}"
+
+
+def _kept(given: Any, stored: Any) -> bool:
+    """Everything `given` holds is in `stored` unchanged (defaults may be added)."""
+    if isinstance(given, dict):
+        return isinstance(stored, dict) and all(
+            key in stored and _kept(value, stored[key]) for key, value in given.items()
+        )
+    if isinstance(given, list):
+        return (
+            isinstance(stored, list)
+            and len(given) == len(stored)
+            and all(_kept(a, b) for a, b in zip(given, stored, strict=True))
+        )
+    return bool(given == stored)
 
 
 def test_a_ported_argo_template_is_accepted(cluster: Cluster, namespace: str) -> None:
@@ -136,8 +243,9 @@ def test_a_bad_template_is_refused_naming_the_problem(
 ) -> None:
     change, message = BAD_TEMPLATES[case]
     with pytest.raises(KubeError) as refused:
-        cluster.rest.create(ANALYSIS_TEMPLATES.url(namespace) + "?dryRun=All", variant(change))
-    assert refused.value.status == 422
+        cluster.rest.create(ANALYSIS_TEMPLATES.url(namespace) + STRICT_DRY_RUN, variant(change))
+    # Schema and CEL refusals are 422; strict field validation refuses unknown fields with 400.
+    assert refused.value.status == (400 if "unknown field" in message else 422)
     assert message in str(refused.value)
 
 

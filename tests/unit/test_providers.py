@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from pydantic.alias_generators import to_snake
 
 from harness.analysis import T0, metric, prometheus, run_of, web
 from harness.fakes import FakeSecrets
@@ -386,7 +387,7 @@ def test_tls_settings_come_from_the_spec_and_the_ca_from_a_secret() -> None:
 
 
 def test_every_provider_field_has_a_registered_provider() -> None:
-    assert sorted(PROVIDERS) == sorted(PROVIDER_FIELDS)
+    assert sorted(PROVIDERS) == sorted(to_snake(name) for name in PROVIDER_FIELDS)
     provider, spec = provider_for(Metric.model_validate(metric("w", provider=web("http://x"))))
     assert provider.key == "web"
     assert isinstance(spec, WebMetric)
@@ -402,3 +403,46 @@ def test_a_metric_whose_provider_is_missing_is_an_error_measurement() -> None:
     assert [r.phase for r in results] == ["Error", "Error"]
     assert "no provider 'prometheus'" in results[0].message
     assert "no metric 'ghost'" in results[1].message
+
+
+@pytest.mark.parametrize(
+    ("provider", "path", "kind"),
+    [
+        (
+            {"datadog": {"query": "a", "apiVersoin": "v2"}},
+            "provider.datadog.apiVersoin",
+            "Unknown field",
+        ),
+        ({"newRelic": {"query": "q", "profle": "x"}}, "provider.newRelic.profle", "Unknown field"),
+        (
+            {"prometheus": {"address": "http://p", "query": "up", "rangeQuery": {"stepp": "1m"}}},
+            "provider.prometheus.rangeQuery.stepp",
+            "Unknown field",
+        ),
+        (
+            {"web": {"url": "http://w", "authentication": {"oauth2": {"tokenUrl": "http://t"}}}},
+            "provider.web.authentication.oauth2.clientId",
+            "Required value",
+        ),
+        (
+            {"datadog": {"apiVersion": "v1", "queries": {"a": "x"}}},
+            "provider.datadog.apiVersion",
+            "Invalid value",
+        ),
+    ],
+)
+def test_lint_refuses_bad_provider_fields_naming_them(
+    provider: dict[str, object], path: str, kind: str
+) -> None:
+    from herdsman.cli.lint import lint_object
+
+    body = {
+        "apiVersion": "herdsman.dev/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": {"name": "t"},
+        "spec": {
+            "metrics": [{"name": "m", "successCondition": "result < 1", "provider": provider}]
+        },
+    }
+    errors = lint_object(body).errors
+    assert any(e.path == f"spec.metrics[0].{path}" and e.kind == kind for e in errors), errors

@@ -138,7 +138,9 @@ async def _measure_metric(
     if metric.judge is None:
         rendered = await _render(spec, run, arguments, None)
         observation = await provider.observe(rendered, context, deadline)
-        outcome = assess(observation, metric.success_condition, metric.failure_condition)
+        outcome = provider.outcome(rendered, observation) or assess(
+            observation, metric.success_condition, metric.failure_condition
+        )
         return MeasurementResult(
             metric=metric.name,
             phase=outcome.phase,
@@ -209,6 +211,8 @@ async def measure(
                 policy=policy,
                 metric=metric.name,
                 hooks=hooks,
+                interval=duration_seconds(metric.interval) if metric.interval else None,
+                run_started=run_start(run, started),
             )
             if metric_deadline.expired:
                 raise TimeoutError("no time left in this reconcile to measure")

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
+from pydantic.alias_generators import to_snake
 
 from herdsman.api.base import (
     API_VERSION,
@@ -32,6 +33,23 @@ from herdsman.api.base import (
     validations,
 )
 from herdsman.api.judge import JudgeSpec, MetricJudgement, ScoreResult, ScoringSpec
+from herdsman.api.providers import (
+    JUDGED_PROVIDERS,
+    BasicAuthStrings,
+    CloudWatchMetric,
+    DatadogMetric,
+    GraphiteMetric,
+    InfluxdbMetric,
+    KayentaMetric,
+    NewRelicMetric,
+    OAuth2ClientCredentials,
+    PrometheusRangeQuery,
+    Sigv4Config,
+    SkyWalkingMetric,
+    WavefrontMetric,
+    WebAuthentication,
+    judged_query_rule,
+)
 from herdsman.api.rollout import DryRunMetric, SecretKeyRef
 
 MAX_METRICS = 32
@@ -110,13 +128,22 @@ class BasicAuth(ApiModel):
 
 class PrometheusAuthentication(ApiModel):
     model_config = ConfigDict(
-        json_schema_extra=validations(_exactly_one(["bearerToken", "basic"], "authentication"))
+        json_schema_extra=validations(
+            _exactly_one(["bearerToken", "basic", "basicAuth", "oauth2", "sigv4"], "authentication")
+        )
     )
 
     bearer_token: SecretKeyRef | None = Field(
         None, description="Sent as `Authorization: Bearer <token>`."
     )
-    basic: BasicAuth | None = None
+    basic: BasicAuth | None = Field(None, description="Username, and the password from a Secret.")
+    basic_auth: BasicAuthStrings | None = Field(
+        None, description="Argo's form: both as strings, e.g. {{args.NAME}} of Secret arguments."
+    )
+    oauth2: OAuth2ClientCredentials | None = None
+    sigv4: Sigv4Config | None = Field(
+        None, description="Sign requests with AWS SigV4 (Amazon Managed Prometheus)."
+    )
 
 
 class PrometheusMetric(ApiModel):
@@ -152,6 +179,9 @@ class PrometheusMetric(ApiModel):
         ge=1,
         le=300,
         description="Seconds one query may take; the reconcile's budget may cut it shorter.",
+    )
+    range_query: PrometheusRangeQuery | None = Field(
+        None, description="Query a time range: `result` is every value of every series."
     )
     headers: list[Header] = Field(default_factory=list, max_length=MAX_HEADERS)
     authentication: PrometheusAuthentication | None = None
@@ -192,9 +222,21 @@ class WebMetric(ApiModel):
     )
     timeout_seconds: int = Field(10, ge=1, le=300, description="Seconds one request may take.")
     insecure: bool = Field(False, description="Skip TLS certificate verification.")
+    authentication: WebAuthentication | None = None
 
 
-PROVIDER_FIELDS = ["prometheus", "web"]
+PROVIDER_FIELDS = [
+    "prometheus",
+    "web",
+    "datadog",
+    "newRelic",
+    "cloudWatch",
+    "wavefront",
+    "graphite",
+    "influxdb",
+    "skywalking",
+    "kayenta",
+]
 
 
 class MetricProvider(ApiModel):
@@ -204,13 +246,22 @@ class MetricProvider(ApiModel):
 
     prometheus: PrometheusMetric | None = None
     web: WebMetric | None = None
+    datadog: DatadogMetric | None = None
+    new_relic: NewRelicMetric | None = None
+    cloud_watch: CloudWatchMetric | None = None
+    wavefront: WavefrontMetric | None = None
+    graphite: GraphiteMetric | None = None
+    influxdb: InfluxdbMetric | None = None
+    skywalking: SkyWalkingMetric | None = None
+    kayenta: KayentaMetric | None = None
 
     @property
     def kind(self) -> str:
-        """The provider field that is set (the registry key in herdsman.analysis.providers)."""
+        """The attribute of the provider that is set, e.g. `new_relic` for `newRelic` (the
+        registry key in herdsman.analysis.providers)."""
         for name in PROVIDER_FIELDS:
-            if getattr(self, name) is not None:
-                return name
+            if getattr(self, to_snake(name)) is not None:
+                return to_snake(name)
         raise ValueError("provider: no provider set")
 
 
@@ -228,7 +279,8 @@ class Metric(ApiModel):
                 ".interval",
             ),
             cel(
-                "has(self.judge) || has(self.successCondition) || has(self.failureCondition)",
+                "has(self.judge) || has(self.successCondition) || has(self.failureCondition)"
+                " || has(self.provider.kayenta)",
                 "set successCondition or failureCondition (or judge)",
                 ".successCondition",
             ),
@@ -238,16 +290,19 @@ class Metric(ApiModel):
                 ".judge",
             ),
             cel(
-                "!has(self.judge) || has(self.provider.prometheus)",
-                "a judged metric needs the prometheus provider (it compares range queries)",
-                ".provider",
+                "!has(self.provider.kayenta)"
+                " || (!has(self.successCondition) && !has(self.failureCondition))",
+                "a kayenta metric takes no conditions: its threshold decides",
+                ".provider.kayenta",
             ),
             cel(
-                "!has(self.judge) || !has(self.provider.prometheus)"
-                " || self.provider.prometheus.query.contains('{{group}}')",
-                "a judged metric's query must select the server group with {{group}}",
-                ".provider.prometheus.query",
+                "!has(self.judge) || "
+                + " || ".join(f"has(self.provider.{name})" for name in JUDGED_PROVIDERS),
+                "a judged metric needs a provider that returns series: "
+                + ", ".join(JUDGED_PROVIDERS),
+                ".provider",
             ),
+            *(judged_query_rule(name) for name in JUDGED_PROVIDERS),
         )
     )
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, Generic, Protocol, TypeVar
 
-from herdsman.analysis.conditions import Observation
+from herdsman.analysis.conditions import Observation, Outcome
 from herdsman.api.analysis import Header
 from herdsman.api.base import ApiModel
 from herdsman.api.rollout import SecretKeyRef
@@ -48,6 +48,10 @@ class ProviderContext:
     metric: str = ""
     """The metric's name, for messages and retry telemetry."""
     hooks: RetryHooks = NO_HOOKS
+    interval: float | None = None
+    """Seconds between the metric's measurements, if it has an interval (Kayenta's window)."""
+    run_started: datetime | None = None
+    """When the run started (Kayenta's `lookback`)."""
 
     async def secret(self, ref: SecretKeyRef, deadline: Deadline) -> str:
         return await self.secrets.get(self.namespace, ref, deadline=deadline)
@@ -80,6 +84,11 @@ class Provider(ABC, Generic[S]):
     ) -> list[float]:
         """The values of one server group over `window`, for the judge."""
         raise UnsupportedMeasurement(f"the {self.key} provider cannot feed the judge")
+
+    def outcome(self, spec: S, observation: Observation) -> Outcome | None:
+        """The phase, for a provider that decides it itself (Kayenta's thresholds); None (the
+        default) leaves it to the metric's conditions."""
+        return None
 
 
 async def resolve_headers(

@@ -1,8 +1,14 @@
 """The Prometheus provider, through prometheus-api-client.
 
 Instant queries feed the conditions (`result` is a float for a scalar, a list of floats for a
-vector, the text for a string); range queries feed the judge (the samples of the one series a
-judged query must return per group). Several `addresses` are tried in order by the shared retry
+vector, the text for a string); with Argo's `rangeQuery`, `result` is every value of every
+series over the range, in order. Range queries also feed the judge (the samples of the one
+series a judged query must return per group).
+
+Authentication: a bearer token or basic auth from Secrets (Herdsman's forms), Argo's
+`basicAuth` (strings, usually Secret arguments), OAuth2 client credentials (a token fetched and
+cached by herdsman.analysis.providers.oauth2) and AWS SigV4 for Amazon Managed Prometheus
+(herdsman.analysis.providers.aws). Several `addresses` are tried in order by the shared retry
 policy, so one dead Prometheus of a pair costs a refused connection, not a measurement.
 
 prometheus-api-client is synchronous (requests), so every attempt runs on a small dedicated
@@ -27,12 +33,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
+import requests.auth
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
 from herdsman.analysis.conditions import Observation, observe_numbers, value_text
 from herdsman.analysis.providers.base import Provider, ProviderContext, Window, resolve_headers
+from herdsman.analysis.providers.oauth2 import bearer_token
+from herdsman.analysis.providers.timeexpr import evaluate as evaluate_time
 from herdsman.api.analysis import PrometheusMetric
+from herdsman.api.base import duration_seconds
 from herdsman.cluster.budget import Deadline
 from herdsman.cluster.retry import HttpStatusError, call_with_retries
 
@@ -55,7 +65,7 @@ class Connection:
     """How to talk to the servers: resolved headers, credentials and TLS verification."""
 
     headers: dict[str, str]
-    auth: tuple[str, str] | None = None
+    auth: tuple[str, str] | requests.auth.AuthBase | None = None
     verify: bool | str = True
     """False (insecure), True (system CAs) or the path of a PEM bundle."""
 
@@ -66,14 +76,32 @@ async def connection(
     """Headers, credentials and TLS settings, with Secrets read through the context."""
     secrets_deadline = deadline.child(context.policy.call_timeout)
     headers = await resolve_headers(spec.headers, context, secrets_deadline)
-    auth: tuple[str, str] | None = None
-    if spec.authentication is not None:
-        if spec.authentication.bearer_token is not None:
-            token = await context.secret(spec.authentication.bearer_token, secrets_deadline)
+    auth: tuple[str, str] | requests.auth.AuthBase | None = None
+    authentication = spec.authentication
+    if authentication is not None:
+        if authentication.bearer_token is not None:
+            token = await context.secret(authentication.bearer_token, secrets_deadline)
             headers["Authorization"] = f"Bearer {token.strip()}"
-        elif spec.authentication.basic is not None:
-            password = await context.secret(spec.authentication.basic.password, secrets_deadline)
-            auth = (spec.authentication.basic.username, password)
+        elif authentication.basic is not None:
+            password = await context.secret(authentication.basic.password, secrets_deadline)
+            auth = (authentication.basic.username, password)
+        elif authentication.basic_auth is not None:
+            auth = (authentication.basic_auth.username, authentication.basic_auth.password)
+        elif authentication.oauth2 is not None:
+            token = await bearer_token(authentication.oauth2, context, deadline)
+            headers["Authorization"] = f"Bearer {token}"
+        elif authentication.sigv4 is not None:
+            from herdsman.analysis.providers.aws import SigV4Auth, aws_access
+
+            sigv4 = authentication.sigv4
+            access = await aws_access(
+                context,
+                deadline,
+                region=sigv4.region,
+                profile=sigv4.profile,
+                role_arn=sigv4.role_arn,
+            )
+            auth = SigV4Auth(access)
     verify: bool | str = True
     if spec.insecure:
         verify = False
@@ -211,16 +239,49 @@ def range_step(window: Window) -> float:
     return max(window.step_seconds, math.ceil(span / MAX_POINTS), 1.0)
 
 
+def parse_matrix(data: Any) -> Observation:
+    """A range query's answer for the conditions: every value of every series, in order."""
+    if not isinstance(data, list):
+        raise PrometheusQueryError(f"unexpected answer {value_text(data)}")
+    try:
+        return observe_numbers(
+            [_number(value) for series in data for _, value in series.get("values", [])]
+        )
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise PrometheusQueryError(f"malformed matrix {value_text(data)}") from exc
+
+
 class PrometheusProvider(Provider[PrometheusMetric]):
     key = "prometheus"
 
     async def observe(
         self, spec: PrometheusMetric, context: ProviderContext, deadline: Deadline
     ) -> Observation:
+        if spec.range_query is not None:
+            return await self._range_observation(spec, context, deadline)
+
         def instant(client: PrometheusConnect) -> Any:
             return client.custom_query(spec.query)
 
         return parse_instant(await _run(spec, context, deadline, instant))
+
+    async def _range_observation(
+        self, spec: PrometheusMetric, context: ProviderContext, deadline: Deadline
+    ) -> Observation:
+        assert spec.range_query is not None
+        start = evaluate_time(spec.range_query.start)
+        end = evaluate_time(spec.range_query.end)
+        if start > end:
+            raise PrometheusQueryError(
+                f"rangeQuery: start {start.isoformat()} is after end {end.isoformat()}"
+            )
+        window = Window(start, end, duration_seconds(spec.range_query.step) or 60.0)
+        step = f"{range_step(window):g}"
+
+        def ranged(client: PrometheusConnect) -> Any:
+            return client.custom_query_range(spec.query, start, end, step)
+
+        return parse_matrix(await _run(spec, context, deadline, ranged))
 
     async def samples(
         self, spec: PrometheusMetric, context: ProviderContext, deadline: Deadline, window: Window

@@ -7,6 +7,10 @@ answer is not JSON. `jsonPath` takes Argo's Kubernetes-style `{$.data.ok}` as we
 
 HTTP goes through aiohttp (already present as Kopf's HTTP stack), so an attempt that passes its
 deadline is truly cancelled, socket and all. Answers larger than MAX_BODY are refused.
+
+`authentication` is Argo's block: `basicAuth` (strings, usually Secret arguments), `oauth2`
+client credentials (herdsman.analysis.providers.oauth2) or `sigv4` (AWS request signing, with
+the credentials herdsman.analysis.providers.aws describes).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from jsonpath_ng.ext.parser import parse as parse_jsonpath
 
 from herdsman.analysis.conditions import Observation
 from herdsman.analysis.providers.base import Provider, ProviderContext, resolve_headers
+from herdsman.analysis.providers.http import basic_authorization
+from herdsman.analysis.providers.oauth2 import bearer_token
 from herdsman.api.analysis import WebMetric
 from herdsman.cluster.budget import Deadline
 from herdsman.cluster.retry import HttpStatusError, call_with_retries
@@ -69,15 +75,42 @@ def decode(body: str, json_path: str | None) -> Observation:
     return select(document, json_path)
 
 
+def request_body(spec: WebMetric, headers: dict[str, str]) -> tuple[str | None, dict[str, str]]:
+    if spec.json_body is not None:
+        return json.dumps(spec.json_body), {"Content-Type": "application/json", **headers}
+    return spec.body, headers
+
+
+async def authenticate(
+    spec: WebMetric, headers: dict[str, str], context: ProviderContext, deadline: Deadline
+) -> dict[str, str]:
+    """The headers with the `authentication` block applied."""
+    auth = spec.authentication
+    if auth is None:
+        return headers
+    if auth.basic_auth is not None:
+        basic = basic_authorization(auth.basic_auth.username, auth.basic_auth.password)
+        return {**headers, "Authorization": basic}
+    if auth.oauth2 is not None:
+        token = await bearer_token(auth.oauth2, context, deadline)
+        return {**headers, "Authorization": f"Bearer {token}"}
+    assert auth.sigv4 is not None
+    from herdsman.analysis.providers.aws import aws_access, sign_headers
+
+    sigv4 = auth.sigv4
+    access = await aws_access(
+        context, deadline, region=sigv4.region, profile=sigv4.profile, role_arn=sigv4.role_arn
+    )
+    body, with_type = request_body(spec, headers)
+    return sign_headers(access, spec.method, spec.url, body or "", with_type)
+
+
 async def _fetch(spec: WebMetric, headers: dict[str, str], url: str, deadline: Deadline) -> str:
     """One attempt; transport errors become builtins so the retry policy can classify them."""
     timeout = aiohttp.ClientTimeout(
         total=max(0.001, min(deadline.remaining(), spec.timeout_seconds))
     )
-    body: str | None = spec.body
-    if spec.json_body is not None:
-        body = json.dumps(spec.json_body)
-        headers = {"Content-Type": "application/json", **headers}
+    body, headers = request_body(spec, headers)
     try:
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
@@ -117,6 +150,7 @@ class WebProvider(Provider[WebMetric]):
         headers = await resolve_headers(
             spec.headers, context, deadline.child(context.policy.call_timeout)
         )
+        headers = await authenticate(spec, headers, context, deadline)
 
         async def attempt(url: str, attempt_deadline: Deadline) -> str:
             return await _fetch(spec, headers, url, attempt_deadline)
