@@ -78,9 +78,7 @@ def replica_ratio(rest: Rest, namespace: str, rollout: str) -> Callable[[], dict
 
     def read() -> dict[str, GroupInfo]:
         out = {}
-        for rs in rest.list(
-            REPLICA_SETS.url(namespace), labels=f"{LABEL_ROLLOUT}={rollout}"
-        ):
+        for rs in rest.list(REPLICA_SETS.url(namespace), labels=f"{LABEL_ROLLOUT}={rollout}"):
             image = rs["spec"]["template"]["spec"]["containers"][0]["image"]
             available = int((rs.get("status") or {}).get("availableReplicas", 0) or 0)
             out[rs["metadata"]["name"]] = GroupInfo(image=image, available=available)

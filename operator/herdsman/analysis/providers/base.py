@@ -62,6 +62,14 @@ class Window:
     step_seconds: float
 
 
+@dataclass(frozen=True)
+class Samples:
+    """One server group's values over a window, each with its time (Unix seconds)."""
+
+    timestamps: list[float]
+    values: list[float]
+
+
 class UnsupportedMeasurement(NotImplementedError):
     """The provider cannot take this kind of measurement (e.g. samples for the judge)."""
 
@@ -77,7 +85,7 @@ class Provider(ABC, Generic[S]):
 
     async def samples(
         self, spec: S, context: ProviderContext, deadline: Deadline, window: Window
-    ) -> list[float]:
+    ) -> Samples:
         """The values of one server group over `window`, for the judge."""
         raise UnsupportedMeasurement(f"the {self.key} provider cannot feed the judge")
 
