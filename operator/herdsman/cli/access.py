@@ -63,8 +63,9 @@ def as_user(rest: Rest, token: str) -> Rest:
     configuration.username = None
     configuration.password = None
     configuration.refresh_api_key_hook = None
-    configuration.api_key = {"authorization": token}
-    configuration.api_key_prefix = {"authorization": "Bearer"}
+    # The key the generated client's auth_settings() reads ("BearerToken"), prefix included.
+    configuration.api_key = {"BearerToken": f"Bearer {token}"}
+    configuration.api_key_prefix = {}
     return Rest(client.ApiClient(configuration))
 
 

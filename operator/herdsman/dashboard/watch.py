@@ -8,8 +8,8 @@ little (jittered, capped) and starts over. So the dashboard costs the API server
 long-lived WATCH per kind and namespace, however many browsers look at it.
 
 Credentials come from a kubernetes `ApiClient` the caller built (kubeconfig or in-cluster):
-its host, CA, client certificate and bearer token (asked again on every request, so the
-in-cluster token's refresh hook keeps it current). This module never imports the kubernetes
+its host, CA, client certificate and bearer token (its `auth_settings()`, asked again on every
+request, so the in-cluster token's refresh hook keeps it current). This module never imports the kubernetes
 client itself: it reads the configuration object it is handed.
 """
 
@@ -74,10 +74,11 @@ class Watches:
         return context
 
     def _headers(self) -> dict[str, str]:
+        """The generated client's own auth settings (bearer token, refreshed by its hook)."""
         headers = {"Accept": "application/json"}
-        token = self.configuration.get_api_key_with_prefix("authorization")
-        if token:
-            headers["Authorization"] = token
+        for setting in (self.configuration.auth_settings() or {}).values():
+            if setting.get("in") == "header" and setting.get("value"):
+                headers[str(setting["key"])] = str(setting["value"])
         return headers
 
     @property
