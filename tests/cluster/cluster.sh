@@ -19,6 +19,15 @@ mode="${CLUSTER:-kwok}"
 
 log() { echo "[cluster] $*" >&2; }
 
+# The control plane outlives this script: it must not keep the caller's open files (a test
+# runner's output pipes, a `flock` lock held for the duration of one command) open for ever.
+close_inherited_fds() {
+  local fd
+  for fd in $(ls /proc/$BASHPID/fd 2>/dev/null); do
+    [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null || true
+  done
+}
+
 bin_dir() { "$here/build.sh"; }
 
 api_ready() {
@@ -36,6 +45,7 @@ up_kwok() {
     "$bin/kwokctl" delete cluster --name "$name" >/dev/null 2>&1 || true
     mkdir -p "$state"
     log "starting kube-apiserver, etcd, controller-manager, scheduler and kwok from $bin"
+    ( close_inherited_fds
     "$bin/kwokctl" create cluster --name "$name" --runtime binary \
       --kube-apiserver-binary "$bin/kube-apiserver" \
       --kube-controller-manager-binary "$bin/kube-controller-manager" \
@@ -43,7 +53,7 @@ up_kwok() {
       --etcd-binary "$bin/etcd" \
       --kwok-controller-binary "$bin/kwok" \
       --disable-qps-limits \
-      --kubeconfig "$kubeconfig" --wait 90s >"$state/kwokctl.log" 2>&1 \
+      --kubeconfig "$kubeconfig" --wait 90s >"$state/kwokctl.log" 2>&1 ) \
       || { cat "$state/kwokctl.log" >&2; exit 1; }
   fi
   local have

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from herdsman.api.base import Condition, ConditionStatus
-from herdsman.api.rollout import PauseCondition, Rollout, RolloutStatus
+from herdsman.api.rollout import AnalysisRunRef, PauseCondition, Rollout, RolloutStatus
 from herdsman.engine.world import Decision, Desired, Transition, World
 
 
@@ -98,6 +98,30 @@ class Plan:
 
     def paused_by(self, reason: str) -> bool:
         return any(p.reason == reason for p in self.status.pause_conditions)
+
+    # --- analysis runs -----------------------------------------------------------------------
+
+    def record_run(self, name: str, kind: str, phase: str, step: int | None = None) -> None:
+        """Keep a run's reference in status (one per name), with the phase last seen."""
+        refs = [r for r in self.status.analysis_runs if r.name != name]
+        refs.append(AnalysisRunRef(name=name, phase=phase, kind=kind, step_index=step))
+        self.status.analysis_runs = refs
+
+    def stop_runs(self, kinds: tuple[str, ...] | None = None) -> None:
+        """Terminate every run still measuring (of these kinds): it no longer decides anything."""
+        for run in self.world.analysis_runs:
+            if kinds is None or run.kind in kinds:
+                self.stop_run(run.name)
+
+    def stop_run(self, name: str) -> None:
+        run = self.world.run(name)
+        if (
+            run is not None
+            and not run.done
+            and not run.terminated
+            and name not in self.desired.terminate_runs
+        ):
+            self.desired.terminate_runs.append(name)
 
     # --- result ------------------------------------------------------------------------------
 

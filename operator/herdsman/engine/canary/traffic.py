@@ -1,0 +1,260 @@
+"""Replicas and traffic for a weight: how many pods each group gets, what the router is told.
+
+With no router the replica ratio is the weight; with one, the weight lives in the router and the
+replicas only have to carry it — never told more than the canary's ready pods carry, make before
+break in both directions. Everything here computes targets into the plan; nothing is written.
+"""
+
+from __future__ import annotations
+
+from herdsman.api.rollout import (
+    CanaryStep,
+    SetCanaryScale,
+    SetHeaderRoute,
+    SetMirrorRoute,
+)
+from herdsman.engine import groups, weights
+from herdsman.engine.canary.context import Canary
+from herdsman.engine.groups import Targets
+from herdsman.engine.world import GroupKind, ServerGroup, TrafficTarget
+from herdsman.naming import LABEL_GROUP, baseline_name
+
+
+def replica_targets(
+    c: Canary, stable: ServerGroup, weight: int, step: CanaryStep | None
+) -> Targets:
+    t = Targets()
+    blueprint: tuple[int, str, GroupKind] = (c.revision, c.pod_hash, "release")
+    canary_name = c.current_name
+    base = baseline_name(c.plan.name, stable.revision) if c.strategy.baseline else None
+    if not c.routed:
+        lim = weights.limits(c.total, c.strategy.max_surge, c.strategy.max_unavailable)
+        split = weights.replica_split(
+            c.total, weight, baseline=base is not None, ceiling=lim.ceiling
+        )
+        t.want(canary_name, split.canary, blueprint=blueprint)
+        if base is not None:
+            t.want(base, split.baseline, blueprint=(stable.revision, stable.pod_hash, "baseline"))
+        t.want(stable.name, split.stable)
+        return t
+    # With a router the weight lives in the router; replicas only need to carry it. While
+    # the router still holds another weight than the step's, each side keeps the pods for
+    # the larger of its two shares (make before break): the canary shrinks only once its
+    # share has moved down, and (dynamicStableScale) the stable group only once it moved up.
+    scale = canary_scale(c, weight)
+    sent = sendable(c, stable, weight)
+    if sent > effective(c, weight) and c.current is not None:
+        scale = max(scale, c.current.replicas)
+    t.want(canary_name, scale, blueprint=blueprint)
+    if base is not None:
+        t.want(
+            base,
+            scale if 0 < weight < 100 else 0,
+            blueprint=(stable.revision, stable.pod_hash, "baseline"),
+        )
+    stable_size = c.total
+    if c.strategy.dynamic_stable_scale:
+        stable_size = stable_pods(c, min(effective(c, weight), sent))
+        # A canary scaled below its weight's share (setCanaryScale) must not take the total
+        # under the availability floor: the rolling update could never get there.
+        floor = weights.limits(c.total, c.strategy.max_surge, c.strategy.max_unavailable).floor
+        stable_size = min(c.total, max(stable_size, floor - scale))
+    t.want(stable.name, stable_size)
+    return t
+
+
+def effective(c: Canary, weight: int) -> int:
+    """The step's weight as the router can carry it: 0 when the canary is scaled to 0."""
+    return weight if canary_scale(c, weight) > 0 else 0
+
+
+def stable_pods(c: Canary, weight: int) -> int:
+    """dynamicStableScale: the stable pods that carry the rest of `weight`."""
+    left = c.total - weights.canary_replicas(c.total, weight)
+    return min(c.total, max(left, 0 if weight >= 100 else 1))
+
+
+def held_weight(c: Canary) -> int:
+    """The canary weight the router holds now, as far as it reaches this canary: 0 while the
+    canary Service still selects another group (a new revision's first passes)."""
+    svc = c.world.services.get(c.strategy.canary_service or "")
+    if svc is None or svc.selector.get(LABEL_GROUP) != c.current_name:
+        return 0
+    router = c.world.router
+    if router is not None and router.canary_weight is not None:
+        return router.canary_weight
+    return c.plan.old.weights.canary
+
+
+def sendable(c: Canary, stable: ServerGroup, weight: int) -> int:
+    """The weight the router may be told in this pass for a step asking `weight`.
+
+    Never more than the canary's ready pods carry: moving up waits until the canary group
+    has every pod the step sizes it at, and nothing goes to a canary with no available pod.
+    With dynamicStableScale, moving down waits until the stable group can take the share
+    back. Until then the router keeps what it holds.
+    """
+    up = c.current.available if c.current is not None else 0
+    if up == 0:
+        return 0
+    want = effective(c, weight)
+    held = held_weight(c)
+    # With a baseline the two move up together: both judged on the same share.
+    ready = up >= canary_scale(c, weight)
+    if c.strategy.baseline_service:  # the CRD allows it only with baseline: true
+        base = c.world.group(c.st.baseline_server_group)
+        ready = ready and base is not None and base.available >= canary_scale(c, weight)
+    # Up: wait for the canary's pods. Down (dynamicStableScale): wait for stable's.
+    wait_up = want > held and not ready
+    wait_down = (
+        want < held and c.strategy.dynamic_stable_scale and stable.available < stable_pods(c, want)
+    )
+    sent = held if wait_up or wait_down else want
+    return sent if ready else carried(c, sent, up)
+
+
+def carried(c: Canary, weight: int, up: int) -> int:
+    """`weight`, lowered to what `up` available canary pods carry (pods were lost, or
+    never came up). setCanaryScale sizes the canary apart from its weight: kept as is."""
+    if scale_override(c) is not None:
+        return weight
+    return min(
+        weight,
+        max((w for w in range(101) if weights.canary_replicas(c.total, w) <= up), default=0),
+    )
+
+
+def scale_override(c: Canary) -> SetCanaryScale | None:
+    """The setCanaryScale in force at the current step (a setWeight ends it)."""
+    idx = min(c.st.current_step_index or 0, len(c.steps))
+    override = None
+    for step in c.steps[: idx + 1]:
+        if step.set_weight is not None:
+            override = None
+        if step.set_canary_scale is not None:
+            override = step.set_canary_scale
+    return override
+
+
+def canary_scale(c: Canary, weight: int) -> int:
+    """Canary pods with a router: the latest setCanaryScale in force, else the weight's share."""
+    override = scale_override(c)
+    if override is not None and weight < 100:
+        if override.replicas is not None:
+            return override.replicas
+        if override.weight is not None:
+            return weights.canary_replicas(c.total, override.weight)
+    return weights.canary_replicas(c.total, weight)
+
+
+def shift(c: Canary, stable: ServerGroup, weight: int, step: CanaryStep) -> None:
+    targets = replica_targets(c, stable, weight, step)
+    assign_roles(c, stable)
+    resize(c, targets)
+    canary_up = c.current is not None and c.current.available > 0
+    base = c.world.group(c.st.baseline_server_group)
+    services(
+        c,
+        stable_group=stable.name,
+        canary_group=c.current_name if canary_up else stable.name,
+        baseline_group=base.name if base is not None and base.available > 0 else stable.name,
+    )
+    if c.routed:
+        set_router(c, stable, sendable(c, stable, weight), baseline=True)
+
+
+def assign_roles(c: Canary, stable: ServerGroup) -> None:
+    st = c.st
+    c.roles[stable.name] = "stable"
+    c.roles[c.current_name] = "canary"
+    st.canary_server_group = c.current_name
+    if c.strategy.baseline:
+        base = baseline_name(c.plan.name, stable.revision)
+        c.roles[base] = "baseline"
+        st.baseline_server_group = base
+
+
+def resize(c: Canary, targets: Targets) -> None:
+    for name, until in c.scale_down_at.items():
+        if name not in targets.replicas:
+            targets.keep_until.setdefault(name, until)
+    c.sizes = groups.scale(c.plan, targets, ceiling=not c.routed)
+
+
+def services(
+    c: Canary, *, stable_group: str, canary_group: str, baseline_group: str | None = None
+) -> None:
+    """Point each Service at its group; the baseline Service selects the stable group
+    whenever there is no baseline group with pods (like the canary Service without one)."""
+    desired = c.plan.desired
+    for svc, group in (
+        (c.strategy.stable_service, stable_group),
+        (c.strategy.canary_service, canary_group),
+        (c.strategy.baseline_service, baseline_group or stable_group),
+    ):
+        if not svc:
+            continue
+        state = c.world.services.get(svc)
+        if state is None or state.selector.get("herdsman.dev/server-group") != group:
+            desired.selectors[svc] = group
+
+
+def routes(c: Canary) -> tuple[tuple[SetHeaderRoute, ...], tuple[SetMirrorRoute, ...]]:
+    """Header and mirror routes in force at the current step, in managedRoutes order: the
+    last step naming a route wins, and one with an empty match removes it."""
+    idx = min(c.st.current_step_index or 0, len(c.steps))
+    last: dict[str, SetHeaderRoute | SetMirrorRoute] = {}
+    for step in c.steps[: idx + 1]:
+        route: SetHeaderRoute | SetMirrorRoute | None = (
+            step.set_header_route or step.set_mirror_route
+        )
+        if route is not None:
+            last[route.name] = route
+    routing = c.strategy.traffic_routing
+    order = [r.name for r in routing.managed_routes] if routing else []
+    live = sorted(
+        (r for r in last.values() if r.match),
+        key=lambda r: (order.index(r.name) if r.name in order else len(order), r.name),
+    )
+    return (
+        tuple(r for r in live if isinstance(r, SetHeaderRoute)),
+        tuple(r for r in live if isinstance(r, SetMirrorRoute)),
+    )
+
+
+def baseline_share(c: Canary, sent: int) -> int:
+    """The baseline Service's weight next to a canary weight `sent` in a step: the same,
+    while the baseline group has pods to take it."""
+    base = c.world.group(c.st.baseline_server_group)
+    if not c.strategy.baseline_service or base is None or base.available == 0:
+        return 0
+    return sent if 0 < 2 * sent <= 100 else 0
+
+
+def held_baseline(c: Canary) -> int:
+    """The baseline weight the router holds now (the last status when it is unreadable)."""
+    router = c.world.router
+    if router is not None and router.baseline_weight is not None:
+        return router.baseline_weight
+    return c.plan.old.weights.baseline
+
+
+def set_router(
+    c: Canary, stable: ServerGroup | None, weight: int, *, baseline: bool = False
+) -> None:
+    """The router's target; `baseline` only while stepping (promotion and abort give the
+    baseline's share back to stable)."""
+    if not c.routed:
+        return
+    headers, mirrors = routes(c)
+    if stable is None or c.st.abort:
+        # Completed (no canary) or aborted: every route to the canary goes with the weight.
+        headers, mirrors = (), ()
+    c.plan.desired.traffic = TrafficTarget(
+        canary_weight=weight,
+        canary_group=c.st.canary_server_group,
+        stable_group=c.st.stable_server_group or (stable.name if stable else c.current_name),
+        header_routes=headers,
+        mirror_routes=mirrors,
+        baseline_weight=baseline_share(c, weight) if baseline and stable else 0,
+    )
