@@ -1,5 +1,5 @@
 # Herdsman — the interface every script, test and user relies on.
-#   make demo          local cluster + operator + a rollout that progresses and one that rolls back
+#   make demo          local cluster, Prometheus, the operator: the judge promotes one release, rolls back the next
 #   make test          everything CI runs: lint, types, unit and e2e tests on the real control plane
 #   make cluster       start (or reuse) the local control plane; kubeconfig in .cluster/kubeconfig
 #   make cluster-down  stop every process `make cluster` started

@@ -3,6 +3,8 @@
 herdsman run                       # all namespaces, kubeconfig or in-cluster credentials
 herdsman run -n shop -n payments   # only these namespaces
 herdsman run --log-format json     # one JSON object per line
+herdsman run --dashboard-port 8082 # also serve the web dashboard (herdsman.dashboard)
+herdsman simulate --rollout NAME   # a synthetic service whose traffic follows the weights
 """
 
 from __future__ import annotations
@@ -83,11 +85,33 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--metrics-port", type=int, default=int(os.environ.get("HERDSMAN_METRICS_PORT", "0"))
     )
+    run.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=int(os.environ.get("HERDSMAN_DASHBOARD_PORT", "0")),
+        help="serve the web dashboard on this port (0: not at all)",
+    )
+    run.add_argument(
+        "--dashboard-address", default=os.environ.get("HERDSMAN_DASHBOARD_ADDRESS", "0.0.0.0")
+    )
+    run.add_argument(
+        "--dashboard-actions",
+        action="store_true",
+        default=os.environ.get("HERDSMAN_DASHBOARD_ACTIONS") == "1",
+        help="let dashboard users promote/abort/retry/undo with a bearer token of their own",
+    )
+    from herdsman.simulate.cli import add_arguments
+
+    add_arguments(sub.add_parser("simulate", help="run the synthetic service (demo, tests)"))
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "simulate":
+        from herdsman.simulate.cli import run as simulate
+
+        return simulate(args)
     from herdsman import (
         handlers,  # noqa: F401  (registers the Kopf handlers)
         metrics,
@@ -110,6 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     analysis = Analysis(kube, policy, hooks=metrics.retry_hooks("analysis"))
     metrics.serve(args.metrics_port)
+    if args.dashboard_port:
+        from herdsman.dashboard.server import serve_in_thread
+
+        serve_in_thread(
+            load_config(args.kubeconfig),
+            port=args.dashboard_port,
+            address=args.dashboard_address,
+            namespaces=args.namespace,
+            actions="token" if args.dashboard_actions else "off",
+        )
     applier = Applier(kube, build_run=analysis.build, write_traffic=writer(kube), announce=announce)
     runtime = Runtime(kube=kube, applier=applier, policy=policy, analysis=analysis)
     memo = kopf.Memo(

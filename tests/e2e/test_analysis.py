@@ -13,15 +13,15 @@ from harness import prometheus
 from harness.cluster import Cluster, wait_until
 from harness.operator import OperatorProcess
 from harness.rollouts import IMAGE_V1, IMAGE_V2, Rollouts, rollout
-from harness.traffic import (
+from herdsman.cli import actions
+from herdsman.cluster.kube import ANALYSIS_RUNS, ANALYSIS_TEMPLATES
+from herdsman.simulate import (
     Behaviour,
     TrafficSimulator,
     error_rate_query,
     mean_latency_query,
     replica_ratio,
 )
-from herdsman.cli import actions
-from herdsman.cluster.kube import ANALYSIS_RUNS, ANALYSIS_TEMPLATES
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +34,7 @@ class Setup:
     ) -> None:
         self.rollouts = rollouts
         self.traffic = TrafficSimulator(
-            replica_ratio(cluster, rollouts.ns, "checkout"), behaviours
+            replica_ratio(cluster.rest, rollouts.ns, "checkout"), behaviours
         ).start()
         self.prom = prometheus.start([self.traffic.target], binary=prometheus.binary_or_skip())
 

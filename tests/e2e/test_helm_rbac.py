@@ -32,7 +32,7 @@ import yaml
 from aiohttp import web
 
 from harness.cluster import CHART, Cluster, token_kubeconfig
-from harness.local_http import LocalHttpServer, Reply
+from harness.local_http import LocalHttpServer, Reply, free_port
 from harness.operator import OperatorProcess
 from harness.rollouts import IMAGE_V2, Rollouts, rollout
 from herdsman.cli import actions
@@ -235,7 +235,14 @@ def test_the_operator_runs_a_canary_on_the_charts_service_account_alone(
         namespaces=[namespace],
         log_path=tmp_path / "operator.log",
         standalone=False,
-        extra_args=["--require-peering", f"--peering={release}"],
+        # The web dashboard on too: its watches (Rollouts, AnalysisRuns, Events) are the
+        # operator's reads, and must be granted like any other.
+        extra_args=[
+            "--require-peering",
+            f"--peering={release}",
+            f"--dashboard-port={free_port()}",
+            "--dashboard-address=127.0.0.1",
+        ],
         env={"KUBECONFIG": str(kubeconfig)},
     )
     try:

@@ -12,9 +12,9 @@ from harness import prometheus
 from harness.cluster import Cluster
 from harness.operator import OperatorProcess
 from harness.rollouts import IMAGE_V1, IMAGE_V2, IMAGE_V3, Rollouts, rollout
-from harness.traffic import Behaviour, TrafficSimulator, mean_latency_query, replica_ratio
 from herdsman.cli.main import main
 from herdsman.cluster.kube import ANALYSIS_RUNS, ANALYSIS_TEMPLATES
+from herdsman.simulate import Behaviour, TrafficSimulator, mean_latency_query, replica_ratio
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +45,7 @@ def plugin(cluster: Cluster, namespace: str, capsys: pytest.CaptureFixture[str])
 def traffic(cluster: Cluster, rollouts: Rollouts) -> Iterator[TrafficSimulator]:
     # v2 behaves like v1; v3 answers 30% slower -- still far under any fixed threshold.
     simulator = TrafficSimulator(
-        replica_ratio(cluster, rollouts.ns, "checkout"),
+        replica_ratio(cluster.rest, rollouts.ns, "checkout"),
         {
             IMAGE_V1: Behaviour(latency=0.1, jitter=0.01),
             IMAGE_V2: Behaviour(latency=0.1, jitter=0.01),

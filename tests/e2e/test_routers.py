@@ -35,13 +35,6 @@ from harness.routers import (
     service_weights,
     weights_reader,
 )
-from harness.traffic import (
-    Behaviour,
-    TrafficSimulator,
-    error_rate_query,
-    mean_latency_query,
-    replica_ratio,
-)
 from herdsman.cli import actions
 from herdsman.cluster.kube import (
     ANALYSIS_RUNS,
@@ -52,6 +45,13 @@ from herdsman.cluster.kube import (
     SERVICES,
 )
 from herdsman.naming import LABEL_GROUP
+from herdsman.simulate import (
+    Behaviour,
+    TrafficSimulator,
+    error_rate_query,
+    mean_latency_query,
+    replica_ratio,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -135,7 +135,7 @@ def test_every_step_weight_lands_exactly_and_completion_leaves_nothing_behind(
     rollouts.wait_healthy("checkout-v001")
     wait_until(lambda: service_weights(cluster, ns, kind) == split(kind, 0), what="0% canary")
     traffic = TrafficSimulator(
-        replica_ratio(cluster, ns, "checkout"), weights=weights_reader(cluster, ns, kind)
+        replica_ratio(cluster.rest, ns, "checkout"), weights=weights_reader(cluster, ns, kind)
     ).start()
     simulators.append(traffic)
     recorder = Recorder(cluster, ns, router_paths(kind)).start()
@@ -284,7 +284,7 @@ def test_a_header_route_sends_only_matching_requests_to_the_canary(
     )
     rollouts.wait_healthy("checkout-v001")
     traffic = TrafficSimulator(
-        replica_ratio(cluster, ns, "checkout"),
+        replica_ratio(cluster.rest, ns, "checkout"),
         routing=gateway_routing(cluster, ns),
         tagged_headers={"x-beta": "yes"},
         tagged_share=0.3,
@@ -400,7 +400,7 @@ def routed_traffic(
 ) -> TrafficSimulator:
     """The synthetic service, its traffic split the way the namespace's HTTPRoute says."""
     traffic = TrafficSimulator(
-        replica_ratio(cluster, ns, "checkout"),
+        replica_ratio(cluster.rest, ns, "checkout"),
         behaviours,
         weights=weights_reader(cluster, ns, "gatewayAPI"),
     ).start()

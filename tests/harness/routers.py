@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.cluster import Cluster
-from harness.traffic import Route
 from herdsman.cluster.kube import SERVICES
 from herdsman.cluster.kube import Path as KPath
 from herdsman.naming import LABEL_GROUP
+from herdsman.simulate import Route
 from herdsman.traffic.gatewayapi import HTTP_ROUTES
 from herdsman.traffic.istio import DESTINATION_RULES, VIRTUAL_SERVICES
 from herdsman.traffic.nginx import INGRESSES

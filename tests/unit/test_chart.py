@@ -79,6 +79,8 @@ VARIANTS = {
     "namespaced": ["watchNamespaces={shop,payments}"],
     "everything-on": [
         "metrics.serviceMonitor.enabled=true",
+        "webDashboard.enabled=true",
+        "webDashboard.actions=true",
         "image.digest=sha256:" + "a" * 64,
         "imagePullSecrets[0].name=regcred",
         "priorityClassName=system-cluster-critical",
@@ -349,3 +351,20 @@ def test_the_dashboard_configmap_is_labelled_for_the_grafana_sidecar(
     assert json.loads(cm["data"]["herdsman.json"]) == on_disk
     moved = find(render("dashboard.namespace=monitoring"), "ConfigMap")
     assert moved["metadata"]["namespace"] == "monitoring"
+
+
+def test_the_web_dashboard_is_off_by_default_and_served_on_its_port_when_enabled(
+    default: list[dict[str, Any]],
+) -> None:
+    assert not any(a.startswith("--dashboard") for a in container(default)["args"])
+    assert not [d for d in default if d["metadata"]["name"] == f"{RELEASE}-herdsman-web"]
+    docs = render("webDashboard.enabled=true", "webDashboard.port=9000")
+    args = container(docs)["args"]
+    assert "--dashboard-port=9000" in args
+    assert "--dashboard-actions" not in args  # actions stay off unless asked for
+    ports = {p["name"]: p["containerPort"] for p in container(docs)["ports"]}
+    assert ports["web"] == 9000
+    service = find(docs, "Service", f"{RELEASE}-herdsman-web")
+    assert service["spec"]["ports"][0]["targetPort"] == "web"
+    acting = render("webDashboard.enabled=true", "webDashboard.actions=true")
+    assert "--dashboard-actions" in container(acting)["args"]

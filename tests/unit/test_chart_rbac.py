@@ -2,8 +2,9 @@
 
 What the operator needs comes from three places, each read from the code rather than listed by
 hand:
-1. every call through `Kube`/`Rest` (receivers named `kube` or `rest`) in operator/herdsman,
-   except the kubectl plugin (it runs with the user's credentials): the verb from the method,
+1. every call through `Kube`/`Rest` (receivers named `kube` or `rest`) and the dashboard's
+   list-and-watch client (`watches`) in operator/herdsman, except the kubectl plugin and the
+   synthetic service (they run with the user's credentials): the verb from the method,
    the resource from the `Path` constant whose `.url(...)` builds the path (followed through
    local assignments and conditional expressions), the subresource from `.url`'s `sub`;
 2. the Kopf handlers registered by herdsman.handlers: Kopf lists and watches their resources
@@ -37,12 +38,13 @@ from herdsman.cluster.kube import Path as KPath
 pytestmark = pytest.mark.unit
 
 PACKAGE = ROOT / "operator" / "herdsman"
-# The kubectl plugin acts with the user's own credentials, never the operator's.
-USER_SIDE = {"cli"}
+# The kubectl plugin (and the dashboard's actions, which go through it) and `herdsman simulate`
+# act with the user's own credentials, never the operator's.
+USER_SIDE = {"cli", "simulate"}
 # The only module allowed to talk to the API server other than through Kube/Rest.
 CLIENT_MODULE = "herdsman.cluster.kube"
-RECEIVERS = {"kube", "rest"}
-METHODS = {"get", "list", "create", "patch", "delete", "request", "call"}
+RECEIVERS = {"kube", "rest", "watches"}
+METHODS = {"get", "list", "create", "patch", "delete", "request", "call", "watch"}
 HTTP = {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}
 
 Perm = tuple[str, str, str]  # (apiGroup, resource[/subresource], verb)
@@ -647,6 +649,8 @@ def test_kubectl_herdsman_users_get_what_the_plugin_calls_through_the_edit_role(
     ours = {p: w for p, w in plugin.items() if p[0] == "herdsman.dev"}
     missing = sorted(set(ours) - granted(edit))
     assert not missing, f"the edit aggregate lacks what kubectl herdsman calls: {missing}"
+    # Every authenticated user may ask the API server what they may do (system:basic-user).
+    plugin.pop(("authorization.k8s.io", "selfsubjectaccessreviews", "create"))
     # The rest (ReplicaSets for `undo`) only reads what the built-in view role already grants.
     assert {p[2] for p in plugin if p[0] != "herdsman.dev"} <= {"get", "list", "watch"}
     assert {p[2] for p in granted(view)} == {"get", "list", "watch"}

@@ -369,6 +369,9 @@ def test_judged_metrics_sample_both_groups_with_the_group_placeholder() -> None:
     assert queried == ['latency{group="checkout-v001-baseline"}', 'latency{group="checkout-v002"}']
     assert results[0].phase is None
     assert results[0].samples == {"baseline": [1.0] * 5, "canary": [2.0] * 5}
+    assert results[0].timestamps == {"baseline": [1.7e9 + i for i in range(5)]} | {
+        "canary": [1.7e9 + i for i in range(5)]
+    }
 
 
 def test_tls_settings_come_from_the_spec_and_the_ca_from_a_secret() -> None:

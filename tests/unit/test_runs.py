@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
@@ -28,6 +29,7 @@ from herdsman.api.analysis import (
     Argument,
     MeasurementPhase,
 )
+from herdsman.api.judge import MAX_SERIES_POINTS
 from herdsman.api.rollout import AnalysisRunArgument, DryRunMetric
 
 pytestmark = pytest.mark.unit
@@ -550,3 +552,34 @@ def test_a_judged_measurement_that_lost_a_group_is_an_error() -> None:
     )
     run = apply(run, [broken], T0)
     assert run.status.metric_results[0].measurements[-1].phase == "Error"
+
+
+def test_a_judgement_keeps_the_latest_finite_points_with_their_times_for_the_report() -> None:
+    run = run_of(judged("p99", judge={"direction": "increase"}))
+    n = MAX_SERIES_POINTS + 30
+    base = noisy(0.1, n=n)
+    base[-1] = math.nan  # non-finite points are counted by the judge, never plotted
+    canary = noisy(0.1, n=n, seed=2)
+    stamps = [1.7e9 + i for i in range(n)]
+    measured = MeasurementResult(
+        metric="p99",
+        phase=None,
+        started_at=T0,
+        finished_at=T0,
+        samples={"baseline": base, "canary": canary},
+        timestamps={"baseline": stamps, "canary": stamps},
+    )
+    judgement = apply(run, [measured], T0).status.metric_results[0].judgement
+    assert judgement is not None
+    assert judgement.baseline.nan_removed == 1
+    series = judgement.baseline_series
+    assert series is not None
+    assert series.values == base[-MAX_SERIES_POINTS - 1 : -1]
+    assert series.timestamps == stamps[-MAX_SERIES_POINTS - 1 : -1]
+    assert series.truncated == n - 1 - MAX_SERIES_POINTS
+    assert judgement.canary_series is not None
+    assert judgement.canary_series.values == canary[-MAX_SERIES_POINTS:]
+    # Without times (a provider that has none) there is nothing to plot, and nothing is made up.
+    bare = apply(run, [samples("p99", base, canary, T0)], T0).status.metric_results[0]
+    assert bare.judgement is not None
+    assert bare.judgement.baseline_series is None

@@ -39,10 +39,10 @@ handlers and Kopf's own peering and scanning) and fails when the two differ in e
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
-# One Event per transition.
+# One Event per transition; the dashboard lists and watches them for its timelines.
 - apiGroups: [""]
   resources: [events]
-  verbs: [create]
+  verbs: [create, list, watch]
 # Traffic routers (operator/herdsman/traffic/): the route objects a Rollout names, whose weights
 # the operator sets; the NGINX canary Ingress and the SMI TrafficSplit are the operator's own.
 - apiGroups: [gateway.networking.k8s.io]

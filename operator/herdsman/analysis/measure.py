@@ -21,7 +21,13 @@ from typing import Any
 
 from herdsman.analysis.conditions import assess
 from herdsman.analysis.providers import PROVIDERS
-from herdsman.analysis.providers.base import Provider, ProviderContext, SecretResolver, Window
+from herdsman.analysis.providers.base import (
+    Provider,
+    ProviderContext,
+    Samples,
+    SecretResolver,
+    Window,
+)
 from herdsman.analysis.providers.templating import (
     context_variables,
     placeholders_in,
@@ -155,7 +161,7 @@ async def _measure_metric(
         "canary": run.spec.context.canary_group,
     }
 
-    async def sample(role: str) -> list[float]:
+    async def sample(role: str) -> Samples:
         group = names.get(role)
         if not group:
             raise LookupError(f"the run's context names no {role} server group to sample")
@@ -163,13 +169,14 @@ async def _measure_metric(
         return await provider.samples(rendered, context, deadline, window)
 
     roles = list(groups) or ["baseline", "canary"]
-    values = await asyncio.gather(*(sample(role) for role in roles))
+    taken = await asyncio.gather(*(sample(role) for role in roles))
     return MeasurementResult(
         metric=metric.name,
         phase=None,
         started_at=started,
         finished_at=clock(),
-        samples=dict(zip(roles, values, strict=True)),
+        samples={role: s.values for role, s in zip(roles, taken, strict=True)},
+        timestamps={role: s.timestamps for role, s in zip(roles, taken, strict=True)},
     )
 
 
@@ -258,4 +265,5 @@ def _masked(result: MeasurementResult, secrets: set[str]) -> MeasurementResult:
         value=_mask(result.value, secrets),
         message=_mask(result.message, secrets),
         samples=result.samples,
+        timestamps=result.timestamps,
     )

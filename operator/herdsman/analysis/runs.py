@@ -56,7 +56,13 @@ from herdsman.api.analysis import (
     RunSummary,
 )
 from herdsman.api.base import API_VERSION, ObjectMeta, duration_seconds
-from herdsman.api.judge import JudgeSpec, MetricJudgement, ScoreResult, ScoringSpec
+from herdsman.api.judge import (
+    JudgeSpec,
+    MetricJudgement,
+    SampleSeries,
+    ScoreResult,
+    ScoringSpec,
+)
 from herdsman.api.rollout import AnalysisRunArgument, DryRunMetric
 
 ERROR_RETRY = timedelta(seconds=10)
@@ -328,8 +334,9 @@ def next_due_at(run: AnalysisRun, now: datetime) -> datetime | None:
 class MeasurementResult:
     """One measurement, as herdsman.analysis.measure reports it.
 
-    For a judged metric `phase` is None and `samples` holds each group's values: the judge
-    decides the phase in `record`. Otherwise `phase` is the conditions' verdict.
+    For a judged metric `phase` is None and `samples` holds each group's values (`timestamps`
+    their times, when the provider has them): the judge decides the phase in `record`.
+    Otherwise `phase` is the conditions' verdict.
     """
 
     metric: str
@@ -339,6 +346,7 @@ class MeasurementResult:
     value: str = ""
     message: str = ""
     samples: Mapping[str, Sequence[float]] | None = field(default=None)
+    timestamps: Mapping[str, Sequence[float]] | None = field(default=None)
 
 
 def record(
@@ -440,6 +448,11 @@ def _judge(
         judgement = classify(metric.name, list(samples["baseline"]), list(samples["canary"]), spec)
     except Exception as exc:  # the judge is pure; a crash in it is this measurement's error
         return "Error", "", f"judge failed: {exc}", None
+    times = measured.timestamps or {}
+    if "baseline" in times and "canary" in times:
+        # The points themselves, for the report's plots; the judgement's numbers come from them.
+        judgement.baseline_series = SampleSeries.of(times["baseline"], samples["baseline"])
+        judgement.canary_series = SampleSeries.of(times["canary"], samples["canary"])
     phase: MeasurementPhase
     if judgement.classification == "Pass":
         phase = "Successful"

@@ -12,6 +12,8 @@ sample too small to test) is absent (None), never NaN or infinity, which JSON ca
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
@@ -134,6 +136,37 @@ class ScoringSpec(ApiModel):
 
 # --- results (AnalysisRun status) ----------------------------------------------------------------
 
+MAX_SERIES_POINTS = 120
+"""Points kept per group and judged metric for the report's plots: the judge compares them all,
+the status keeps the latest, so a run's object stays small whatever its lookback."""
+
+
+class SampleSeries(ApiModel):
+    """The finite points one group's query returned, in time order: what the report plots.
+
+    Non-finite points (NaN, +-Inf) are left out; `SampleSummary` counts them.
+    """
+
+    timestamps: list[float] = Field(
+        default_factory=list, max_length=MAX_SERIES_POINTS, description="Unix seconds."
+    )
+    values: list[float] = Field(default_factory=list, max_length=MAX_SERIES_POINTS)
+    truncated: int = Field(0, ge=0, description="Earlier points left out to stay small.")
+
+    @classmethod
+    def of(cls, timestamps: Sequence[float], values: Sequence[float]) -> SampleSeries:
+        points = [
+            (float(t), float(v))
+            for t, v in zip(timestamps, values, strict=False)
+            if math.isfinite(t) and math.isfinite(v)
+        ]
+        kept = points[-MAX_SERIES_POINTS:]
+        return cls(
+            timestamps=[t for t, _ in kept],
+            values=[v for _, v in kept],
+            truncated=len(points) - len(kept),
+        )
+
 
 class SampleSummary(ApiModel):
     """One group's sample: what arrived, what preprocessing removed, what was compared."""
@@ -193,6 +226,12 @@ class MetricJudgement(ApiModel):
         None,
         description="(canary median - baseline median) / |baseline median|; absent when the "
         "baseline median is 0 and the canary's is not.",
+    )
+    baseline_series: SampleSeries | None = Field(
+        None, description="The baseline's points with their times (the latest, for plots)."
+    )
+    canary_series: SampleSeries | None = Field(
+        None, description="The canary's points with their times (the latest, for plots)."
     )
 
 

@@ -10,6 +10,7 @@
     kubectl herdsman set image NAME CONTAINER=IMAGE...
     kubectl herdsman lint -f FILE                refuse offline what the API server would refuse
     kubectl herdsman plan -f FILE                the step timeline a manifest would follow
+    kubectl herdsman dashboard [--allow-actions] the web dashboard, with your kubeconfig
 
 Every verb that changes something only records an intent (see `herdsman.cli.actions`); the
 operator acts on it at its next reconcile. Failures are one line on stderr and a non-zero exit,
@@ -222,6 +223,13 @@ def _lint_files(paths: Sequence[str]) -> linting.Report:
     return linting.Report(documents)
 
 
+def cmd_dashboard(ctx: Context) -> int:
+    from herdsman.cli import dashboard
+
+    explicit = ctx.args.namespace  # without -n: every namespace, not the context's default
+    return dashboard.run(ctx.rest, ctx.args, ctx.namespace if explicit else None, ctx.done)
+
+
 def cmd_lint(ctx: Context) -> int:
     report = _lint_files(ctx.args.filename)
     for line in linting.render(report):
@@ -321,6 +329,12 @@ def parser() -> argparse.ArgumentParser:
     image.set_defaults(run=cmd_set_image)
     image.add_argument("name")
     image.add_argument("images", nargs="+", metavar="CONTAINER=IMAGE")
+
+    from herdsman.cli.dashboard import add_arguments as dashboard_arguments
+
+    dashboard_arguments(
+        command("dashboard", cmd_dashboard, "serve the web dashboard here, with your kubeconfig")
+    )
 
     for name, run, help in (
         ("lint", cmd_lint, "validate manifests offline with the CRD's own rules"),

@@ -12,10 +12,12 @@ measurement. Transport failures should be raised as TimeoutError / ConnectionErr
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from herdsman.analysis.conditions import Observation, Outcome
 from herdsman.api.analysis import Header
@@ -66,6 +68,32 @@ class Window:
     step_seconds: float
 
 
+@dataclass(frozen=True)
+class Samples:
+    """One server group's values over a window, each with its time (Unix seconds)."""
+
+    timestamps: list[float]
+    values: list[float]
+
+    @classmethod
+    def of(cls, points: Iterable[tuple[Any, Any]]) -> Samples:
+        """From (time, value) pairs as an API answers them: the time a datetime, Unix seconds
+        or milliseconds; values that are missing, not numbers or NaN are dropped (no data is
+        not a zero). Oldest first."""
+        kept: list[tuple[float, float]] = []
+        for when, value in points:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                continue
+            if math.isnan(number):
+                continue
+            stamp = when.timestamp() if isinstance(when, datetime) else float(when)
+            kept.append((stamp / 1000 if stamp > 1e11 else stamp, number))
+        kept.sort()
+        return cls([t for t, _ in kept], [v for _, v in kept])
+
+
 class UnsupportedMeasurement(NotImplementedError):
     """The provider cannot take this kind of measurement (e.g. samples for the judge)."""
 
@@ -81,7 +109,7 @@ class Provider(ABC, Generic[S]):
 
     async def samples(
         self, spec: S, context: ProviderContext, deadline: Deadline, window: Window
-    ) -> list[float]:
+    ) -> Samples:
         """The values of one server group over `window`, for the judge."""
         raise UnsupportedMeasurement(f"the {self.key} provider cannot feed the judge")
 

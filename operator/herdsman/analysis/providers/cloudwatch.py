@@ -14,7 +14,7 @@ from typing import Any
 
 from herdsman.analysis.conditions import Observation
 from herdsman.analysis.providers.aws import AwsAccess, aws_access, run_sync
-from herdsman.analysis.providers.base import Provider, ProviderContext, Window
+from herdsman.analysis.providers.base import Provider, ProviderContext, Samples, Window
 from herdsman.analysis.providers.http import ProviderResponseError, with_retries
 from herdsman.api.base import duration_seconds
 from herdsman.api.providers import CloudWatchMetric, CloudWatchMetricDataQuery
@@ -114,7 +114,7 @@ class CloudWatchProvider(Provider[CloudWatchMetric]):
 
     async def samples(
         self, spec: CloudWatchMetric, context: ProviderContext, deadline: Deadline, window: Window
-    ) -> list[float]:
+    ) -> Samples:
         results = await self._query(
             spec, context, deadline, window.start, window.end, "TimestampAscending"
         )
@@ -123,7 +123,10 @@ class CloudWatchProvider(Provider[CloudWatchMetric]):
                 f"a judged metric must return one series per group, got {len(results)}:"
                 " set returnData: false on the queries that only feed an expression"
             )
-        return [float(v) for v in results[0].get("Values", [])] if results else []
+        if not results:
+            return Samples([], [])
+        first = results[0]
+        return Samples.of(zip(first.get("Timestamps", []), first.get("Values", []), strict=False))
 
 
 def _get(

@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from herdsman.analysis.conditions import Observation, observe_numbers
-from herdsman.analysis.providers.base import Provider, ProviderContext, Window
+from herdsman.analysis.providers.base import Provider, ProviderContext, Samples, Window
 from herdsman.analysis.providers.http import (
     ProviderResponseError,
     base_url,
@@ -137,7 +137,7 @@ class DatadogProvider(Provider[DatadogMetric]):
 
     async def samples(
         self, spec: DatadogMetric, context: ProviderContext, deadline: Deadline, window: Window
-    ) -> list[float]:
+    ) -> Samples:
         assert spec.query is not None  # the CRD: a judged Datadog metric has a single `query`
         start, end = int(window.start.timestamp()), int(window.end.timestamp())
         if spec.api_version == "v1":
@@ -152,9 +152,9 @@ class DatadogProvider(Provider[DatadogMetric]):
             series = document.get("series") or []
             _one_series(len(series))
             if not series:
-                return []
+                return Samples([], [])
             points = series[0].get("pointlist") or []
-            return _finite(point[1] for point in points if len(point) == 2)
+            return Samples.of((p[0], p[1]) for p in points if len(p) == 2)
         body = {
             "data": {
                 "type": "timeseries_request",
@@ -173,7 +173,8 @@ class DatadogProvider(Provider[DatadogMetric]):
         attributes = (document.get("data") or {}).get("attributes") or {}
         values = attributes.get("values") or []
         _one_series(len(values))
-        return _finite(values[0]) if values else []
+        times = attributes.get("times") or []
+        return Samples.of(zip(times, values[0], strict=False)) if values else Samples([], [])
 
 
 def _queries(spec: DatadogMetric) -> dict[str, str]:

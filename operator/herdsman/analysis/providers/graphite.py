@@ -9,12 +9,11 @@ and returns the one target's values. Graphite has no official client; this is on
 
 from __future__ import annotations
 
-import math
 from typing import Any
 from urllib.parse import parse_qsl
 
 from herdsman.analysis.conditions import Observation, observe_numbers
-from herdsman.analysis.providers.base import Provider, ProviderContext, Window
+from herdsman.analysis.providers.base import Provider, ProviderContext, Samples, Window
 from herdsman.analysis.providers.http import (
     ProviderResponseError,
     base_url,
@@ -34,16 +33,14 @@ def render_params(query: str) -> list[tuple[str, str]]:
     return [*params, ("format", "json")]
 
 
-def targets_of(document: Any) -> list[list[float]]:
-    """Each target's non-null values, oldest first."""
+def targets_of(document: Any) -> list[Samples]:
+    """Each target's non-null points, oldest first (Graphite sends [value, time] pairs)."""
     if not isinstance(document, list):
         raise ProviderResponseError(f"graphite answered {str(document)[:200]}")
-    found: list[list[float]] = []
-    for target in document:
-        points = [p for p in (target.get("datapoints") or []) if len(p) == 2]
-        points.sort(key=lambda p: p[1] or 0)
-        found.append([float(v) for v, _ in points if v is not None and not math.isnan(float(v))])
-    return found
+    return [
+        Samples.of((p[1], p[0]) for p in (target.get("datapoints") or []) if len(p) == 2)
+        for target in document
+    ]
 
 
 class GraphiteProvider(Provider[GraphiteMetric]):
@@ -55,7 +52,7 @@ class GraphiteProvider(Provider[GraphiteMetric]):
         context: ProviderContext,
         deadline: Deadline,
         params: list[tuple[str, str]],
-    ) -> list[list[float]]:
+    ) -> list[Samples]:
         url = base_url(spec.address, "http") + "/render"
 
         async def attempt(attempt_deadline: Deadline) -> Any:
@@ -68,12 +65,12 @@ class GraphiteProvider(Provider[GraphiteMetric]):
         self, spec: GraphiteMetric, context: ProviderContext, deadline: Deadline
     ) -> Observation:
         targets = await self._render(spec, context, deadline, render_params(spec.query))
-        values = targets[0] if targets else []
+        values = targets[0].values if targets else []
         return observe_numbers(values)
 
     async def samples(
         self, spec: GraphiteMetric, context: ProviderContext, deadline: Deadline, window: Window
-    ) -> list[float]:
+    ) -> Samples:
         params = [(k, v) for k, v in render_params(spec.query) if k not in ("from", "until")]
         params += [
             ("from", str(int(window.start.timestamp()))),
@@ -84,4 +81,4 @@ class GraphiteProvider(Provider[GraphiteMetric]):
             raise ProviderResponseError(
                 f"a judged metric must return one target per group, got {len(targets)}"
             )
-        return targets[0] if targets else []
+        return targets[0] if targets else Samples([], [])

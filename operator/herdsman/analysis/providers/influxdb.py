@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 
 from herdsman.analysis.conditions import Observation
-from herdsman.analysis.providers.base import Provider, ProviderContext, Window
+from herdsman.analysis.providers.base import Provider, ProviderContext, Samples, Window
 from herdsman.analysis.providers.http import ProviderResponseError, secret_keys, with_retries
 from herdsman.api.providers import InfluxdbMetric
 from herdsman.cluster.budget import Deadline
@@ -57,7 +57,7 @@ class InfluxdbProvider(Provider[InfluxdbMetric]):
 
     async def _tables(
         self, spec: InfluxdbMetric, context: ProviderContext, deadline: Deadline, query: str
-    ) -> list[list[Any]]:
+    ) -> list[list[tuple[Any, Any]]]:
         module = _client_module()
         keys = await secret_keys(
             context,
@@ -66,7 +66,7 @@ class InfluxdbProvider(Provider[InfluxdbMetric]):
             deadline=deadline,
         )
 
-        async def attempt(attempt_deadline: Deadline) -> list[list[Any]]:
+        async def attempt(attempt_deadline: Deadline) -> list[list[tuple[Any, Any]]]:
             timeout_ms = max(1, int(attempt_deadline.remaining() * 1000))
             try:
                 async with module.InfluxDBClientAsync(
@@ -82,7 +82,10 @@ class InfluxdbProvider(Provider[InfluxdbMetric]):
                 raise ConnectionError(f"{keys['address']}: {exc}") from exc
             except Exception as exc:
                 raise _translate(exc) from exc
-            return [[record.get_value() for record in table.records] for table in tables]
+            return [
+                [(record.get_time(), record.get_value()) for record in table.records]
+                for table in tables
+            ]
 
         return await with_retries(context, deadline, "influxdb flux query", attempt)
 
@@ -90,7 +93,7 @@ class InfluxdbProvider(Provider[InfluxdbMetric]):
         self, spec: InfluxdbMetric, context: ProviderContext, deadline: Deadline
     ) -> Observation:
         tables = await self._tables(spec, context, deadline, spec.query)
-        values = [value for table in tables for value in table]
+        values = [value for table in tables for _, value in table]
         has_data = any(
             v is not None and not (isinstance(v, float) and math.isnan(v)) for v in values
         )
@@ -98,19 +101,16 @@ class InfluxdbProvider(Provider[InfluxdbMetric]):
 
     async def samples(
         self, spec: InfluxdbMetric, context: ProviderContext, deadline: Deadline, window: Window
-    ) -> list[float]:
+    ) -> Samples:
         tables = await self._tables(spec, context, deadline, window_options(window) + spec.query)
         if len(tables) > 1:
             raise ProviderResponseError(
                 f"a judged metric must return one table per group, got {len(tables)}: group() it"
             )
-        try:
-            values = [float(v) for v in (tables[0] if tables else []) if v is not None]
-        except (TypeError, ValueError) as exc:
-            raise ProviderResponseError(
-                f"the query returned values that are not numbers: {exc}"
-            ) from exc
-        return [v for v in values if not math.isnan(v)]
+        points = tables[0] if tables else []
+        if any(v is not None and not isinstance(v, int | float) for _, v in points):
+            raise ProviderResponseError("the query returned values that are not numbers")
+        return Samples.of((t, v) for t, v in points if t is not None)
 
 
 def _translate(exc: Exception) -> Exception:

@@ -38,7 +38,13 @@ from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
 from herdsman.analysis.conditions import Observation, observe_numbers, value_text
-from herdsman.analysis.providers.base import Provider, ProviderContext, Window, resolve_headers
+from herdsman.analysis.providers.base import (
+    Provider,
+    ProviderContext,
+    Samples,
+    Window,
+    resolve_headers,
+)
 from herdsman.analysis.providers.oauth2 import bearer_token
 from herdsman.analysis.providers.timeexpr import evaluate as evaluate_time
 from herdsman.api.analysis import PrometheusMetric
@@ -218,19 +224,25 @@ def parse_instant(data: Any) -> Observation:
 
 def parse_range(data: Any) -> list[float]:
     """A range query's single series as a list of floats ([] when there is no series)."""
+    return parse_range_samples(data).values
+
+
+def parse_range_samples(data: Any) -> Samples:
+    """A range query's single series, values with their times (empty when there is none)."""
     if not isinstance(data, list):
         raise PrometheusQueryError(f"unexpected answer {value_text(data)}")
     if not data:
-        return []
+        return Samples([], [])
     if len(data) > 1:
         raise PrometheusQueryError(
             f"a judged query must return one series per group, got {len(data)}: aggregate it, "
             "e.g. sum(...) or histogram_quantile(0.99, sum by (le) (...))"
         )
     try:
-        return [_number(value) for _, value in data[0]["values"]]
+        points = [(_number(stamp), _number(value)) for stamp, value in data[0]["values"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise PrometheusQueryError(f"malformed matrix {value_text(data)}") from exc
+    return Samples([t for t, _ in points], [v for _, v in points])
 
 
 def range_step(window: Window) -> float:
@@ -285,10 +297,10 @@ class PrometheusProvider(Provider[PrometheusMetric]):
 
     async def samples(
         self, spec: PrometheusMetric, context: ProviderContext, deadline: Deadline, window: Window
-    ) -> list[float]:
+    ) -> Samples:
         step = f"{range_step(window):g}"
 
         def ranged(client: PrometheusConnect) -> Any:
             return client.custom_query_range(spec.query, window.start, window.end, step)
 
-        return parse_range(await _run(spec, context, deadline, ranged))
+        return parse_range_samples(await _run(spec, context, deadline, ranged))

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from herdsman.analysis.conditions import Observation, observe_numbers
-from herdsman.analysis.providers.base import Provider, ProviderContext, Window
+from herdsman.analysis.providers.base import Provider, ProviderContext, Samples, Window
 from herdsman.analysis.providers.http import (
     ProviderResponseError,
     base_url,
@@ -36,16 +36,16 @@ def token_key(address: str) -> str:
     return address.strip().split("://", 1)[-1].rstrip("/")
 
 
-def series_of(document: Any) -> list[list[float]]:
-    """Each series' values (oldest first) from a chart API answer."""
+def points_of(document: Any) -> list[list[tuple[float, float]]]:
+    """Each series' (time, value) points, oldest first, from a chart API answer."""
     if not isinstance(document, dict):
         raise ProviderResponseError(f"wavefront answered {str(document)[:200]}")
     if document.get("errorType") or document.get("errorMessage"):
         raise ProviderResponseError(f"wavefront: {document.get('errorMessage')}")
-    found: list[list[float]] = []
+    found: list[list[tuple[float, float]]] = []
     for series in document.get("timeseries") or []:
         points = sorted((p for p in series.get("data") or [] if len(p) == 2), key=lambda p: p[0])
-        found.append([math.nan if v is None else float(v) for _, v in points])
+        found.append([(float(t), math.nan if v is None else float(v)) for t, v in points])
     return found
 
 
@@ -68,7 +68,7 @@ class WavefrontProvider(Provider[WavefrontMetric]):
         context: ProviderContext,
         deadline: Deadline,
         params: dict[str, str],
-    ) -> list[list[float]]:
+    ) -> list[list[tuple[float, float]]]:
         key = token_key(spec.address)
         token = (await secret_keys(context, SECRET, [key], deadline=deadline))[key]
         url = base_url(spec.address) + "/api/v2/chart/api"
@@ -79,18 +79,19 @@ class WavefrontProvider(Provider[WavefrontMetric]):
             answer = await exchange("GET", url, attempt_deadline, headers=headers, params=query)
             return answer.json()
 
-        return series_of(await with_retries(context, deadline, "wavefront query", attempt))
+        return points_of(await with_retries(context, deadline, "wavefront query", attempt))
 
     async def observe(
         self, spec: WavefrontMetric, context: ProviderContext, deadline: Deadline
     ) -> Observation:
         start = int(self._now() * 1000)
         params = {"s": str(start), "g": "s", "p": "1", "sorted": "false"}
-        return latest(await self._query(spec, context, deadline, params))
+        points = await self._query(spec, context, deadline, params)
+        return latest([[v for _, v in series] for series in points])
 
     async def samples(
         self, spec: WavefrontMetric, context: ProviderContext, deadline: Deadline, window: Window
-    ) -> list[float]:
+    ) -> Samples:
         params = {
             "s": str(int(window.start.timestamp() * 1000)),
             "e": str(int(window.end.timestamp() * 1000)),
@@ -102,4 +103,4 @@ class WavefrontProvider(Provider[WavefrontMetric]):
             raise ProviderResponseError(
                 f"a judged metric must return one series per group, got {len(series)}"
             )
-        return [v for v in series[0] if not math.isnan(v)] if series else []
+        return Samples.of(series[0] if series else [])

@@ -1,10 +1,11 @@
-"""A synthetic service for closed-loop tests: traffic follows the weights the operator sets.
+"""A synthetic service for the demo and closed-loop tests: traffic follows the operator's weights.
 
 Every tick the simulator reads how traffic is split *right now* — by default the replica ratio
 (available pods per server group, as a Service selecting every group would spread requests),
-or any other reader (a router's weights) — and sends that tick's requests to the groups in
-those shares. Each group behaves as the test scripts it, keyed by the image it runs (healthy,
-20% errors, +30% latency...). The results are exported in Prometheus format per server group:
+or the weights the Rollout's status says are in effect (what a traffic router sends), or any
+other reader — and sends that tick's requests to the groups in those shares. Each group behaves
+as it is told, keyed by the image it runs (healthy, 20% errors, +30% latency...). The results
+are exported in Prometheus format per server group:
 
     herdsman_demo_requests_total{group, code}            counter
     herdsman_demo_request_duration_seconds{group}        histogram (sum/count give the mean)
@@ -27,8 +28,7 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-from harness.cluster import Cluster
-from herdsman.cluster.kube import REPLICA_SETS
+from herdsman.cluster.kube import REPLICA_SETS, ROLLOUTS, Rest
 from herdsman.naming import LABEL_ROLLOUT
 
 
@@ -73,19 +73,33 @@ class GroupInfo:
     available: int
 
 
-def replica_ratio(
-    cluster: Cluster, namespace: str, rollout: str
-) -> Callable[[], dict[str, GroupInfo]]:
+def replica_ratio(rest: Rest, namespace: str, rollout: str) -> Callable[[], dict[str, GroupInfo]]:
     """Available pods and image per server group: what a Service over all groups would see."""
 
     def read() -> dict[str, GroupInfo]:
         out = {}
-        for rs in cluster.rest.list(
-            REPLICA_SETS.url(namespace), labels=f"{LABEL_ROLLOUT}={rollout}"
-        ):
+        for rs in rest.list(REPLICA_SETS.url(namespace), labels=f"{LABEL_ROLLOUT}={rollout}"):
             image = rs["spec"]["template"]["spec"]["containers"][0]["image"]
             available = int((rs.get("status") or {}).get("availableReplicas", 0) or 0)
             out[rs["metadata"]["name"]] = GroupInfo(image=image, available=available)
+        return out
+
+    return read
+
+
+def rollout_weights(rest: Rest, namespace: str, rollout: str) -> Reader:
+    """{server group: percent} from the Rollout's `status.weights`: the split a traffic router
+    applies once the operator has written it (roles without a group get nothing)."""
+
+    def read() -> dict[str, float]:
+        body = rest.get(ROLLOUTS.url(namespace, rollout)) or {}
+        status = body.get("status") or {}
+        weights = status.get("weights") or {}
+        out: dict[str, float] = {}
+        for role in ("stable", "canary", "baseline"):
+            group = status.get(f"{role}ServerGroup")
+            if group:
+                out[group] = out.get(group, 0.0) + float(weights.get(role, 0) or 0)
         return out
 
     return read
@@ -105,6 +119,7 @@ class TrafficSimulator:
     tagged_headers: dict[str, str] = field(default_factory=dict)
     tagged_share: float = 0.0
     port: int = 0
+    address: str = "127.0.0.1"
     sent: dict[str, int] = field(default_factory=dict)
     sent_tagged: dict[str, int] = field(default_factory=dict)
     sent_untagged: dict[str, int] = field(default_factory=dict)
@@ -133,7 +148,7 @@ class TrafficSimulator:
     # --- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> TrafficSimulator:
-        self._server, _ = start_http_server(0, addr="127.0.0.1", registry=self.registry)
+        self._server, _ = start_http_server(self.port, addr=self.address, registry=self.registry)
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._loop, name="traffic", daemon=True)
         self._thread.start()
@@ -149,7 +164,8 @@ class TrafficSimulator:
 
     @property
     def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        host = "127.0.0.1" if self.address in ("", "0.0.0.0") else self.address
+        return f"{host}:{self.port}"
 
     # --- the loop ---------------------------------------------------------------------------------
 
