@@ -149,6 +149,8 @@ class Checker:
 
         self.check_weights(d)
         self.check_services(rollout, d)
+        if not dropped:
+            self.check_stable_service_serves(rollout, after)
         self.check_floor(rollout, world, after, d)
         if not (dropped and d.desired.traffic_first):
             # An abort frees the canary's pods and grows stable into them; the Applier shrinks
@@ -228,23 +230,49 @@ class Checker:
                 assert self.once[key] == 1, f"announced twice: {t.reason}: {t.message}"
         assert self.announced.count("Initialized") <= 1, "a second first revision?"
 
-    # Users reach the stable group through stableService at every moment; the canaryService
-    # only ever points at the canary, or at stable while the canary has nothing to serve.
+    # Users reach the stable group through stableService at every moment — or, by replica ratio
+    # in the pass that takes the stable group's last pods, the new group that serves instead;
+    # the canaryService only ever points at the canary, or at stable while the canary has
+    # nothing to serve.
     @staticmethod
     def check_services(rollout: Rollout, d: Decision) -> None:
         canary = rollout.spec.strategy.canary
         assert canary is not None
         sel, st_ = d.desired.selectors, d.status
         if canary.stable_service in sel:
-            assert sel[canary.stable_service] == st_.stable_server_group, (
-                sel,
-                st_.stable_server_group,
+            last_pods = canary.traffic_routing is None and (
+                d.desired.scale.get(st_.stable_server_group or "", 1) == 0
+                or not any(
+                    r.name == st_.stable_server_group and r.replicas for r in st_.server_groups
+                )
             )
+            allowed = {st_.stable_server_group}
+            if last_pods:
+                allowed.add(st_.canary_server_group)
+            assert sel[canary.stable_service] in allowed, (sel, st_.stable_server_group)
         if canary.canary_service in sel:
             assert sel[canary.canary_service] in (
                 st_.canary_server_group,
                 st_.stable_server_group,
             ), sel
+
+    # Whoever calls the stable Service is served: it never selects a group without available
+    # pods while another group has some (the chaos suite caught a promotion's final roll doing
+    # exactly that for a moment).
+    @staticmethod
+    def check_stable_service_serves(rollout: Rollout, after: World) -> None:
+        canary = rollout.spec.strategy.canary
+        assert canary is not None
+        svc = after.services.get(canary.stable_service or "")
+        if svc is None:
+            return
+        chosen = after.group(svc.selector.get("herdsman.dev/server-group"))
+        if chosen is None or chosen.available > 0:
+            return
+        up = [g.name for g in after.groups if g.available > 0]
+        assert not up, (
+            f"{canary.stable_service} selects {chosen.name} (no pod available) while {up} serve"
+        )
 
     # The floor is the availability users were promised while shifting. It can only be lost by
     # scaling down available pods, which the engine does within `available - floor`. An abort in

@@ -84,7 +84,9 @@ def promote(c: Canary, stable: ServerGroup, *, reason: str, switch: bool = True)
     traffic.resize(c, targets)
     canary_up = c.current is not None and c.current.available > 0
     traffic.services(
-        c, stable_group=stable.name, canary_group=c.current_name if canary_up else stable.name
+        c,
+        stable_group=traffic.stable_serving(c, stable),
+        canary_group=c.current_name if canary_up else stable.name,
     )
     # One pass later, with every canary pod up, the switch: both Services select the new
     # group and the canary weight goes to 0 (selectors are written before the router).

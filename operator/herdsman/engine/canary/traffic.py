@@ -153,14 +153,29 @@ def shift(c: Canary, stable: ServerGroup, weight: int, step: CanaryStep) -> None
     resize(c, targets)
     canary_up = c.current is not None and c.current.available > 0
     base = c.world.group(c.st.baseline_server_group)
+    serving = stable_serving(c, stable)
     services(
         c,
-        stable_group=stable.name,
+        stable_group=serving,
         canary_group=c.current_name if canary_up else stable.name,
-        baseline_group=base.name if base is not None and base.available > 0 else stable.name,
+        baseline_group=base.name if base is not None and base.available > 0 else serving,
     )
     if c.routed:
         set_router(c, stable, sendable(c, stable, weight), baseline=True)
+
+
+def stable_serving(c: Canary, stable: ServerGroup) -> str:
+    """The group the stable Service selects in this pass: the stable group — unless, by replica
+    ratio, this pass takes its last pods away (a weight of 100, or a promotion's final roll)
+    while the new group has pods up. Selectors are written before shrinks, so the stable
+    Service's users move to pods that serve before the old ones go (found by the chaos suite:
+    for a moment it selected a group with none); status names the new group stable once it is
+    all up, as before."""
+    if c.routed or c.sizes.get(stable.name, stable.replicas) > 0:
+        return stable.name
+    if c.current is not None and c.current.available > 0:
+        return c.current_name
+    return stable.name
 
 
 def assign_roles(c: Canary, stable: ServerGroup) -> None:
