@@ -159,3 +159,11 @@ class Condition(ApiModel):
     message: str = Field("", max_length=32768)
     last_transition_time: datetime | None = None
     observed_generation: int | None = None
+
+
+def exactly_one(fields: list[str], what: str) -> dict[str, str]:
+    """A CEL rule: exactly one of `fields` is set on this object."""
+    present = ", ".join(f"has(self.{f})" for f in fields)
+    return cel(
+        f"[{present}].filter(x, x).size() == 1", f"{what}: set exactly one of {', '.join(fields)}"
+    )

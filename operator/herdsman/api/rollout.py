@@ -29,7 +29,11 @@ from herdsman.api.base import (
     ObjectMeta,
     ShortName,
     cel,
+    exactly_one,
     validations,
+)
+from herdsman.api.routing import (
+    TrafficRouting,
 )
 
 DNS_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
@@ -37,14 +41,6 @@ DNS_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 # too (see RolloutSpec): otherwise the API server takes the Rollout and then refuses every
 # ReplicaSet made from it, and the rollout never starts.
 LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
-
-
-def _exactly_one(fields: list[str], what: str) -> dict[str, str]:
-    """A CEL rule: exactly one of `fields` is set on this object."""
-    present = ", ".join(f"has(self.{f})" for f in fields)
-    return cel(
-        f"[{present}].filter(x, x).size() == 1", f"{what}: set exactly one of {', '.join(fields)}"
-    )
 
 
 # --- pod template --------------------------------------------------------------------------------
@@ -102,7 +98,7 @@ class FieldRef(ApiModel):
 
 class ArgumentValueFrom(ApiModel):
     model_config = ConfigDict(
-        json_schema_extra=validations(_exactly_one(["secretKeyRef", "fieldRef"], "valueFrom"))
+        json_schema_extra=validations(exactly_one(["secretKeyRef", "fieldRef"], "valueFrom"))
     )
 
     secret_key_ref: SecretKeyRef | None = None
@@ -164,7 +160,7 @@ class SetCanaryScale(ApiModel):
 
     model_config = ConfigDict(
         json_schema_extra=validations(
-            _exactly_one(["replicas", "weight", "matchTrafficWeight"], "setCanaryScale")
+            exactly_one(["replicas", "weight", "matchTrafficWeight"], "setCanaryScale")
         )
     )
 
@@ -175,7 +171,7 @@ class SetCanaryScale(ApiModel):
 
 class StringMatch(ApiModel):
     model_config = ConfigDict(
-        json_schema_extra=validations(_exactly_one(["exact", "prefix", "regex"], "match"))
+        json_schema_extra=validations(exactly_one(["exact", "prefix", "regex"], "match"))
     )
 
     exact: str | None = Field(None, max_length=1024)
@@ -224,7 +220,7 @@ STEP_KINDS = [
 class CanaryStep(ApiModel):
     """One step of a canary. Exactly one field is set."""
 
-    model_config = ConfigDict(json_schema_extra=validations(_exactly_one(STEP_KINDS, "step")))
+    model_config = ConfigDict(json_schema_extra=validations(exactly_one(STEP_KINDS, "step")))
 
     set_weight: int | None = Field(
         None, ge=0, le=100, description="Percent of traffic to the canary."
@@ -245,91 +241,6 @@ class CanaryStep(ApiModel):
 
 def _snake(camel: str) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in camel)
-
-
-# --- traffic routing ------------------------------------------------------------------------------
-
-
-class GatewayAPIRouting(ApiModel):
-    http_route: ShortName = Field(
-        ..., description="The HTTPRoute whose backendRefs carry the weights."
-    )
-    namespace: ShortName | None = Field(None, description="Defaults to the Rollout's namespace.")
-    rule_names: list[ShortName] = Field(
-        default_factory=list,
-        max_length=16,
-        description="Rules to manage; all rules naming the stable service when empty.",
-    )
-
-
-class NginxRouting(ApiModel):
-    stable_ingress: ShortName = Field(
-        ..., description="The Ingress a canary Ingress is generated from."
-    )
-    annotation_prefix: str = Field("nginx.ingress.kubernetes.io", max_length=253)
-    additional_ingress_annotations: dict[str, str] = Field(default_factory=dict)
-
-
-class IstioVirtualService(ApiModel):
-    name: ShortName
-    routes: list[ShortName] = Field(
-        default_factory=list, max_length=16, description="Named HTTP routes; all when empty."
-    )
-
-
-class IstioDestinationRule(ApiModel):
-    name: ShortName
-    canary_subset_name: ShortName
-    stable_subset_name: ShortName
-
-
-class IstioRouting(ApiModel):
-    virtual_service: IstioVirtualService
-    destination_rule: IstioDestinationRule | None = None
-
-
-class SMIRouting(ApiModel):
-    root_service: ShortName | None = Field(None, description="Defaults to the stable service.")
-    traffic_split_name: ShortName | None = Field(
-        None, description="Defaults to the Rollout's name."
-    )
-
-
-class ManagedRoute(ApiModel):
-    name: ShortName
-
-
-ROUTERS = ["gatewayAPI", "nginx", "istio", "smi"]
-
-
-class TrafficRouting(ApiModel):
-    model_config = ConfigDict(
-        json_schema_extra=validations(_exactly_one(ROUTERS, "trafficRouting"))
-    )
-
-    gateway_api: GatewayAPIRouting | None = Field(None, alias="gatewayAPI")
-    nginx: NginxRouting | None = None
-    istio: IstioRouting | None = None
-    smi: SMIRouting | None = None
-
-    @property
-    def kind(self) -> str:
-        """The router in use: the field that is set (the CRD allows exactly one)."""
-        for name, value in (
-            ("gatewayAPI", self.gateway_api),
-            ("nginx", self.nginx),
-            ("istio", self.istio),
-            ("smi", self.smi),
-        ):
-            if value is not None:
-                return name
-        raise ValueError("trafficRouting: no router set")
-
-    managed_routes: list[ManagedRoute] = Field(
-        default_factory=list,
-        max_length=16,
-        description="Header and mirror routes the steps may set, in precedence order.",
-    )
 
 
 # --- strategies -----------------------------------------------------------------------------------

@@ -27,13 +27,13 @@ import copy
 from typing import Any, ClassVar
 
 from herdsman.api.rollout import (
-    IstioRouting,
     Rollout,
     RouteMatch,
     SetHeaderRoute,
     SetMirrorRoute,
     StringMatch,
 )
+from herdsman.api.routing import IstioRouting
 from herdsman.cluster.budget import Deadline
 from herdsman.cluster.kube import Kube, Path
 from herdsman.engine.world import RouterState, TrafficTarget

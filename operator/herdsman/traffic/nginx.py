@@ -17,7 +17,8 @@ from __future__ import annotations
 import copy
 from typing import Any, ClassVar
 
-from herdsman.api.rollout import NginxRouting, Rollout
+from herdsman.api.rollout import Rollout
+from herdsman.api.routing import NginxRouting
 from herdsman.cluster.budget import Deadline
 from herdsman.cluster.kube import JSON_PATCH, Kube, KubeError, Path
 from herdsman.engine.world import RouterState, TrafficTarget

@@ -16,7 +16,8 @@ from __future__ import annotations
 import copy
 from typing import Any, ClassVar
 
-from herdsman.api.rollout import Rollout, SMIRouting
+from herdsman.api.rollout import Rollout
+from herdsman.api.routing import SMIRouting
 from herdsman.cluster.budget import Deadline
 from herdsman.cluster.kube import Kube, KubeError, Path
 from herdsman.engine.world import RouterState, TrafficTarget
