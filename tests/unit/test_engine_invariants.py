@@ -248,7 +248,10 @@ class Checker:
             )
             allowed = {st_.stable_server_group}
             if last_pods:
+                # The new group, or an interrupted release's group that still has pods.
                 allowed.add(st_.canary_server_group)
+                allowed |= {n for n, size in d.desired.scale.items() if size > 0}
+                allowed |= {r.name for r in st_.server_groups if r.replicas}
             assert sel[canary.stable_service] in allowed, (sel, st_.stable_server_group)
         if canary.canary_service in sel:
             assert sel[canary.canary_service] in (
@@ -258,11 +261,15 @@ class Checker:
 
     # Whoever calls the stable Service is served: it never selects a group without available
     # pods while another group has some (the chaos suite caught a promotion's final roll doing
-    # exactly that for a moment).
+    # exactly that for a moment). Replica-ratio mode only: behind a router the Service's
+    # selector must stay on the stable group, because the router's weights (checked above)
+    # decide who gets traffic, and re-pointing the Service would bypass them.
     @staticmethod
     def check_stable_service_serves(rollout: Rollout, after: World) -> None:
         canary = rollout.spec.strategy.canary
         assert canary is not None
+        if canary.traffic_routing is not None:
+            return
         svc = after.services.get(canary.stable_service or "")
         if svc is None:
             return

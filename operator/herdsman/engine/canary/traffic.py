@@ -170,11 +170,18 @@ def stable_serving(c: Canary, stable: ServerGroup) -> str:
     while the new group has pods up. Selectors are written before shrinks, so the stable
     Service's users move to pods that serve before the old ones go (found by the chaos suite:
     for a moment it selected a group with none); status names the new group stable once it is
-    all up, as before."""
+    all up, as before. A release interrupted by a newer revision mid-roll can leave the stable
+    group empty and an older canary holding the traffic; the Service follows that group until
+    the stable group is back (found by the crash property test)."""
     if c.routed or c.sizes.get(stable.name, stable.replicas) > 0:
         return stable.name
     if c.current is not None and c.current.available > 0:
         return c.current_name
+    serving = [
+        g for g in c.world.groups if g.available > 0 and c.sizes.get(g.name, g.replicas) > 0
+    ]
+    if serving:
+        return max(serving, key=lambda g: (g.available, g.revision)).name
     return stable.name
 
 
