@@ -177,9 +177,7 @@ def stable_serving(c: Canary, stable: ServerGroup) -> str:
         return stable.name
     if c.current is not None and c.current.available > 0:
         return c.current_name
-    serving = [
-        g for g in c.world.groups if g.available > 0 and c.sizes.get(g.name, g.replicas) > 0
-    ]
+    serving = [g for g in c.world.groups if g.available > 0 and c.sizes.get(g.name, g.replicas) > 0]
     if serving:
         return max(serving, key=lambda g: (g.available, g.revision)).name
     return stable.name
