@@ -32,6 +32,7 @@ from herdsman.api.base import (
     exactly_one,
     validations,
 )
+from herdsman.api.chaos import ChaosStatus, ChaosStep
 from herdsman.api.routing import (
     TrafficRouting,
 )
@@ -214,6 +215,7 @@ STEP_KINDS = [
     "analysis",
     "setHeaderRoute",
     "setMirrorRoute",
+    "chaos",
 ]
 
 
@@ -230,6 +232,9 @@ class CanaryStep(ApiModel):
     analysis: RolloutAnalysis | None = None
     set_header_route: SetHeaderRoute | None = None
     set_mirror_route: SetMirrorRoute | None = None
+    chaos: ChaosStep | None = Field(
+        None, description="Inject a failure into the canary only (herdsman.dev; see api/chaos.py)."
+    )
 
     @property
     def kind(self) -> str:
@@ -291,6 +296,12 @@ class CanaryStrategy(ApiModel):
                 "with trafficRouting, baseline needs a baselineService: the router sends the"
                 " baseline its share through it, the same share as the canary",
                 ".baselineService",
+            ),
+            cel(
+                "has(self.analysis) || self.steps.all(s, !has(s.chaos))",
+                "a chaos step needs background analysis (spec.strategy.canary.analysis) to judge"
+                " the canary under the fault",
+                ".analysis",
             ),
         )
     )
@@ -546,6 +557,7 @@ class RolloutStatus(ApiModel):
     analysis_runs: list[AnalysisRunRef] = Field(default_factory=list)
     blue_green: BlueGreenStatus | None = None
     cost: CostStatus | None = None
+    chaos: ChaosStatus | None = None
     # Scale subresource (an HPA reads these).
     replicas: int = 0
     updated_replicas: int = 0
