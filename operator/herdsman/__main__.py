@@ -14,6 +14,7 @@ import asyncio
 import os
 import sys
 import time
+from typing import Any
 
 import kopf
 
@@ -100,10 +101,34 @@ def parser() -> argparse.ArgumentParser:
         default=os.environ.get("HERDSMAN_DASHBOARD_ACTIONS") == "1",
         help="let dashboard users promote/abort/retry/undo with a bearer token of their own",
     )
+    run.add_argument(
+        "--notifications-configmap",
+        default=os.environ.get("HERDSMAN_NOTIFICATIONS_CONFIGMAP", ""),
+        help="NAMESPACE/NAME of the ConfigMap naming notification services (empty: none)",
+    )
+    run.add_argument(
+        "--notifications-secret",
+        default=os.environ.get("HERDSMAN_NOTIFICATIONS_SECRET", ""),
+        help="NAMESPACE/NAME of the Secret its $keys come from",
+    )
     from herdsman.simulate.cli import add_arguments
 
     add_arguments(sub.add_parser("simulate", help="run the synthetic service (demo, tests)"))
     return p
+
+
+def _notifier(kube: Any, policy: Any, configmap: str, secret: str) -> Any:
+    """The notifier, when a ConfigMap is named; its delivery thread is started here."""
+    if not configmap:
+        return None
+    from herdsman.notify import config
+    from herdsman.notify.deliver import Deliverer
+    from herdsman.notify.notifier import Notifier
+
+    source = config.ServiceSource(
+        load=lambda: config.read(kube, policy, configmap, secret or configmap)
+    )
+    return Notifier(source=source, deliverer=Deliverer().start())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,7 +170,13 @@ def main(argv: list[str] | None = None) -> int:
             actions="token" if args.dashboard_actions else "off",
         )
     applier = Applier(kube, build_run=analysis.build, write_traffic=writer(kube), announce=announce)
-    runtime = Runtime(kube=kube, applier=applier, policy=policy, analysis=analysis)
+    runtime = Runtime(
+        kube=kube,
+        applier=applier,
+        policy=policy,
+        analysis=analysis,
+        notifier=_notifier(kube, policy, args.notifications_configmap, args.notifications_secret),
+    )
     memo = kopf.Memo(
         runtime=runtime,
         peering={

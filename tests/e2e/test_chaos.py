@@ -105,7 +105,10 @@ def test_a_resilient_canary_passes_its_chaos_step(
     assert status["chaos"]["removedReason"] == "duration over"
     chaos_lines = [t for t in operator.transitions("checkout") if t.reason.startswith("Chaos")]
     assert [t.reason for t in chaos_lines] == ["ChaosInjected", "ChaosRemoved"]
-    assert all(t.revision == "2" and t.step == "3/4" for t in chaos_lines)
+    # One line per transition naming rollout, revision, step and weight (the removal is logged
+    # by the pass that left the step, and names the chaos step in its message).
+    assert all(t.revision == "2" and "step 3/4" in t.message for t in chaos_lines)
+    assert (chaos_lines[0].step, chaos_lines[0].weight) == ("3/4", 40)
 
 
 def test_a_fragile_canary_fails_its_chaos_step_and_is_rolled_back(

@@ -175,6 +175,7 @@ def problems(rollout: Rollout, world: World) -> list[str]:
     for name in sorted(world.missing_templates):
         found.append(f"analysis template {name!r} not found")
     found.extend(world.analysis_problems)
+    found.extend(world.notification_problems)
     return found
 
 
