@@ -111,6 +111,24 @@ def parser() -> argparse.ArgumentParser:
         default=os.environ.get("HERDSMAN_NOTIFICATIONS_SECRET", ""),
         help="NAMESPACE/NAME of the Secret its $keys come from",
     )
+    run.add_argument(
+        "--price-cpu-hour",
+        type=float,
+        default=float(os.environ.get("HERDSMAN_PRICE_CPU_HOUR", "0.0316")),
+        help="price of one requested CPU core for an hour (release cost)",
+    )
+    run.add_argument(
+        "--price-gib-hour",
+        type=float,
+        default=float(os.environ.get("HERDSMAN_PRICE_GIB_HOUR", "0.0042")),
+        help="price of one requested GiB of memory for an hour (release cost)",
+    )
+    run.add_argument("--currency", default=os.environ.get("HERDSMAN_CURRENCY", "USD"))
+    run.add_argument(
+        "--cost-team-label",
+        default=os.environ.get("HERDSMAN_COST_TEAM_LABEL", "team"),
+        help="the Rollout label that names its team on the cost metric",
+    )
     from herdsman.simulate.cli import add_arguments
 
     add_arguments(sub.add_parser("simulate", help="run the synthetic service (demo, tests)"))
@@ -150,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     from herdsman.traffic import writer
 
     configure_logging(args.log_format, args.log_level)
+    from herdsman.engine import cost
+
+    cost.configure(cost.Prices(args.price_cpu_hour, args.price_gib_hour, args.currency))
+    metrics.TEAM_LABEL = args.cost_team_label
     policy = AccessPolicy.from_env()
     kube = Kube(
         load_config(args.kubeconfig),

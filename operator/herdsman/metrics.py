@@ -94,6 +94,15 @@ release_cost = Gauge(
     [*ROLLOUT, "role"],
     registry=REGISTRY,
 )
+release_cost_money = Gauge(
+    "herdsman_release_cost",
+    "Money the current release spent on extra pods (their CPU and memory requests at the"
+    " operator's prices), by team (the rollout's label named by --cost-team-label).",
+    [*ROLLOUT, "team", "currency"],
+    registry=REGISTRY,
+)
+# The Rollout label that names its team on cost metrics (set once at startup).
+TEAM_LABEL = "team"
 reconcile_duration = Histogram(
     "herdsman_reconcile_duration_seconds",
     "Time one reconcile pass takes, by result (ok, conflict, error).",
@@ -181,8 +190,13 @@ def record_pass(rollout: Rollout, decision: Decision, now: datetime) -> None:
         pods[role] = pods.get(role, 0) + row.replicas
     for role, count in pods.items():
         rollout_replicas.labels(ns, name, role).set(count)
-    for role, seconds in cost.live(st.cost, st.server_groups, rollout.spec.replicas, now).items():
+    live = cost.live(st.cost, st.server_groups, rollout.spec.replicas, now)
+    for role, seconds in live.items():
         release_cost.labels(ns, name, role).set(seconds)
+    team = (rollout.metadata.labels or {}).get(TEAM_LABEL, "")
+    release_cost_money.labels(ns, name, team, cost.PRICES.currency).set(
+        cost.live_amount(st.cost, live, rollout.spec.template)
+    )
     for t in decision.transitions:
         transitions.labels(ns, name, t.reason).inc()
         if t.reason in _RELEASE_ENDS:
@@ -232,6 +246,7 @@ def forget(namespace: str, name: str) -> None:
         rollout_traffic_weight,
         rollout_replicas,
         release_cost,
+        release_cost_money,
         analysis_score,
     ):
         for labels in list(family._metrics):  # prometheus_client keeps children by label tuple

@@ -505,9 +505,31 @@ class BlueGreenStatus(ApiModel):
     preview_ready_at: datetime | None = None
 
 
-class CostStatus(ApiModel):
-    """Replica-seconds spent beyond the stable size, per role, for the current release."""
+class ReleaseCost(ApiModel):
+    """What one past release cost beyond the stable size (kept for `kubectl herdsman cost`)."""
 
+    revision: int | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    replica_seconds: float = 0.0
+    cpu_core_seconds: float = 0.0
+    memory_gib_seconds: float = 0.0
+    amount: float = Field(0.0, description="Money, at the operator's prices.")
+
+
+class CostStatus(ApiModel):
+    """Replica-seconds spent beyond the stable size, per role, for the current release, and
+    what they cost from the pods' requests at the operator's prices per CPU-hour and GiB-hour."""
+
+    revision: int | None = None
+    started_at: datetime | None = None
+    cpu_core_seconds: float = 0.0
+    memory_gib_seconds: float = 0.0
+    amount: float = Field(0.0, description="Money spent so far on extra pods, at `currency`.")
+    currency: str = "USD"
+    history: list[ReleaseCost] = Field(
+        default_factory=list, max_length=50, description="Past releases, newest last."
+    )
     canary_replica_seconds: float = 0.0
     baseline_replica_seconds: float = 0.0
     preview_replica_seconds: float = 0.0
