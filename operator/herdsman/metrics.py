@@ -94,6 +94,18 @@ release_cost = Gauge(
     [*ROLLOUT, "role"],
     registry=REGISTRY,
 )
+chaos_active = Gauge(
+    "herdsman_chaos_active",
+    "Canary pods a chaos step keeps down right now (0: no fault injected).",
+    ROLLOUT,
+    registry=REGISTRY,
+)
+chaos_faults = Counter(
+    "herdsman_chaos_faults",
+    "Chaos faults injected into canaries and removed, by event (ChaosInjected, ChaosRemoved).",
+    [*ROLLOUT, "event"],
+    registry=REGISTRY,
+)
 release_cost_money = Gauge(
     "herdsman_release_cost",
     "Money the current release spent on extra pods (their CPU and memory requests at the"
@@ -197,8 +209,12 @@ def record_pass(rollout: Rollout, decision: Decision, now: datetime) -> None:
     release_cost_money.labels(ns, name, team, cost.PRICES.currency).set(
         cost.live_amount(st.cost, live, rollout.spec.template)
     )
+    injected = st.chaos is not None and st.chaos.phase == "Injected"
+    chaos_active.labels(ns, name).set(st.chaos.pods_killed if st.chaos and injected else 0)
     for t in decision.transitions:
         transitions.labels(ns, name, t.reason).inc()
+        if t.reason in ("ChaosInjected", "ChaosRemoved"):
+            chaos_faults.labels(ns, name, t.reason).inc()
         if t.reason in _RELEASE_ENDS:
             releases.labels(ns, name, _RELEASE_ENDS[t.reason]).inc()
     left = old.current_step_index
@@ -247,6 +263,7 @@ def forget(namespace: str, name: str) -> None:
         rollout_replicas,
         release_cost,
         release_cost_money,
+        chaos_active,
         analysis_score,
     ):
         for labels in list(family._metrics):  # prometheus_client keeps children by label tuple
