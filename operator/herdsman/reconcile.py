@@ -49,7 +49,7 @@ class Runtime:
     applier: Applier
     policy: AccessPolicy = field(default_factory=AccessPolicy)
     analysis: Analysis | None = None
-    # None: notifications are not configured; any subscription is then an InvalidSpec.
+    # None: notifications are not configured (subscriptions are then ignored).
     notifier: Notifier | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     _wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
@@ -95,8 +95,10 @@ class Runtime:
                 metrics.record_runs(rollout, updates, observed.runs)
                 observed.world = with_updates(observed.world, updates)
         annotations = rollout.metadata.annotations or {}
-        if subscriptions.subscriptions(annotations):
-            names = (await self.notifier.services()).names if self.notifier else None
+        if self.notifier is not None and subscriptions.subscriptions(annotations):
+            # Checked only where notifications are configured: a manifest ported from Argo with
+            # its subscriptions still runs under an operator that sends none.
+            names = (await self.notifier.services()).names
             found_subs = subscriptions.problems(annotations, names)
             observed.world = replace(observed.world, notification_problems=tuple(found_subs))
         decision = decide(rollout, observed.world, now)
