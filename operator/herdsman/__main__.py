@@ -14,6 +14,7 @@ import asyncio
 import os
 import sys
 import time
+from typing import Any
 
 import kopf
 
@@ -100,10 +101,52 @@ def parser() -> argparse.ArgumentParser:
         default=os.environ.get("HERDSMAN_DASHBOARD_ACTIONS") == "1",
         help="let dashboard users promote/abort/retry/undo with a bearer token of their own",
     )
+    run.add_argument(
+        "--notifications-configmap",
+        default=os.environ.get("HERDSMAN_NOTIFICATIONS_CONFIGMAP", ""),
+        help="NAMESPACE/NAME of the ConfigMap naming notification services (empty: none)",
+    )
+    run.add_argument(
+        "--notifications-secret",
+        default=os.environ.get("HERDSMAN_NOTIFICATIONS_SECRET", ""),
+        help="NAMESPACE/NAME of the Secret its $keys come from",
+    )
+    run.add_argument(
+        "--price-cpu-hour",
+        type=float,
+        default=float(os.environ.get("HERDSMAN_PRICE_CPU_HOUR", "0.0316")),
+        help="price of one requested CPU core for an hour (release cost)",
+    )
+    run.add_argument(
+        "--price-gib-hour",
+        type=float,
+        default=float(os.environ.get("HERDSMAN_PRICE_GIB_HOUR", "0.0042")),
+        help="price of one requested GiB of memory for an hour (release cost)",
+    )
+    run.add_argument("--currency", default=os.environ.get("HERDSMAN_CURRENCY", "USD"))
+    run.add_argument(
+        "--cost-team-label",
+        default=os.environ.get("HERDSMAN_COST_TEAM_LABEL", "team"),
+        help="the Rollout label that names its team on the cost metric",
+    )
     from herdsman.simulate.cli import add_arguments
 
     add_arguments(sub.add_parser("simulate", help="run the synthetic service (demo, tests)"))
     return p
+
+
+def _notifier(kube: Any, policy: Any, configmap: str, secret: str) -> Any:
+    """The notifier, when a ConfigMap is named; its delivery thread is started here."""
+    if not configmap:
+        return None
+    from herdsman.notify import config
+    from herdsman.notify.deliver import Deliverer
+    from herdsman.notify.notifier import Notifier
+
+    source = config.ServiceSource(
+        load=lambda: config.read(kube, policy, configmap, secret or configmap)
+    )
+    return Notifier(source=source, deliverer=Deliverer().start())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     from herdsman.traffic import writer
 
     configure_logging(args.log_format, args.log_level)
+    from herdsman.engine import cost
+
+    cost.configure(cost.Prices(args.price_cpu_hour, args.price_gib_hour, args.currency))
+    metrics.TEAM_LABEL = args.cost_team_label
     policy = AccessPolicy.from_env()
     kube = Kube(
         load_config(args.kubeconfig),
@@ -145,7 +192,13 @@ def main(argv: list[str] | None = None) -> int:
             actions="token" if args.dashboard_actions else "off",
         )
     applier = Applier(kube, build_run=analysis.build, write_traffic=writer(kube), announce=announce)
-    runtime = Runtime(kube=kube, applier=applier, policy=policy, analysis=analysis)
+    runtime = Runtime(
+        kube=kube,
+        applier=applier,
+        policy=policy,
+        analysis=analysis,
+        notifier=_notifier(kube, policy, args.notifications_configmap, args.notifications_secret),
+    )
     memo = kopf.Memo(
         runtime=runtime,
         peering={

@@ -94,6 +94,27 @@ release_cost = Gauge(
     [*ROLLOUT, "role"],
     registry=REGISTRY,
 )
+chaos_active = Gauge(
+    "herdsman_chaos_active",
+    "Canary pods a chaos step keeps down right now (0: no fault injected).",
+    ROLLOUT,
+    registry=REGISTRY,
+)
+chaos_faults = Counter(
+    "herdsman_chaos_faults",
+    "Chaos faults injected into canaries and removed, by event (ChaosInjected, ChaosRemoved).",
+    [*ROLLOUT, "event"],
+    registry=REGISTRY,
+)
+release_cost_money = Gauge(
+    "herdsman_release_cost",
+    "Money the current release spent on extra pods (their CPU and memory requests at the"
+    " operator's prices), by team (the rollout's label named by --cost-team-label).",
+    [*ROLLOUT, "team", "currency"],
+    registry=REGISTRY,
+)
+# The Rollout label that names its team on cost metrics (set once at startup).
+TEAM_LABEL = "team"
 reconcile_duration = Histogram(
     "herdsman_reconcile_duration_seconds",
     "Time one reconcile pass takes, by result (ok, conflict, error).",
@@ -181,10 +202,19 @@ def record_pass(rollout: Rollout, decision: Decision, now: datetime) -> None:
         pods[role] = pods.get(role, 0) + row.replicas
     for role, count in pods.items():
         rollout_replicas.labels(ns, name, role).set(count)
-    for role, seconds in cost.live(st.cost, st.server_groups, rollout.spec.replicas, now).items():
+    live = cost.live(st.cost, st.server_groups, rollout.spec.replicas, now)
+    for role, seconds in live.items():
         release_cost.labels(ns, name, role).set(seconds)
+    team = (rollout.metadata.labels or {}).get(TEAM_LABEL, "")
+    release_cost_money.labels(ns, name, team, cost.PRICES.currency).set(
+        cost.live_amount(st.cost, live, rollout.spec.template)
+    )
+    injected = st.chaos is not None and st.chaos.phase == "Injected"
+    chaos_active.labels(ns, name).set(st.chaos.pods_killed if st.chaos and injected else 0)
     for t in decision.transitions:
         transitions.labels(ns, name, t.reason).inc()
+        if t.reason in ("ChaosInjected", "ChaosRemoved"):
+            chaos_faults.labels(ns, name, t.reason).inc()
         if t.reason in _RELEASE_ENDS:
             releases.labels(ns, name, _RELEASE_ENDS[t.reason]).inc()
     left = old.current_step_index
@@ -232,6 +262,8 @@ def forget(namespace: str, name: str) -> None:
         rollout_traffic_weight,
         rollout_replicas,
         release_cost,
+        release_cost_money,
+        chaos_active,
         analysis_score,
     ):
         for labels in list(family._metrics):  # prometheus_client keeps children by label tuple

@@ -27,6 +27,8 @@ from herdsman.cluster.budget import AccessPolicy
 from herdsman.cluster.kube import ROLLOUTS, Kube, KubeError
 from herdsman.cluster.observe import observe
 from herdsman.engine.decide import decide
+from herdsman.notify import subscriptions
+from herdsman.notify.notifier import Notifier
 
 log = logging.getLogger("herdsman.reconcile")
 
@@ -47,6 +49,8 @@ class Runtime:
     applier: Applier
     policy: AccessPolicy = field(default_factory=AccessPolicy)
     analysis: Analysis | None = None
+    # None: notifications are not configured (subscriptions are then ignored).
+    notifier: Notifier | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     _wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
 
@@ -90,11 +94,21 @@ class Runtime:
                 observed.run_updates = updates
                 metrics.record_runs(rollout, updates, observed.runs)
                 observed.world = with_updates(observed.world, updates)
+        annotations = rollout.metadata.annotations or {}
+        if self.notifier is not None and subscriptions.subscriptions(annotations):
+            # Checked only where notifications are configured: a manifest ported from Argo with
+            # its subscriptions still runs under an operator that sends none.
+            names = (await self.notifier.services()).names
+            found_subs = subscriptions.problems(annotations, names)
+            observed.world = replace(observed.world, notification_problems=tuple(found_subs))
         decision = decide(rollout, observed.world, now)
         raw_status = body.get("status") or {}
         if not await self.applier.apply(rollout, raw_status, decision, observed, deadline):
             return 0.0  # lost a race with another writer: redo on fresh data
         metrics.record_pass(rollout, decision, now)
+        if self.notifier is not None:
+            # Queued only: delivery runs on its own thread, retried there, and never fails a pass.
+            await self.notifier.after_pass(rollout, decision)
         due = decision.requeue_after
         if next_measurement is not None:
             until = max(0.0, (next_measurement - self.clock()).total_seconds())

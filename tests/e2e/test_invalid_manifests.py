@@ -297,6 +297,21 @@ CASES = [
         "spec.strategy.blueGreen.activeService",
         lambda m: m["spec"].update(strategy={"blueGreen": {"previewService": "web-preview"}}),
     ),
+    Case(
+        "a chaos step with no analysis to judge it",
+        f"{CANARY}.analysis",
+        steps(
+            {"setWeight": 20}, {"chaos": {"action": "killPods", "percent": 50, "duration": "30s"}}
+        ),
+    ),
+    Case(
+        "a chaos step killing over 100 percent",
+        f"{CANARY}.steps[0].chaos.percent",
+        lambda m: canary(m).update(
+            analysis={"templates": [{"templateName": "t"}]},
+            steps=[{"chaos": {"action": "killPods", "percent": 101, "duration": "30s"}}],
+        ),
+    ),
 ]
 
 

@@ -222,3 +222,20 @@ def test_no_rollout_in_the_input(tmp_path: Path, capsys: pytest.CaptureFixture[s
 )
 def test_seconds_text(seconds: float, shown: str) -> None:
     assert seconds_text(seconds) == shown
+
+
+def test_a_chaos_step_lasts_its_duration_and_says_who_judges_it() -> None:
+    plan = timeline(
+        rollout(
+            steps=[
+                {"setWeight": 20},
+                {"chaos": {"action": "killPods", "percent": 50, "duration": "2m"}},
+            ],
+            analysis={"templates": [{"templateName": "t"}]},
+        )
+    )
+    row = plan.rows[1]
+    assert row.description == "chaos killPods 50% for 2m"
+    assert row.elapsed == 120
+    assert any("background analysis judges it" in n for n in row.notes)
+    assert "chaos killPods 50% for 2m" in text(plan)

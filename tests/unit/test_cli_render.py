@@ -340,3 +340,38 @@ def test_traffic_bar_always_fills_its_width(
     bar = render.traffic_bar(weights).plain
     assert len(bar) == render.BAR_WIDTH
     assert (bar.count("█"), bar.count("▒"), bar.count("░")) == cells
+
+
+def test_status_shows_an_injected_chaos_fault_and_why_it_ended() -> None:
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    from herdsman.cli.render import status_view
+
+    now = datetime(2026, 12, 5, 3, 0, tzinfo=UTC)
+    chaos = {
+        "action": "killPods",
+        "podsKilled": 2,
+        "canaryPods": 4,
+        "serverGroup": "checkout-v002",
+        "stepIndex": 2,
+        "phase": "Injected",
+        "startedAt": "2026-12-05T02:59:50Z",
+        "endsAt": "2026-12-05T03:00:20Z",
+        "revision": 2,
+        "percent": 50,
+    }
+    body = {
+        "metadata": {"name": "checkout", "namespace": "shop"},
+        "spec": {"replicas": 10, "strategy": {"canary": {"steps": []}}},
+        "status": {"chaos": chaos},
+    }
+    console = Console(width=160, record=True)
+    console.print(status_view(body, now))
+    text = console.export_text()
+    assert "injected: killPods 2 of 4 pods of checkout-v002 (step 3), ends in 20s" in text
+    body["status"]["chaos"] = {**chaos, "phase": "Removed", "removedReason": "rollout aborted"}
+    console = Console(width=160, record=True)
+    console.print(status_view(body, now))
+    assert "removed (rollout aborted)" in console.export_text()

@@ -49,3 +49,27 @@ def test_status_weights_send_each_role_its_share_of_the_requests() -> None:
     total = sum(sim.sent.values())
     assert 0.05 < sim.sent["c-v2"] / total < 0.15
     assert sim.requests.labels(group="c-v2", code="500")._value.get() == sim.sent["c-v2"]
+
+
+def test_a_fragile_version_errs_only_while_its_group_has_lost_pods() -> None:
+    from herdsman.simulate import GroupInfo
+
+    image, fragile = behaviour("app:v2=latency:0.1,lost-errors:1")
+    assert fragile.degraded == Behaviour(latency=0.1, error_rate=1.0)
+    groups = {"c-v2": GroupInfo(image=image, available=4)}
+    sim = TrafficSimulator(lambda: groups, {image: fragile})
+
+    def errors() -> float:
+        value: float = sim.requests.labels(group="c-v2", code="500")._value.get()
+        return value
+
+    for _ in range(5):
+        sim.step()
+    assert errors() == 0  # all its pods: healthy
+    groups["c-v2"] = GroupInfo(image=image, available=2)  # two pods killed
+    sim.step()
+    assert errors() == sim.requests_per_tick
+    groups["c-v2"] = GroupInfo(image=image, available=4)  # back
+    before = errors()
+    sim.step()
+    assert errors() == before

@@ -35,9 +35,14 @@ handlers and Kopf's own peering and scanning) and fails when the two differ in e
 - apiGroups: [""]
   resources: [pods]
   verbs: [delete, list]
-# Secrets: one key read by name when an analysis provider references it; never listed.
+# Secrets: one key read by name when an analysis provider references it, and the
+# notifications Secret by name; never listed.
 - apiGroups: [""]
   resources: [secrets]
+  verbs: [get]
+# The notifications ConfigMap (services and templates), read by name.
+- apiGroups: [""]
+  resources: [configmaps]
   verbs: [get]
 # One Event per transition; the dashboard lists and watches them for its timelines.
 - apiGroups: [""]

@@ -32,6 +32,7 @@ from herdsman.api.base import (
     exactly_one,
     validations,
 )
+from herdsman.api.chaos import ChaosStatus, ChaosStep
 from herdsman.api.routing import (
     TrafficRouting,
 )
@@ -214,6 +215,7 @@ STEP_KINDS = [
     "analysis",
     "setHeaderRoute",
     "setMirrorRoute",
+    "chaos",
 ]
 
 
@@ -230,6 +232,9 @@ class CanaryStep(ApiModel):
     analysis: RolloutAnalysis | None = None
     set_header_route: SetHeaderRoute | None = None
     set_mirror_route: SetMirrorRoute | None = None
+    chaos: ChaosStep | None = Field(
+        None, description="Inject a failure into the canary only (herdsman.dev; see api/chaos.py)."
+    )
 
     @property
     def kind(self) -> str:
@@ -291,6 +296,12 @@ class CanaryStrategy(ApiModel):
                 "with trafficRouting, baseline needs a baselineService: the router sends the"
                 " baseline its share through it, the same share as the canary",
                 ".baselineService",
+            ),
+            cel(
+                "has(self.analysis) || self.steps.all(s, !has(s.chaos))",
+                "a chaos step needs background analysis (spec.strategy.canary.analysis) to judge"
+                " the canary under the fault",
+                ".analysis",
             ),
         )
     )
@@ -494,9 +505,31 @@ class BlueGreenStatus(ApiModel):
     preview_ready_at: datetime | None = None
 
 
-class CostStatus(ApiModel):
-    """Replica-seconds spent beyond the stable size, per role, for the current release."""
+class ReleaseCost(ApiModel):
+    """What one past release cost beyond the stable size (kept for `kubectl herdsman cost`)."""
 
+    revision: int | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    replica_seconds: float = 0.0
+    cpu_core_seconds: float = 0.0
+    memory_gib_seconds: float = 0.0
+    amount: float = Field(0.0, description="Money, at the operator's prices.")
+
+
+class CostStatus(ApiModel):
+    """Replica-seconds spent beyond the stable size, per role, for the current release, and
+    what they cost from the pods' requests at the operator's prices per CPU-hour and GiB-hour."""
+
+    revision: int | None = None
+    started_at: datetime | None = None
+    cpu_core_seconds: float = 0.0
+    memory_gib_seconds: float = 0.0
+    amount: float = Field(0.0, description="Money spent so far on extra pods, at `currency`.")
+    currency: str = "USD"
+    history: list[ReleaseCost] = Field(
+        default_factory=list, max_length=50, description="Past releases, newest last."
+    )
     canary_replica_seconds: float = 0.0
     baseline_replica_seconds: float = 0.0
     preview_replica_seconds: float = 0.0
@@ -546,6 +579,7 @@ class RolloutStatus(ApiModel):
     analysis_runs: list[AnalysisRunRef] = Field(default_factory=list)
     blue_green: BlueGreenStatus | None = None
     cost: CostStatus | None = None
+    chaos: ChaosStatus | None = None
     # Scale subresource (an HPA reads these).
     replicas: int = 0
     updated_replicas: int = 0

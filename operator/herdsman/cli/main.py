@@ -11,6 +11,7 @@
     kubectl herdsman lint -f FILE                refuse offline what the API server would refuse
     kubectl herdsman plan -f FILE                the step timeline a manifest would follow
     kubectl herdsman dashboard [--allow-actions] the web dashboard, with your kubeconfig
+    kubectl herdsman cost [NAME] [-A] [--since 7d]  what releases spent on extra pods
 
 Every verb that changes something only records an intent (see `herdsman.cli.actions`); the
 operator acts on it at its next reconcile. Failures are one line on stderr and a non-zero exit,
@@ -35,6 +36,7 @@ from rich.live import Live
 
 from herdsman.cli import actions, render
 from herdsman.cli import analysis as analysing
+from herdsman.cli import cost as costing
 from herdsman.cli import lint as linting
 from herdsman.cli import plan as planning
 from herdsman.cli.actions import ActionError
@@ -117,6 +119,20 @@ def cmd_get(ctx: Context) -> int:
         return 0
     items.sort(key=lambda b: (b["metadata"].get("namespace", ""), b["metadata"]["name"]))
     ctx.out.print(render.rollouts_table(items, now, namespaces=everywhere))
+    return 0
+
+
+def cmd_cost(ctx: Context) -> int:
+    try:
+        start = costing.since(ctx.args.since, ctx.now())
+    except ValueError as err:
+        raise CliError(f"--since: {err}", code=2) from None
+    if ctx.args.name:
+        items = [actions.get(ctx.rest, ctx.namespace, ctx.args.name)]
+    else:
+        items = ctx.rest.list(ROLLOUTS.url(None if ctx.args.all_namespaces else ctx.namespace))
+    items.sort(key=lambda b: (b["metadata"].get("namespace", ""), b["metadata"]["name"]))
+    ctx.out.print(costing.table([costing.bill(b, start) for b in items], ctx.args.since))
     return 0
 
 
@@ -304,6 +320,11 @@ def parser() -> argparse.ArgumentParser:
     analysis.add_argument(
         "--interval", type=float, default=2.0, help="seconds between redraws with --watch"
     )
+
+    cost = command("cost", cmd_cost, "what releases spent on extra pods, per rollout and namespace")
+    cost.add_argument("name", nargs="?")
+    cost.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+    cost.add_argument("--since", default="7d", help="the period: 7d, 24h, 30m (default 7d)")
 
     promote = command("promote", cmd_promote, "leave the current step")
     promote.add_argument("name")

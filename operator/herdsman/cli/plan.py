@@ -100,6 +100,11 @@ def canary_timeline(rollout: Rollout, strategy: CanaryStrategy) -> Timeline:
             notes.append("waits for the analysis run to pass; a failure aborts")
         if step.set_header_route is not None or step.set_mirror_route is not None:
             notes.append("route applied with the traffic write; no wait")
+        if step.chaos is not None:
+            notes.append(
+                f"chaos: {step.chaos.percent}% of the canary's pods kept down; the background"
+                " analysis judges it, a failure aborts"
+            )
         split, actual = _split(rollout, strategy, weight, override, lim)
         plan.rows.append(
             Row(
@@ -164,6 +169,8 @@ def _background_note(strategy: CanaryStrategy) -> str:
 
 
 def _pause_seconds(step: CanaryStep) -> float | None:
+    if step.chaos is not None:
+        return duration_seconds(step.chaos.duration)  # it lasts its duration, like a pause
     if step.pause is None:
         return None
     return duration_seconds(step.pause.duration)

@@ -254,6 +254,9 @@ def _header(body: Obj, now: datetime) -> RenderableType:
                 style="red",
             ),
         )
+    chaos = _map(status.get("chaos"))
+    if chaos:
+        grid.add_row("Chaos", _chaos_text(chaos, now))
     promote = _map(status.get("promote"))
     if promote:
         which = "every remaining step" if promote.get("full") else "the current step"
@@ -265,6 +268,19 @@ def _header(body: Obj, now: datetime) -> RenderableType:
             Text(f"generation {observed} of {generation}: status lags the spec", style="yellow"),
         )
     return grid
+
+
+def _chaos_text(chaos: Obj, now: datetime) -> Text:
+    """The fault of the current (or last) chaos step: injected and until when, or removed why."""
+    what = (
+        f"{chaos.get('action', '')} {chaos.get('podsKilled', 0)} of {chaos.get('canaryPods', 0)}"
+        f" pods of {chaos.get('serverGroup', '')} (step {int(chaos.get('stepIndex', 0)) + 1})"
+    )
+    if chaos.get("phase") == "Injected":
+        ends = parse_time(chaos.get("endsAt"))
+        until = f", ends in {span((ends - now).total_seconds())}" if ends else ""
+        return Text(f"injected: {what}{until}", style="magenta")
+    return Text(f"removed ({chaos.get('removedReason') or 'over'}): {what}", style="dim")
 
 
 def _router(spec: Obj) -> str:

@@ -78,6 +78,7 @@ REPLICA_SETS = Path("apps", "v1", "replicasets")
 SERVICES = Path("", "v1", "services")
 PODS = Path("", "v1", "pods")
 SECRETS = Path("", "v1", "secrets")
+CONFIG_MAPS = Path("", "v1", "configmaps")
 EVENTS = Path("", "v1", "events")
 
 

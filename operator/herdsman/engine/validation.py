@@ -89,6 +89,19 @@ def spec_problems(rollout: Rollout) -> list[Problem]:
                 " drop destinationRule",
             )
         )
+    starting = canary.analysis.starting_step or 0 if canary.analysis is not None else None
+    for i, step in enumerate(canary.steps):
+        if step.chaos is not None and starting is not None and starting > i:
+            # The API server refuses a chaos step with no background analysis at all; one that
+            # starts after the step would leave the fault unjudged.
+            found.append(
+                Problem(
+                    f"{prefix}.steps[{i}].chaos",
+                    "Forbidden",
+                    "a chaos step needs background analysis running during it"
+                    f" (spec.strategy.canary.analysis.startingStep <= {i})",
+                )
+            )
     for i, step in enumerate(canary.steps):
         route = step.set_header_route or step.set_mirror_route
         if route is None:
@@ -162,6 +175,7 @@ def problems(rollout: Rollout, world: World) -> list[str]:
     for name in sorted(world.missing_templates):
         found.append(f"analysis template {name!r} not found")
     found.extend(world.analysis_problems)
+    found.extend(world.notification_problems)
     return found
 
 

@@ -5,7 +5,8 @@
 
 Each `--behaviour IMAGE=KEY:VALUE,...` says how the server groups running IMAGE answer:
 `latency` (mean seconds, default 0.1), `jitter` (standard deviation, default 0.02) and `errors`
-(share of requests answered 500, default 0). Images not named are healthy. `--follow replicas`
+(share of requests answered 500, default 0). Images not named are healthy. A fragile image
+degrades while its group has lost pods: `lost-errors` and `lost-latency` say how it answers then. `--follow replicas`
 (the default) splits traffic by available pods, as a Service over every group does; `--follow
 status` by the weights in the Rollout's status, as a traffic router does once the operator has
 set it. Prometheus scrapes http://ADDRESS:PORT/metrics.
@@ -16,12 +17,15 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
+from dataclasses import replace
 from typing import Any
 
 from herdsman.cluster.kube import Rest, load_config
 from herdsman.simulate.traffic import Behaviour, TrafficSimulator, replica_ratio, rollout_weights
 
 KEYS = {"latency": "latency", "jitter": "jitter", "errors": "error_rate"}
+# How a fragile image answers while its group has lost pods.
+LOST_KEYS = {"lost-latency": "latency", "lost-errors": "error_rate"}
 
 
 def behaviour(text: str) -> tuple[str, Behaviour]:
@@ -30,20 +34,35 @@ def behaviour(text: str) -> tuple[str, Behaviour]:
     if not sep or not image:
         raise argparse.ArgumentTypeError(f"expected IMAGE=KEY:VALUE,..., got {text!r}")
     fields: dict[str, float] = {}
+    lost: dict[str, float] = {}
     for item in filter(None, spec.split(",")):
         key, colon, value = item.partition(":")
-        if not colon or key not in KEYS:
+        if not colon or key not in {**KEYS, **LOST_KEYS}:
             raise argparse.ArgumentTypeError(
-                f"{item!r}: expected one of {', '.join(sorted(KEYS))} as KEY:VALUE"
+                f"{item!r}: expected one of {', '.join(sorted({**KEYS, **LOST_KEYS}))} as KEY:VALUE"
             )
         try:
             number = float(value)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{item!r}: {value!r} is not a number") from None
-        if number < 0 or (key == "errors" and number > 1):
+        if number < 0 or (key in ("errors", "lost-errors") and number > 1):
             raise argparse.ArgumentTypeError(f"{item!r}: out of range")
-        fields[KEYS[key]] = number
-    return image, Behaviour(**fields)
+        if key in LOST_KEYS:
+            lost[LOST_KEYS[key]] = number
+        else:
+            fields[KEYS[key]] = number
+
+    def make(values: dict[str, float]) -> Behaviour:
+        return Behaviour(
+            error_rate=values.get("error_rate", 0.0),
+            latency=values.get("latency", 0.1),
+            jitter=values.get("jitter", 0.02),
+        )
+
+    normal = make(fields)
+    if lost:
+        return image, replace(normal, degraded=make({**fields, **lost}))
+    return image, normal
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

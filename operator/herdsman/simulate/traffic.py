@@ -57,6 +57,9 @@ class Behaviour:
     error_rate: float = 0.0  # share of requests answered 500
     latency: float = 0.1  # mean seconds
     jitter: float = 0.02  # standard deviation
+    # A fragile version: how its group answers while it has lost pods (fewer available than
+    # the most it has had), e.g. the survivors overloaded or a cache rebuilding. None: resilient.
+    degraded: Behaviour | None = None
 
 
 HEALTHY = Behaviour()
@@ -124,6 +127,8 @@ class TrafficSimulator:
     sent_tagged: dict[str, int] = field(default_factory=dict)
     sent_untagged: dict[str, int] = field(default_factory=dict)
     mirrored: dict[str, int] = field(default_factory=dict)
+    # The most pods each group has had available: fewer now means it lost some (fragile mode).
+    peaks: dict[str, int] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _server: WSGIServer | None = None
@@ -185,11 +190,17 @@ class TrafficSimulator:
         total = sum(raw.values())
         if total <= 0:
             return {}
-        return {
-            g: (w / total, self.behaviours.get(info[g].image, HEALTHY))
-            for g, w in raw.items()
-            if w > 0
-        }
+        return {g: (w / total, self.behaviour(g, info[g])) for g, w in raw.items() if w > 0}
+
+    def behaviour(self, group: str, info: GroupInfo) -> Behaviour:
+        """How `group` answers now: its image's behaviour, or the degraded one of a fragile
+        image while the group has fewer pods available than it has had."""
+        peak = max(self.peaks.get(group, 0), info.available)
+        self.peaks[group] = peak
+        found = self.behaviours.get(info.image, HEALTHY)
+        if found.degraded is not None and info.available < peak:
+            return found.degraded
+        return found
 
     def step(self) -> None:
         if self.routing is not None:
@@ -220,15 +231,14 @@ class TrafficSimulator:
                 continue
             groups = list(live)
             group = self.rng.choices(groups, [live[g] for g in groups])[0]
-            self._serve(group, info[group].image)
+            self._serve(group, self.behaviour(group, info[group]))
             counts = self.sent_tagged if tagged else self.sent_untagged
             counts[group] = counts.get(group, 0) + 1
             for target, percent in mirrors.items():
                 if target in info and self.rng.random() * 100 < percent:
-                    self._serve(target, info[target].image, mirrored=True)
+                    self._serve(target, self.behaviour(target, info[target]), mirrored=True)
 
-    def _serve(self, group: str, image: str, *, mirrored: bool = False) -> None:
-        behaviour = self.behaviours.get(image, HEALTHY)
+    def _serve(self, group: str, behaviour: Behaviour, *, mirrored: bool = False) -> None:
         code = "500" if self.rng.random() < behaviour.error_rate else "200"
         latency = max(0.001, self.rng.gauss(behaviour.latency, behaviour.jitter))
         self.requests.labels(group=group, code=code).inc()

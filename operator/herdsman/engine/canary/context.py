@@ -40,6 +40,8 @@ def describe(step: CanaryStep) -> str:
         return f"setHeaderRoute {step.set_header_route.name}"
     if step.set_mirror_route is not None:
         return f"setMirrorRoute {step.set_mirror_route.name}"
+    if step.chaos is not None:
+        return f"chaos {step.chaos.action} {step.chaos.percent}% for {step.chaos.duration}"
     return "empty"
 
 

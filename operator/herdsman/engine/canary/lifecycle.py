@@ -4,7 +4,7 @@ rolling back, progressing, paused), and the status rows every pass ends with."""
 from __future__ import annotations
 
 from herdsman.engine import groups, weights
-from herdsman.engine.canary import rollback, steps, traffic
+from herdsman.engine.canary import chaos, rollback, steps, traffic
 from herdsman.engine.canary.context import Canary
 from herdsman.engine.groups import Targets
 from herdsman.engine.world import ServerGroup
@@ -33,6 +33,7 @@ def run(c: Canary) -> None:
             rollback.user_paused(c, stable)
         else:
             steps.progress(c, stable)
+    chaos.settle(c)
     finish(c)
 
 
