@@ -32,6 +32,7 @@ from herdsman.api.base import (
     exactly_one,
     validations,
 )
+from herdsman.api.experiment_step import RolloutExperimentStep
 from herdsman.api.routing import (
     TrafficRouting,
 )
@@ -214,6 +215,7 @@ STEP_KINDS = [
     "analysis",
     "setHeaderRoute",
     "setMirrorRoute",
+    "experiment",
 ]
 
 
@@ -230,6 +232,7 @@ class CanaryStep(ApiModel):
     analysis: RolloutAnalysis | None = None
     set_header_route: SetHeaderRoute | None = None
     set_mirror_route: SetMirrorRoute | None = None
+    experiment: RolloutExperimentStep | None = None
 
     @property
     def kind(self) -> str:

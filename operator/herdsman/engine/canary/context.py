@@ -40,6 +40,8 @@ def describe(step: CanaryStep) -> str:
         return f"setHeaderRoute {step.set_header_route.name}"
     if step.set_mirror_route is not None:
         return f"setMirrorRoute {step.set_mirror_route.name}"
+    if step.experiment is not None:
+        return "experiment " + ", ".join(t.name for t in step.experiment.templates)
     return "empty"
 
 
