@@ -264,6 +264,13 @@ def test_import_takes_a_live_argo_rollout_over_without_restarting_a_pod(
         assert ARGO_HASH not in selector
         assert selector[LABEL_GROUP] == f"checkout-{STABLE_HASH}"
 
+    # Run again (as after an import cut short): every write is idempotent, nothing moves.
+    code, out, err = plugin("import", "checkout")
+    assert code == 0, err
+    assert "resuming" in out
+    assert {p["metadata"]["uid"] for p in world.pods()} == before
+    rollouts.wait_healthy(f"checkout-{STABLE_HASH}")
+
     # Argo's Rollout can go (uninstalling Argo deletes it): its former pods stay.
     world.rest.delete(ARGO_ROLLOUTS.url(world.ns, "checkout"))
     wait_until(

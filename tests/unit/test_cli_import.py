@@ -143,3 +143,14 @@ def test_duplicate_or_missing_revisions_are_made_distinct() -> None:
     sets = [replica_set("h2", "2", "app:2", 3), replica_set("h1", "", "app:1", 0)]
     p = plan(argo(), sets, PODS)
     assert sorted(g.revision for g in p.groups) == [2, 3]
+
+
+def test_an_interrupted_import_is_resumed_with_what_it_already_adopted() -> None:
+    sets = copy.deepcopy(SETS)
+    sets[0]["metadata"]["ownerReferences"] = [
+        {"kind": "Rollout", "uid": "ours", "controller": True}
+    ]
+    with pytest.raises(ImportRefused, match="nothing to take over"):
+        plan(argo(), sets, PODS)
+    p = plan(argo(), sets, PODS, resumed_uid="ours")
+    assert [g.name for g in p.groups] == ["checkout-h2", "checkout-h1"]

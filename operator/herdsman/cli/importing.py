@@ -110,9 +110,9 @@ class ImportPlan:
         }
 
 
-def _owned_by(obj: dict[str, Any], uid: str) -> bool:
+def _owned_by(obj: dict[str, Any], *uids: str) -> bool:
     refs = obj.get("metadata", {}).get("ownerReferences") or []
-    return any(r.get("uid") == uid and r.get("controller") for r in refs)
+    return any(r.get("uid") in uids and r.get("controller") for r in refs)
 
 
 def _manifest(argo: dict[str, Any]) -> dict[str, Any]:
@@ -192,8 +192,12 @@ def plan(
     argo: dict[str, Any],
     replica_sets: list[dict[str, Any]],
     pods: list[dict[str, Any]],
+    resumed_uid: str | None = None,
 ) -> ImportPlan:
-    """What importing `argo` takes: refused (ImportRefused) unless it is at rest and valid."""
+    """What importing `argo` takes: refused (ImportRefused) unless it is at rest and valid.
+
+    `resumed_uid`: the Herdsman Rollout an earlier, interrupted import created; the ReplicaSets
+    it already adopted are taken over again (every write is idempotent)."""
     meta = argo["metadata"]
     name, uid = meta["name"], meta.get("uid", "")
     stable_hash = _refuse_mid_update(argo)
@@ -203,7 +207,8 @@ def plan(
         problems = "; ".join(str(e) for e in checked.errors)
         raise ImportRefused(f"rollout {name}: its spec is not one Herdsman accepts: {problems}")
     rollout = Rollout.model_validate(manifest)
-    owned = [rs for rs in replica_sets if _owned_by(rs, uid)]
+    owners = (uid, resumed_uid) if resumed_uid else (uid,)
+    owned = [rs for rs in replica_sets if _owned_by(rs, *owners)]
     groups: list[AdoptedGroup] = []
     for rs in owned:
         rs_meta = rs["metadata"]
@@ -309,7 +314,11 @@ def read(rest: Rest, namespace: str, name: str) -> ImportPlan:
         raise ImportRefused(f"{ARGO_API_VERSION} Rollout {namespace}/{name} not found")
     replica_sets = rest.list(REPLICA_SETS.url(namespace))
     pods = rest.list(PODS.url(namespace))
-    return plan(argo, replica_sets, pods)
+    ours = rest.get(ROLLOUTS.url(namespace, name))
+    resumed = None
+    if ours is not None and ANNOTATION_IMPORTED_FROM in (ours["metadata"].get("annotations") or {}):
+        resumed = str(ours["metadata"]["uid"])
+    return plan(argo, replica_sets, pods, resumed_uid=resumed)
 
 
 def execute(rest: Rest, p: ImportPlan, say: Callable[[str], None]) -> None:
