@@ -159,10 +159,12 @@ def main(argv: list[str] | None = None) -> int:
         handlers,  # noqa: F401  (registers the Kopf handlers)
         metrics,
     )
+    from herdsman.cluster import experiment_step
     from herdsman.cluster.analysis import Analysis
     from herdsman.cluster.apply import Applier
     from herdsman.cluster.budget import AccessPolicy
     from herdsman.cluster.kube import Kube, load_config
+    from herdsman.experiments import ExperimentRuntime
     from herdsman.reconcile import Runtime
     from herdsman.telemetry import announce, configure_logging
     from herdsman.traffic import writer
@@ -191,7 +193,13 @@ def main(argv: list[str] | None = None) -> int:
             namespaces=args.namespace,
             actions="token" if args.dashboard_actions else "off",
         )
-    applier = Applier(kube, build_run=analysis.build, write_traffic=writer(kube), announce=announce)
+    applier = Applier(
+        kube,
+        build_run=analysis.build,
+        write_traffic=writer(kube),
+        announce=announce,
+        write_experiments=experiment_step.writer(kube),
+    )
     runtime = Runtime(
         kube=kube,
         applier=applier,
@@ -199,8 +207,10 @@ def main(argv: list[str] | None = None) -> int:
         analysis=analysis,
         notifier=_notifier(kube, policy, args.notifications_configmap, args.notifications_secret),
     )
+    experiments = ExperimentRuntime(kube=kube, policy=policy, analysis=analysis)
     memo = kopf.Memo(
         runtime=runtime,
+        experiments=experiments,
         peering={
             "name": args.peering,
             "priority": args.priority,  # argparse applies _priority to the default too

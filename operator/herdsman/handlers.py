@@ -22,6 +22,8 @@ import kopf
 
 from herdsman import __version__
 from herdsman.api.base import GROUP, VERSION
+from herdsman.cluster.experiment_paths import LABEL_EXPERIMENT
+from herdsman.experiments import ExperimentRuntime
 from herdsman.naming import LABEL_ROLLOUT
 from herdsman.reconcile import Runtime
 
@@ -77,11 +79,62 @@ async def run_changed(
     _runtime(memo).wake(namespace, labels.get(LABEL_ROLLOUT))
 
 
+# --- Experiments: the same shape, one daemon per Experiment --------------------------------------
+
+
+def _experiments(memo: Any) -> ExperimentRuntime | None:
+    runtime: ExperimentRuntime | None = getattr(memo, "experiments", None)
+    return runtime
+
+
+def _owner(meta: Mapping[str, Any], kind: str) -> str | None:
+    refs = meta.get("ownerReferences") or []
+    return next((r.get("name") for r in refs if r.get("kind") == kind), None)
+
+
+@kopf.daemon(GROUP, VERSION, "experiments", id="experiment", cancellation_timeout=10.0)
+async def experiment_loop(
+    namespace: str | None, name: str, stopped: kopf.DaemonStopped, memo: Any, **_: Any
+) -> None:
+    runtime = _experiments(memo)
+    if runtime is not None:
+        await runtime.run(namespace or "default", name, stopped)
+
+
+@kopf.on.event(GROUP, VERSION, "experiments")
+async def experiment_changed(
+    namespace: str | None, name: str, meta: Mapping[str, Any], memo: Any, **_: Any
+) -> None:
+    runtime = _experiments(memo)
+    if runtime is not None:
+        runtime.wake(namespace, name)
+    # A Rollout waiting on its experiment step learns the verdict at once.
+    _runtime(memo).wake(namespace, _owner(meta, "Rollout"))
+
+
+@kopf.on.event("apps", "v1", "replicasets", labels={LABEL_EXPERIMENT: kopf.PRESENT})
+async def experiment_group_changed(
+    namespace: str | None, meta: Mapping[str, Any], memo: Any, **_: Any
+) -> None:
+    runtime = _experiments(memo)
+    if runtime is not None:
+        runtime.wake(namespace, _owner(meta, "Experiment"))
+
+
+@kopf.on.event(GROUP, VERSION, "analysisruns", labels={LABEL_EXPERIMENT: kopf.PRESENT})
+async def experiment_run_changed(
+    namespace: str | None, meta: Mapping[str, Any], memo: Any, **_: Any
+) -> None:
+    runtime = _experiments(memo)
+    if runtime is not None:
+        runtime.wake(namespace, _owner(meta, "Experiment"))
+
+
 def _without_finalizer() -> None:
     registry = kopf.get_default_registry()
     spawning = registry._spawning
     spawning._handlers = [
-        dataclasses.replace(h, requires_finalizer=False) if h.id == "rollout" else h
+        dataclasses.replace(h, requires_finalizer=False) if h.id in ("rollout", "experiment") else h
         for h in spawning._handlers
     ]
 

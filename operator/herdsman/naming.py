@@ -20,6 +20,9 @@ LABEL_KIND = f"{PREFIX}/group-kind"  # "release" or "baseline"
 LABEL_MANAGED = "app.kubernetes.io/managed-by"
 MANAGED_BY = "herdsman"
 ANNOTATION_SERVICE_OWNER = f"{PREFIX}/managed-by-rollout"
+# On a Rollout while `kubectl herdsman import` hands an Argo Rollout's ReplicaSets over.
+ANNOTATION_IMPORTING = f"{PREFIX}/import-in-progress"
+ANNOTATION_IMPORTED_FROM = f"{PREFIX}/imported-from"
 
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the Kubernetes safe alphabet: no vowels, no 0/1/3
 

@@ -27,12 +27,14 @@ from herdsman.cluster.budget import AccessPolicy
 from herdsman.cluster.kube import ROLLOUTS, Kube, KubeError
 from herdsman.cluster.observe import observe
 from herdsman.engine.decide import decide
+from herdsman.naming import ANNOTATION_IMPORTING
 from herdsman.notify import subscriptions
 from herdsman.notify.notifier import Notifier
 
 log = logging.getLogger("herdsman.reconcile")
 
 RESYNC_SECONDS = 300.0
+IMPORT_RECHECK_SECONDS = 5.0
 MAX_BACKOFF = 60.0
 
 
@@ -77,6 +79,10 @@ class Runtime:
         if body is None:
             metrics.forget(namespace, name)
             return GONE
+        if ANNOTATION_IMPORTING in ((body.get("metadata") or {}).get("annotations") or {}):
+            # `kubectl herdsman import` is still handing the ReplicaSets over: hold off, or this
+            # pass would find no server group and start one. Removing the mark wakes us.
+            return IMPORT_RECHECK_SECONDS
         try:
             rollout = Rollout.from_body(body)
         except ValidationError as err:

@@ -1,7 +1,7 @@
 """Argo Rollouts' own manifests (../shared/argo-corpus): the compatibility target.
 
 The corpus is read where it lies and never copied into the project. Each document of kind
-Rollout, AnalysisTemplate or ClusterAnalysisTemplate gets exactly one change, its apiVersion
+Rollout, AnalysisTemplate, ClusterAnalysisTemplate or Experiment gets exactly one change, its apiVersion
 (`argoproj.io/v1alpha1` -> `herdsman.dev/v1alpha1`); everything else is Argo's, byte for byte.
 
 A document is expected to be accepted unless it is listed below with the reason it is not:
@@ -25,7 +25,7 @@ import yaml
 
 from harness.cluster import IN_CI, ROOT
 
-TARGET_KINDS = ("Rollout", "AnalysisTemplate", "ClusterAnalysisTemplate")
+TARGET_KINDS = ("Rollout", "AnalysisTemplate", "ClusterAnalysisTemplate", "Experiment")
 ARGO_API_VERSION = "argoproj.io/v1alpha1"
 HERDSMAN_API_VERSION = "herdsman.dev/v1alpha1"
 
@@ -73,15 +73,7 @@ PENDING: dict[str, str] = {
     "test__e2e__functional_test.go__L1566.yaml#1": "11 workloadRef",
     "test__e2e__functional_test.go__L1659.yaml#1": "11 workloadRef",
     "test__e2e__functional_test.go__L1757.yaml#1": "11 workloadRef",
-    "examples__rollout-baseline-vs-canary.yaml#0": "11 experiment step",
-    "examples__rollout-canary-preview.yaml#0": "11 experiment step",
-    "examples__rollout-experiment-step.yaml#0": "11 experiment step",
-    "examples__traffic-routing-experiment-step__istio-host-split-experiment-step.yaml#3": "11 experiment step",
-    "examples__traffic-routing-experiment-step__rollout-smi-experiment-step.yaml#3": "11 experiment step",
-    "test__e2e__functional__rollout-experiment-analysis.yaml#1": "11 experiment step",
-    "test__e2e__istio__istio-host-split-experiment-step.yaml#3": "11 experiment step",
-    "test__e2e__istio__istio-subset-split-experiment-step.yaml#3": "11 experiment step",
-    "test__e2e__smi__rollout-smi-experiment.yaml#3": "11 experiment step",
+    "test__e2e__istio__istio-subset-split-experiment-step.yaml#3": "13 istio subsets without Services",
     "test__e2e__bluegreen_test.go__L70.yaml#1": "11 ephemeral metadata",
     "test__e2e__canary_test.go__L341.yaml#0": "11 ephemeral metadata",
     "test__e2e__functional__ephemeral-labels.yaml#0": "11 ephemeral metadata",

@@ -173,7 +173,7 @@ def test_any_observed_world_gets_a_safe_decision(sim: Sim) -> None:
     if recorded is not None and recorded.kind == "release":
         # (With no stable on record the engine protects the group serving most pods without
         # recording it: bug B11, pinned in test_engine_known_bugs.py.)
-        Checker.check_services(rollout, d)
+        Checker.check_services(rollout, d, world)
     assert decide_or_skip_known_crash(rollout, world, now) == d  # deterministic
     if after == world:
         # One pass repairs whatever status it found; the next, with no news, is silent.

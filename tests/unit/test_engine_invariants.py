@@ -148,7 +148,7 @@ class Checker:
         after = sim.world()
 
         self.check_weights(d)
-        self.check_services(rollout, d)
+        self.check_services(rollout, d, world)
         if not dropped:
             self.check_stable_service_serves(rollout, after)
         self.check_floor(rollout, world, after, d)
@@ -235,13 +235,18 @@ class Checker:
     # the canaryService only ever points at the canary, or at stable while the canary has
     # nothing to serve.
     @staticmethod
-    def check_services(rollout: Rollout, d: Decision) -> None:
+    def check_services(rollout: Rollout, d: Decision, world: World | None = None) -> None:
         canary = rollout.spec.strategy.canary
         assert canary is not None
         sel, st_ = d.desired.selectors, d.status
+        stable_up = True
+        if world is not None:
+            was = world.group(st_.stable_server_group)
+            stable_up = was is not None and was.available > 0
         if canary.stable_service in sel:
             last_pods = canary.traffic_routing is None and (
-                d.desired.scale.get(st_.stable_server_group or "", 1) == 0
+                not stable_up
+                or d.desired.scale.get(st_.stable_server_group or "", 1) == 0
                 or not any(
                     r.name == st_.stable_server_group and r.replicas for r in st_.server_groups
                 )

@@ -23,14 +23,23 @@ handlers and Kopf's own peering and scanning) and fails when the two differ in e
 - apiGroups: [herdsman.dev]
   resources: [analysistemplates]
   verbs: [get]
+# Experiments: started and terminated by a Rollout's experiment step, each run by its own loop
+# (watched by Kopf, read each pass; only the status is written by that loop).
+- apiGroups: [herdsman.dev]
+  resources: [experiments]
+  verbs: [create, get, list, patch, watch]
+- apiGroups: [herdsman.dev]
+  resources: [experiments/status]
+  verbs: [patch]
 # Server groups: one ReplicaSet per revision, scaled and retired by the operator.
 - apiGroups: [apps]
   resources: [replicasets]
   verbs: [create, delete, list, patch, watch]
-# Services: the operator moves their selectors between server groups.
+# Services: the operator moves their selectors between server groups, and creates the one an
+# experiment template asks for.
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, patch]
+  verbs: [create, get, patch]
 # Pods: listed and deleted only for `kubectl herdsman restart`.
 - apiGroups: [""]
   resources: [pods]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from herdsman.api.analysis import AnalysisRunSpec, AnalysisRunStatus, AnalysisTemplateSpec
 from herdsman.api.crd import AGE, CrdSpec, PrinterColumn
+from herdsman.api.experiment import ExperimentSpec, ExperimentStatus
 from herdsman.api.rollout import RolloutSpec, RolloutStatus
 
 # "-v1000-baseline" is 15 characters; a label value is at most 63.
@@ -76,3 +77,21 @@ ANALYSIS_RUN = CrdSpec(
 )
 
 ALL += [ANALYSIS_TEMPLATE, CLUSTER_ANALYSIS_TEMPLATE, ANALYSIS_RUN]
+
+EXPERIMENT = CrdSpec(
+    kind="Experiment",
+    plural="experiments",
+    spec_model=ExperimentSpec,
+    status_model=ExperimentStatus,
+    short_names=("exp", "hexp"),
+    description="ReplicaSets from named pod templates, run for a while with analyses, and a verdict.",
+    printer_columns=(
+        PrinterColumn("Status", ".status.phase"),
+        PrinterColumn("Duration", ".spec.duration", priority=1),
+        PrinterColumn("Available", ".status.availableAt", "date", priority=1),
+        AGE,
+        PrinterColumn("Message", ".status.message", priority=1),
+    ),
+)
+
+ALL += [EXPERIMENT]

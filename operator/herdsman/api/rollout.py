@@ -33,6 +33,7 @@ from herdsman.api.base import (
     validations,
 )
 from herdsman.api.chaos import ChaosStatus, ChaosStep
+from herdsman.api.experiment_step import RolloutExperimentStep
 from herdsman.api.routing import (
     TrafficRouting,
 )
@@ -216,6 +217,7 @@ STEP_KINDS = [
     "setHeaderRoute",
     "setMirrorRoute",
     "chaos",
+    "experiment",
 ]
 
 
@@ -235,6 +237,7 @@ class CanaryStep(ApiModel):
     chaos: ChaosStep | None = Field(
         None, description="Inject a failure into the canary only (herdsman.dev; see api/chaos.py)."
     )
+    experiment: RolloutExperimentStep | None = None
 
     @property
     def kind(self) -> str:

@@ -12,6 +12,7 @@
     kubectl herdsman plan -f FILE                the step timeline a manifest would follow
     kubectl herdsman dashboard [--allow-actions] the web dashboard, with your kubeconfig
     kubectl herdsman cost [NAME] [-A] [--since 7d]  what releases spent on extra pods
+    kubectl herdsman import NAME [--dry-run]     take a live Argo Rollout over in place
 
 Every verb that changes something only records an intent (see `herdsman.cli.actions`); the
 operator acts on it at its next reconcile. Failures are one line on stderr and a non-zero exit,
@@ -246,6 +247,22 @@ def cmd_dashboard(ctx: Context) -> int:
     return dashboard.run(ctx.rest, ctx.args, ctx.namespace if explicit else None, ctx.done)
 
 
+def cmd_import(ctx: Context) -> int:
+    from herdsman.cli import importing
+
+    try:
+        plan = importing.read(ctx.rest, ctx.namespace, ctx.args.name)
+        if ctx.args.dry_run:
+            ctx.done(f"would import argoproj.io Rollout {ctx.namespace}/{ctx.args.name}:")
+            for line in importing.describe(plan):
+                ctx.done(f"  {line}")
+            return 0
+        importing.execute(ctx.rest, plan, ctx.done)
+    except importing.ImportRefused as err:
+        raise CliError(str(err)) from None
+    return 0
+
+
 def cmd_lint(ctx: Context) -> int:
     report = _lint_files(ctx.args.filename)
     for line in linting.render(report):
@@ -355,6 +372,12 @@ def parser() -> argparse.ArgumentParser:
 
     dashboard_arguments(
         command("dashboard", cmd_dashboard, "serve the web dashboard here, with your kubeconfig")
+    )
+
+    take_over = command("import", cmd_import, "take a live Argo Rollout over in place")
+    take_over.add_argument("name", help="the argoproj.io Rollout's name")
+    take_over.add_argument(
+        "--dry-run", action="store_true", help="print what would be done, change nothing"
     )
 
     for name, run, help in (

@@ -98,6 +98,17 @@ def canary_timeline(rollout: Rollout, strategy: CanaryStrategy) -> Timeline:
             notes.append("waits for `kubectl herdsman promote`")
         if step.analysis is not None:
             notes.append("waits for the analysis run to pass; a failure aborts")
+        if step.experiment is not None:
+            pods = sum(1 if t.replicas is None else t.replicas for t in step.experiment.templates)
+            required = any(a.required_for_completion for a in step.experiment.analyses)
+            lasting = (
+                f"for {step.experiment.duration}"
+                if step.experiment.duration is not None
+                else "until its required analyses complete"
+                if required
+                else "until promoted past (no duration, no required analysis)"
+            )
+            notes.append(f"an Experiment of {pods} extra pods runs {lasting}; a failure aborts")
         if step.set_header_route is not None or step.set_mirror_route is not None:
             notes.append("route applied with the traffic write; no wait")
         if step.chaos is not None:

@@ -5,7 +5,7 @@ Order (each step idempotent, so a crash between any two is repaired by the next 
 2. create missing server groups, then grow the ones that grow;
 3. move service selectors and router weights (towards pods that exist and are ready);
 4. shrink, then delete old groups; delete pods for a restart;
-5. create / terminate analysis runs;
+5. create / terminate analysis runs and experiments;
 6. the Rollout's status, guarded by resourceVersion — a conflict means someone (a user's
    promote, an HPA) changed the object, and the whole pass is redone on fresh data.
 Events and log lines are emitted only after the status write succeeded, so each transition is
@@ -54,6 +54,8 @@ ANNOTATION_TEMPLATE = f"{PREFIX}/template"
 RunBuilder = Callable[[Rollout, NewAnalysisRun, Observed], Awaitable[dict[str, Any]]]
 # Writes router weights; None in replica-ratio mode.
 TrafficWriter = Callable[[Rollout, Decision, Deadline], Awaitable[None]]
+# Creates and terminates experiment steps' Experiments (herdsman.cluster.experiment_step).
+ExperimentWriter = Callable[[Rollout, Decision, Observed, Deadline], Awaitable[None]]
 
 
 def owner_reference(rollout: Rollout) -> dict[str, Any]:
@@ -127,8 +129,10 @@ class Applier:
         build_run: RunBuilder | None = None,
         write_traffic: TrafficWriter | None = None,
         announce: Callable[[Rollout, Decision, Transition], None] | None = None,
+        write_experiments: ExperimentWriter | None = None,
     ) -> None:
         self.kube = kube
+        self.write_experiments = write_experiments
         self.build_run = build_run
         self.write_traffic = write_traffic
         self.announce = announce
@@ -183,6 +187,8 @@ class Applier:
             except KubeError as err:
                 if not err.not_found:
                     raise
+        if self.write_experiments is not None and (d.create_experiments or d.terminate_experiments):
+            await self.write_experiments(rollout, decision, observed, deadline)
 
         new_status = decision.status.to_wire()
         if new_status != raw_status:

@@ -13,6 +13,7 @@ from typing import Any
 
 from herdsman.api.rollout import Rollout, RolloutAnalysis
 from herdsman.cluster.budget import Deadline
+from herdsman.cluster.experiment_paths import EXPERIMENTS
 from herdsman.cluster.kube import (
     ANALYSIS_RUNS,
     ANALYSIS_TEMPLATES,
@@ -24,6 +25,7 @@ from herdsman.cluster.kube import (
 )
 from herdsman.engine.world import (
     AnalysisRunView,
+    ExperimentView,
     GroupKind,
     PodView,
     ServerGroup,
@@ -120,8 +122,10 @@ async def observe(kube: Kube, rollout: Rollout, deadline: Deadline) -> Observed:
     runs_task = (
         kube.list(ANALYSIS_RUNS.url(ns), deadline=deadline, labels=selector) if refs else _empty()
     )
-    rs_items, run_items, services, templates, pod_items, router = await asyncio.gather(
-        rs_task,
+    # (ReplicaSets, Experiments) as one item: asyncio.gather is typed for up to six.
+    owned_task = asyncio.gather(rs_task, _experiments(kube, rollout, ns, selector, deadline))
+    (rs_items, exp_items), run_items, services, templates, pod_items, router = await asyncio.gather(
+        owned_task,
         runs_task,
         asyncio.gather(*(service(s) for s in services_of(rollout))),
         asyncio.gather(*(template(k) for k in sorted(refs))),
@@ -153,6 +157,16 @@ async def observe(kube: Kube, rollout: Rollout, deadline: Deadline) -> Observed:
         ),
         router=router,
         pods=pod_views,
+        experiments=tuple(
+            ExperimentView(
+                name=e["metadata"]["name"],
+                phase=(e.get("status") or {}).get("phase") or "Pending",
+                message=(e.get("status") or {}).get("message", ""),
+                terminating=bool(e.get("spec", {}).get("terminate")),
+            )
+            for e in exp_items
+            if _owned_by(e, uid)
+        ),
     )
     return Observed(
         world=world,
@@ -160,6 +174,16 @@ async def observe(kube: Kube, rollout: Rollout, deadline: Deadline) -> Observed:
         runs={r["metadata"]["name"]: r for r in run_items},
         templates={k: body for k, body in templates if body is not None},
     )
+
+
+async def _experiments(
+    kube: Kube, rollout: Rollout, ns: str, selector: str, deadline: Deadline
+) -> list[dict[str, Any]]:
+    """The rollout's Experiments: read only when a step runs one."""
+    canary = rollout.spec.strategy.canary
+    if canary is None or not any(s.experiment is not None for s in canary.steps):
+        return []
+    return await kube.list(EXPERIMENTS.url(ns), deadline=deadline, labels=selector)
 
 
 async def _empty() -> list[dict[str, Any]]:

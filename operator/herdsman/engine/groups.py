@@ -259,4 +259,9 @@ def later(now: datetime, seconds: int) -> datetime:
 
 
 def release_name(plan: Plan, revision: int) -> str:
-    return group_name(plan.name, revision)
+    """`<rollout>-v<NNN>`, or the name an adopted group already has (`kubectl herdsman import`
+    takes an Argo ReplicaSet over under its own name: renaming would mean new pods)."""
+    adopted = next(
+        (g for g in plan.world.groups if g.kind == "release" and g.revision == revision), None
+    )
+    return adopted.name if adopted is not None else group_name(plan.name, revision)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from herdsman.api.experiment_step import RolloutExperimentStep
 from herdsman.api.rollout import RolloutAnalysis, RolloutStatus
 
 GroupKind = Literal["release", "baseline"]
@@ -72,6 +73,20 @@ class AnalysisRunView:
 
 
 @dataclass(frozen=True)
+class ExperimentView:
+    """An Experiment a Rollout's experiment step started (engine/canary/experiment.py)."""
+
+    name: str
+    phase: str  # Pending, Running, Successful, Failed, Error, Inconclusive
+    message: str = ""
+    terminating: bool = False
+
+    @property
+    def done(self) -> bool:
+        return self.phase in ("Successful", "Failed", "Error", "Inconclusive")
+
+
+@dataclass(frozen=True)
 class RouterState:
     """What the traffic router currently holds (None in replica-ratio mode).
 
@@ -112,6 +127,11 @@ class World:
     router: RouterState | None = None
     # Pods are only observed while a restart is pending.
     pods: tuple[PodView, ...] = ()
+    # Experiments owned by the rollout (observed only when a step runs one).
+    experiments: tuple[ExperimentView, ...] = ()
+
+    def experiment(self, name: str) -> ExperimentView | None:
+        return next((e for e in self.experiments if e.name == name), None)
 
     def group(self, name: str | None) -> ServerGroup | None:
         if not name:
@@ -153,6 +173,21 @@ class NewAnalysisRun:
 
 
 @dataclass(frozen=True)
+class NewExperiment:
+    """An experiment step's Experiment; its pod templates are resolved by the doing layer
+    (the stable one from the stable group's recorded template)."""
+
+    name: str
+    revision: int
+    step_index: int
+    attempt: int
+    step: RolloutExperimentStep
+    stable_group: str
+    stable_pod_hash: str
+    canary_pod_hash: str
+
+
+@dataclass(frozen=True)
 class TrafficTarget:
     """Router weights; ignored in replica-ratio mode where replicas carry the weight."""
 
@@ -188,6 +223,8 @@ class Desired:
     create_runs: list[NewAnalysisRun] = field(default_factory=list)
     terminate_runs: list[str] = field(default_factory=list)
     delete_pods: list[str] = field(default_factory=list)
+    create_experiments: list[NewExperiment] = field(default_factory=list)
+    terminate_experiments: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -200,6 +237,8 @@ class Desired:
             or self.create_runs
             or self.terminate_runs
             or self.delete_pods
+            or self.create_experiments
+            or self.terminate_experiments
         )
 
 

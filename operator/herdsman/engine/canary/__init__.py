@@ -7,6 +7,7 @@ by concern, one module each, like Argo Rollouts' `rollout/` package:
     steps.py       walking the steps
     traffic.py     replicas and router weights for a weight
     analysis.py    analysis steps and background analysis
+    experiment.py  experiment steps
     rollback.py    completion, fast rollback, abort, retry, user pause
     context.py     the pass's shared state
 
@@ -16,7 +17,7 @@ between calls.
 
 from __future__ import annotations
 
-from herdsman.engine.canary import lifecycle
+from herdsman.engine.canary import experiment, lifecycle
 from herdsman.engine.canary.context import ROUTER_RECHECK_SECONDS, Canary, describe, weight_before
 from herdsman.engine.plan import Plan
 
@@ -24,7 +25,9 @@ from herdsman.engine.plan import Plan
 def decide(plan: Plan) -> None:
     strategy = plan.spec.strategy.canary
     assert strategy is not None
-    lifecycle.run(Canary(plan, strategy))
+    c = Canary(plan, strategy)
+    lifecycle.run(c)
+    experiment.tidy(c)
 
 
 __all__ = ["ROUTER_RECHECK_SECONDS", "decide", "describe", "weight_before"]

@@ -42,6 +42,8 @@ def describe(step: CanaryStep) -> str:
         return f"setMirrorRoute {step.set_mirror_route.name}"
     if step.chaos is not None:
         return f"chaos {step.chaos.action} {step.chaos.percent}% for {step.chaos.duration}"
+    if step.experiment is not None:
+        return "experiment " + ", ".join(t.name for t in step.experiment.templates)
     return "empty"
 
 

@@ -83,7 +83,11 @@ def steady(c: Canary, stable: ServerGroup | None) -> None:
     targets.want(c.current_name, c.total, blueprint=(c.revision, c.pod_hash, "release"))
     c.roles[c.current_name] = "stable"
     traffic.resize(c, targets)
-    traffic.services(c, stable_group=c.current_name, canary_group=c.current_name)
+    traffic.services(
+        c,
+        stable_group=traffic.serving(c, c.current, c.current_name),
+        canary_group=c.current_name,
+    )
     # With a router: 0% to the canary and no header or mirror routes, every pass (one read,
     # no write when it already holds that) — a completion cut short is finished here.
     traffic.set_router(c, None, 0)

@@ -13,7 +13,7 @@ from herdsman.api.rollout import (
     SetMirrorRoute,
 )
 from herdsman.engine import groups
-from herdsman.engine.canary import analysis, chaos, rollback, traffic
+from herdsman.engine.canary import analysis, chaos, experiment, rollback, traffic
 from herdsman.engine.canary.context import ROUTER_RECHECK_SECONDS, Canary, describe, weight_before
 from herdsman.engine.world import ServerGroup
 
@@ -89,6 +89,8 @@ def step_done(c: Canary, step: CanaryStep, idx: int, weight: int, stable: Server
         return analysis.analysis_passed(c, step, idx, stable)
     if step.chaos is not None:
         return chaos.step_done(c, step)
+    if step.experiment is not None:
+        return experiment.experiment_passed(c, step, idx, stable)
     route: SetHeaderRoute | SetMirrorRoute | None = step.set_header_route or step.set_mirror_route
     if route is not None:
         return route_held(c, route.name)

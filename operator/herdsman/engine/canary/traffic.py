@@ -170,17 +170,30 @@ def stable_serving(c: Canary, stable: ServerGroup) -> str:
     while the new group has pods up. Selectors are written before shrinks, so the stable
     Service's users move to pods that serve before the old ones go (found by the chaos suite:
     for a moment it selected a group with none); status names the new group stable once it is
-    all up, as before. A release interrupted by a newer revision mid-roll can leave the stable
-    group empty and an older canary holding the traffic; the Service follows that group until
-    the stable group is back (found by the crash property test)."""
-    if c.routed or c.sizes.get(stable.name, stable.replicas) > 0:
-        return stable.name
-    if c.current is not None and c.current.available > 0:
+    all up, as before."""
+    return serving(c, stable, stable.name)
+
+
+def serving(c: Canary, group: ServerGroup | None, name: str) -> str:
+    """`name`, unless by replica ratio it has no pod up (or loses its last in this pass) while
+    another group serves: then the group that serves, the new one first. The crash property
+    test found three ways there — a newer revision interrupting a final roll, a stable group
+    growing back from none (setWeight 75 then 0), and the template undone to an emptied
+    stable group. Behind a router the Service stays put: the router's weights decide."""
+    if c.routed:
+        return name
+
+    def up(g: ServerGroup | None) -> bool:
+        return g is not None and g.available > 0 and c.sizes.get(g.name, g.replicas) > 0
+
+    if up(group):
+        return name
+    if up(c.current):
         return c.current_name
-    serving = [g for g in c.world.groups if g.available > 0 and c.sizes.get(g.name, g.replicas) > 0]
-    if serving:
-        return max(serving, key=lambda g: (g.available, g.revision)).name
-    return stable.name
+    others = [g for g in c.world.groups if up(g)]
+    if others:
+        return max(others, key=lambda g: (g.available, g.revision)).name
+    return name
 
 
 def assign_roles(c: Canary, stable: ServerGroup) -> None:

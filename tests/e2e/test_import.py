@@ -1,0 +1,339 @@
+"""`kubectl herdsman import`: a live Argo Rollout taken over in place, on the real control plane.
+
+Argo's own Rollout CRD (from ../shared/argo-corpus/crds, read where it lies) is installed, and
+the Argo Rollout, its ReplicaSets (owned by it, named `<rollout>-<hash>`, labelled
+`rollouts-pod-template-hash`, annotated with Argo's revision), their pods (made by the real
+ReplicaSet controller) and the Services selecting the stable hash are laid out as Argo leaves
+them. No Argo controller runs: as the import's documentation asks, it is stopped first.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from harness.argo_corpus import corpus_dir
+from harness.cluster import Cluster, wait_until
+from harness.operator import OperatorProcess
+from harness.rollouts import IMAGE_V1, IMAGE_V2, IMAGE_V3, Rollouts
+from herdsman.cli.importing import ARGO_ROLLOUTS
+from herdsman.cli.main import main
+from herdsman.cluster.kube import PODS, REPLICA_SETS, ROLLOUTS, SERVICES, Rest
+from herdsman.naming import LABEL_GROUP
+
+pytestmark = pytest.mark.e2e
+
+ARGO_HASH = "rollouts-pod-template-hash"
+STABLE_HASH = "6d4f8b7c9f"
+OLD_HASH = "5b8c7d9f4c"
+REPLICAS = 4
+
+
+@pytest.fixture(scope="module")
+def argo_crd(cluster: Cluster) -> None:
+    crd = corpus_dir() / "crds" / "rollout-crd.yaml"
+    cluster.kubectl("apply", "--server-side", "-f", str(crd))
+    wait_until(
+        lambda: (
+            cluster.kubectl(
+                "get",
+                "crd/rollouts.argoproj.io",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type=='Established')].status}",
+                check=False,
+            ).strip()
+            == "True"
+        ),
+        timeout=60,
+        what="Argo's Rollout CRD established",
+    )
+
+
+def template(image: str, pod_hash: str | None = None) -> dict[str, Any]:
+    labels = {"app": "checkout"}
+    if pod_hash:
+        labels[ARGO_HASH] = pod_hash
+    return {
+        "metadata": {"labels": labels},
+        "spec": {"containers": [{"name": "app", "image": image}]},
+    }
+
+
+class ArgoWorld:
+    """An Argo Rollout at rest as Argo leaves it: stable revision 2, revision 1 scaled down."""
+
+    def __init__(self, rest: Rest, ns: str) -> None:
+        self.rest, self.ns = rest, ns
+
+    def lay_out(self, *, mid_canary: bool = False) -> dict[str, Any]:
+        argo = self.rest.create(
+            ARGO_ROLLOUTS.url(self.ns),
+            {
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "Rollout",
+                "metadata": {"name": "checkout"},
+                "spec": {
+                    "replicas": REPLICAS,
+                    "revisionHistoryLimit": 3,
+                    "selector": {"matchLabels": {"app": "checkout"}},
+                    "template": template(IMAGE_V2),
+                    "strategy": {
+                        "canary": {
+                            "stableService": "checkout",
+                            "canaryService": "checkout-canary",
+                            "steps": [{"setWeight": 50}, {"pause": {"duration": 1}}],
+                        }
+                    },
+                },
+            },
+        )
+        owner = {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Rollout",
+            "name": "checkout",
+            "uid": argo["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+        for pod_hash, image, revision, replicas in (
+            (STABLE_HASH, IMAGE_V2, 2, REPLICAS),
+            (OLD_HASH, IMAGE_V1, 1, 0),
+        ):
+            self.rest.create(
+                REPLICA_SETS.url(self.ns),
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "metadata": {
+                        "name": f"checkout-{pod_hash}",
+                        "labels": {"app": "checkout", ARGO_HASH: pod_hash},
+                        "annotations": {
+                            "rollout.argoproj.io/revision": str(revision),
+                            "rollout.argoproj.io/desired-replicas": str(REPLICAS),
+                        },
+                        "ownerReferences": [owner],
+                    },
+                    "spec": {
+                        "replicas": replicas,
+                        "selector": {"matchLabels": {"app": "checkout", ARGO_HASH: pod_hash}},
+                        "template": template(image, pod_hash),
+                    },
+                },
+            )
+        for svc in ("checkout", "checkout-canary"):
+            self.rest.create(
+                SERVICES.url(self.ns),
+                {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {
+                        "name": svc,
+                        "annotations": {
+                            "argo-rollouts.argoproj.io/managed-by-rollouts": "checkout"
+                        },
+                    },
+                    "spec": {
+                        "selector": {"app": "checkout", ARGO_HASH: STABLE_HASH},
+                        "ports": [{"port": 80, "targetPort": 8080}],
+                    },
+                },
+            )
+        status = {
+            "phase": "Healthy",
+            "stableRS": STABLE_HASH,
+            "currentPodHash": OLD_HASH if mid_canary else STABLE_HASH,
+            "currentStepIndex": 1 if mid_canary else 2,
+            "replicas": REPLICAS,
+            "availableReplicas": REPLICAS,
+            "observedGeneration": "1",
+        }
+        self.rest.patch(ARGO_ROLLOUTS.url(self.ns, "checkout", "status"), {"status": status})
+        wait_until(lambda: len(self.ready_pods()) == REPLICAS, timeout=60, what="Argo's pods up")
+        return argo
+
+    def pods(self) -> list[dict[str, Any]]:
+        return self.rest.list(PODS.url(self.ns), labels="app=checkout")
+
+    def ready_pods(self, selector: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        found = []
+        for p in self.pods():
+            labels = p["metadata"].get("labels") or {}
+            if selector and any(labels.get(k) != v for k, v in selector.items()):
+                continue
+            ready = any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in (p.get("status") or {}).get("conditions") or []
+            )
+            if ready and not p["metadata"].get("deletionTimestamp"):
+                found.append(p)
+        return found
+
+    def replica_sets(self) -> dict[str, dict[str, Any]]:
+        items = self.rest.list(REPLICA_SETS.url(self.ns), labels="app=checkout")
+        return {rs["metadata"]["name"]: rs for rs in items}
+
+    def selector(self, svc: str) -> dict[str, str]:
+        body = self.rest.get(SERVICES.url(self.ns, svc))
+        assert body is not None
+        return dict(body["spec"]["selector"])
+
+
+class Capacity:
+    """Samples, all through the import, how many ready pods the stable Service selects."""
+
+    def __init__(self, world: ArgoWorld) -> None:
+        self.world = world
+        self.samples: list[int] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            selector = self.world.selector("checkout")
+            self.samples.append(len(self.world.ready_pods(selector)))
+            self.stop.wait(0.05)
+
+    def __enter__(self) -> Capacity:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+@pytest.fixture
+def world(argo_crd: None, cluster: Cluster, namespace: str) -> ArgoWorld:
+    return ArgoWorld(cluster.rest, namespace)
+
+
+@pytest.fixture
+def plugin(cluster: Cluster, namespace: str, capsys: pytest.CaptureFixture[str]) -> Any:
+    flags = ["-n", namespace, "--kubeconfig", str(cluster.kubeconfig)]
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main([*args, *flags])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_import_takes_a_live_argo_rollout_over_without_restarting_a_pod(
+    operator: OperatorProcess, rollouts: Rollouts, world: ArgoWorld, plugin: Any
+) -> None:
+    argo = world.lay_out()
+    before = {p["metadata"]["uid"] for p in world.pods()}
+    assert len(before) == REPLICAS
+
+    with Capacity(world) as capacity:
+        code, out, err = plugin("import", "checkout")
+        assert code == 0, err
+        status = rollouts.wait_healthy(f"checkout-{STABLE_HASH}", timeout=60)
+        # Some time under the operator, to see it leave the adopted groups alone.
+        rollouts.wait(lambda s: s.get("phase") == "Healthy", what="still healthy")
+        wait_until(lambda: len(capacity.samples) > 20, what="samples")
+    assert "imported" in out
+    # Not a moment with fewer ready pods behind the stable Service.
+    assert min(capacity.samples) >= REPLICAS, capacity.samples
+    # Not a pod restarted, replaced or added.
+    after = {p["metadata"]["uid"] for p in world.pods()}
+    assert after == before
+    # Status carried over: Argo's stable ReplicaSet at Argo's revision.
+    assert status["stableRevision"] == 2
+    assert status["currentRevision"] == 2
+    groups = {g["name"]: g for g in status["serverGroups"]}
+    assert groups[f"checkout-{STABLE_HASH}"]["role"] == "stable"
+    assert groups[f"checkout-{OLD_HASH}"]["revision"] == 1
+    # The ReplicaSets are the Herdsman Rollout's alone; the Argo Rollout owns nothing.
+    herdsman_uid = rollouts.get()["metadata"]["uid"]
+    sets = world.replica_sets()
+    assert set(sets) == {f"checkout-{STABLE_HASH}", f"checkout-{OLD_HASH}"}
+    for rs in sets.values():
+        refs = rs["metadata"]["ownerReferences"]
+        assert [(r["kind"], r["uid"]) for r in refs] == [("Rollout", herdsman_uid)]
+        assert argo["metadata"]["uid"] not in {r["uid"] for r in refs}
+    assert sets[f"checkout-{STABLE_HASH}"]["spec"]["replicas"] == REPLICAS
+    assert world.rest.get(ARGO_ROLLOUTS.url(world.ns, "checkout")) is not None
+    # Services select the same pods through Herdsman's label now.
+    for svc in ("checkout", "checkout-canary"):
+        selector = world.selector(svc)
+        assert ARGO_HASH not in selector
+        assert selector[LABEL_GROUP] == f"checkout-{STABLE_HASH}"
+
+    # Run again (as after an import cut short): every write is idempotent, nothing moves.
+    code, out, err = plugin("import", "checkout")
+    assert code == 0, err
+    assert "resuming" in out
+    assert {p["metadata"]["uid"] for p in world.pods()} == before
+    rollouts.wait_healthy(f"checkout-{STABLE_HASH}")
+
+    # Argo's Rollout can go (uninstalling Argo deletes it): its former pods stay.
+    world.rest.delete(ARGO_ROLLOUTS.url(world.ns, "checkout"))
+    wait_until(
+        lambda: world.rest.get(ARGO_ROLLOUTS.url(world.ns, "checkout")) is None,
+        what="Argo Rollout deleted",
+    )
+    assert {p["metadata"]["uid"] for p in world.ready_pods()} == before
+
+    # And the next release is Herdsman's: a canary from the adopted stable group.
+    rollouts.set_image(IMAGE_V3)
+    rollouts.wait_healthy("checkout-v003", timeout=90)
+    assert rollouts.sizes()["checkout-v003"] == (REPLICAS, REPLICAS)
+    assert not [line for line in operator.errors() if "TooManyRequests" not in line]
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(
+    operator: OperatorProcess, world: ArgoWorld, plugin: Any
+) -> None:
+    world.lay_out()
+    sets_before = {n: rs["metadata"]["resourceVersion"] for n, rs in world.replica_sets().items()}
+    code, out, err = plugin("import", "checkout", "--dry-run")
+    assert code == 0, err
+    assert f"adopt ReplicaSet checkout-{STABLE_HASH} as server group revision 2 (stable" in out
+    assert f"adopt ReplicaSet checkout-{OLD_HASH} as server group revision 1 (old" in out
+    assert f"Service checkout: selector {ARGO_HASH}={STABLE_HASH}" in out
+    assert world.rest.get(ROLLOUTS.url(world.ns, "checkout")) is None
+    after = {n: rs["metadata"]["resourceVersion"] for n, rs in world.replica_sets().items()}
+    assert after == sets_before
+    assert ARGO_HASH in world.selector("checkout")
+
+
+def test_an_argo_rollout_mid_canary_is_refused_and_left_alone(
+    operator: OperatorProcess, world: ArgoWorld, plugin: Any
+) -> None:
+    world.lay_out(mid_canary=True)
+    sets_before = {n: rs["metadata"]["resourceVersion"] for n, rs in world.replica_sets().items()}
+    code, _out, err = plugin("import", "checkout")
+    assert code == 1
+    assert "in the middle of an update" in err
+    assert "status.currentPodHash" in err
+    assert "Traceback" not in err
+    assert world.rest.get(ROLLOUTS.url(world.ns, "checkout")) is None
+    after = {n: rs["metadata"]["resourceVersion"] for n, rs in world.replica_sets().items()}
+    assert after == sets_before
+
+
+def test_importing_what_does_not_exist_says_so(world: ArgoWorld, plugin: Any) -> None:
+    code, _, err = plugin("import", "nothing-here")
+    assert code == 1
+    assert "argoproj.io/v1alpha1 Rollout" in err
+    assert "nothing-here not found" in err
+
+
+def test_a_herdsman_rollout_of_the_same_name_is_not_overwritten(
+    rollouts: Rollouts, world: ArgoWorld, plugin: Any
+) -> None:
+    from harness.rollouts import rollout
+
+    world.lay_out()
+    rollouts.create(rollout(replicas=1), with_services=False)
+    code, _, err = plugin("import", "checkout")
+    assert code == 1
+    assert "already exists and was not imported" in err
+    for rs in world.replica_sets().values():
+        assert rs["metadata"]["ownerReferences"][0]["kind"] == "Rollout"
+        assert rs["metadata"]["ownerReferences"][0]["apiVersion"] == "argoproj.io/v1alpha1"
