@@ -19,14 +19,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from herdsman import metrics
-from herdsman.api.rollout import Rollout
+from herdsman.api.rollout import Rollout, RolloutStatus
 from herdsman.cluster.analysis import Analysis, with_updates
 from herdsman.cluster.analysis import problems as analysis_problems
 from herdsman.cluster.apply import Applier
-from herdsman.cluster.budget import AccessPolicy
-from herdsman.cluster.kube import ROLLOUTS, Kube, KubeError
+from herdsman.cluster.budget import AccessPolicy, Deadline
+from herdsman.cluster.kube import DEPLOYMENTS, ROLLOUTS, Kube, KubeError
 from herdsman.cluster.observe import observe
 from herdsman.engine.decide import decide
+from herdsman.engine.workload import deployment_replicas, resolve
 
 log = logging.getLogger("herdsman.reconcile")
 
@@ -49,12 +50,30 @@ class Runtime:
     analysis: Analysis | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     _wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
+    # (namespace, Deployment) -> the Rollouts whose workloadRef names it, as last seen by a
+    # pass: rebuilt by the first pass of each Rollout after a restart.
+    _workload_users: dict[tuple[str, str], set[str]] = field(default_factory=dict)
 
     def wake(self, namespace: str | None, name: str | None) -> None:
         if namespace and name:
             event = self._wakers.get((namespace, name))
             if event is not None:
                 event.set()
+
+    def wake_workload(self, namespace: str | None, deployment: str | None) -> None:
+        """A Deployment changed: wake every Rollout that takes its template from it."""
+        if namespace and deployment:
+            for name in list(self._workload_users.get((namespace, deployment), ())):
+                self.wake(namespace, name)
+
+    def _note_workload(self, namespace: str, name: str, deployment: str | None) -> None:
+        for (ns, dep), users in list(self._workload_users.items()):
+            if ns == namespace and dep != deployment:
+                users.discard(name)
+                if not users:
+                    del self._workload_users[(ns, dep)]
+        if deployment is not None:
+            self._workload_users.setdefault((namespace, deployment), set()).add(name)
 
     async def reconcile(self, namespace: str, name: str) -> float | Gone | None:
         """One pass. Returns seconds until the next one is due (None: only on change)."""
@@ -72,14 +91,25 @@ class Runtime:
         body = await self.kube.get(ROLLOUTS.url(namespace, name), deadline=deadline)
         if body is None:
             metrics.forget(namespace, name)
+            self._note_workload(namespace, name, None)
             return GONE
         try:
             rollout = Rollout.from_body(body)
         except ValidationError as err:
             await self._unparseable(namespace, name, body, err)
             return RESYNC_SECONDS
+        ref = rollout.spec.workload_ref
+        self._note_workload(namespace, name, ref.name if ref else None)
+        deployment = None
+        if ref is not None:
+            deployment = await self.kube.get(
+                DEPLOYMENTS.url(namespace, ref.name), deadline=deadline
+            )
+        rollout, workload_problems = resolve(rollout, deployment)
         observed = await observe(self.kube, rollout, deadline)
         observed.body = body
+        if workload_problems:
+            observed.world = replace(observed.world, workload_problems=tuple(workload_problems))
         now = self.clock()
         next_measurement = None
         if self.analysis is not None:
@@ -94,6 +124,8 @@ class Runtime:
         raw_status = body.get("status") or {}
         if not await self.applier.apply(rollout, raw_status, decision, observed, deadline):
             return 0.0  # lost a race with another writer: redo on fresh data
+        if deployment is not None and not workload_problems:
+            await self._scale_workload(rollout, deployment, decision.status, deadline)
         metrics.record_pass(rollout, decision, now)
         due = decision.requeue_after
         if next_measurement is not None:
@@ -136,6 +168,37 @@ class Runtime:
                 del self._wakers[key]
             # Stopped (deleted, or this replica paused by peering): its gauges would go stale.
             metrics.forget(namespace, name)
+
+    async def _scale_workload(
+        self,
+        rollout: Rollout,
+        deployment: dict[str, Any],
+        status: RolloutStatus,
+        deadline: Deadline,
+    ) -> None:
+        """Scale the referenced Deployment per workloadRef.scaleDown (after status is saved,
+        so the Deployment never shrinks on the strength of a decision that was not kept)."""
+        ref = rollout.spec.workload_ref
+        current = (deployment.get("spec") or {}).get("replicas", 1)
+        wanted = deployment_replicas(rollout, status, current)
+        if ref is None or wanted is None:
+            return
+        ns = rollout.metadata.namespace or "default"
+        await self.kube.patch(
+            DEPLOYMENTS.url(ns, ref.name, "scale"),
+            {"spec": {"replicas": wanted}},
+            deadline=deadline,
+        )
+        log.info(
+            "%s/%s: revision %s: Deployment %s scaled %d -> %d (workloadRef.scaleDown: %s)",
+            ns,
+            rollout.metadata.name,
+            status.current_revision,
+            ref.name,
+            current,
+            wanted,
+            ref.scale_down,
+        )
 
     async def _report_refusal(self, namespace: str, name: str, err: KubeError) -> None:
         """A write the API server refuses will be refused again: say so in status, once.

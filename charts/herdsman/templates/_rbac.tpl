@@ -27,6 +27,14 @@ handlers and Kopf's own peering and scanning) and fails when the two differ in e
 - apiGroups: [apps]
   resources: [replicasets]
   verbs: [create, delete, list, patch, watch]
+# Deployments named by spec.workloadRef: read (and watched) for their pod template, and
+# scaled through the scale subresource per workloadRef.scaleDown; never otherwise changed.
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch]
+- apiGroups: [apps]
+  resources: [deployments/scale]
+  verbs: [patch]
 # Services: the operator moves their selectors between server groups.
 - apiGroups: [""]
   resources: [services]

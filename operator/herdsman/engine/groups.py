@@ -159,7 +159,7 @@ def scale(plan: Plan, targets: Targets, *, ceiling: bool = True) -> dict[str, in
                     pod_hash=pod_hash,
                     kind=kind,
                     replicas=size,
-                    template=plan.spec.template.to_wire(),
+                    template=plan.spec.pod_template,
                 )
             )
             plan.transition(

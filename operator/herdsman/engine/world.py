@@ -107,6 +107,8 @@ class World:
     missing_templates: frozenset[str] = frozenset()
     # Referenced analyses that cannot be built (an undeclared or missing argument...).
     analysis_problems: tuple[str, ...] = ()
+    # What stops spec.workloadRef from giving a template (a missing Deployment...).
+    workload_problems: tuple[str, ...] = ()
     router: RouterState | None = None
     # Pods are only observed while a restart is pending.
     pods: tuple[PodView, ...] = ()
