@@ -19,15 +19,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from herdsman import metrics
-from herdsman.api.rollout import Rollout, RolloutStatus
+from herdsman.api.rollout import Rollout
 from herdsman.cluster.analysis import Analysis, with_updates
 from herdsman.cluster.analysis import problems as analysis_problems
 from herdsman.cluster.apply import Applier
-from herdsman.cluster.budget import AccessPolicy, Deadline
+from herdsman.cluster.budget import AccessPolicy
 from herdsman.cluster.kube import DEPLOYMENTS, ROLLOUTS, Kube, KubeError
 from herdsman.cluster.observe import observe
+from herdsman.cluster.workload import label_pods, scale_deployment
 from herdsman.engine.decide import decide
-from herdsman.engine.workload import deployment_replicas, resolve
+from herdsman.engine.workload import resolve
 
 log = logging.getLogger("herdsman.reconcile")
 
@@ -124,8 +125,10 @@ class Runtime:
         raw_status = body.get("status") or {}
         if not await self.applier.apply(rollout, raw_status, decision, observed, deadline):
             return 0.0  # lost a race with another writer: redo on fresh data
-        if deployment is not None and not workload_problems:
-            await self._scale_workload(rollout, deployment, decision.status, deadline)
+        if not workload_problems:
+            if deployment is not None:
+                await scale_deployment(self.kube, rollout, deployment, decision.status, deadline)
+            await label_pods(self.kube, rollout, decision.status, observed.replica_sets, deadline)
         metrics.record_pass(rollout, decision, now)
         due = decision.requeue_after
         if next_measurement is not None:
@@ -168,37 +171,6 @@ class Runtime:
                 del self._wakers[key]
             # Stopped (deleted, or this replica paused by peering): its gauges would go stale.
             metrics.forget(namespace, name)
-
-    async def _scale_workload(
-        self,
-        rollout: Rollout,
-        deployment: dict[str, Any],
-        status: RolloutStatus,
-        deadline: Deadline,
-    ) -> None:
-        """Scale the referenced Deployment per workloadRef.scaleDown (after status is saved,
-        so the Deployment never shrinks on the strength of a decision that was not kept)."""
-        ref = rollout.spec.workload_ref
-        current = (deployment.get("spec") or {}).get("replicas", 1)
-        wanted = deployment_replicas(rollout, status, current)
-        if ref is None or wanted is None:
-            return
-        ns = rollout.metadata.namespace or "default"
-        await self.kube.patch(
-            DEPLOYMENTS.url(ns, ref.name, "scale"),
-            {"spec": {"replicas": wanted}},
-            deadline=deadline,
-        )
-        log.info(
-            "%s/%s: revision %s: Deployment %s scaled %d -> %d (workloadRef.scaleDown: %s)",
-            ns,
-            rollout.metadata.name,
-            status.current_revision,
-            ref.name,
-            current,
-            wanted,
-            ref.scale_down,
-        )
 
     async def _report_refusal(self, namespace: str, name: str, err: KubeError) -> None:
         """A write the API server refuses will be refused again: say so in status, once.

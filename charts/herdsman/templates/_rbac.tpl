@@ -39,10 +39,11 @@ handlers and Kopf's own peering and scanning) and fails when the two differ in e
 - apiGroups: [""]
   resources: [services]
   verbs: [get, patch]
-# Pods: listed and deleted only for `kubectl herdsman restart`.
+# Pods: listed and deleted for `kubectl herdsman restart`; patched (labels and annotations
+# only) to move ephemeral role metadata (canaryMetadata, stableMetadata...) between groups.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [delete, list]
+  verbs: [delete, list, patch]
 # Secrets: one key read by name when an analysis provider references it; never listed.
 - apiGroups: [""]
   resources: [secrets]
