@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from sim import Sim, manifest
 
 from herdsman.api.rollout import Rollout, RolloutStatus
 from herdsman.cli.lint import lint_object
+from herdsman.cli.main import main
 from herdsman.engine.decide import decide
 from herdsman.engine.workload import deployment_replicas, resolve
 
@@ -172,3 +175,25 @@ def test_lint_refuses_an_unknown_scale_down() -> None:
     body = ref_manifest("sometimes")
     errors = lint_object(body).errors
     assert [e.path for e in errors] == ["spec.workloadRef.scaleDown"]
+
+
+def test_lint_warns_where_herdsman_differs_from_argo_and_exits_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = ref_manifest("onsuccess", selector=True)
+    del body["metadata"]["generation"]
+    body["spec"]["template"] = {"metadata": {"labels": {"app": "checkout"}}}
+    body["spec"]["strategy"]["canary"]["canaryMetadata"] = {"labels": {"role": "canary"}}
+    path = tmp_path / "rollout.yaml"
+    path.write_text(yaml.safe_dump(body))
+    assert main(["lint", "-f", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "valid" in out
+    assert "  warning: spec.template: set beside workloadRef" in out
+    assert "  warning: spec.strategy.canary.canaryMetadata: set on the role's running pods" in out
+
+
+def test_lint_prints_no_warning_for_a_plain_rollout() -> None:
+    body = manifest()
+    del body["metadata"]["generation"]
+    assert lint_object(body).warnings == []
