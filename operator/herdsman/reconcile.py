@@ -26,7 +26,7 @@ from herdsman.cluster.apply import Applier
 from herdsman.cluster.budget import AccessPolicy
 from herdsman.cluster.kube import DEPLOYMENTS, ROLLOUTS, Kube, KubeError
 from herdsman.cluster.observe import observe
-from herdsman.cluster.workload import label_pods, scale_deployment
+from herdsman.cluster.workload import label_pods, prune_runs, scale_deployment
 from herdsman.engine.decide import decide
 from herdsman.engine.workload import resolve
 
@@ -129,6 +129,7 @@ class Runtime:
             if deployment is not None:
                 await scale_deployment(self.kube, rollout, deployment, decision.status, deadline)
             await label_pods(self.kube, rollout, decision.status, observed.replica_sets, deadline)
+            await prune_runs(self.kube, rollout, decision.status, observed.runs, deadline)
         metrics.record_pass(rollout, decision, now)
         due = decision.requeue_after
         if next_measurement is not None:

@@ -16,7 +16,7 @@ handlers and Kopf's own peering and scanning) and fails when the two differ in e
 # AnalysisRuns: created per step, measured and terminated by the rollout's reconcile.
 - apiGroups: [herdsman.dev]
   resources: [analysisruns]
-  verbs: [create, list, patch, watch]
+  verbs: [create, delete, list, patch, watch]
 - apiGroups: [herdsman.dev]
   resources: [analysisruns/status]
   verbs: [patch]

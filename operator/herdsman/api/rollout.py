@@ -540,6 +540,19 @@ class RollbackWindow(ApiModel):
     )
 
 
+class AnalysisRunStrategy(ApiModel):
+    """How many finished AnalysisRuns of this Rollout are kept (Argo's spec.analysis)."""
+
+    successful_run_history_limit: int | None = Field(
+        None, ge=0, description="Successful runs kept; older ones are deleted. Absent: all."
+    )
+    unsuccessful_run_history_limit: int | None = Field(
+        None,
+        ge=0,
+        description="Failed, Error and Inconclusive runs kept; older ones are deleted. Absent: all.",
+    )
+
+
 class RolloutSpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=validations(
@@ -590,6 +603,9 @@ class RolloutSpec(ApiModel):
         None, description="Take the pod template (and selector) from this Deployment."
     )
     rollback_window: RollbackWindow | None = None
+    analysis: AnalysisRunStrategy | None = Field(
+        None, description="How many finished AnalysisRuns are kept."
+    )
     min_ready_seconds: int = Field(0, ge=0)
     revision_history_limit: int = Field(
         10, ge=0, le=100, description="Old server groups kept at zero replicas for rollback."

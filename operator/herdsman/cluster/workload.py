@@ -11,7 +11,8 @@ from typing import Any
 
 from herdsman.api.rollout import Rollout, RolloutStatus
 from herdsman.cluster.budget import Deadline
-from herdsman.cluster.kube import DEPLOYMENTS, PODS, Kube, KubeError
+from herdsman.cluster.kube import ANALYSIS_RUNS, DEPLOYMENTS, PODS, Kube, KubeError
+from herdsman.engine.history import runs_to_delete
 from herdsman.engine.metadata import managed_keys, pod_patch, roles
 from herdsman.engine.workload import deployment_replicas
 from herdsman.naming import LABEL_GROUP, LABEL_ROLLOUT
@@ -90,4 +91,33 @@ async def label_pods(
             role,
             count,
             group,
+        )
+
+
+async def prune_runs(
+    kube: Kube,
+    rollout: Rollout,
+    status: RolloutStatus,
+    runs: dict[str, dict[str, Any]],
+    deadline: Deadline,
+) -> None:
+    """Delete finished AnalysisRuns beyond spec.analysis's history limits."""
+    ns = rollout.metadata.namespace or "default"
+    uid = rollout.metadata.uid
+    owned = {
+        name: body
+        for name, body in runs.items()
+        if any(o.get("uid") == uid for o in body.get("metadata", {}).get("ownerReferences") or [])
+    }
+    doomed = runs_to_delete(rollout, status, owned)
+    for name in doomed:
+        await kube.delete(ANALYSIS_RUNS.url(ns, name), deadline=deadline)
+    if doomed:
+        log.info(
+            "%s/%s rev=%s: deleted %d finished analysis runs beyond spec.analysis limits: %s",
+            ns,
+            rollout.metadata.name,
+            status.current_revision,
+            len(doomed),
+            ", ".join(doomed),
         )
