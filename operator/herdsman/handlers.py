@@ -72,6 +72,12 @@ async def group_changed(
     _runtime(memo).wake(namespace, labels.get(LABEL_ROLLOUT))
 
 
+@kopf.on.event("apps", "v1", "deployments")
+async def workload_changed(namespace: str | None, name: str | None, memo: Any, **_: Any) -> None:
+    """A Deployment a Rollout takes its template from (spec.workloadRef) changed."""
+    _runtime(memo).wake_workload(namespace, name)
+
+
 @kopf.on.event(GROUP, VERSION, "analysisruns", labels={LABEL_ROLLOUT: kopf.PRESENT})
 async def run_changed(
     namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any

@@ -24,9 +24,11 @@ from herdsman.cluster.analysis import Analysis, with_updates
 from herdsman.cluster.analysis import problems as analysis_problems
 from herdsman.cluster.apply import Applier
 from herdsman.cluster.budget import AccessPolicy
-from herdsman.cluster.kube import ROLLOUTS, Kube, KubeError
+from herdsman.cluster.kube import DEPLOYMENTS, ROLLOUTS, Kube, KubeError
 from herdsman.cluster.observe import observe
+from herdsman.cluster.workload import label_pods, prune_runs, scale_deployment
 from herdsman.engine.decide import decide
+from herdsman.engine.workload import resolve
 from herdsman.naming import ANNOTATION_IMPORTING
 from herdsman.notify import subscriptions
 from herdsman.notify.notifier import Notifier
@@ -55,12 +57,30 @@ class Runtime:
     notifier: Notifier | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     _wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
+    # (namespace, Deployment) -> the Rollouts whose workloadRef names it, as last seen by a
+    # pass: rebuilt by the first pass of each Rollout after a restart.
+    _workload_users: dict[tuple[str, str], set[str]] = field(default_factory=dict)
 
     def wake(self, namespace: str | None, name: str | None) -> None:
         if namespace and name:
             event = self._wakers.get((namespace, name))
             if event is not None:
                 event.set()
+
+    def wake_workload(self, namespace: str | None, deployment: str | None) -> None:
+        """A Deployment changed: wake every Rollout that takes its template from it."""
+        if namespace and deployment:
+            for name in list(self._workload_users.get((namespace, deployment), ())):
+                self.wake(namespace, name)
+
+    def _note_workload(self, namespace: str, name: str, deployment: str | None) -> None:
+        for (ns, dep), users in list(self._workload_users.items()):
+            if ns == namespace and dep != deployment:
+                users.discard(name)
+                if not users:
+                    del self._workload_users[(ns, dep)]
+        if deployment is not None:
+            self._workload_users.setdefault((namespace, deployment), set()).add(name)
 
     async def reconcile(self, namespace: str, name: str) -> float | Gone | None:
         """One pass. Returns seconds until the next one is due (None: only on change)."""
@@ -78,6 +98,7 @@ class Runtime:
         body = await self.kube.get(ROLLOUTS.url(namespace, name), deadline=deadline)
         if body is None:
             metrics.forget(namespace, name)
+            self._note_workload(namespace, name, None)
             return GONE
         if ANNOTATION_IMPORTING in ((body.get("metadata") or {}).get("annotations") or {}):
             # `kubectl herdsman import` is still handing the ReplicaSets over: hold off, or this
@@ -88,8 +109,18 @@ class Runtime:
         except ValidationError as err:
             await self._unparseable(namespace, name, body, err)
             return RESYNC_SECONDS
+        ref = rollout.spec.workload_ref
+        self._note_workload(namespace, name, ref.name if ref else None)
+        deployment = None
+        if ref is not None:
+            deployment = await self.kube.get(
+                DEPLOYMENTS.url(namespace, ref.name), deadline=deadline
+            )
+        rollout, workload_problems = resolve(rollout, deployment)
         observed = await observe(self.kube, rollout, deadline)
         observed.body = body
+        if workload_problems:
+            observed.world = replace(observed.world, workload_problems=tuple(workload_problems))
         now = self.clock()
         next_measurement = None
         if self.analysis is not None:
@@ -111,6 +142,11 @@ class Runtime:
         raw_status = body.get("status") or {}
         if not await self.applier.apply(rollout, raw_status, decision, observed, deadline):
             return 0.0  # lost a race with another writer: redo on fresh data
+        if not workload_problems:
+            if deployment is not None:
+                await scale_deployment(self.kube, rollout, deployment, decision.status, deadline)
+            await label_pods(self.kube, rollout, decision.status, observed.replica_sets, deadline)
+            await prune_runs(self.kube, rollout, decision.status, observed.runs, deadline)
         metrics.record_pass(rollout, decision, now)
         if self.notifier is not None:
             # Queued only: delivery runs on its own thread, retried there, and never fails a pass.

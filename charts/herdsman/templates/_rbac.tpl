@@ -16,7 +16,7 @@ handlers and Kopf's own peering and scanning) and fails when the two differ in e
 # AnalysisRuns: created per step, measured and terminated by the rollout's reconcile.
 - apiGroups: [herdsman.dev]
   resources: [analysisruns]
-  verbs: [create, list, patch, watch]
+  verbs: [create, delete, list, patch, watch]
 - apiGroups: [herdsman.dev]
   resources: [analysisruns/status]
   verbs: [patch]
@@ -35,15 +35,24 @@ handlers and Kopf's own peering and scanning) and fails when the two differ in e
 - apiGroups: [apps]
   resources: [replicasets]
   verbs: [create, delete, list, patch, watch]
+# Deployments named by spec.workloadRef: read (and watched) for their pod template, and
+# scaled through the scale subresource per workloadRef.scaleDown; never otherwise changed.
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch]
+- apiGroups: [apps]
+  resources: [deployments/scale]
+  verbs: [patch]
 # Services: the operator moves their selectors between server groups, and creates the one an
 # experiment template asks for.
 - apiGroups: [""]
   resources: [services]
   verbs: [create, get, patch]
-# Pods: listed and deleted only for `kubectl herdsman restart`.
+# Pods: listed and deleted for `kubectl herdsman restart`; patched (labels and annotations
+# only) to move ephemeral role metadata (canaryMetadata, stableMetadata...) between groups.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [delete, list]
+  verbs: [delete, list, patch]
 # Secrets: one key read by name when an analysis provider references it, and the
 # notifications Secret by name; never listed.
 - apiGroups: [""]

@@ -10,10 +10,11 @@ All state the operator needs to resume after a crash is in `RolloutStatus`; noth
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema
 
 from herdsman.api.base import (
     API_VERSION,
@@ -48,13 +49,52 @@ LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 # --- pod template --------------------------------------------------------------------------------
 
 
+# A resource quantity as Kubernetes parses it: "16Mi", "0.5", "1e3", or a plain number.
+_QUANTITY = re.compile(
+    r"^[+-]?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]"
+    r"|([eE][+-]?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+
+
+def _quantity(value: int | float | str) -> int | float | str:
+    if isinstance(value, str) and not _QUANTITY.match(value):
+        raise ValueError(
+            f"quantities must match the regular expression"
+            f" '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$' ({value!r})"
+        )
+    return value
+
+
+# Left untyped in the CRD (numbers such as `cpu: 0.5` are valid, which a CRD int-or-string
+# refuses, and CEL cannot read untyped map values), as Argo's CRD leaves it. The model checks
+# it: lint refuses a malformed quantity naming the field, and the operator holds such a
+# Rollout as InvalidSpec before any ReplicaSet is refused for it (Argo does the same).
+Quantity = Annotated[
+    int | float | str,
+    AfterValidator(_quantity),
+    WithJsonSchema({"x-kubernetes-preserve-unknown-fields": True}),
+]
+
+
+class ResourceRequirements(ApiModel):
+    model_config = ConfigDict(extra="allow")
+
+    limits: dict[str, Quantity] = Field(
+        default_factory=dict, json_schema_extra={"maxProperties": MAX_LIST}
+    )
+    requests: dict[str, Quantity] = Field(
+        default_factory=dict, json_schema_extra={"maxProperties": MAX_LIST}
+    )
+
+
 class Container(ApiModel):
-    """A container; only name and image are checked here, the rest is passed to the ReplicaSet."""
+    """A container; name, image and resources are checked here, the rest is passed through."""
 
     model_config = ConfigDict(extra="allow")
 
     name: ShortName
     image: str = Field(..., min_length=1, max_length=1024)
+    resources: ResourceRequirements | None = None
 
 
 class PodSpec(ApiModel):
@@ -76,10 +116,51 @@ class TemplateMeta(ApiModel):
 
 
 class PodTemplate(ApiModel):
-    """The pod template of every server group created from this revision. Never mutated."""
+    """The pod template of every server group created from this revision. Never mutated.
+
+    `spec` may only be absent with `spec.workloadRef` (see RolloutSpec's rules)."""
 
     metadata: TemplateMeta
-    spec: PodSpec
+    spec: PodSpec | None = None
+
+
+class PodMetadata(ApiModel):
+    """Labels and annotations that belong to a role, not a revision (Argo's ephemeral
+    metadata): set on a group's pods while the group holds the role, removed after."""
+
+    labels: dict[str, Annotated[LabelValue, Field(pattern=LABEL_VALUE)]] = Field(
+        default_factory=dict, json_schema_extra={"maxProperties": MAX_LIST}
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict, json_schema_extra={"maxProperties": MAX_LIST}
+    )
+
+
+class PreferredAntiAffinity(ApiModel):
+    weight: int = Field(..., ge=1, le=100)
+
+
+class RequiredAntiAffinity(ApiModel):
+    pass
+
+
+class AntiAffinity(ApiModel):
+    """Keep a new group's pods off the nodes of the previous group's pods (Argo's antiAffinity)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            exactly_one(
+                [
+                    "preferredDuringSchedulingIgnoredDuringExecution",
+                    "requiredDuringSchedulingIgnoredDuringExecution",
+                ],
+                "antiAffinity",
+            )
+        )
+    )
+
+    preferred_during_scheduling_ignored_during_execution: PreferredAntiAffinity | None = None
+    required_during_scheduling_ignored_during_execution: RequiredAntiAffinity | None = None
 
 
 # --- analysis references (shared with blue/green and background analysis) ----------------------
@@ -219,12 +300,25 @@ STEP_KINDS = [
     "chaos",
     "experiment",
 ]
+# Declared so a manifest with one is refused in our words (naming the field), not as an
+# unknown field; Herdsman runs no step plugins.
+REFUSED_STEP_KINDS = ["plugin"]
 
 
 class CanaryStep(ApiModel):
     """One step of a canary. Exactly one field is set."""
 
-    model_config = ConfigDict(json_schema_extra=validations(exactly_one(STEP_KINDS, "step")))
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            exactly_one(STEP_KINDS + REFUSED_STEP_KINDS, "step"),
+            cel(
+                "!has(self.plugin)",
+                "step plugins are not supported by Herdsman: replace the step with built-in"
+                " steps (setWeight, pause, analysis, ...)",
+                ".plugin",
+            ),
+        )
+    )
 
     set_weight: int | None = Field(
         None, ge=0, le=100, description="Percent of traffic to the canary."
@@ -238,6 +332,11 @@ class CanaryStep(ApiModel):
         None, description="Inject a failure into the canary only (herdsman.dev; see api/chaos.py)."
     )
     experiment: RolloutExperimentStep | None = None
+    plugin: dict[str, Any] | None = Field(
+        None,
+        description="Refused: Herdsman runs no step plugins.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
 
     @property
     def kind(self) -> str:
@@ -361,6 +460,21 @@ class CanaryStrategy(ApiModel):
     dynamic_stable_scale: bool = Field(
         False, description="With a router, shrink the stable group as weight moves."
     )
+    scale_down_delay_revision_limit: int | None = Field(
+        None, ge=0, description="How many previous groups may wait scaled up (Argo's meaning)."
+    )
+    canary_metadata: PodMetadata | None = Field(
+        None, description="Labels and annotations on the canary group's pods while it is one."
+    )
+    stable_metadata: PodMetadata | None = Field(
+        None, description="Labels and annotations on the stable group's pods while it is one."
+    )
+    anti_affinity: AntiAffinity | None = None
+    min_pods_per_replica_set: int | None = Field(
+        None,
+        ge=1,
+        description="With a router, a group that runs at all runs at least this many pods.",
+    )
 
 
 class BlueGreenStrategy(ApiModel):
@@ -394,6 +508,16 @@ class BlueGreenStrategy(ApiModel):
         None, ge=0, description="How many old groups may wait scaled up."
     )
     abort_scale_down_delay_seconds: int = Field(30, ge=0)
+    max_unavailable: IntOrString | None = Field(
+        None, description="Pods allowed to be unavailable during a restart (Argo: 25%)."
+    )
+    active_metadata: PodMetadata | None = Field(
+        None, description="Labels and annotations on the active group's pods while it is active."
+    )
+    preview_metadata: PodMetadata | None = Field(
+        None, description="Labels and annotations on the preview group's pods while it previews."
+    )
+    anti_affinity: AntiAffinity | None = None
 
 
 class Strategy(ApiModel):
@@ -410,22 +534,72 @@ class Strategy(ApiModel):
 # --- spec -------------------------------------------------------------------------------------------
 
 
+class WorkloadRef(ApiModel):
+    """A Deployment whose pod template this Rollout rolls out (Argo's workloadRef)."""
+
+    api_version: Literal["apps/v1"] = Field(..., description="apps/v1.")
+    kind: Literal["Deployment"]
+    name: Name
+    scale_down: Literal["never", "onsuccess", "progressively"] | None = Field(
+        None,
+        description="What happens to the Deployment's own pods: never (absent) leaves them;"
+        " onsuccess scales it to 0 once the Rollout is healthy; progressively scales it down"
+        " as the Rollout's pods become available, and back up if the rollout aborts.",
+    )
+
+
+class RollbackWindow(ApiModel):
+    revisions: int = Field(
+        ..., ge=0, description="Going back to one of the last N revisions skips the steps."
+    )
+
+
+class AnalysisRunStrategy(ApiModel):
+    """How many finished AnalysisRuns of this Rollout are kept (Argo's spec.analysis)."""
+
+    successful_run_history_limit: int | None = Field(
+        None, ge=0, description="Successful runs kept; older ones are deleted. Absent: all."
+    )
+    unsuccessful_run_history_limit: int | None = Field(
+        None,
+        ge=0,
+        description="Failed, Error and Inconclusive runs kept; older ones are deleted. Absent: all.",
+    )
+
+
 class RolloutSpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=validations(
             cel(
-                "self.selector.matchLabels.all(k, k in self.template.metadata.labels"
+                "has(self.template) || has(self.workloadRef)",
+                "set template, or workloadRef to take it from a Deployment",
+                ".template",
+            ),
+            cel(
+                "has(self.selector) || has(self.workloadRef)",
+                "selector is required (it may only be left out with workloadRef)",
+                ".selector",
+            ),
+            cel(
+                "!has(self.template) || has(self.template.spec) || has(self.workloadRef)",
+                "template.spec is required",
+                ".template.spec",
+            ),
+            cel(
+                "!has(self.selector) || !has(self.template) || has(self.workloadRef)"
+                " || self.selector.matchLabels.all(k, k in self.template.metadata.labels"
                 " && self.template.metadata.labels[k] == self.selector.matchLabels[k])",
                 "template.metadata.labels must contain every selector.matchLabels entry",
                 ".template.metadata.labels",
             ),
             cel(
-                "size(self.selector.matchLabels) > 0",
+                "!has(self.selector) || size(self.selector.matchLabels) > 0",
                 "selector.matchLabels must not be empty",
                 ".selector.matchLabels",
             ),
             cel(
-                "self.selector.matchLabels.all(k, !k.startsWith('herdsman.dev/'))",
+                "!has(self.selector)"
+                " || self.selector.matchLabels.all(k, !k.startsWith('herdsman.dev/'))",
                 "selector labels under herdsman.dev/ are reserved for server groups",
                 ".selector.matchLabels",
             ),
@@ -433,8 +607,19 @@ class RolloutSpec(ApiModel):
     )
 
     replicas: int = Field(1, ge=0, le=10000)
-    selector: LabelSelector
-    template: PodTemplate
+    selector: LabelSelector | None = Field(
+        None, description="Required unless workloadRef is set (then the Deployment's)."
+    )
+    template: PodTemplate | None = Field(
+        None, description="Required unless workloadRef is set (then the Deployment's)."
+    )
+    workload_ref: WorkloadRef | None = Field(
+        None, description="Take the pod template (and selector) from this Deployment."
+    )
+    rollback_window: RollbackWindow | None = None
+    analysis: AnalysisRunStrategy | None = Field(
+        None, description="How many finished AnalysisRuns are kept."
+    )
     min_ready_seconds: int = Field(0, ge=0)
     revision_history_limit: int = Field(
         10, ge=0, le=100, description="Old server groups kept at zero replicas for rollback."
@@ -450,6 +635,19 @@ class RolloutSpec(ApiModel):
         None, description="Pods older than this are replaced (kubectl herdsman restart)."
     )
     strategy: Strategy
+
+    @property
+    def pod_template(self) -> dict[str, Any]:
+        """The pod template, as the server groups carry it. With workloadRef it exists once
+        `herdsman.engine.workload.resolve` copied the Deployment's in; the engine only ever sees
+        resolved Rollouts."""
+        if self.template is None or self.template.spec is None:
+            raise ValueError("spec.template is not resolved (workloadRef not followed yet)")
+        return self.template.to_wire()
+
+    @property
+    def match_labels(self) -> dict[str, str]:
+        return dict(self.selector.match_labels) if self.selector is not None else {}
 
 
 # --- status ---------------------------------------------------------------------------------------

@@ -214,7 +214,7 @@ def plan(
         rs_meta = rs["metadata"]
         argo_hash = (rs_meta.get("labels") or {}).get(ARGO_HASH, "")
         is_stable = argo_hash == stable_hash
-        template = rollout.spec.template.to_wire() if is_stable else _template_of(rs)
+        template = rollout.spec.pod_template if is_stable else _template_of(rs)
         revision = int((rs_meta.get("annotations") or {}).get(ARGO_REVISION, "0") or 0)
         groups.append(
             AdoptedGroup(
@@ -337,9 +337,9 @@ def execute(rest: Rest, p: ImportPlan, say: Callable[[str], None]) -> None:
         created = existing
         say(f"rollouts.herdsman.dev/{p.name} exists from an earlier import: resuming")
     # The hash the operator computes comes from the Rollout as stored: take it from there.
-    stable_hash = template_hash(Rollout.from_body(created).spec.template.to_wire())
+    stable_hash = template_hash(Rollout.from_body(created).spec.pod_template)
     p.stable.pod_hash = stable_hash
-    p.stable.template = Rollout.from_body(created).spec.template.to_wire()
+    p.stable.template = Rollout.from_body(created).spec.pod_template
     rest.patch(ROLLOUTS.url(ns, p.name, "status"), {"status": p.status(stable_hash)})
     say(f"status: stable server group {p.stable.name}, revision {p.stable.revision}")
     owner = _owner(created)

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from herdsman.api.base import GROUP
 from herdsman.api.crd import CrdSpec, registry
 from herdsman.api.rollout import Rollout
+from herdsman.cli.differences import rollout_warnings
 from herdsman.cli.schema import FieldError, Schema, validate
 from herdsman.engine.validation import spec_problems
 
@@ -38,6 +39,8 @@ class Document:
     kind: str
     name: str
     errors: list[FieldError] = field(default_factory=list)
+    # (field path, message): valid, but Herdsman differs from Argo Rollouts there; exit 0.
+    warnings: list[tuple[str, str]] = field(default_factory=list)
     note: str = ""  # why it was skipped, when it was
     body: dict[str, Any] | None = None  # defaulted, as the API server would store it
     rollout: Rollout | None = None
@@ -163,6 +166,7 @@ def lint_object(obj: dict[str, Any], *, number: int = 1, source: str = "<object>
             )
         return doc
     doc.errors.extend(semantic_errors(doc.rollout))
+    doc.warnings.extend(rollout_warnings(doc.rollout))
     return doc
 
 
@@ -214,6 +218,7 @@ def render(report: Report) -> list[str]:
                 lines.append("  (CEL rules not evaluated until the errors above are fixed)")
         else:
             lines.append(f"{doc.label} ({where}): valid")
+        lines.extend(f"  warning: {path}: {message}" for path, message in doc.warnings)
     if not report.documents:
         lines.append("no documents found")
     return lines

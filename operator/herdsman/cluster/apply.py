@@ -95,9 +95,7 @@ def replica_set(rollout: Rollout, group: NewGroup, template: dict[str, Any]) -> 
         "spec": {
             "replicas": group.replicas,
             "minReadySeconds": rollout.spec.min_ready_seconds,
-            "selector": {
-                "matchLabels": {**rollout.spec.selector.match_labels, LABEL_GROUP: group.name}
-            },
+            "selector": {"matchLabels": {**rollout.spec.match_labels, LABEL_GROUP: group.name}},
             "template": {
                 "metadata": {"labels": pod_labels, "annotations": meta.get("annotations") or {}},
                 "spec": template["spec"],

@@ -304,7 +304,9 @@ def service(exp: Experiment, template: ExperimentTemplate, pod_hash: str) -> dic
             "targetPort": p["containerPort"],
             "protocol": p.get("protocol", "TCP"),
         }
-        for c in template.template.spec.to_wire().get("containers", [])
+        for c in (template.template.spec.to_wire() if template.template.spec else {}).get(
+            "containers", []
+        )
         for p in c.get("ports") or []
         if "containerPort" in p
     ]

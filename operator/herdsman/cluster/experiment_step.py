@@ -60,7 +60,7 @@ def _template(
     selector = (
         t.selector.match_labels
         if t.selector is not None and t.selector.match_labels
-        else rollout.spec.selector.match_labels
+        else rollout.spec.match_labels
     )
     out: dict[str, Any] = {
         "name": t.name,
@@ -100,7 +100,7 @@ def experiment_body(rollout: Rollout, request: NewExperiment, observed: Observed
         source = (
             _stable_template(observed, request.stable_group)
             if t.spec_ref == "stable"
-            else rollout.spec.template.to_wire()
+            else rollout.spec.pod_template
         )
         templates.append(_template(rollout, t, source))
     spec: dict[str, Any] = {

@@ -75,6 +75,7 @@ CLUSTER_ANALYSIS_TEMPLATES = Path(
     "herdsman.dev", "v1alpha1", "clusteranalysistemplates", namespaced=False
 )
 REPLICA_SETS = Path("apps", "v1", "replicasets")
+DEPLOYMENTS = Path("apps", "v1", "deployments")
 SERVICES = Path("", "v1", "services")
 PODS = Path("", "v1", "pods")
 SECRETS = Path("", "v1", "secrets")

@@ -77,12 +77,14 @@ def quantity(value: Any) -> float:
     return number * _FACTORS[suffix]
 
 
-def pod_requests(template: PodTemplate) -> tuple[float, float]:
-    """(CPU cores, GiB of memory) one pod of `template` requests."""
+def pod_requests(template: PodTemplate | None) -> tuple[float, float]:
+    """(CPU cores, GiB of memory) one pod of `template` requests (none while a workloadRef
+    template is not resolved)."""
     cores = gib = 0.0
+    if template is None or template.spec is None:
+        return cores, gib
     for container in template.spec.containers:
-        extra = container.model_extra or {}
-        requests = (extra.get("resources") or {}).get("requests") or {}
+        requests = container.resources.requests if container.resources is not None else {}
         cores += quantity(requests.get("cpu", 0))
         gib += quantity(requests.get("memory", 0)) / 2.0**30
     return cores, gib
@@ -191,7 +193,9 @@ def live(
     }
 
 
-def live_amount(cost: CostStatus | None, live: dict[str, float], template: PodTemplate) -> float:
+def live_amount(
+    cost: CostStatus | None, live: dict[str, float], template: PodTemplate | None
+) -> float:
     """The money so far including the time since the last status update (for the gauge)."""
     if cost is None:
         return 0.0

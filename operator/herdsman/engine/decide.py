@@ -214,7 +214,7 @@ def _totals(plan: Plan) -> None:
     st.available_replicas = sum(g.available for g in plan.world.groups)
     current = plan.world.release(st.current_pod_hash or "")
     st.updated_replicas = current.replicas if current else 0
-    st.selector = ",".join(f"{k}={v}" for k, v in sorted(spec.selector.match_labels.items()))
+    st.selector = ",".join(f"{k}={v}" for k, v in sorted(spec.match_labels.items()))
 
 
 def _active_group(plan: Plan) -> str | None:
@@ -229,4 +229,7 @@ def _limits(plan: Plan) -> Limits:
     canary = plan.spec.strategy.canary
     if canary is not None:
         return limits(plan.spec.replicas, canary.max_surge, canary.max_unavailable)
-    return limits(plan.spec.replicas, "100%", 0)
+    # Blue/green: maxUnavailable bounds a restart (Argo's meaning); absent, one pod at a time.
+    blue_green = plan.spec.strategy.blue_green
+    unavailable = blue_green.max_unavailable if blue_green is not None else None
+    return limits(plan.spec.replicas, "100%", unavailable if unavailable is not None else 0)

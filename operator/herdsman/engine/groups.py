@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from herdsman.api.rollout import Role, ServerGroupStatus
 from herdsman.engine import weights
+from herdsman.engine.affinity import with_anti_affinity
 from herdsman.engine.plan import Plan
 from herdsman.engine.world import GroupKind, NewGroup, ServerGroup
 from herdsman.naming import group_name
@@ -159,7 +161,7 @@ def scale(plan: Plan, targets: Targets, *, ceiling: bool = True) -> dict[str, in
                     pod_hash=pod_hash,
                     kind=kind,
                     replicas=size,
-                    template=plan.spec.template.to_wire(),
+                    template=_template(plan, name, kind),
                 )
             )
             plan.transition(
@@ -172,6 +174,29 @@ def scale(plan: Plan, targets: Targets, *, ceiling: bool = True) -> dict[str, in
         # Not there yet: the ReplicaSet's status change wakes us; this is a safety net.
         plan.due_in(10)
     return new_sizes
+
+
+def within_rollback_window(plan: Plan, target: ServerGroup, stable: ServerGroup) -> bool:
+    """Going back to an older revision skips the steps: by default always (its group is still
+    there, known good); with `rollbackWindow`, as Argo does, only within the last N revisions
+    — an older one goes through the steps like any new revision."""
+    if target.revision >= stable.revision:
+        return False
+    window = plan.spec.rollback_window
+    if window is None:
+        return True
+    latest = max(g.revision for g in plan.world.groups)
+    return latest - target.revision <= window.revisions
+
+
+def _template(plan: Plan, name: str, kind: GroupKind) -> dict[str, Any]:
+    """A new group's pod template: the spec's, plus antiAffinity against the stable group."""
+    canary, blue_green = plan.spec.strategy.canary, plan.spec.strategy.blue_green
+    rule = canary.anti_affinity if canary is not None else None
+    if blue_green is not None:
+        rule = blue_green.anti_affinity
+    older = plan.status.stable_server_group if kind == "release" else None
+    return with_anti_affinity(plan.spec.pod_template, rule, older if older != name else None)
 
 
 def reached(plan: Plan, targets: Targets) -> bool:

@@ -140,6 +140,7 @@ def spec_problems(rollout: Rollout) -> list[Problem]:
 def problems(rollout: Rollout, world: World) -> list[str]:
     """Everything that holds the rollout: the spec's own problems, then what the cluster lacks."""
     found = [str(p) for p in spec_problems(rollout)]
+    found.extend(world.workload_problems)
     strategy = rollout.spec.strategy
     canary = strategy.canary
     if canary is not None:

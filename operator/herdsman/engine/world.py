@@ -124,6 +124,8 @@ class World:
     analysis_problems: tuple[str, ...] = ()
     # Notification subscriptions that can never be delivered (unknown service or trigger).
     notification_problems: tuple[str, ...] = ()
+    # What stops spec.workloadRef from giving a template (a missing Deployment...).
+    workload_problems: tuple[str, ...] = ()
     router: RouterState | None = None
     # Pods are only observed while a restart is pending.
     pods: tuple[PodView, ...] = ()

@@ -24,7 +24,7 @@ class BlueGreen:
         self.world = plan.world
         self.now = plan.now
         self.total = plan.spec.replicas
-        self.pod_hash = template_hash(plan.spec.template.to_wire())
+        self.pod_hash = template_hash(plan.spec.pod_template)
         self.revision = groups.revision_for(plan, self.pod_hash)
         self.current_name = groups.release_name(plan, self.revision)
         self.current = self.world.release(self.pod_hash)

@@ -25,7 +25,7 @@ def run(b: BlueGreen) -> None:
         st.stable_revision = stable.revision
     if stable is None or stable.pod_hash == b.pod_hash:
         steady(b, stable)
-    elif b.current is not None and b.current.revision < stable.revision:
+    elif b.current is not None and groups.within_rollback_window(plan, b.current, stable):
         rollback.fast_rollback(b, stable)
     elif st.abort:
         rollback.abort(b, stable)

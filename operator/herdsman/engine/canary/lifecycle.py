@@ -23,7 +23,7 @@ def run(c: Canary) -> None:
     elif c.st.abort:
         # Checked before a fast rollback too: an abort then keeps the stable it protects.
         rollback.abort(c, stable)
-    elif c.current is not None and c.current.revision < stable.revision:
+    elif c.current is not None and groups.within_rollback_window(c.plan, c.current, stable):
         c.st.promote = None  # a rollback skips every step already: nothing to promote
         rollback.promote(c, stable, reason="FastRollback")
     else:

@@ -68,10 +68,19 @@ def effective(c: Canary, weight: int) -> int:
     return weight if canary_scale(c, weight) > 0 else 0
 
 
+def at_least_min(c: Canary, pods: int) -> int:
+    """minPodsPerReplicaSet (Argo's, with a router): a group that runs at all runs at least
+    this many pods, for availability; never more than spec.replicas."""
+    least = c.strategy.min_pods_per_replica_set
+    if least is None or pods <= 0:
+        return pods
+    return min(max(pods, least), max(c.total, pods))
+
+
 def stable_pods(c: Canary, weight: int) -> int:
     """dynamicStableScale: the stable pods that carry the rest of `weight`."""
     left = c.total - weights.canary_replicas(c.total, weight)
-    return min(c.total, max(left, 0 if weight >= 100 else 1))
+    return at_least_min(c, min(c.total, max(left, 0 if weight >= 100 else 1)))
 
 
 def held_weight(c: Canary) -> int:
@@ -143,8 +152,8 @@ def canary_scale(c: Canary, weight: int) -> int:
         if override.replicas is not None:
             return override.replicas
         if override.weight is not None:
-            return weights.canary_replicas(c.total, override.weight)
-    return weights.canary_replicas(c.total, weight)
+            return at_least_min(c, weights.canary_replicas(c.total, override.weight))
+    return at_least_min(c, weights.canary_replicas(c.total, weight))
 
 
 def shift(c: Canary, stable: ServerGroup, weight: int, step: CanaryStep) -> None:
@@ -208,10 +217,27 @@ def assign_roles(c: Canary, stable: ServerGroup) -> None:
 
 
 def resize(c: Canary, targets: Targets) -> None:
+    limit_warm(c, targets)
     for name, until in c.scale_down_at.items():
         if name not in targets.replicas:
             targets.keep_until.setdefault(name, until)
     c.sizes = groups.scale(c.plan, targets, ceiling=not c.routed)
+
+
+def limit_warm(c: Canary, targets: Targets) -> None:
+    """scaleDownDelayRevisionLimit (Argo's): of the previous groups waiting out their scale-down
+    delay, only the newest N stay up; older ones scale down now."""
+    limit = c.strategy.scale_down_delay_revision_limit
+    if limit is None:
+        return
+    waiting = [
+        g
+        for g in c.plan.world.groups
+        if g.name in c.scale_down_at and g.name not in targets.replicas
+    ]
+    waiting.sort(key=lambda g: g.revision, reverse=True)
+    for g in waiting[limit:]:
+        del c.scale_down_at[g.name]
 
 
 def services(

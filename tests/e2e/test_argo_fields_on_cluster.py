@@ -1,0 +1,85 @@
+"""Argo Rollout fields with their Argo meaning, on the real control plane: antiAffinity in the
+new group's pod template, minPodsPerReplicaSet and scaleDownDelayRevisionLimit with a router."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.cluster import Cluster, wait_until
+from harness.operator import OperatorProcess
+from harness.rollouts import IMAGE_V2, IMAGE_V3, Rollouts, rollout
+from harness.routers import ROUTING, create_user_objects, install_crds
+from herdsman.cli import actions
+from herdsman.naming import LABEL_GROUP
+
+pytestmark = pytest.mark.e2e
+
+
+def ok(operator: OperatorProcess) -> bool:
+    return not [e for e in operator.errors() if "storage is (re)initializing" not in e]
+
+
+def test_anti_affinity_keeps_the_canary_off_the_stable_groups_nodes(
+    operator: OperatorProcess, rollouts: Rollouts
+) -> None:
+    rule = {"preferredDuringSchedulingIgnoredDuringExecution": {"weight": 50}}
+    rollouts.create(
+        rollout(replicas=2, steps=[{"setWeight": 50}, {"pause": {}}], antiAffinity=rule)
+    )
+    rollouts.wait_healthy("checkout-v001")
+    first = rollouts.groups()["checkout-v001"]["spec"]["template"]["spec"]
+    assert "affinity" not in first
+    rollouts.set_image(IMAGE_V2)
+    rollouts.wait_phase("Paused", step="2/2")
+    spec = rollouts.groups()["checkout-v002"]["spec"]["template"]["spec"]
+    assert spec["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ] == [
+        {
+            "weight": 50,
+            "podAffinityTerm": {
+                "labelSelector": {"matchLabels": {LABEL_GROUP: "checkout-v001"}},
+                "topologyKey": "kubernetes.io/hostname",
+            },
+        }
+    ]
+    # The pods the API server made from it carry the rule too.
+    pod = next(
+        p for p in rollouts.pods() if p["metadata"]["labels"][LABEL_GROUP] == "checkout-v002"
+    )
+    assert "podAntiAffinity" in pod["spec"]["affinity"]
+    assert ok(operator)
+
+
+def test_min_pods_and_the_warm_revision_limit_with_a_router(
+    cluster: Cluster, operator: OperatorProcess, rollouts: Rollouts
+) -> None:
+    install_crds(cluster)
+    create_user_objects(cluster, rollouts.ns, "gatewayAPI")
+    rollouts.create(
+        rollout(
+            replicas=4,
+            steps=[{"setWeight": 10}, {"pause": {}}],
+            trafficRouting=ROUTING["gatewayAPI"],
+            minPodsPerReplicaSet=2,
+            scaleDownDelaySeconds=300,
+            scaleDownDelayRevisionLimit=1,
+        )
+    )
+    rollouts.wait_healthy("checkout-v001")
+    for image, group in ((IMAGE_V2, "checkout-v002"), (IMAGE_V3, "checkout-v003")):
+        rollouts.set_image(image)
+        rollouts.wait_phase("Paused", step="2/2")
+        # 10% of 4 pods is 1; minPodsPerReplicaSet lifts the canary to 2.
+        assert rollouts.sizes()[group] == (2, 2)
+        actions.promote(rollouts.rest, rollouts.ns, "checkout", full=True)
+        rollouts.wait_healthy(group)
+    # Two previous groups would wait out their 300s delay; the limit keeps only the newest.
+    wait_until(
+        lambda: rollouts.sizes().get("checkout-v001") == (0, 0),
+        timeout=30,
+        what="checkout-v001 scaled down at once",
+        describe=lambda: str(rollouts.sizes()),
+    )
+    assert rollouts.sizes()["checkout-v002"] == (4, 4)
+    assert ok(operator)
