@@ -145,7 +145,10 @@ async def _measure_metric(
         rendered = await _render(spec, run, arguments, None)
         observation = await provider.observe(rendered, context, deadline)
         outcome = provider.outcome(rendered, observation) or assess(
-            observation, metric.success_condition, metric.failure_condition
+            observation,
+            metric.success_condition,
+            metric.failure_condition,
+            language=metric.condition_language,
         )
         return MeasurementResult(
             metric=metric.name,

@@ -3,9 +3,9 @@
 Field names follow Argo Rollouts' analysis API wherever the concept is the same (metrics,
 interval, count, initialDelay, failureLimit, inconclusiveLimit, consecutiveErrorLimit,
 successCondition, failureCondition, dryRun, provider.prometheus / provider.web, args with
-valueFrom.secretKeyRef), so templates port with a changed apiVersion. Conditions are CEL rather
-than Argo's expr language; the common forms (`result < 0.01`, `result[0] >= 0.95`,
-`isNaN(result)`, `len(result) == 0`) read the same in both (see herdsman.analysis.conditions).
+valueFrom.secretKeyRef), so templates port with a changed apiVersion. Conditions are CEL or
+Argo's expr language (a metric's `conditionLanguage`, detected when absent; see
+herdsman.analysis.conditions).
 
 A run copies the templates' metrics (merged, names unique) and the args, so it keeps measuring
 the same thing if a template changes under it. Secret arguments stay references: their values
@@ -66,6 +66,7 @@ Url = Annotated[str, Field(min_length=1, max_length=MAX_URL)]
 
 AnalysisPhase = Literal["Pending", "Running", "Successful", "Failed", "Error", "Inconclusive"]
 MeasurementPhase = Literal["Successful", "Failed", "Inconclusive", "Error"]
+ConditionLanguage = Literal["CEL", "Argo"]
 TERMINAL_PHASES: frozenset[str] = frozenset({"Successful", "Failed", "Error", "Inconclusive"})
 
 
@@ -279,12 +280,6 @@ class Metric(ApiModel):
                 ".interval",
             ),
             cel(
-                "has(self.judge) || has(self.successCondition) || has(self.failureCondition)"
-                " || has(self.provider.kayenta)",
-                "set successCondition or failureCondition (or judge)",
-                ".successCondition",
-            ),
-            cel(
                 "!has(self.judge) || (!has(self.successCondition) && !has(self.failureCondition))",
                 "a judged metric takes no conditions: the judge decides",
                 ".judge",
@@ -327,10 +322,21 @@ class Metric(ApiModel):
         description="The metric errs when more measurements than this in a row could not be taken.",
     )
     success_condition: str | None = Field(
-        None, min_length=1, max_length=MAX_CONDITION, description="CEL over `result`."
+        None,
+        min_length=1,
+        max_length=MAX_CONDITION,
+        description="A condition over `result` (CEL or Argo's expr, see conditionLanguage).",
     )
     failure_condition: str | None = Field(
-        None, min_length=1, max_length=MAX_CONDITION, description="CEL over `result`."
+        None,
+        min_length=1,
+        max_length=MAX_CONDITION,
+        description="A condition over `result` (CEL or Argo's expr, see conditionLanguage).",
+    )
+    condition_language: ConditionLanguage | None = Field(
+        None,
+        description="CEL (native) or Argo (Argo Rollouts' expr). Absent: Argo when the condition "
+        "compiles as expr, else CEL. Neither condition: every measurement taken is Successful.",
     )
     dry_run: bool = Field(
         False, description="Measure and report, but never let this metric decide the run."
