@@ -220,7 +220,10 @@ def _resolved(metric: Metric, args: Mapping[str, Argument]) -> Metric:
     try:
         resolved = Metric.model_validate(body)
         for key in ("interval", "initialDelay"):
-            duration_seconds(getattr(resolved, to_snake(key)))
+            try:
+                duration_seconds(getattr(resolved, to_snake(key)))
+            except ValueError as err:
+                raise ValueError(f"{key}: {err}") from None
     except (ValidationError, ValueError) as err:
         detail = "; ".join(_first_lines(err))
         raise RunBuildError(
