@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from herdsman.analysis import runs
+from herdsman.analysis.checks import spec_findings
 from herdsman.analysis.measure import measure
 from herdsman.analysis.providers.base import SecretNotFound
 from herdsman.analysis.providers.job import LABEL_RUN, JobCreationRefused
@@ -137,6 +138,14 @@ def problems(rollout: Rollout, observed: Observed, body: dict[str, Any]) -> list
     context = _context(rollout, 0, {"canary": "x", "baseline": "x", "stable": "x"})
     for analysis in referenced_analyses(rollout):
         templates = _templates(analysis, observed)
+        for template in templates:
+            for finding in spec_findings(
+                template.spec.model_dump(by_alias=True, exclude_none=True)
+            ):
+                if finding.severity == "error":
+                    found.append(
+                        f"{template.kind} {template.metadata.name}: {finding.path}: {finding.message}"
+                    )
         if len(templates) != len(analysis.templates):
             continue  # missing templates are reported by name elsewhere
         if any(t.spec.templates for t in templates):
