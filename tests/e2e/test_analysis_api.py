@@ -90,10 +90,6 @@ BAD_TEMPLATES = {
         lambda b: b["spec"]["metrics"].append(copy.deepcopy(b["spec"]["metrics"][0])),
         "metric names must be unique",
     ),
-    "no condition": (
-        lambda b: first_metric(b).pop("successCondition"),
-        "set successCondition or failureCondition",
-    ),
     "judge with a condition": (
         lambda b: b["spec"]["metrics"][2].update({"successCondition": "true"}),
         "a judged metric takes no conditions",

@@ -382,3 +382,53 @@ def test_every_example_is_valid(path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["lint", "-f", str(path)]) == 0
     out = capsys.readouterr().out
     assert ": valid" in out
+
+
+# --- analysis templates: conditions compiled, metrics that assert nothing -----------------------
+
+
+def analysis_template(*metrics: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "herdsman.dev/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": {"name": "checks"},
+        "spec": {"metrics": list(metrics)},
+    }
+
+
+def web_metric(name: str, **fields: Any) -> dict[str, Any]:
+    return {"name": name, "provider": {"web": {"url": "http://health/"}}, **fields}
+
+
+def test_conditions_compile_in_either_language_or_are_refused_naming_the_field() -> None:
+    doc = lint_object(
+        analysis_template(
+            web_metric("argo", successCondition="all(result, # < 1000)"),
+            web_metric("cel", successCondition="result.all(x, x < 1000.0)"),
+            web_metric("typo", failureCondition="results[0] > 1"),
+            web_metric("forced", successCondition="result.all(x, x < 1)", conditionLanguage="Argo"),
+        )
+    )
+    assert [e.path for e in doc.errors] == [
+        "spec.metrics[2].failureCondition",
+        "spec.metrics[3].successCondition",
+    ]
+    assert "unknown name results" in doc.errors[0].detail
+    assert "as Argo" in doc.errors[1].detail
+    assert not doc.warnings
+
+
+def test_a_metric_without_conditions_is_a_warning_not_an_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    body = analysis_template(web_metric("smoke"))
+    doc = lint_object(body)
+    assert not doc.errors
+    assert [w.path for w in doc.warnings] == ["spec.metrics[0].successCondition"]
+    lines = render(lint_text(yaml.safe_dump(body)))
+    assert lines[0].endswith(": valid")
+    assert lines[1].startswith("  warning: spec.metrics[0].successCondition: the metric asserts")
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(body))
+    assert main(["lint", "-f", str(path)]) == 0
+    assert "warning: spec.metrics[0].successCondition" in capsys.readouterr().out

@@ -31,6 +31,10 @@ handlers and Kopf's own peering and scanning) and fails when the two differ in e
 - apiGroups: [herdsman.dev]
   resources: [experiments/status]
   verbs: [patch]
+# Jobs: the Job analysis provider's measurements, owned by their AnalysisRun, deleted when it ends.
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [create, delete, get, list]
 # Server groups: one ReplicaSet per revision, scaled and retired by the operator.
 - apiGroups: [apps]
   resources: [replicasets]

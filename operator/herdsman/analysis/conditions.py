@@ -11,17 +11,28 @@ What `result` is bound to (Argo Rollouts' conventions, so its conditions keep wo
 
 How a phase is decided, in this order:
 
-1. No data (an empty vector, only NaN samples, a jsonPath that selects nothing or null) is
+1. A metric with neither condition asserts nothing: as in Argo Rollouts, a measurement that
+   was taken is Successful (only an error while measuring fails it). Lint warns about it.
+2. No data (an empty vector, only NaN samples, a jsonPath that selects nothing or null) is
    Inconclusive without evaluating anything: absence of evidence is never a success.
-2. An expression that does not compile, fails to evaluate, exceeds a cost limit or returns
+3. An expression that does not compile, fails to evaluate, exceeds a cost limit or returns
    something other than a bool is an Error (the measurement could not be judged).
-3. failureCondition true: Failed. successCondition true: Successful.
-4. As in Argo Rollouts, a lone condition implies its opposite: with only a successCondition,
+4. failureCondition true: Failed. successCondition true: Successful.
+5. As in Argo Rollouts, a lone condition implies its opposite: with only a successCondition,
    a false one is Failed; with only a failureCondition, a false one is Successful. With both
    and neither true, the measurement is Inconclusive.
 
-Evaluation uses herdsman.cel's ANALYSIS environment: CEL plus Argo's helpers isNaN, isInf,
-asInt, asFloat and len.
+Two languages (a metric's `conditionLanguage`):
+
+- `CEL`, the native one: herdsman.cel's ANALYSIS environment, CEL plus Argo's helpers isNaN,
+  isInf, asInt, asFloat and len.
+- `Argo`: Argo Rollouts' expr language with Argo's meaning (herdsman.analysis.argo_expr):
+  `all(result, # < 1000)`, `and`/`or`/`not`, `default()`, `result[0]`, ...
+- absent (auto): Argo's expr when the condition compiles as expr, else CEL. Where the two
+  overlap (`result[0] >= 0.95`, `result.x == 'a'`, `isNaN(result)`) they mostly agree, but not
+  at the edges (a missing key is nil in expr and an error in CEL; expr's `/` is always a float
+  division): a template ported from Argo keeps Argo's meaning. CEL's own forms (`.all(x, ...)`,
+  `size()`, `has()`) do not compile as expr and are CEL. Say `CEL` to get CEL throughout.
 """
 
 from __future__ import annotations
@@ -30,10 +41,14 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from herdsman.api.analysis import MeasurementPhase
+from herdsman.analysis import argo_expr
+from herdsman.analysis.argo_expr import ArgoExprError
+from herdsman.api.analysis import ConditionLanguage, MeasurementPhase
 from herdsman.cel import ANALYSIS, CelError, Environment
+
+Language = Literal["CEL", "Argo"]
 
 VALUE_TEXT_LIMIT = 1024
 
@@ -83,18 +98,19 @@ def assess(
     success_condition: str | None,
     failure_condition: str | None,
     *,
+    language: ConditionLanguage | None = None,
     environment: Environment = ANALYSIS,
 ) -> Outcome:
     """The phase of one measurement; see the module docstring for the rules."""
+    if not success_condition and not failure_condition:
+        return Outcome("Successful", "")
     if not observation.has_data:
         return Outcome("Inconclusive", "no data")
-    if not success_condition and not failure_condition:
-        return Outcome("Error", "the metric has neither a successCondition nor a failureCondition")
     try:
-        if _holds(environment, failure_condition, observation.result):
+        if _holds(environment, failure_condition, observation.result, language):
             return Outcome("Failed", f"failureCondition {failure_condition!r} is true")
-        succeeded = _holds(environment, success_condition, observation.result)
-    except CelError as exc:
+        succeeded = _holds(environment, success_condition, observation.result, language)
+    except (CelError, ArgoExprError) as exc:
         return Outcome("Error", str(exc))
     if succeeded:
         return Outcome("Successful", "")
@@ -105,9 +121,57 @@ def assess(
     return Outcome("Inconclusive", "neither successCondition nor failureCondition is true")
 
 
-def _holds(environment: Environment, expression: str | None, result: Any) -> bool:
+def language_of(
+    expression: str,
+    declared: ConditionLanguage | None = None,
+    *,
+    environment: Environment = ANALYSIS,
+) -> Language:
+    """The language `expression` is evaluated in; CelError or ArgoExprError when it compiles in
+    none (for auto: a CelError giving both reasons)."""
+    if declared == "Argo":
+        argo_expr.compile_expr(expression)
+        return "Argo"
+    if declared == "CEL":
+        environment.compile(expression)
+        return "CEL"
+    try:
+        argo_expr.compile_expr(expression)
+        return "Argo"
+    except ArgoExprError as argo_error:
+        try:
+            environment.compile(expression)
+        except CelError as cel_error:
+            first_line = cel_error.reason.splitlines()[0] if cel_error.reason else ""
+            raise CelError(
+                expression,
+                f"compiles neither as CEL ({first_line}) nor as Argo's expr ({argo_error.reason})",
+                cel_error.kind,
+            ) from None
+        return "CEL"
+
+
+def check_condition(
+    expression: str, declared: ConditionLanguage | None = None
+) -> tuple[Language | None, str]:
+    """For lint and the operator's spec check: (language, "") when it compiles, else
+    (None, the reason)."""
+    try:
+        return language_of(expression, declared), ""
+    except (CelError, ArgoExprError) as exc:
+        return None, exc.reason
+
+
+def _holds(
+    environment: Environment,
+    expression: str | None,
+    result: Any,
+    declared: ConditionLanguage | None,
+) -> bool:
     if not expression:
         return False
+    if language_of(expression, declared, environment=environment) == "Argo":
+        return argo_expr.compile_expr(expression).condition(result)
     value = environment.evaluate(expression, {"result": result})
     if not isinstance(value, bool):
         raise CelError(expression, f"a condition must be true or false, not {value_text(value)}")

@@ -22,6 +22,8 @@ from typing import Any
 from herdsman.analysis.conditions import assess
 from herdsman.analysis.providers import PROVIDERS
 from herdsman.analysis.providers.base import (
+    JobClient,
+    MeasurementInProgress,
     Provider,
     ProviderContext,
     Samples,
@@ -145,7 +147,10 @@ async def _measure_metric(
         rendered = await _render(spec, run, arguments, None)
         observation = await provider.observe(rendered, context, deadline)
         outcome = provider.outcome(rendered, observation) or assess(
-            observation, metric.success_condition, metric.failure_condition
+            observation,
+            metric.success_condition,
+            metric.failure_condition,
+            language=metric.condition_language,
         )
         return MeasurementResult(
             metric=metric.name,
@@ -190,6 +195,7 @@ async def measure(
     hooks: RetryHooks = NO_HOOKS,
     clock: Callable[[], datetime] = _utcnow,
     providers: Mapping[str, Provider[Any]] = PROVIDERS,
+    jobs: JobClient | None = None,
 ) -> list[MeasurementResult]:
     """Take the due measurements concurrently; one result per due entry, in the same order.
 
@@ -220,6 +226,11 @@ async def measure(
                 hooks=hooks,
                 interval=duration_seconds(metric.interval) if metric.interval else None,
                 run_started=run_start(run, started),
+                jobs=jobs,
+                run_name=run.metadata.name or "",
+                run_uid=run.metadata.uid or "",
+                measurement=_measurement_number(run, metric.name),
+                in_progress=_in_progress(run, metric.name),
             )
             if metric_deadline.expired:
                 raise TimeoutError("no time left in this reconcile to measure")
@@ -235,6 +246,15 @@ async def measure(
                     metric_deadline,
                     clock,
                 )
+        except MeasurementInProgress as running:
+            return MeasurementResult(
+                metric=item.metric,
+                phase=None,
+                started_at=started,
+                finished_at=clock(),
+                message=str(running),
+                in_progress=running.handle,
+            )
         except Exception as exc:
             message = _describe(exc)
             if isinstance(exc, TimeoutError) and "deadline" not in message:
@@ -254,6 +274,17 @@ async def measure(
     return [_masked(result, arguments.secret_values) for result in results]
 
 
+def _measurement_number(run: AnalysisRun, metric: str) -> int:
+    """1 for a metric's first measurement; errors count, a measurement in progress keeps its."""
+    result = run.status.result(metric)
+    return 1 if result is None else result.count + result.error + 1
+
+
+def _in_progress(run: AnalysisRun, metric: str) -> str | None:
+    result = run.status.result(metric)
+    return result.in_progress.name if result is not None and result.in_progress else None
+
+
 def _masked(result: MeasurementResult, secrets: set[str]) -> MeasurementResult:
     if not secrets:
         return result
@@ -266,4 +297,5 @@ def _masked(result: MeasurementResult, secrets: set[str]) -> MeasurementResult:
         message=_mask(result.message, secrets),
         samples=result.samples,
         timestamps=result.timestamps,
+        in_progress=result.in_progress,
     )

@@ -32,10 +32,14 @@ The rules, following Argo Rollouts where it has one:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
+
+from pydantic import ValidationError
+from pydantic.alias_generators import to_snake
 
 from herdsman.analysis.judge import classify, score
 from herdsman.api.analysis import (
@@ -49,11 +53,15 @@ from herdsman.api.analysis import (
     AnalysisTemplate,
     Argument,
     ArgumentValueFrom,
+    InProgress,
     Measurement,
     MeasurementPhase,
+    MeasurementRetention,
     Metric,
     MetricResult,
     RunSummary,
+    has_placeholder,
+    int_value,
 )
 from herdsman.api.base import API_VERSION, ObjectMeta, duration_seconds
 from herdsman.api.judge import (
@@ -63,9 +71,11 @@ from herdsman.api.judge import (
     ScoreResult,
     ScoringSpec,
 )
-from herdsman.api.rollout import AnalysisRunArgument, DryRunMetric
+from herdsman.api.rollout import AnalysisRunArgument, AnalysisTemplateRef, DryRunMetric
 
 ERROR_RETRY = timedelta(seconds=10)
+IN_PROGRESS_POLL = timedelta(seconds=2)
+"""How often a measurement in progress (a Job) is looked at again."""
 """Wait before measuring again after an Error (shorter if the metric's interval is)."""
 
 Group = Literal["baseline", "canary"]
@@ -140,6 +150,11 @@ def build_run(
     unknown = [d.metric_name for d in dry if d.metric_name != "*" and d.metric_name not in origin]
     if unknown:
         raise RunBuildError(f"dryRun names unknown metrics: {', '.join(unknown)}")
+    metrics = [_resolved(metric, declared) for metric in metrics]
+    retention = _retention([r for t in templates for r in t.spec.measurement_retention])
+    unknown = [r.metric_name for r in retention if r.metric_name not in ("*", *origin)]
+    if unknown:
+        raise RunBuildError(f"measurementRetention names unknown metrics: {', '.join(unknown)}")
     meta = ObjectMeta(name=name, namespace=context.namespace, labels=dict(labels or {}))
     if owner_references:
         meta = ObjectMeta.model_validate(
@@ -152,10 +167,129 @@ def build_run(
         metrics=metrics,
         args=list(declared.values()),
         dry_run=dry,
+        measurement_retention=retention,
         scoring=scoring,
         context=context,
     )
     return AnalysisRun(api_version=API_VERSION, metadata=meta, spec=spec)
+
+
+TEMPLATED_FIELDS = (
+    "count",
+    "failureLimit",
+    "inconclusiveLimit",
+    "consecutiveErrorLimit",
+    "consecutiveSuccessLimit",
+    "interval",
+    "initialDelay",
+)
+"""Metric fields that may hold {{args.*}}; filled in when the run is built, as Argo does."""
+
+
+def _resolved(metric: Metric, args: Mapping[str, Argument]) -> Metric:
+    """`metric` with {{args.*}} in its count, limits and durations filled in and checked."""
+    body = metric.model_dump(by_alias=True, exclude_none=True)
+    changed = False
+    for key in TEMPLATED_FIELDS:
+        value = body.get(key)
+        if not has_placeholder(value):
+            continue
+
+        def fill(match: re.Match[str], key: str = key) -> str:
+            name = match.group(1)
+            arg = args.get(name)
+            if arg is None:
+                raise RunBuildError(
+                    f"metric {metric.name!r}: {key} uses {{{{args.{name}}}}}, "
+                    "which no template declares"
+                )
+            if arg.value is None:
+                raise RunBuildError(
+                    f"metric {metric.name!r}: {key} uses {{{{args.{name}}}}}, "
+                    "a Secret argument; it needs a plain value"
+                )
+            return arg.value
+
+        text = _ARG_PLACEHOLDER.sub(fill, str(value)).strip()
+        body[key] = (
+            int(text) if _INT.match(text) and key not in ("interval", "initialDelay") else text
+        )
+        changed = True
+    if not changed:
+        return metric
+    try:
+        resolved = Metric.model_validate(body)
+        for key in ("interval", "initialDelay"):
+            try:
+                duration_seconds(getattr(resolved, to_snake(key)))
+            except ValueError as err:
+                raise ValueError(f"{key}: {err}") from None
+    except (ValidationError, ValueError) as err:
+        detail = "; ".join(_first_lines(err))
+        raise RunBuildError(
+            f"metric {metric.name!r} after filling in its arguments: {detail}"
+        ) from None
+    return resolved
+
+
+_ARG_PLACEHOLDER = re.compile(r"\{\{\s*args\.([A-Za-z0-9_.\-]+)\s*\}\}")
+_INT = re.compile(r"^-?\d+$")
+
+
+def _first_lines(err: Exception) -> list[str]:
+    if isinstance(err, ValidationError):
+        return [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()]
+    return [str(err)]
+
+
+def _retention(entries: Sequence[MeasurementRetention]) -> list[MeasurementRetention]:
+    seen: dict[str, MeasurementRetention] = {}
+    for entry in entries:
+        seen.setdefault(entry.metric_name, entry)
+    return list(seen.values())
+
+
+def retention_limit(run: AnalysisRun, metric: str) -> int:
+    """Measurements of `metric` the status keeps: its measurementRetention, else the default."""
+    chosen = {r.metric_name: r.limit for r in run.spec.measurement_retention}
+    return chosen.get(metric, chosen.get("*", MEASUREMENT_HISTORY))
+
+
+def flatten_templates(
+    templates: Sequence[AnalysisTemplate],
+    lookup: Callable[[AnalysisTemplateRef], AnalysisTemplate | None],
+    *,
+    max_depth: int = 8,
+) -> list[AnalysisTemplate]:
+    """Argo's template composition: each template followed by the templates its
+    `spec.templates` names, recursively (depth-first, each included once). A missing template,
+    a cycle or nesting deeper than `max_depth` is a RunBuildError."""
+    found: list[AnalysisTemplate] = []
+    seen: set[tuple[str, str]] = set()
+
+    def visit(template: AnalysisTemplate, path: tuple[tuple[str, str], ...]) -> None:
+        key = (template.kind, template.metadata.name or "?")
+        if key in path:
+            chain = " -> ".join(f"{k}/{n}" for k, n in (*path, key))
+            raise RunBuildError(f"analysis templates include each other: {chain}")
+        if len(path) >= max_depth:
+            raise RunBuildError(f"analysis templates nest deeper than {max_depth} levels")
+        if key in seen:
+            return
+        seen.add(key)
+        found.append(template)
+        for ref in template.spec.templates:
+            child = lookup(ref)
+            if child is None:
+                kind = "ClusterAnalysisTemplate" if ref.cluster_scope else "AnalysisTemplate"
+                raise RunBuildError(
+                    f"{key[0]} {key[1]} includes {kind} {ref.template_name}, which does not exist"
+                )
+            visit(child, (*path, key))
+
+    for template in templates:
+        visit(template, ())
+    return found
 
 
 def _argument_value(arg: Argument) -> object | None:
@@ -268,8 +402,9 @@ def is_dry_run(run: AnalysisRun, metric: Metric) -> bool:
 
 def effective_count(metric: Metric) -> int | None:
     """Verdicts that complete the metric; None: until the run is terminated."""
-    if metric.count is not None:
-        return metric.count
+    count = int_value(metric.count)
+    if count is not None:
+        return count
     return 1 if metric.interval is None else None
 
 
@@ -283,6 +418,8 @@ def next_measurement_at(
     """When `metric` should next be measured; None when it needs no more measurements."""
     if result is not None and result.phase in TERMINAL_PHASES:
         return None
+    if result is not None and result.in_progress is not None:
+        return result.in_progress.checked_at + IN_PROGRESS_POLL
     if result is None or not result.measurements:
         return start + _seconds(metric.initial_delay)
     limit = effective_count(metric)
@@ -347,6 +484,9 @@ class MeasurementResult:
     message: str = ""
     samples: Mapping[str, Sequence[float]] | None = field(default=None)
     timestamps: Mapping[str, Sequence[float]] | None = field(default=None)
+    in_progress: str | None = None
+    """Set (to what runs, e.g. a Job's name) when the measurement has started and has no
+    verdict yet: `record` notes it and the metric is looked at again after IN_PROGRESS_POLL."""
 
 
 def record(
@@ -374,7 +514,18 @@ def record(
         result = by_name.get(measured.metric)
         if metric is None or result is None or result.phase in TERMINAL_PHASES:
             continue
-        _add_measurement(metric, result, measured)
+        if measured.in_progress is not None:
+            since = result.in_progress.started_at if result.in_progress else measured.started_at
+            result.in_progress = InProgress(
+                name=measured.in_progress, started_at=since, checked_at=measured.finished_at
+            )
+            if result.phase == "Pending":
+                result.phase = "Running"
+            continue
+        if result.in_progress is not None:
+            measured = replace(measured, started_at=result.in_progress.started_at)
+            result.in_progress = None
+        _add_measurement(metric, result, measured, retention_limit(run, metric.name))
         result.phase, result.message = _metric_phase(metric, result, closing=False)
 
     if run.spec.terminate:
@@ -407,7 +558,9 @@ def record(
     return status
 
 
-def _add_measurement(metric: Metric, result: MetricResult, measured: MeasurementResult) -> None:
+def _add_measurement(
+    metric: Metric, result: MetricResult, measured: MeasurementResult, keep: int
+) -> None:
     phase: MeasurementPhase
     value, message = measured.value, measured.message
     if measured.phase is None:
@@ -421,13 +574,16 @@ def _add_measurement(metric: Metric, result: MetricResult, measured: Measurement
         started_at=measured.started_at,
         finished_at=measured.finished_at,
     )
-    result.measurements = [*result.measurements, entry][-MEASUREMENT_HISTORY:]
+    result.measurements = [*result.measurements, entry][-keep:]
     if phase == "Error":
         result.error += 1
         result.consecutive_error += 1
         return
     result.consecutive_error = 0
     result.count += 1
+    result.consecutive_successful = (
+        result.consecutive_successful + 1 if phase == "Successful" else 0
+    )
     if phase == "Successful":
         result.successful += 1
     elif phase == "Failed":
@@ -480,28 +636,38 @@ def _metric_phase(
     metric: Metric, result: MetricResult, *, closing: bool
 ) -> tuple[AnalysisPhase, str]:
     last = _last_message(result)
-    if result.failed > metric.failure_limit:
-        return "Failed", _limit_text(
-            result.failed, "failed", "failureLimit", metric.failure_limit, last
-        )
-    if result.consecutive_error > metric.consecutive_error_limit:
+    failure_limit = int_value(metric.failure_limit) or 0
+    error_limit = int_value(metric.consecutive_error_limit) or 0
+    inconclusive_limit = int_value(metric.inconclusive_limit) or 0
+    success_limit = int_value(metric.consecutive_success_limit) or 0
+    # A negative limit (Argo's -1) is no limit.
+    if failure_limit >= 0 and result.failed > failure_limit:
+        return "Failed", _limit_text(result.failed, "failed", "failureLimit", failure_limit, last)
+    if error_limit >= 0 and result.consecutive_error > error_limit:
         return "Error", _limit_text(
             result.consecutive_error,
             "errors in a row",
             "consecutiveErrorLimit",
-            metric.consecutive_error_limit,
+            error_limit,
             last,
         )
-    if result.inconclusive > metric.inconclusive_limit:
+    if inconclusive_limit >= 0 and result.inconclusive > inconclusive_limit:
         return "Inconclusive", _limit_text(
             result.inconclusive,
             "inconclusive",
             "inconclusiveLimit",
-            metric.inconclusive_limit,
+            inconclusive_limit,
             last,
         )
+    if success_limit > 0 and result.consecutive_successful >= success_limit:
+        return "Successful", f"{result.consecutive_successful} successful in a row"
     limit = effective_count(metric)
     if closing or (limit is not None and result.count >= limit):
+        if success_limit > 0:
+            return "Inconclusive", (
+                f"consecutiveSuccessLimit {success_limit} not reached "
+                f"({result.consecutive_successful} successful in a row)"
+            )
         if result.successful == 0:
             return "Inconclusive", "no successful measurement"
         return "Successful", ""

@@ -3,9 +3,9 @@
 Field names follow Argo Rollouts' analysis API wherever the concept is the same (metrics,
 interval, count, initialDelay, failureLimit, inconclusiveLimit, consecutiveErrorLimit,
 successCondition, failureCondition, dryRun, provider.prometheus / provider.web, args with
-valueFrom.secretKeyRef), so templates port with a changed apiVersion. Conditions are CEL rather
-than Argo's expr language; the common forms (`result < 0.01`, `result[0] >= 0.95`,
-`isNaN(result)`, `len(result) == 0`) read the same in both (see herdsman.analysis.conditions).
+valueFrom.secretKeyRef), so templates port with a changed apiVersion. Conditions are CEL or
+Argo's expr language (a metric's `conditionLanguage`, detected when absent; see
+herdsman.analysis.conditions).
 
 A run copies the templates' metrics (merged, names unique) and the args, so it keeps measuring
 the same thing if a template changes under it. Secret arguments stay references: their values
@@ -14,10 +14,12 @@ are read at measurement time and never written into any object.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_snake
 
 from herdsman.api.base import (
@@ -25,13 +27,13 @@ from herdsman.api.base import (
     MAX_LIST,
     MAX_NAME,
     ApiModel,
-    Duration,
     Name,
     ObjectMeta,
     ShortName,
     cel,
     validations,
 )
+from herdsman.api.job import JobMetric
 from herdsman.api.judge import JudgeSpec, MetricJudgement, ScoreResult, ScoringSpec
 from herdsman.api.providers import (
     JUDGED_PROVIDERS,
@@ -50,7 +52,7 @@ from herdsman.api.providers import (
     WebAuthentication,
     judged_query_rule,
 )
-from herdsman.api.rollout import DryRunMetric, SecretKeyRef
+from herdsman.api.rollout import AnalysisTemplateRef, DryRunMetric, SecretKeyRef
 
 MAX_METRICS = 32
 MAX_CONDITION = 4096
@@ -66,6 +68,7 @@ Url = Annotated[str, Field(min_length=1, max_length=MAX_URL)]
 
 AnalysisPhase = Literal["Pending", "Running", "Successful", "Failed", "Error", "Inconclusive"]
 MeasurementPhase = Literal["Successful", "Failed", "Inconclusive", "Error"]
+ConditionLanguage = Literal["CEL", "Argo"]
 TERMINAL_PHASES: frozenset[str] = frozenset({"Successful", "Failed", "Error", "Inconclusive"})
 
 
@@ -81,6 +84,85 @@ def _exactly_one(fields: list[str], what: str) -> dict[str, str]:
     return cel(
         f"[{present}].filter(x, x).size() == 1", f"{what}: set exactly one of {', '.join(fields)}"
     )
+
+
+# --- fields that may hold {{args.*}} (Argo resolves them when the run is created) -----------------
+
+PLACEHOLDER = r"\{\{\s*args\.[^}]+\}\}"
+_PLACEHOLDER_RE = re.compile(PLACEHOLDER)
+_INT_TEXT = re.compile(r"^-?\d+$")
+
+
+def has_placeholder(value: object) -> bool:
+    return isinstance(value, str) and bool(_PLACEHOLDER_RE.search(value))
+
+
+def _int_check(minimum: int, maximum: int | None = None) -> Callable[[int | str], int | str]:
+    """A validator: a number within bounds, its decimal text, or text with {{args.*}}."""
+
+    def check(value: int | str) -> int | str:
+        if has_placeholder(value):
+            return value
+        if isinstance(value, str):
+            if not _INT_TEXT.match(value.strip()):
+                raise ValueError(f"{value!r} is neither an integer nor a {{{{args.NAME}}}} text")
+            number = int(value)
+        else:
+            number = value
+        if number < minimum or (maximum is not None and number > maximum):
+            top = f" and at most {maximum}" if maximum is not None else ""
+            raise ValueError(f"must be at least {minimum}{top}")
+        return value
+
+    return check
+
+
+def _int_schema(minimum: int, maximum: int | None = None) -> dict[str, Any]:
+    bounds: dict[str, int] = {"minimum": minimum}
+    if maximum is not None:
+        bounds["maximum"] = maximum
+    return {
+        "x-kubernetes-int-or-string": True,
+        "anyOf": [
+            {"type": "integer", **bounds},
+            {"type": "string", "pattern": rf"^(-?\d+|.*{PLACEHOLDER}.*)$", "maxLength": 256},
+        ],
+    }
+
+
+TemplatedDuration = Annotated[
+    int | str,
+    WithJsonSchema(
+        {
+            "x-kubernetes-int-or-string": True,
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {
+                    "type": "string",
+                    "pattern": rf"^(\d+(ms|s|m|h)|.*{PLACEHOLDER}.*)$",
+                    "maxLength": 256,
+                },
+            ],
+        }
+    ),
+]
+"""A Duration that may be written as {{args.NAME}} (resolved when the run is created)."""
+
+Count = Annotated[
+    int | str, AfterValidator(_int_check(1, 10000)), WithJsonSchema(_int_schema(1, 10000))
+]
+Limit = Annotated[int | str, AfterValidator(_int_check(-1)), WithJsonSchema(_int_schema(-1))]
+"""A limit; -1 is unlimited (Argo's failureLimit: -1)."""
+SuccessLimit = Annotated[int | str, AfterValidator(_int_check(0)), WithJsonSchema(_int_schema(0))]
+
+
+def int_value(value: int | str | None) -> int | None:
+    """A templated int once resolved; ValueError while it still holds a placeholder."""
+    if value is None or isinstance(value, int):
+        return value
+    if has_placeholder(value):
+        raise ValueError(f"{value!r} is not resolved: the run's arguments fill it in")
+    return int(value)
 
 
 # --- arguments ------------------------------------------------------------------------------------
@@ -236,6 +318,7 @@ PROVIDER_FIELDS = [
     "influxdb",
     "skywalking",
     "kayenta",
+    "job",
 ]
 
 
@@ -254,6 +337,7 @@ class MetricProvider(ApiModel):
     influxdb: InfluxdbMetric | None = None
     skywalking: SkyWalkingMetric | None = None
     kayenta: KayentaMetric | None = None
+    job: JobMetric | None = None
 
     @property
     def kind(self) -> str:
@@ -274,15 +358,10 @@ class Metric(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=validations(
             cel(
-                "!has(self.count) || self.count <= 1 || has(self.interval)",
+                "!has(self.count) || type(self.count) == string || self.count <= 1"
+                " || has(self.interval)",
                 "a count above 1 needs an interval",
                 ".interval",
-            ),
-            cel(
-                "has(self.judge) || has(self.successCondition) || has(self.failureCondition)"
-                " || has(self.provider.kayenta)",
-                "set successCondition or failureCondition (or judge)",
-                ".successCondition",
             ),
             cel(
                 "!has(self.judge) || (!has(self.successCondition) && !has(self.failureCondition))",
@@ -307,30 +386,49 @@ class Metric(ApiModel):
     )
 
     name: ShortName
-    interval: Duration | None = Field(None, description="Time between measurements, e.g. 30s.")
-    initial_delay: Duration | None = Field(None, description="Wait this long after the run starts.")
-    count: int | None = Field(
+    interval: TemplatedDuration | None = Field(
+        None, description="Time between measurements, e.g. 30s or {{args.NAME}}."
+    )
+    initial_delay: TemplatedDuration | None = Field(
+        None, description="Wait this long after the run starts."
+    )
+    count: Count | None = Field(
         None,
-        ge=1,
-        le=10000,
         description="Measurements to take. Absent: one without an interval, unbounded with one.",
     )
-    failure_limit: int = Field(
-        0, ge=0, description="The metric fails when more measurements than this fail."
+    failure_limit: Limit = Field(
+        0, description="The metric fails when more measurements than this fail; -1: never."
     )
-    inconclusive_limit: int = Field(
-        0, ge=0, description="The metric is inconclusive when more measurements than this are."
+    inconclusive_limit: Limit = Field(
+        0,
+        description="The metric is inconclusive when more measurements than this are; -1: never.",
     )
-    consecutive_error_limit: int = Field(
+    consecutive_error_limit: Limit = Field(
         4,
-        ge=0,
-        description="The metric errs when more measurements than this in a row could not be taken.",
+        description="The metric errs when more measurements than this in a row could not be "
+        "taken; -1: never.",
+    )
+    consecutive_success_limit: SuccessLimit = Field(
+        0,
+        description="When above 0: the metric is Successful as soon as this many measurements in "
+        "a row were, and Inconclusive if its count runs out first.",
     )
     success_condition: str | None = Field(
-        None, min_length=1, max_length=MAX_CONDITION, description="CEL over `result`."
+        None,
+        min_length=1,
+        max_length=MAX_CONDITION,
+        description="A condition over `result` (CEL or Argo's expr, see conditionLanguage).",
     )
     failure_condition: str | None = Field(
-        None, min_length=1, max_length=MAX_CONDITION, description="CEL over `result`."
+        None,
+        min_length=1,
+        max_length=MAX_CONDITION,
+        description="A condition over `result` (CEL or Argo's expr, see conditionLanguage).",
+    )
+    condition_language: ConditionLanguage | None = Field(
+        None,
+        description="CEL (native) or Argo (Argo Rollouts' expr). Absent: Argo when the condition "
+        "compiles as expr, else CEL. Neither condition: every measurement taken is Successful.",
     )
     dry_run: bool = Field(
         False, description="Measure and report, but never let this metric decide the run."
@@ -350,26 +448,50 @@ def _unique(list_field: str, key: str, what: str) -> dict[str, str]:
     )
 
 
+class MeasurementRetention(ApiModel):
+    """How many measurements of a metric the run's status keeps ('*': every metric)."""
+
+    metric_name: ShortName
+    limit: int = Field(..., ge=1, le=1000)
+
+
 class AnalysisTemplateSpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=validations(
             _unique("metrics", "name", "metric"),
             _unique("args", "name", "argument"),
             cel(
-                "!has(self.dryRun) || self.dryRun.all(d, d.metricName == '*'"
-                " || self.metrics.exists(m, m.name == d.metricName))",
+                "!has(self.dryRun) || has(self.templates) || self.dryRun.all(d, d.metricName == '*'"
+                " || (has(self.metrics) && self.metrics.exists(m, m.name == d.metricName)))",
                 "dryRun names a metric that does not exist",
                 ".dryRun",
+            ),
+            cel(
+                "(has(self.metrics) && size(self.metrics) > 0)"
+                " || (has(self.templates) && size(self.templates) > 0)",
+                "set metrics, templates, or both",
+                ".metrics",
             ),
         )
     )
 
     args: list[Argument] = Field(default_factory=list, max_length=MAX_LIST)
-    metrics: list[Metric] = Field(..., min_length=1, max_length=MAX_METRICS)
+    metrics: list[Metric] = Field(default_factory=list, max_length=MAX_METRICS)
+    templates: list[AnalysisTemplateRef] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Other templates whose metrics, args, dryRun and measurementRetention this "
+        "one includes (Argo's template composition), resolved when a run is created.",
+    )
     dry_run: list[DryRunMetric] = Field(
         default_factory=list,
         max_length=MAX_LIST,
         description="Metric names ('*': all) that never decide.",
+    )
+    measurement_retention: list[MeasurementRetention] = Field(
+        default_factory=list,
+        max_length=MAX_LIST,
+        description=f"Measurements kept in the run's status per metric (default {MEASUREMENT_HISTORY}).",
     )
     scoring: ScoringSpec | None = Field(
         None, description="How judged metrics combine into a score."
@@ -408,6 +530,9 @@ class AnalysisRunSpec(ApiModel):
     metrics: list[Metric] = Field(..., min_length=1, max_length=MAX_METRICS)
     args: list[Argument] = Field(default_factory=list, max_length=MAX_LIST)
     dry_run: list[DryRunMetric] = Field(default_factory=list, max_length=MAX_LIST)
+    measurement_retention: list[MeasurementRetention] = Field(
+        default_factory=list, max_length=MAX_LIST
+    )
     scoring: ScoringSpec | None = None
     terminate: bool = Field(
         False, description="Stop measuring; the run completes with what it has."
@@ -423,6 +548,14 @@ class Measurement(ApiModel):
     finished_at: datetime | None = None
 
 
+class InProgress(ApiModel):
+    """A measurement that was started and has no verdict yet (a Job that runs)."""
+
+    name: str = Field(..., max_length=253, description="What runs, e.g. the Job's name.")
+    started_at: datetime
+    checked_at: datetime
+
+
 class MetricResult(ApiModel):
     name: ShortName
     phase: AnalysisPhase = "Pending"
@@ -436,9 +569,16 @@ class MetricResult(ApiModel):
     inconclusive: int = 0
     error: int = 0
     consecutive_error: int = 0
+    consecutive_successful: int = Field(
+        0, description="Successful measurements in a row (for consecutiveSuccessLimit)."
+    )
     measurements: list[Measurement] = Field(
         default_factory=list,
-        description=f"The latest {MEASUREMENT_HISTORY} measurements, oldest first.",
+        description=f"The latest measurements (default {MEASUREMENT_HISTORY}, see "
+        "measurementRetention), oldest first.",
+    )
+    in_progress: InProgress | None = Field(
+        None, description="The measurement being taken, when it takes longer than one look."
     )
     judgement: MetricJudgement | None = Field(
         None, description="The judge's latest verdict (judged metrics)."

@@ -4,12 +4,15 @@ Each Herdsman document is checked against the CRD schema generated in memory fro
 (`herdsman.api.registry`), never a copy that could drift: structural checks after defaulting,
 then every CEL rule (see `herdsman.cli.schema`). A Rollout that passes is then parsed with the
 operator's own model, and checked for what needs no cluster but is beyond a schema: routes named
-by steps but not managed, routers that cannot route by header.
+by steps but not managed, routers that cannot route by header. Analysis kinds get their
+conditions compiled and their metrics checked (herdsman.analysis.checks). Warnings are printed
+as `warning: <field>: <message>` and never change the exit code.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,12 +22,15 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from herdsman.analysis.checks import spec_findings
 from herdsman.api.base import GROUP
 from herdsman.api.crd import CrdSpec, registry
 from herdsman.api.rollout import Rollout
 from herdsman.cli.differences import rollout_warnings
 from herdsman.cli.schema import FieldError, Schema, validate
 from herdsman.engine.validation import spec_problems
+
+ANALYSIS_KINDS = ("AnalysisTemplate", "ClusterAnalysisTemplate", "AnalysisRun")
 
 # metadata.name of a namespaced object: a DNS-1123 subdomain.
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -39,8 +45,8 @@ class Document:
     kind: str
     name: str
     errors: list[FieldError] = field(default_factory=list)
-    # (field path, message): valid, but Herdsman differs from Argo Rollouts there; exit 0.
-    warnings: list[tuple[str, str]] = field(default_factory=list)
+    # Valid, but asserts nothing or differs from Argo Rollouts there; exit 0.
+    warnings: list[FieldError] = field(default_factory=list)
     note: str = ""  # why it was skipped, when it was
     body: dict[str, Any] | None = None  # defaulted, as the API server would store it
     rollout: Rollout | None = None
@@ -152,6 +158,16 @@ def lint_object(obj: dict[str, Any], *, number: int = 1, source: str = "<object>
     doc.body = defaulted
     doc.errors.extend(_metadata_errors(meta or {}))
     doc.errors.extend(errors)
+    if not doc.errors and kind in ANALYSIS_KINDS:
+        spec = defaulted.get("spec")
+        for finding in spec_findings(spec if isinstance(spec, dict) else {}):
+            found = FieldError(
+                finding.path,
+                "Invalid value",
+                finding.message,
+                None if finding.value is None else json.dumps(finding.value),
+            )
+            (doc.errors if finding.severity == "error" else doc.warnings).append(found)
     if doc.errors or kind != "Rollout":
         return doc
     try:
@@ -166,7 +182,9 @@ def lint_object(obj: dict[str, Any], *, number: int = 1, source: str = "<object>
             )
         return doc
     doc.errors.extend(semantic_errors(doc.rollout))
-    doc.warnings.extend(rollout_warnings(doc.rollout))
+    doc.warnings.extend(
+        FieldError(path, "Warning", detail) for path, detail in rollout_warnings(doc.rollout)
+    )
     return doc
 
 
@@ -218,7 +236,7 @@ def render(report: Report) -> list[str]:
                 lines.append("  (CEL rules not evaluated until the errors above are fixed)")
         else:
             lines.append(f"{doc.label} ({where}): valid")
-        lines.extend(f"  warning: {path}: {message}" for path, message in doc.warnings)
+        lines.extend(f"  warning: {w.path}: {w.detail}" for w in doc.warnings)
     if not report.documents:
         lines.append("no documents found")
     return lines

@@ -17,18 +17,27 @@ from typing import Any
 from pydantic import ValidationError
 
 from herdsman.analysis import runs
+from herdsman.analysis.checks import spec_findings
 from herdsman.analysis.measure import measure
 from herdsman.analysis.providers.base import SecretNotFound
+from herdsman.analysis.providers.job import LABEL_RUN, JobCreationRefused
 from herdsman.api.analysis import (
     AnalysisRun,
     AnalysisRunContext,
     AnalysisRunStatus,
     AnalysisTemplate,
 )
-from herdsman.api.rollout import Rollout, RolloutAnalysis, SecretKeyRef
+from herdsman.api.rollout import AnalysisTemplateRef, Rollout, RolloutAnalysis, SecretKeyRef
 from herdsman.cluster.apply import owner_reference
 from herdsman.cluster.budget import AccessPolicy, Deadline
-from herdsman.cluster.kube import SECRETS, Kube
+from herdsman.cluster.kube import (
+    ANALYSIS_TEMPLATES,
+    CLUSTER_ANALYSIS_TEMPLATES,
+    SECRETS,
+    Kube,
+    KubeError,
+    Path,
+)
 from herdsman.cluster.observe import Observed, referenced_analyses
 from herdsman.cluster.retry import NO_HOOKS, RetryHooks
 from herdsman.engine.world import NewAnalysisRun, World
@@ -40,6 +49,7 @@ LABEL_STEP = f"{PREFIX}/step"
 LABEL_ANALYSIS_KIND = f"{PREFIX}/analysis-kind"
 LABEL_ATTEMPT = f"{PREFIX}/attempt"
 TERMINAL = {"Successful", "Failed", "Error", "Inconclusive"}
+JOBS = Path("batch", "v1", "jobs")
 
 
 class KubeSecrets:
@@ -56,6 +66,49 @@ class KubeSecrets:
         if ref.key not in data:
             raise SecretNotFound(f"Secret {namespace}/{ref.name} has no key {ref.key!r}")
         return base64.b64decode(data[ref.key]).decode()
+
+
+class KubeJobs:
+    """JobClient over the API server, for the Job provider."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+
+    async def get_job(
+        self, namespace: str, name: str, *, deadline: Deadline
+    ) -> dict[str, Any] | None:
+        return await self.kube.get(JOBS.url(namespace, name), deadline=deadline)
+
+    async def create_job(
+        self, namespace: str, body: dict[str, Any], *, deadline: Deadline
+    ) -> dict[str, Any]:
+        try:
+            return await self.kube.create(JOBS.url(namespace), body, deadline=deadline)
+        except KubeError as err:
+            if err.conflict:  # created by an earlier pass that did not see its answer
+                found = await self.get_job(namespace, body["metadata"]["name"], deadline=deadline)
+                if found is not None:
+                    return found
+            if 400 <= err.status < 500:
+                raise JobCreationRefused(f"{err.reason}: {err.message}") from None
+            raise
+
+    async def delete_run_jobs(self, namespace: str, run: str, *, deadline: Deadline) -> int:
+        """Delete every Job of `run` (its pods go with them); the number deleted."""
+        jobs = await self.kube.list(
+            JOBS.url(namespace), deadline=deadline, labels=f"{LABEL_RUN}={run}"
+        )
+        for job in jobs:
+            await self.kube.delete(
+                JOBS.url(namespace, job["metadata"]["name"]),
+                deadline=deadline,
+                propagation="Background",
+            )
+        return len(jobs)
+
+
+def _uses_jobs(run: AnalysisRun) -> bool:
+    return any(metric.provider.job is not None for metric in run.spec.metrics)
 
 
 def _templates(analysis: RolloutAnalysis, observed: Observed) -> list[AnalysisTemplate]:
@@ -85,8 +138,18 @@ def problems(rollout: Rollout, observed: Observed, body: dict[str, Any]) -> list
     context = _context(rollout, 0, {"canary": "x", "baseline": "x", "stable": "x"})
     for analysis in referenced_analyses(rollout):
         templates = _templates(analysis, observed)
+        for template in templates:
+            for finding in spec_findings(
+                template.spec.model_dump(by_alias=True, exclude_none=True)
+            ):
+                if finding.severity == "error":
+                    found.append(
+                        f"{template.kind} {template.metadata.name}: {finding.path}: {finding.message}"
+                    )
         if len(templates) != len(analysis.templates):
             continue  # missing templates are reported by name elsewhere
+        if any(t.spec.templates for t in templates):
+            continue  # included templates are fetched when the run is built
         try:
             runs.build_run(
                 templates,
@@ -108,6 +171,7 @@ class Analysis:
         self.policy = policy
         self.hooks = hooks
         self.secrets = KubeSecrets(kube)
+        self.jobs = KubeJobs(kube)
 
     async def build(
         self, rollout: Rollout, request: NewAnalysisRun, observed: Observed
@@ -122,8 +186,13 @@ class Analysis:
         }
         if request.step_index is not None:
             labels[LABEL_STEP] = str(request.step_index)
-        run = runs.build_run(
+        templates = await self._with_included(
             _templates(request.analysis, observed),
+            observed,
+            rollout.metadata.namespace or "default",
+        )
+        run = runs.build_run(
+            templates,
             request.analysis.args,
             _context(rollout, request.revision, request.groups),
             name=request.name,
@@ -135,6 +204,36 @@ class Analysis:
         wire = run.to_wire()
         wire["kind"] = "AnalysisRun"
         return wire
+
+    async def _with_included(
+        self, templates: list[AnalysisTemplate], observed: Observed, namespace: str
+    ) -> list[AnalysisTemplate]:
+        """`templates` and those they include (`spec.templates`), in Argo's order."""
+        known: dict[tuple[str, bool], AnalysisTemplate] = {}
+        for (name, cluster), body in observed.templates.items():
+            known[(name, cluster)] = AnalysisTemplate.model_validate(body)
+        pending = [ref for t in templates for ref in t.spec.templates]
+        deadline = Deadline(self.policy.call_timeout * 4)
+        while pending and len(known) < 64:
+            ref = pending.pop()
+            key = (ref.template_name, ref.cluster_scope)
+            if key in known:
+                continue
+            path = (
+                CLUSTER_ANALYSIS_TEMPLATES.url(None, ref.template_name)
+                if ref.cluster_scope
+                else ANALYSIS_TEMPLATES.url(namespace, ref.template_name)
+            )
+            fetched = await self.kube.get(path, deadline=deadline)
+            if fetched is None:
+                continue  # flatten_templates names it
+            known[key] = AnalysisTemplate.model_validate(fetched)
+            pending.extend(known[key].spec.templates)
+
+        def lookup(ref: AnalysisTemplateRef) -> AnalysisTemplate | None:
+            return known.get((ref.template_name, ref.cluster_scope))
+
+        return runs.flatten_templates(templates, lookup)
 
     async def measure_due(
         self, observed: Observed, now: datetime, deadline: Deadline
@@ -150,6 +249,8 @@ class Analysis:
             if run.status is not None and run.status.phase in TERMINAL:
                 continue
             live.append(run)
+        # Runs that ended (here, or by a terminate the engine wrote) lose their Jobs.
+        ended: list[AnalysisRun] = []
 
         async def one(run: AnalysisRun) -> tuple[str, AnalysisRunStatus | None, datetime | None]:
             items = runs.due(run, now)
@@ -164,15 +265,26 @@ class Analysis:
                     secrets=self.secrets,
                     policy=self.policy,
                     hooks=self.hooks,
+                    jobs=self.jobs,
                 )
                 if items
                 else []
             )
             status = runs.record(run, results, now)
+            if status.phase in TERMINAL and _uses_jobs(run):
+                ended.append(run)
             after = run.model_copy(update={"status": status})
             return run.metadata.name, status, runs.next_due_at(after, now)
 
         done = await asyncio.gather(*(one(r) for r in live))
+        for run in ended:
+            try:
+                count = await self.jobs.delete_run_jobs(
+                    run.spec.context.namespace, run.metadata.name or "", deadline=deadline
+                )
+                log.info("analysis run %s ended: deleted %d job(s)", run.metadata.name, count)
+            except Exception as err:  # the ownerReference collects them later all the same
+                log.warning("analysis run %s: jobs not deleted: %s", run.metadata.name, err)
         updates = {name: status for name, status, _ in done if status is not None}
         due_times = [when for _, _, when in done if when is not None]
         return updates, min(due_times, default=None)

@@ -15,6 +15,7 @@ from herdsman.analysis.providers.cloudwatch import CloudWatchProvider
 from herdsman.analysis.providers.datadog import DatadogProvider
 from herdsman.analysis.providers.graphite import GraphiteProvider
 from herdsman.analysis.providers.influxdb import InfluxdbProvider
+from herdsman.analysis.providers.job import JobProvider
 from herdsman.analysis.providers.kayenta import KayentaProvider
 from herdsman.analysis.providers.newrelic import NewRelicProvider
 from herdsman.analysis.providers.prometheus import PrometheusProvider
@@ -37,6 +38,7 @@ PROVIDERS: dict[str, Provider[Any]] = {
         InfluxdbProvider(),
         SkyWalkingProvider(),
         KayentaProvider(),
+        JobProvider(),
     )
 }
 

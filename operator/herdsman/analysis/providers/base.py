@@ -35,6 +35,28 @@ class SecretResolver(Protocol):
     async def get(self, namespace: str, ref: SecretKeyRef, *, deadline: Deadline) -> str: ...
 
 
+class JobClient(Protocol):
+    """Reads, creates and deletes batch/v1 Jobs (the Job provider's only way to the cluster)."""
+
+    async def get_job(
+        self, namespace: str, name: str, *, deadline: Deadline
+    ) -> dict[str, Any] | None: ...
+
+    async def create_job(
+        self, namespace: str, body: dict[str, Any], *, deadline: Deadline
+    ) -> dict[str, Any]: ...
+
+
+class MeasurementInProgress(Exception):
+    """The measurement was started (a Job runs) and has no verdict yet: look again later.
+
+    `handle` names what runs (the Job), for the run's status."""
+
+    def __init__(self, handle: str, message: str = "") -> None:
+        self.handle = handle
+        super().__init__(message or f"{handle} is running")
+
+
 class SecretNotFound(LookupError):
     """The Secret or its key does not exist (a resolver may raise this)."""
 
@@ -54,6 +76,14 @@ class ProviderContext:
     """Seconds between the metric's measurements, if it has an interval (Kayenta's window)."""
     run_started: datetime | None = None
     """When the run started (Kayenta's `lookback`)."""
+    jobs: JobClient | None = None
+    """The cluster's Jobs, for the Job provider (None where there is no cluster)."""
+    run_name: str = ""
+    run_uid: str = ""
+    measurement: int = 1
+    """The number of this measurement of the metric (1 for the first), errors included."""
+    in_progress: str | None = None
+    """What the metric's measurement in progress started (a Job's name), if any."""
 
     async def secret(self, ref: SecretKeyRef, deadline: Deadline) -> str:
         return await self.secrets.get(self.namespace, ref, deadline=deadline)
