@@ -17,7 +17,7 @@ import pytest
 
 from harness.cluster import Cluster, wait_until
 from harness.operator import OperatorProcess
-from harness.rollouts import IMAGE_V1, IMAGE_V2, Rollouts, rollout, service
+from harness.rollouts import IMAGE_V2, IMAGE_V3, Rollouts, rollout, service
 from harness.routers import (
     ALB,
     INGRESSES,
@@ -290,7 +290,7 @@ def test_alb_ping_pong_swaps_the_services_at_each_release(
 
     for image, group, canary_svc, stable_svc in (
         (IMAGE_V2, "checkout-v002", "pong", "ping"),
-        (IMAGE_V1, "checkout-v003", "ping", "pong"),
+        (IMAGE_V3, "checkout-v003", "ping", "pong"),
     ):
         rollouts.set_image(image)
         rollouts.wait_phase("Paused", step="2/2", timeout=60)
