@@ -117,11 +117,9 @@ PENDING: dict[str, str] = {
     "docs__features__traffic-management__apisix.md__L57.yaml#0": "13 apisix",
     "docs__getting-started__ambassador__index.md__L155.yaml#0": "13 ambassador",
     "docs__getting-started__ambassador__index.md__L93.yaml#0": "13 ambassador",
-    "docs__getting-started__istio__rollout.yaml#0": "13 istio virtualServices",
     "examples__ambassador__rollout.yaml#0": "13 ambassador",
     "examples__apisix__rollout.yaml#0": "13 apisix",
     "examples__appmesh__canary-rollout.yaml#1": "13 appMesh",
-    "examples__istio__istio-subset-split.yaml#3": "13 istio subsets without Services",
     "examples__traffic-routing-experiment-step__rollout-alb-experiment-step.yaml#4": "11 experiment",
     "test__e2e__alb__rollout-alb-experiment-no-setweight.yaml#4": "11 experiment",
     "test__e2e__alb__rollout-alb-experiment.yaml#4": "11 experiment",
@@ -133,10 +131,6 @@ PENDING: dict[str, str] = {
     "test__e2e__functional__canary-scaledowndelay.yaml#4": "11 scaleDownDelayRevisionLimit",
     "test__e2e__functional__canary-scaledownonabort.yaml#4": "11 scaleDownDelayRevisionLimit",
     "test__e2e__functional__canary-unscaledownonabort.yaml#4": "11 scaleDownDelayRevisionLimit",
-    "test__e2e__istio__istio-host-http-tls-split.yaml#3": "13 istio tlsRoutes",
-    "test__e2e__istio__istio-host-only-tls-split.yaml#3": "13 istio tlsRoutes",
-    "test__e2e__istio__istio-subset-split-single-route.yaml#3": "13 istio subsets without Services",
-    "test__e2e__istio__istio-subset-split.yaml#3": "13 istio subsets without Services",
 }
 
 

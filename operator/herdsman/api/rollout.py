@@ -276,8 +276,11 @@ class CanaryStrategy(ApiModel):
             ),
             cel(
                 "!has(self.trafficRouting) || has(self.pingPong)"
-                " || (has(self.stableService) && has(self.canaryService))",
-                "trafficRouting needs both stableService and canaryService (or pingPong)",
+                " || (has(self.stableService) && has(self.canaryService))"
+                " || (has(self.trafficRouting.istio)"
+                " && has(self.trafficRouting.istio.destinationRule))",
+                "trafficRouting needs both stableService and canaryService (or pingPong, or"
+                " istio with a destinationRule)",
                 ".trafficRouting",
             ),
             cel(

@@ -34,10 +34,31 @@ class NginxRouting(ApiModel):
     additional_ingress_annotations: dict[str, str] = Field(default_factory=dict)
 
 
+class IstioTLSRoute(ApiModel):
+    port: int | None = Field(None, ge=1, le=65535, description="The route's match port.")
+    sni_hosts: list[str] = Field(
+        default_factory=list, max_length=16, description="The route's match sniHosts."
+    )
+
+
+class IstioTCPRoute(ApiModel):
+    port: int | None = Field(None, ge=1, le=65535, description="The route's match port.")
+
+
 class IstioVirtualService(ApiModel):
     name: ShortName
     routes: list[ShortName] = Field(
-        default_factory=list, max_length=16, description="Named HTTP routes; all when empty."
+        default_factory=list,
+        max_length=16,
+        description="Named HTTP routes; all when empty (and no tlsRoutes or tcpRoutes).",
+    )
+    tls_routes: list[IstioTLSRoute] = Field(
+        default_factory=list,
+        max_length=16,
+        description="TLS routes, found by their match's port and sniHosts.",
+    )
+    tcp_routes: list[IstioTCPRoute] = Field(
+        default_factory=list, max_length=16, description="TCP routes, found by their match's port."
     )
 
 
@@ -48,8 +69,25 @@ class IstioDestinationRule(ApiModel):
 
 
 class IstioRouting(ApiModel):
-    virtual_service: IstioVirtualService
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "has(self.virtualService) != (has(self.virtualServices)"
+                " && size(self.virtualServices) > 0)",
+                "set exactly one of virtualService or virtualServices",
+            )
+        )
+    )
+
+    virtual_service: IstioVirtualService | None = None
+    virtual_services: list[IstioVirtualService] = Field(
+        default_factory=list, max_length=16, description="Several VirtualServices, moved together."
+    )
     destination_rule: IstioDestinationRule | None = None
+
+    @property
+    def all_virtual_services(self) -> list[IstioVirtualService]:
+        return [self.virtual_service] if self.virtual_service else list(self.virtual_services)
 
 
 class SMIRouting(ApiModel):

@@ -78,8 +78,11 @@ def stable_pods(c: Canary, weight: int) -> int:
 def held_weight(c: Canary) -> int:
     """The canary weight the router holds now, as far as it reaches this canary: 0 while the
     canary Service still selects another group (a new revision's first passes)."""
-    svc = c.world.services.get(canary_service(c) or "")
-    if svc is None or svc.selector.get(LABEL_GROUP) != c.current_name:
+    name = canary_service(c)
+    svc = c.world.services.get(name or "")
+    # Without a canary Service (Istio subsets carry the groups), the router's weight is the
+    # canary's as soon as the subset names it: the router writes subsets with the weights.
+    if name and (svc is None or svc.selector.get(LABEL_GROUP) != c.current_name):
         return 0
     router = c.world.router
     if router is not None and router.canary_weight is not None:
