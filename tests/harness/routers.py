@@ -43,6 +43,7 @@ CRDS = Path(__file__).resolve().parents[1] / "cluster" / "router-crds"
 VS = VIRTUAL_SERVICES[0]
 DR = DESTINATION_RULES[0]
 NGINX = "nginx.ingress.kubernetes.io"
+ALB = "alb.ingress.kubernetes.io"
 
 _installed = threading.Lock()
 
@@ -118,6 +119,51 @@ def ingress(name: str = "checkout", stable: str = "checkout") -> dict[str, Any]:
     }
 
 
+def alb_ingress(name: str = "checkout-alb", root: str = "checkout-root") -> dict[str, Any]:
+    """The user's ALB Ingress, laid out as the AWS Load Balancer Controller's docs ask: the
+    rule's backend is the root Service with port `use-annotation` (the action is read from
+    the `actions.<root>` annotation)."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": name, "annotations": {"kubernetes.io/ingress.class": "alb"}},
+        "spec": {
+            "rules": [
+                {
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/*",
+                                "pathType": "ImplementationSpecific",
+                                "backend": {
+                                    "service": {"name": root, "port": {"name": "use-annotation"}}
+                                },
+                            }
+                        ]
+                    },
+                }
+            ]
+        },
+    }
+
+
+def alb_forward(ing: dict[str, Any] | None, action: str = "checkout-root") -> dict[str, int]:
+    """{Service: weight} of the forward action named `action`, as the controller reads it (keys
+    in either case: the controller's JSON decoding ignores case). No action: the rule's
+    backend is the root Service itself, which gets everything."""
+    notes = ((ing or {}).get("metadata") or {}).get("annotations") or {}
+    raw = notes.get(f"{ALB}/actions.{action}")
+    if raw is None:
+        return {action: 100} if ing is not None else {}
+    body = {k.lower(): v for k, v in json.loads(raw).items()}
+    forward = {k.lower(): v for k, v in (body.get("forwardconfig") or {}).items()}
+    out: dict[str, int] = {}
+    for tg in forward.get("targetgroups") or []:
+        tg = {k.lower(): v for k, v in tg.items()}
+        out[tg["servicename"]] = out.get(tg["servicename"], 0) + int(tg.get("weight", 0))
+    return out
+
+
 def virtual_service(
     name: str = "checkout", stable: str = "checkout", canary: str = "checkout-canary"
 ) -> dict[str, Any]:
@@ -146,6 +192,7 @@ ROUTING: dict[str, dict[str, Any]] = {
     "nginx": {"nginx": {"stableIngress": "checkout"}},
     "istio": {"istio": {"virtualService": {"name": "checkout", "routes": ["primary"]}}},
     "smi": {"smi": {}},
+    "alb": {"alb": {"ingress": "checkout-alb", "servicePort": 80, "rootService": "checkout-root"}},
 }
 
 
@@ -157,6 +204,8 @@ def create_user_objects(cluster: Cluster, ns: str, kind: str) -> None:
         cluster.rest.create(INGRESSES.url(ns), ingress())
     elif kind == "istio":
         cluster.rest.create(VS.url(ns), virtual_service())
+    elif kind == "alb":
+        cluster.rest.create(INGRESSES.url(ns), alb_ingress())
 
 
 # --- reading weights the way the data plane would ---------------------------------------------------
@@ -193,6 +242,8 @@ def service_weights(cluster: Cluster, ns: str, kind: str) -> dict[str, int]:
             d["destination"]["host"].split(".")[0]: int(d.get("weight", 100))
             for d in (route or {}).get("route") or []
         }
+    if kind == "alb":
+        return alb_forward(rest.get(INGRESSES.url(ns, "checkout-alb")))
     split = rest.get(TRAFFIC_SPLITS.url(ns, "checkout"))
     return {
         b["service"]: int(b["weight"])
@@ -483,12 +534,17 @@ def router_paths(kind: str) -> list[KPath]:
         "nginx": [INGRESSES],
         "istio": [VS],
         "smi": [TRAFFIC_SPLITS],
+        "alb": [INGRESSES],
     }[kind]
 
 
 def canary_weight_of(event: Event, kind: str) -> int | None:
     """The canary Service's weight in one recorded router object (None: not that object)."""
     obj = event.obj
+    if kind == "alb":
+        if event.name != "checkout-alb" or event.type == "DELETED":
+            return None
+        return alb_forward(obj).get("checkout-canary")
     if kind == "nginx":
         if not event.name.endswith("-canary"):
             return None

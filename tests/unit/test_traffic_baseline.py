@@ -8,6 +8,7 @@ router sends it, so the router splits three ways (stable 100 - 2w, canary w, bas
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -34,6 +35,7 @@ from herdsman.traffic import base as traffic_base
 from herdsman.traffic.base import RouterError
 from herdsman.traffic.gatewayapi import HTTP_ROUTES
 from herdsman.traffic.istio import VIRTUAL_SERVICES
+from herdsman.traffic.nginx import INGRESSES
 from herdsman.traffic.smi import TRAFFIC_SPLITS
 
 pytestmark = pytest.mark.unit
@@ -66,6 +68,8 @@ def with_baseline_backend(kind: str) -> FakeKube:
         )
         kube = FakeKube(HTTP_ROUTES)
         kube.put(HTTP_ROUTES, route)
+    elif kind == "alb":
+        kube = world("alb")  # the action annotation is written whole: nothing to add
     elif kind == "istio":
         vs = virtual_service()
         vs["spec"]["http"][0]["route"].append(
@@ -105,6 +109,12 @@ def stable_share(kube: FakeKube, kind: str) -> int:
     if kind == "gatewayAPI":
         refs = kube.obj(HTTP_ROUTES, "checkout")["spec"]["rules"][0]["backendRefs"]
         return int(next(r["weight"] for r in refs if r["name"] == "checkout"))
+    if kind == "alb":
+        raw = kube.obj(INGRESSES, "checkout-alb")["metadata"]["annotations"][
+            "alb.ingress.kubernetes.io/actions.checkout-root"
+        ]
+        groups = json.loads(raw)["ForwardConfig"]["TargetGroups"]
+        return int(next(g["Weight"] for g in groups if g["ServiceName"] == "checkout"))
     if kind == "istio":
         dests = kube.obj(VIRTUAL_SERVICES[0], "checkout")["spec"]["http"][0]["route"]
         return int(next(d["weight"] for d in dests if d["destination"]["host"] == "checkout"))

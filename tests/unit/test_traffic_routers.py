@@ -205,6 +205,7 @@ ROUTING: dict[str, dict[str, Any]] = {
     },
     "istio": {"istio": {"virtualService": {"name": "checkout", "routes": ["primary"]}}},
     "smi": {"smi": {}},
+    "alb": {"alb": {"ingress": "checkout-alb", "servicePort": 80, "rootService": "checkout-root"}},
 }
 MANAGED = [{"name": "beta-users"}, {"name": "shadow"}]
 
@@ -262,6 +263,46 @@ def ingress() -> dict[str, Any]:
                                 "pathType": "Prefix",
                                 "backend": {
                                     "service": {"name": "checkout", "port": {"number": 80}}
+                                },
+                            },
+                            {
+                                "path": "/static",
+                                "pathType": "Prefix",
+                                "backend": {
+                                    "service": {"name": "static-files", "port": {"number": 80}}
+                                },
+                            },
+                        ]
+                    },
+                }
+            ]
+        },
+    }
+
+
+def alb_ingress() -> dict[str, Any]:
+    """An ALB Ingress as the AWS docs lay it out: the rule names the root Service with port
+    `use-annotation`, so the controller reads the forward action from the annotation."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {
+            "name": "checkout-alb",
+            "annotations": {"kubernetes.io/ingress.class": "alb", "team": "shop"},
+        },
+        "spec": {
+            "rules": [
+                {
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/*",
+                                "pathType": "ImplementationSpecific",
+                                "backend": {
+                                    "service": {
+                                        "name": "checkout-root",
+                                        "port": {"name": "use-annotation"},
+                                    }
                                 },
                             },
                             {
@@ -345,6 +386,9 @@ def world(kind: str) -> FakeKube:
     elif kind == "istio":
         kube = FakeKube(*VIRTUAL_SERVICES, *DESTINATION_RULES)
         kube.put(VIRTUAL_SERVICES[0], virtual_service())
+    elif kind == "alb":
+        kube = FakeKube()
+        kube.put(INGRESSES, alb_ingress())
     else:
         kube = FakeKube(TRAFFIC_SPLITS)
         kube.put(TRAFFIC_SPLITS, traffic_split())
@@ -376,11 +420,16 @@ def user_view(kube: FakeKube, kind: str) -> dict[str, Any] | None:
         "nginx": (INGRESSES, "checkout"),
         "istio": (VIRTUAL_SERVICES[0], "checkout"),
         "smi": (TRAFFIC_SPLITS, "checkout"),
+        "alb": (INGRESSES, "checkout-alb"),
     }[kind]
     body = kube.obj(path, name)
     if body is None:
         return None
     body["metadata"].pop("resourceVersion", None)
+    if kind == "alb":  # the action annotation and its bookkeeping are the weights
+        notes = body["metadata"].get("annotations") or {}
+        notes.pop("alb.ingress.kubernetes.io/actions.checkout-root", None)
+        notes.pop("rollouts.argoproj.io/managed-alb-actions", None)
     for rule in (body.get("spec") or {}).get("rules") or []:
         for ref in rule.get("backendRefs") or []:
             ref.pop("weight", None)
@@ -409,10 +458,8 @@ def test_the_registry_has_one_router_per_trafficrouting_field() -> None:
 
 def test_validation_knows_exactly_the_routers_that_carry_header_and_mirror_routes() -> None:
     # Validation is pure (no imports from traffic/); this keeps its list honest.
-    capable = {k for k, r in ROUTERS.items() if r.header_routes and r.mirror_routes}
-    assert capable == validation.ROUTERS_WITH_ROUTES
-    for router in ROUTERS.values():
-        assert router.header_routes == router.mirror_routes  # validation treats them as one
+    assert {k for k, r in ROUTERS.items() if r.header_routes} == validation.ROUTERS_WITH_ROUTES
+    assert {k for k, r in ROUTERS.items() if r.mirror_routes} == validation.ROUTERS_WITH_MIRRORS
 
 
 @pytest.mark.parametrize("kind", sorted(ROUTERS))
@@ -496,6 +543,16 @@ def test_routes_are_carried_exactly_by_routers_that_say_so_and_refused_by_the_ot
             with pytest.raises(RouterError, match="cannot carry header or mirror routes"):
                 run(router.apply(kube, r, target(10, route), deadline()))
         return
+    if not router.mirror_routes:  # alb: header routes only
+        with pytest.raises(RouterError, match="cannot mirror"):
+            run(router.apply(kube, r, target(10, MIRROR), deadline()))
+        run(router.apply(kube, r, target(10, HEADER), deadline()))
+        held = run(router.observe(kube, r, deadline()))
+        assert (held.routes, held.canary_weight) == ({"beta-users"}, 10)
+        run(router.apply(kube, r, target(0, canary=None), deadline()))
+        held = run(router.observe(kube, r, deadline()))
+        assert (held.routes, held.canary_weight) == (frozenset(), 0)
+        return
     run(router.apply(kube, r, target(10, HEADER, MIRROR), deadline()))
     held = run(router.observe(kube, r, deadline()))
     assert held.routes == {"beta-users", "shadow"}
@@ -518,8 +575,9 @@ def test_a_router_whose_kind_is_not_installed_says_so(kind: str) -> None:
     assert state is not None
     assert not state.available
     assert state.message.startswith("spec.strategy.canary.trafficRouting.")
-    if kind == "nginx":  # Ingress is built in: the object is what is missing
-        assert "Ingress 'checkout' not found" in state.message
+    if kind in ("nginx", "alb"):  # Ingress is built in: the object is what is missing
+        assert "Ingress 'checkout" in state.message
+        assert "not found" in state.message
     else:
         assert "not installed in this cluster" in state.message
 

@@ -35,9 +35,7 @@ from herdsman.api.base import (
 )
 from herdsman.api.chaos import ChaosStatus, ChaosStep
 from herdsman.api.experiment_step import RolloutExperimentStep
-from herdsman.api.routing import (
-    TrafficRouting,
-)
+from herdsman.api.routing import PingPong, StablePingPong, TrafficRouting
 
 DNS_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 # A Kubernetes label value. Checked on the template's labels, which hold every selector label
@@ -384,9 +382,19 @@ class CanaryStrategy(ApiModel):
                 ".steps",
             ),
             cel(
-                "!has(self.trafficRouting) || (has(self.stableService) && has(self.canaryService))",
-                "trafficRouting needs both stableService and canaryService",
+                "!has(self.trafficRouting) || has(self.pingPong)"
+                " || (has(self.stableService) && has(self.canaryService))"
+                " || (has(self.trafficRouting.istio)"
+                " && has(self.trafficRouting.istio.destinationRule))",
+                "trafficRouting needs both stableService and canaryService (or pingPong, or"
+                " istio with a destinationRule)",
                 ".trafficRouting",
+            ),
+            cel(
+                "!has(self.pingPong) || (has(self.trafficRouting)"
+                " && (has(self.trafficRouting.alb) || has(self.trafficRouting.istio)))",
+                "pingPong works with the alb and istio routers only",
+                ".pingPong",
             ),
             cel(
                 "!has(self.baselineService) || self.baseline",
@@ -417,6 +425,11 @@ class CanaryStrategy(ApiModel):
         None,
         description="Service the operator points at the canary server group.",
         pattern=DNS_LABEL,
+    )
+    ping_pong: PingPong | None = Field(
+        None,
+        description="Two Services that take turns as stable and canary (alb, istio); the"
+        " routers use them instead of stableService and canaryService.",
     )
     baseline: bool = Field(
         False,
@@ -753,6 +766,10 @@ class RolloutStatus(ApiModel):
     stable_server_group: str | None = None
     canary_server_group: str | None = None
     baseline_server_group: str | None = None
+    stable_ping_pong: StablePingPong | None = Field(
+        None,
+        description="With pingPong: which Service is stable now (ping until a release completes).",
+    )
     server_groups: list[ServerGroupStatus] = Field(default_factory=list)
     # Steps and traffic.
     current_step_index: int | None = None

@@ -1,14 +1,17 @@
 """Traffic routing: the routers a canary can drive, with Argo Rollouts' field names.
 
-Each router's model lives here beside `TrafficRouting`, which holds exactly one of them; the
-code that writes each router's objects lives in `herdsman.traffic`.
+Each router's model lives here beside `TrafficRouting`, which holds one or more of them (Argo
+moves every router it names: nginx + smi, alb + istio); the code that writes each router's
+objects lives in `herdsman.traffic`.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import ConfigDict, Field
 
-from herdsman.api.base import ApiModel, ShortName, exactly_one, validations
+from herdsman.api.base import ApiModel, ShortName, cel, validations
 
 
 class GatewayAPIRouting(ApiModel):
@@ -31,10 +34,31 @@ class NginxRouting(ApiModel):
     additional_ingress_annotations: dict[str, str] = Field(default_factory=dict)
 
 
+class IstioTLSRoute(ApiModel):
+    port: int | None = Field(None, ge=1, le=65535, description="The route's match port.")
+    sni_hosts: list[str] = Field(
+        default_factory=list, max_length=16, description="The route's match sniHosts."
+    )
+
+
+class IstioTCPRoute(ApiModel):
+    port: int | None = Field(None, ge=1, le=65535, description="The route's match port.")
+
+
 class IstioVirtualService(ApiModel):
     name: ShortName
     routes: list[ShortName] = Field(
-        default_factory=list, max_length=16, description="Named HTTP routes; all when empty."
+        default_factory=list,
+        max_length=16,
+        description="Named HTTP routes; all when empty (and no tlsRoutes or tcpRoutes).",
+    )
+    tls_routes: list[IstioTLSRoute] = Field(
+        default_factory=list,
+        max_length=16,
+        description="TLS routes, found by their match's port and sniHosts.",
+    )
+    tcp_routes: list[IstioTCPRoute] = Field(
+        default_factory=list, max_length=16, description="TCP routes, found by their match's port."
     )
 
 
@@ -45,8 +69,25 @@ class IstioDestinationRule(ApiModel):
 
 
 class IstioRouting(ApiModel):
-    virtual_service: IstioVirtualService
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "has(self.virtualService) != (has(self.virtualServices)"
+                " && size(self.virtualServices) > 0)",
+                "set exactly one of virtualService or virtualServices",
+            )
+        )
+    )
+
+    virtual_service: IstioVirtualService | None = None
+    virtual_services: list[IstioVirtualService] = Field(
+        default_factory=list, max_length=16, description="Several VirtualServices, moved together."
+    )
     destination_rule: IstioDestinationRule | None = None
+
+    @property
+    def all_virtual_services(self) -> list[IstioVirtualService]:
+        return [self.virtual_service] if self.virtual_service else list(self.virtual_services)
 
 
 class SMIRouting(ApiModel):
@@ -56,33 +97,117 @@ class SMIRouting(ApiModel):
     )
 
 
+class StickinessConfig(ApiModel):
+    enabled: bool = Field(..., description="Keep a client on the target group it reached first.")
+    duration_seconds: int = Field(
+        ..., ge=1, le=604800, description="How long (1 s to 7 days, AWS's bounds)."
+    )
+
+
+class ALBRouting(ApiModel):
+    """AWS Load Balancer Controller: the weights go in the Ingress's `actions.<service>`
+    annotation (a forward action over target groups), which the controller turns into ALB rules."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "has(self.ingress) || (has(self.ingresses) && size(self.ingresses) > 0)",
+                "set ingress or ingresses",
+            )
+        )
+    )
+
+    ingress: ShortName | None = Field(
+        None, description="The Ingress whose action annotation carries the weights."
+    )
+    ingresses: list[ShortName] = Field(
+        default_factory=list, max_length=16, description="Several Ingresses, moved together."
+    )
+    service_port: int = Field(
+        ..., ge=1, le=65535, description="The port of the stable and canary Services."
+    )
+    root_service: ShortName | None = Field(
+        None,
+        description="The Service the Ingress rule names (port `use-annotation`); the action is"
+        " named after it. Defaults to the stable Service.",
+    )
+    annotation_prefix: str = Field(
+        "alb.ingress.kubernetes.io",
+        max_length=253,
+        description="The controller's --annotations-prefix.",
+    )
+    stickiness_config: StickinessConfig | None = None
+
+    @property
+    def names(self) -> list[str]:
+        """Every Ingress named, `ingress` first, each once."""
+        found = [self.ingress] if self.ingress else []
+        return found + [i for i in self.ingresses if i not in found]
+
+
+class PingPong(ApiModel):
+    """Two Services that swap the stable and canary roles at each release (Argo's pingPong):
+    the one that carried the canary to 100% becomes stable without its selector changing."""
+
+    ping_service: ShortName = Field(..., description="Stable for the first release.")
+    pong_service: ShortName = Field(..., description="Canary for the first release.")
+
+
+StablePingPong = Literal["ping", "pong"]
+
+
+def ping_pong_roles(pp: PingPong, stable: StablePingPong | None) -> tuple[str, str]:
+    """(stable Service, canary Service) of a pingPong pair; `ping` is stable until the first
+    release completes (status.stablePingPong unset)."""
+    if stable == "pong":
+        return pp.pong_service, pp.ping_service
+    return pp.ping_service, pp.pong_service
+
+
 class ManagedRoute(ApiModel):
     name: ShortName
 
 
-ROUTERS = ["gatewayAPI", "nginx", "istio", "smi"]
+# The router fields of `trafficRouting`, in the order routers are written (the first one
+# written on an abort is the first that names the traffic going back to stable).
+ROUTERS = ["gatewayAPI", "nginx", "istio", "smi", "alb"]
 
 
 class TrafficRouting(ApiModel):
-    model_config = ConfigDict(json_schema_extra=validations(exactly_one(ROUTERS, "trafficRouting")))
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "[" + ", ".join(f"has(self.{f})" for f in ROUTERS) + "].exists(x, x)",
+                f"trafficRouting: set at least one of {', '.join(ROUTERS)}",
+            )
+        )
+    )
 
     gateway_api: GatewayAPIRouting | None = Field(None, alias="gatewayAPI")
     nginx: NginxRouting | None = None
     istio: IstioRouting | None = None
     smi: SMIRouting | None = None
+    alb: ALBRouting | None = None
+
+    @property
+    def kinds(self) -> list[str]:
+        """Every router in use (the fields set), in ROUTERS order; the CRD asks for one."""
+        values = {
+            "gatewayAPI": self.gateway_api,
+            "nginx": self.nginx,
+            "istio": self.istio,
+            "smi": self.smi,
+            "alb": self.alb,
+        }
+        return [k for k in ROUTERS if values[k] is not None]
 
     @property
     def kind(self) -> str:
-        """The router in use: the field that is set (the CRD allows exactly one)."""
-        for name, value in (
-            ("gatewayAPI", self.gateway_api),
-            ("nginx", self.nginx),
-            ("istio", self.istio),
-            ("smi", self.smi),
-        ):
-            if value is not None:
-                return name
-        raise ValueError("trafficRouting: no router set")
+        """The routers in use, as a person reads them: `nginx`, `nginx+smi`."""
+        kinds = self.kinds
+        if not kinds:
+            raise ValueError("trafficRouting: no router set")
+        return "+".join(kinds)
 
     managed_routes: list[ManagedRoute] = Field(
         default_factory=list,

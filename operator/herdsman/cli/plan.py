@@ -163,14 +163,21 @@ def canary_timeline(rollout: Rollout, strategy: CanaryStrategy) -> Timeline:
     return plan
 
 
-_ROUTER_NAMES = {"gatewayAPI": "Gateway API", "nginx": "NGINX", "istio": "Istio", "smi": "SMI"}
+_ROUTER_NAMES = {
+    "gatewayAPI": "Gateway API",
+    "nginx": "NGINX",
+    "istio": "Istio",
+    "smi": "SMI",
+    "alb": "AWS ALB",
+}
 
 
 def _router_name(strategy: CanaryStrategy) -> str:
     routing = strategy.traffic_routing
     if routing is None:
         return "replica ratio (no router): the weight is the share of pods"
-    return f"{_ROUTER_NAMES[routing.kind]} router: the weight is exact"
+    names = " + ".join(_ROUTER_NAMES.get(k, k) for k in routing.kinds)
+    return f"{names} router: the weight is exact"
 
 
 def _background_note(strategy: CanaryStrategy) -> str:

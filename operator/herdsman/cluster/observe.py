@@ -76,6 +76,11 @@ def services_of(rollout: Rollout) -> list[str]:
             strategy.canary.canary_service,
             strategy.canary.baseline_service,
         ]
+        if strategy.canary.ping_pong is not None:
+            names += [
+                strategy.canary.ping_pong.ping_service,
+                strategy.canary.ping_pong.pong_service,
+            ]
     if strategy.blue_green is not None:
         names += [strategy.blue_green.active_service, strategy.blue_green.preview_service]
     return sorted({n for n in names if n})

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from herdsman.api.rollout import Rollout
 from herdsman.engine.world import World
 
-# Routers that can send a header-matched or mirrored share of traffic to the canary.
-ROUTERS_WITH_ROUTES = {"gatewayAPI", "istio"}
+# Routers that can send a header-matched share of traffic to the canary, and a mirrored one.
+ROUTERS_WITH_ROUTES = {"gatewayAPI", "istio", "alb"}
+ROUTERS_WITH_MIRRORS = {"gatewayAPI", "istio"}
 # Routers that can split traffic three ways (stable, canary, baseline). An NGINX canary Ingress
 # carries exactly one canary backend per host and path.
-ROUTERS_WITH_BASELINE = {"gatewayAPI", "istio", "smi"}
+ROUTERS_WITH_BASELINE = {"gatewayAPI", "istio", "smi", "alb"}
 
 
 @dataclass(frozen=True)
@@ -65,14 +66,16 @@ def spec_problems(rollout: Rollout) -> list[Problem]:
         )
     routing = canary.traffic_routing
     managed = {r.name for r in routing.managed_routes} if routing else set()
-    router = routing.kind if routing else None
-    if router is not None and canary.baseline and router not in ROUTERS_WITH_BASELINE:
+    kinds = routing.kinds if routing else []
+    no_baseline = [k for k in kinds if k not in ROUTERS_WITH_BASELINE]
+    if no_baseline and canary.baseline:
         found.append(
             Problem(
                 f"{prefix}.baseline",
                 "Forbidden",
-                f"the {router} router cannot give a baseline group its own share of traffic;"
-                " judge baseline against canary with gatewayAPI, istio, smi or the replica ratio",
+                f"the {no_baseline[0]} router cannot give a baseline group its own share of"
+                " traffic; judge baseline against canary with gatewayAPI, istio, smi, alb or"
+                " the replica ratio",
             )
         )
     elif (
@@ -116,15 +119,26 @@ def spec_problems(rollout: Rollout) -> list[Problem]:
                     f'"{route.name}"',
                 )
             )
-        if router is not None and router not in ROUTERS_WITH_ROUTES:
-            found.append(
-                Problem(
-                    where,
-                    "Forbidden",
-                    f"the {router} router cannot route by header or mirror traffic",
-                )
+        able = ROUTERS_WITH_MIRRORS if step.set_mirror_route is not None else ROUTERS_WITH_ROUTES
+        for router in (k for k in kinds if k not in able):
+            what = (
+                "mirror traffic"
+                if router in ROUTERS_WITH_ROUTES
+                else "route by header or mirror traffic"
             )
-        if router == "gatewayAPI" and step.set_mirror_route is not None:
+            found.append(Problem(where, "Forbidden", f"the {router} router cannot {what}"))
+        if "alb" in kinds and step.set_header_route is not None:
+            for j, h in enumerate(step.set_header_route.match):
+                if h.header_value.regex is not None:
+                    found.append(
+                        Problem(
+                            f"{where}.match[{j}].headerValue.regex",
+                            "Forbidden",
+                            "the alb router matches a header exactly or by prefix (ALB has no"
+                            " regular expressions)",
+                        )
+                    )
+        if "gatewayAPI" in kinds and step.set_mirror_route is not None:
             for j, m in enumerate(step.set_mirror_route.match):
                 if m.method is not None and m.method.exact is None:
                     found.append(

@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Protocol
 
 from herdsman.api.base import API_VERSION
 from herdsman.api.rollout import CanaryStrategy, Rollout, SetHeaderRoute, SetMirrorRoute
+from herdsman.api.routing import ping_pong_roles
 from herdsman.cluster.budget import Deadline
 from herdsman.cluster.kube import JSON_PATCH, Kube, KubeError, Path
 from herdsman.engine.world import RouterState, TrafficTarget
@@ -72,9 +73,19 @@ def strategy(rollout: Rollout) -> CanaryStrategy:
     return canary
 
 
-def services(rollout: Rollout) -> tuple[str, str]:
-    """(stableService, canaryService); the CRD requires both whenever trafficRouting is set."""
+def services(rollout: Rollout, *, prefer_ping_pong: bool = False) -> tuple[str, str]:
+    """(stable Service, canary Service) a router splits between.
+
+    With pingPong, the pair whose roles status.stablePingPong names — for a router that
+    prefers it (ALB, as Argo), or when stableService/canaryService are not set. The CRD asks
+    for one of the two forms whenever trafficRouting is set.
+    """
     canary = strategy(rollout)
+    pp = canary.ping_pong
+    if pp is not None and (
+        prefer_ping_pong or not (canary.stable_service and canary.canary_service)
+    ):
+        return ping_pong_roles(pp, rollout.status.stable_ping_pong)
     if not canary.stable_service or not canary.canary_service:
         raise RouterError("trafficRouting needs both stableService and canaryService")
     return canary.stable_service, canary.canary_service

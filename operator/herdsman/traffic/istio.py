@@ -18,6 +18,12 @@ first (Istio takes the first route that matches) in managedRoutes order:
   mirror route   a copy of the first managed route narrowed by the step's matches, with
                  `mirror` (the canary destination) and `mirrorPercentage`.
 
+`virtualServices` names several VirtualServices, each written the same weights; `tlsRoutes`
+and `tcpRoutes` name TLS routes (by their match's port and sniHosts) and TCP routes (by port)
+whose destinations get the weights too — no header or mirror routes there (L4). With a
+destinationRule the stable and canary Services are not needed (Argo does not ask for them):
+the subsets carry the groups.
+
 Istio serves networking.istio.io at v1 (1.22 and later) and v1beta1; both are read.
 """
 
@@ -33,7 +39,7 @@ from herdsman.api.rollout import (
     SetMirrorRoute,
     StringMatch,
 )
-from herdsman.api.routing import IstioRouting
+from herdsman.api.routing import IstioRouting, IstioVirtualService
 from herdsman.cluster.budget import Deadline
 from herdsman.cluster.kube import Kube, Path
 from herdsman.engine.world import RouterState, TrafficTarget
@@ -100,53 +106,119 @@ def _sides(route: dict[str, Any], rollout: Rollout) -> dict[str, int]:
     return found
 
 
-def managed_routes(body: dict[str, Any], rollout: Rollout) -> list[int]:
-    cfg = config(rollout)
+def managed_routes(
+    body: dict[str, Any], rollout: Rollout, vsc: IstioVirtualService | None = None
+) -> list[int]:
+    """Indices of the managed HTTP routes in one VirtualService (`vsc`: which entry of the
+    spec; the first when omitted). None when only tlsRoutes/tcpRoutes are named."""
+    vsc = vsc or config(rollout).all_virtual_services[0]
     prefix = base.generated_prefix(rollout)
     http = (body.get("spec") or {}).get("http") or []
-    where = f"{VS_FIELD}: VirtualService {cfg.virtual_service.name!r}"
+    where = f"{VS_FIELD}: VirtualService {vsc.name!r}"
     users = [(i, r) for i, r in enumerate(http) if not str(r.get("name", "")).startswith(prefix)]
-    if cfg.virtual_service.routes:
+    if vsc.routes:
         by_name = {r.get("name"): i for i, r in users if r.get("name")}
-        absent = [n for n in cfg.virtual_service.routes if n not in by_name]
+        absent = [n for n in vsc.routes if n not in by_name]
         if absent:
             raise RouterError(f"{where} has no HTTP route named {', '.join(map(repr, absent))}")
-        chosen = [by_name[n] for n in cfg.virtual_service.routes]
+        chosen = [by_name[n] for n in vsc.routes]
+    elif vsc.tls_routes or vsc.tcp_routes:
+        return []
     else:
         chosen = [i for i, r in users if "stable" in _sides(r, rollout)]
         if not chosen:
             raise RouterError(f"{where} has no HTTP route with a destination to the stable side")
     for i in chosen:
-        sides = _sides(http[i], rollout)
-        label = f"route {http[i]['name']!r}" if http[i].get("name") else f"http[{i}]"
-        for role in _roles(rollout):
-            if role not in sides:
-                raise RouterError(f"{where} {label} has no destination to the {role} side")
+        _check_sides(
+            http[i],
+            rollout,
+            where,
+            f"route {http[i]['name']!r}" if http[i].get("name") else f"http[{i}]",
+        )
     return chosen
 
 
-def state(vs: dict[str, Any], dr: dict[str, Any] | None, rollout: Rollout) -> RouterState:
-    try:
-        chosen = managed_routes(vs, rollout)
-        if config(rollout).destination_rule is not None:
-            subsets(dr, rollout)
-    except RouterError as err:
-        return RouterState(available=False, message=str(err))
-    http = vs["spec"]["http"]
+def _check_sides(route: dict[str, Any], rollout: Rollout, where: str, label: str) -> None:
+    sides = _sides(route, rollout)
+    for role in _roles(rollout):
+        if role not in sides:
+            raise RouterError(f"{where} {label} has no destination to the {role} side")
+
+
+def _l4_matches(route: dict[str, Any], port: int | None, sni: list[str]) -> bool:
+    for m in route.get("match") or []:
+        if port is not None and m.get("port") != port:
+            continue
+        if sni and sorted(m.get("sniHosts") or []) != sorted(sni):
+            continue
+        return True
+    return False
+
+
+def l4_routes(
+    body: dict[str, Any], rollout: Rollout, vsc: IstioVirtualService
+) -> list[tuple[str, int]]:
+    """(section, index) of the managed TLS and TCP routes: `tls` routes whose match has the
+    named port and sniHosts, `tcp` routes whose match has the port."""
+    spec = body.get("spec") or {}
+    where = f"{VS_FIELD}: VirtualService {vsc.name!r}"
+    found: list[tuple[str, int]] = []
+    wanted: list[tuple[str, int | None, list[str]]] = [
+        ("tls", t.port, t.sni_hosts) for t in vsc.tls_routes
+    ] + [("tcp", t.port, []) for t in vsc.tcp_routes]
+    for section, port, sni in wanted:
+        routes = spec.get(section) or []
+        hit = next((i for i, r in enumerate(routes) if _l4_matches(r, port, sni)), None)
+        if hit is None:
+            raise RouterError(
+                f"{where} has no {section} route matching port {port} {sni or ''}".rstrip()
+            )
+        _check_sides(routes[hit], rollout, where, f"{section}[{hit}]")
+        found.append((section, hit))
+    return found
+
+
+def _rows(
+    body: dict[str, Any], rollout: Rollout, vsc: IstioVirtualService
+) -> list[tuple[int, int, int]]:
+    spec = body["spec"]
+    routes = [spec["http"][i] for i in managed_routes(body, rollout, vsc)]
+    routes += [spec[sec][i] for sec, i in l4_routes(body, rollout, vsc)]
     rows = []
-    for i in chosen:
-        sides = _sides(http[i], rollout)
-        dests = http[i]["route"]
+    for route in routes:
+        sides = _sides(route, rollout)
+        dests = route["route"]
         weights = [
             int(dests[sides[role]].get("weight", 0)) if role in sides else 0
             for role in ("stable", "canary", "baseline")
         ]
         rows.append((weights[0], weights[1], weights[2]))
+    return rows
+
+
+def state(
+    vs: dict[str, Any] | list[tuple[IstioVirtualService, dict[str, Any]]],
+    dr: dict[str, Any] | None,
+    rollout: Rollout,
+) -> RouterState:
+    found = vs if isinstance(vs, list) else [(config(rollout).all_virtual_services[0], vs)]
+    rows: list[tuple[int, int, int]] = []
+    routes: set[str] | None = None
     prefix = base.generated_prefix(rollout)
-    routes = frozenset(
-        str(r["name"])[len(prefix) :] for r in http if str(r.get("name", "")).startswith(prefix)
-    )
-    return base.exact_state(rows, routes)
+    try:
+        for vsc, body in found:
+            rows += _rows(body, rollout, vsc)
+            here = {
+                str(r["name"])[len(prefix) :]
+                for r in (body["spec"].get("http") or [])
+                if str(r.get("name", "")).startswith(prefix)
+            }
+            routes = here if routes is None else routes & here
+        if config(rollout).destination_rule is not None:
+            subsets(dr, rollout)
+    except RouterError as err:
+        return RouterState(available=False, message=str(err))
+    return base.exact_state(rows, frozenset(routes or ()))
 
 
 def subsets(dr: dict[str, Any] | None, rollout: Rollout) -> tuple[int, int]:
@@ -199,19 +271,32 @@ def _narrowed(match: dict[str, Any], by: RouteMatch) -> dict[str, Any]:
     return out
 
 
-def desired_vs(vs: dict[str, Any], rollout: Rollout, target: TrafficTarget) -> dict[str, Any]:
-    chosen = managed_routes(vs, rollout)
+def desired_vs(
+    vs: dict[str, Any],
+    rollout: Rollout,
+    target: TrafficTarget,
+    vsc: IstioVirtualService | None = None,
+) -> dict[str, Any]:
+    vsc = vsc or config(rollout).all_virtual_services[0]
+    chosen = managed_routes(vs, rollout, vsc)
+    l4 = l4_routes(vs, rollout, vsc)
     prefix = base.generated_prefix(rollout)
     spec: dict[str, Any] = copy.deepcopy(vs["spec"])
-    http: list[dict[str, Any]] = spec["http"]
+    http: list[dict[str, Any]] = spec.get("http") or []
     weights = base.split(rollout, target.canary_weight, target.baseline_weight)
     shares = dict(zip(("stable", "canary", "baseline"), weights, strict=True))
     if shares["baseline"] and "baseline" not in _roles(rollout):
         raise RouterError("istio carries a baseline share at host level only (no destinationRule)")
-    for i in chosen:
-        sides = _sides(http[i], rollout)
+    for route in [http[i] for i in chosen] + [spec[sec][i] for sec, i in l4]:
+        sides = _sides(route, rollout)
         for role in _roles(rollout):
-            http[i]["route"][sides[role]]["weight"] = shares[role]
+            route["route"][sides[role]]["weight"] = shares[role]
+    if not chosen:
+        if base.ordered_routes(rollout, target):
+            raise RouterError(
+                f"{VS_FIELD}: header and mirror routes need HTTP routes in {vsc.name!r}"
+            )
+        return spec
     first = http[chosen[0]]
     canary_dest = copy.deepcopy(first["route"][_sides(first, rollout)["canary"]]["destination"])
     bases = _base_matches(http, chosen)
@@ -264,32 +349,39 @@ class Istio:
 
     async def observe(self, kube: Kube, rollout: Rollout, deadline: Deadline) -> RouterState:
         cfg, ns = config(rollout), base.namespace(rollout)
-        name = cfg.virtual_service.name
-        _, vs = await base.get_first(kube, VIRTUAL_SERVICES, ns, name, deadline)
-        if vs is None:
-            return await base.missing(
-                kube, VIRTUAL_SERVICES[0], "VirtualService", ns, name, f"{VS_FIELD}.name", deadline
-            )
+        found = []
+        for vsc in cfg.all_virtual_services:
+            _, vs = await base.get_first(kube, VIRTUAL_SERVICES, ns, vsc.name, deadline)
+            if vs is None:
+                return await base.missing(
+                    kube,
+                    VIRTUAL_SERVICES[0],
+                    "VirtualService",
+                    ns,
+                    vsc.name,
+                    f"{VS_FIELD}.name",
+                    deadline,
+                )
+            found.append((vsc, vs))
         dr = None
         if cfg.destination_rule is not None:
             _, dr = await base.get_first(
                 kube, DESTINATION_RULES, ns, cfg.destination_rule.name, deadline
             )
-        return state(vs, dr, rollout)
+        return state(found, dr, rollout)
 
     async def apply(
         self, kube: Kube, rollout: Rollout, target: TrafficTarget, deadline: Deadline
     ) -> None:
         cfg, ns = config(rollout), base.namespace(rollout)
-        vs_path, vs = await base.get_first(
-            kube, VIRTUAL_SERVICES, ns, cfg.virtual_service.name, deadline
-        )
-        if vs is None:
-            raise base.gone("VirtualService", cfg.virtual_service.name)
         # Weights first: an abort's 0 must not wait on a subset write. Then the subsets, whose
         # move on promotion is safe either way round (both sides serve the new group then).
-        url = vs_path.url(ns, cfg.virtual_service.name)
-        await base.patch_spec(kube, url, vs, desired_vs(vs, rollout, target), deadline)
+        for vsc in cfg.all_virtual_services:
+            vs_path, vs = await base.get_first(kube, VIRTUAL_SERVICES, ns, vsc.name, deadline)
+            if vs is None:
+                raise base.gone("VirtualService", vsc.name)
+            url = vs_path.url(ns, vsc.name)
+            await base.patch_spec(kube, url, vs, desired_vs(vs, rollout, target, vsc), deadline)
         if cfg.destination_rule is None:
             return
         dr_path, dr = await base.get_first(

@@ -56,6 +56,7 @@ def promote(c: Canary, stable: ServerGroup, *, reason: str, switch: bool = True)
         old = stable
         st.stable_server_group = c.current_name
         st.stable_revision = c.revision
+        traffic.swap_ping_pong(c)
         st.canary_server_group = None
         st.canary_weight = 0
         st.current_step_index = len(c.steps) if c.steps else None

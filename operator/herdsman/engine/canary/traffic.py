@@ -13,6 +13,7 @@ from herdsman.api.rollout import (
     SetHeaderRoute,
     SetMirrorRoute,
 )
+from herdsman.api.routing import ping_pong_roles
 from herdsman.engine import groups, weights
 from herdsman.engine.canary.context import Canary
 from herdsman.engine.groups import Targets
@@ -86,8 +87,11 @@ def stable_pods(c: Canary, weight: int) -> int:
 def held_weight(c: Canary) -> int:
     """The canary weight the router holds now, as far as it reaches this canary: 0 while the
     canary Service still selects another group (a new revision's first passes)."""
-    svc = c.world.services.get(c.strategy.canary_service or "")
-    if svc is None or svc.selector.get(LABEL_GROUP) != c.current_name:
+    name = canary_service(c)
+    svc = c.world.services.get(name or "")
+    # Without a canary Service (Istio subsets carry the groups), the router's weight is the
+    # canary's as soon as the subset names it: the router writes subsets with the weights.
+    if name and (svc is None or svc.selector.get(LABEL_GROUP) != c.current_name):
         return 0
     router = c.world.router
     if router is not None and router.canary_weight is not None:
@@ -240,17 +244,38 @@ def limit_warm(c: Canary, targets: Targets) -> None:
         del c.scale_down_at[g.name]
 
 
+def canary_service(c: Canary) -> str | None:
+    """The Service that reaches the canary: canaryService, or pingPong's canary of the pair."""
+    pp = c.strategy.ping_pong
+    if c.strategy.canary_service or pp is None:
+        return c.strategy.canary_service
+    return ping_pong_roles(pp, c.st.stable_ping_pong)[1]
+
+
+def swap_ping_pong(c: Canary) -> None:
+    """A release completed: with pingPong the Service that carried the canary is stable now."""
+    if c.strategy.ping_pong is not None:
+        c.st.stable_ping_pong = "ping" if c.st.stable_ping_pong == "pong" else "pong"
+
+
 def services(
     c: Canary, *, stable_group: str, canary_group: str, baseline_group: str | None = None
 ) -> None:
     """Point each Service at its group; the baseline Service selects the stable group
     whenever there is no baseline group with pods (like the canary Service without one)."""
     desired = c.plan.desired
-    for svc, group in (
+    pairs = [
         (c.strategy.stable_service, stable_group),
         (c.strategy.canary_service, canary_group),
         (c.strategy.baseline_service, baseline_group or stable_group),
-    ):
+    ]
+    pp = c.strategy.ping_pong
+    if pp is not None:
+        # pingPong: the pair takes the roles status.stablePingPong names (swapped when a
+        # release completes), beside stableService/canaryService if those are set too.
+        stable_pp, canary_pp = ping_pong_roles(pp, c.st.stable_ping_pong)
+        pairs += [(stable_pp, stable_group), (canary_pp, canary_group)]
+    for svc, group in pairs:
         if not svc:
             continue
         state = c.world.services.get(svc)
