@@ -8,7 +8,8 @@ run, strict field validation, in parallel). Each must be either
   operator itself refuses (its `InvalidSpec` checks).
 A sample of the accepted Rollouts is then created for real in front of the operator: each is
 reconciled (status observes its generation), those lint found semantically wrong carry an
-`InvalidSpec` condition (others may too: a Service they name does not exist here), and the operator logs no traceback and never exits.
+`InvalidSpec` condition (others may too: a Service they name does not exist here), and the
+operator logs no traceback and never exits.
 """
 
 from __future__ import annotations
