@@ -7,6 +7,7 @@
 #   make run           run the operator in the foreground against it
 #   make test-providers  the metric providers against local servers speaking their APIs
 #   make crds          regenerate crds/ from the pydantic models
+#   make chaos         fault injection on the real control plane: kills, API faults, bad metrics, fuzzed manifests
 #   make bench         print the benchmark figures (README performance table)
 #   make chart         lint the Helm chart, validate what it renders, lint the Dockerfile
 SHELL := /bin/bash
@@ -95,6 +96,12 @@ test-unit: venv
 .PHONY: test-providers
 test-providers: venv
 	$(PY) -m pytest -m providers $(PYTEST_ARGS)
+
+# Knobs: HERDSMAN_CHAOS_KILLS (100), HERDSMAN_CHAOS_MANIFESTS (1000), HERDSMAN_CHAOS_FAULT_RATE
+# (0.38). `make test` runs the same suite (marker `chaos`, under tests/).
+.PHONY: chaos
+chaos: deps
+	PATH="$(BIN):$$PATH" $(PY) -m pytest -m chaos tests/chaos $(PYTEST_ARGS)
 
 .PHONY: bench
 bench: deps
