@@ -8,6 +8,7 @@
 #   make test-providers  the metric providers against local servers speaking their APIs
 #   make crds          regenerate crds/ from the pydantic models
 #   make bench         print the benchmark figures (README performance table)
+#   make bench-scale   N rollouts released at once on one operator (N=100 by default; N=1000 ...)
 #   make chart         lint the Helm chart, validate what it renders, lint the Dockerfile
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -99,6 +100,11 @@ test-providers: venv
 .PHONY: bench
 bench: deps
 	PATH="$(BIN):$$PATH" $(PY) tests/bench/run_all.py
+
+N ?= 100
+.PHONY: bench-scale
+bench-scale: deps
+	N=$(N) PATH="$(BIN):$$PATH" $(PY) tests/bench/bench_scale.py
 
 # --- demo --------------------------------------------------------------------------------------
 
