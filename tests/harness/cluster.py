@@ -166,7 +166,40 @@ def start() -> Cluster:
         "app.kubernetes.io/part-of=herdsman",
         "--timeout=60s",
     )
+    _wait_served(cluster)
     return cluster
+
+
+def _wait_served(cluster: Cluster) -> None:
+    """Established is not yet served: a CRD just created answers 429 "storage is
+    (re)initializing" until its watch cache fills, which the operator would log as an error
+    on its first watch. Wait until every herdsman kind lists."""
+    names = cluster.kubectl(
+        "get", "crd", "-l", "app.kubernetes.io/part-of=herdsman", "-o", "name"
+    ).split()
+
+    def served() -> bool:
+        return all(
+            subprocess.run(
+                [
+                    str(cluster.bin_dir / "kubectl"),
+                    "--kubeconfig",
+                    str(cluster.kubeconfig),
+                    "get",
+                    name.removeprefix("customresourcedefinition.apiextensions.k8s.io/"),
+                    "-A",
+                    "--request-timeout=5s",
+                    "-o",
+                    "name",
+                ],
+                capture_output=True,
+                timeout=30,
+            ).returncode
+            == 0
+            for name in names
+        )
+
+    wait_until(served, timeout=60, interval=0.3, what="herdsman CRDs served")
 
 
 def stop(cluster: Cluster) -> None:
