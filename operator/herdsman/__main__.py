@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     from herdsman.cluster.analysis import Analysis
     from herdsman.cluster.apply import Applier
     from herdsman.cluster.budget import AccessPolicy
+    from herdsman.cluster.cache import Cache
     from herdsman.cluster.kube import Kube, load_config
     from herdsman.reconcile import Runtime
     from herdsman.telemetry import announce, configure_logging
@@ -126,11 +127,13 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging(args.log_format, args.log_level)
     policy = AccessPolicy.from_env()
+    cache = Cache()
     kube = Kube(
         load_config(args.kubeconfig),
         policy,
         on_error=metrics.api_error,
         hooks=metrics.retry_hooks("kubernetes"),
+        on_write=cache.note,
     )
     analysis = Analysis(kube, policy, hooks=metrics.retry_hooks("analysis"))
     metrics.serve(args.metrics_port)
@@ -145,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             actions="token" if args.dashboard_actions else "off",
         )
     applier = Applier(kube, build_run=analysis.build, write_traffic=writer(kube), announce=announce)
-    runtime = Runtime(kube=kube, applier=applier, policy=policy, analysis=analysis)
+    runtime = Runtime(kube=kube, applier=applier, policy=policy, analysis=analysis, cache=cache)
     memo = kopf.Memo(
         runtime=runtime,
         peering={

@@ -24,6 +24,7 @@ from herdsman.cluster.analysis import Analysis, with_updates
 from herdsman.cluster.analysis import problems as analysis_problems
 from herdsman.cluster.apply import Applier
 from herdsman.cluster.budget import AccessPolicy
+from herdsman.cluster.cache import Cache
 from herdsman.cluster.kube import ROLLOUTS, Kube, KubeError
 from herdsman.cluster.observe import observe
 from herdsman.engine.decide import decide
@@ -47,6 +48,7 @@ class Runtime:
     applier: Applier
     policy: AccessPolicy = field(default_factory=AccessPolicy)
     analysis: Analysis | None = None
+    cache: Cache | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     _wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
 
@@ -78,7 +80,7 @@ class Runtime:
         except ValidationError as err:
             await self._unparseable(namespace, name, body, err)
             return RESYNC_SECONDS
-        observed = await observe(self.kube, rollout, deadline)
+        observed = await observe(self.kube, rollout, deadline, self.cache)
         observed.body = body
         now = self.clock()
         next_measurement = None
