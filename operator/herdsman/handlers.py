@@ -77,11 +77,17 @@ def _bind(runtime: Runtime, kwargs: Mapping[str, Any]) -> None:
 
 @kopf.daemon(GROUP, VERSION, "rollouts", id="rollout", cancellation_timeout=10.0)
 async def rollout_loop(
-    namespace: str | None, name: str, stopped: kopf.DaemonStopped, memo: Any, **kwargs: Any
+    namespace: str | None,
+    name: str,
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
+    memo: Any,
+    **kwargs: Any,
 ) -> None:
     runtime = _runtime(memo)
     _bind(runtime, kwargs)
-    await runtime.run(namespace or "default", name, stopped)
+    # `body` is Kopf's live view: replaced by each watch event before the handlers that wake us.
+    await runtime.run(namespace or "default", name, stopped, live=body)
 
 
 @kopf.on.event(GROUP, VERSION, "rollouts")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -71,7 +71,9 @@ class Runtime:
 
     async def _pass(self, namespace: str, name: str) -> float | Gone | None:
         deadline = self.policy.reconcile_deadline()
-        body = await self.kube.get(ROLLOUTS.url(namespace, name), deadline=deadline)
+        body = self.cache.rollout(namespace, name) if self.cache is not None else None
+        if body is None:
+            body = await self.kube.get(ROLLOUTS.url(namespace, name), deadline=deadline)
         if body is None:
             metrics.forget(namespace, name)
             return GONE
@@ -95,6 +97,8 @@ class Runtime:
         decision = decide(rollout, observed.world, now)
         raw_status = body.get("status") or {}
         if not await self.applier.apply(rollout, raw_status, decision, observed, deadline):
+            if self.cache is not None:
+                self.cache.refresh(namespace, name)
             return 0.0  # lost a race with another writer: redo on fresh data
         metrics.record_pass(rollout, decision, now)
         due = decision.requeue_after
@@ -103,9 +107,15 @@ class Runtime:
             due = until if due is None else min(due, until)
         return due
 
-    async def run(self, namespace: str, name: str, stopped: Any) -> None:
-        """The per-Rollout loop (a Kopf daemon): reconcile, then sleep until due or woken."""
+    async def run(
+        self, namespace: str, name: str, stopped: Any, live: Mapping[str, Any] | None = None
+    ) -> None:
+        """The per-Rollout loop (a Kopf daemon): reconcile, then sleep until due or woken.
+
+        `live`: Kopf's live view of the Rollout, read instead of a GET per pass (see Cache)."""
         key = (namespace, name)
+        if self.cache is not None and live is not None:
+            self.cache.bind_rollout(namespace, name, live)
         waker = self._wakers.setdefault(key, asyncio.Event())
         failures = 0
         try:
@@ -136,6 +146,8 @@ class Runtime:
         finally:
             if self._wakers.get(key) is waker:
                 del self._wakers[key]
+                if self.cache is not None:
+                    self.cache.unbind_rollout(namespace, name)
             # Stopped (deleted, or this replica paused by peering): its gauges would go stale.
             metrics.forget(namespace, name)
 

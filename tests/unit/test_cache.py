@@ -107,3 +107,32 @@ def test_a_call_queued_behind_busy_workers_keeps_its_whole_deadline(
 
     # One worker: the third call waits 0.6 s for it, longer than its deadline, and still succeeds.
     assert asyncio.run(three()) == [{"kind": "ReplicaSet"}] * 3
+
+
+def rollout_body(rv: int, phase: str) -> dict[str, Any]:
+    return {
+        "kind": "Rollout",
+        "metadata": {"name": "checkout", "namespace": "shop", "resourceVersion": str(rv)},
+        "status": {"phase": phase},
+    }
+
+
+def test_a_rollout_reads_from_the_watch_unless_our_write_is_newer_or_a_race_was_lost() -> None:
+    cache = Cache(clock=Clock())
+    assert cache.rollout("shop", "checkout") is None  # not bound: the caller GETs
+    live = rollout_body(5, "Progressing")
+    cache.bind_rollout("shop", "checkout", live)
+    read = cache.rollout("shop", "checkout")
+    assert read == live
+    assert read is not live
+    cache.note(rollout_body(7, "Paused"))  # our status write; the watch still at 5
+    assert (cache.rollout("shop", "checkout") or {})["status"]["phase"] == "Paused"
+    live.update(rollout_body(9, "Healthy"))  # the watch moved past our write
+    assert (cache.rollout("shop", "checkout") or {})["status"]["phase"] == "Healthy"
+    cache.refresh("shop", "checkout")  # a 409: the next read is the API server's
+    assert cache.rollout("shop", "checkout") is None
+    assert cache.rollout("shop", "checkout") is not None
+    cache.unbind_rollout("shop", "checkout")
+    cache.note(rollout_body(11, "Degraded"))  # no loop for it any more: nothing kept
+    assert cache.rollout("shop", "checkout") is None
+    assert cache._own == {}

@@ -1,4 +1,4 @@
-"""Watch-fed reads of the server groups (ReplicaSets) and AnalysisRuns each Rollout owns.
+"""Watch-fed reads: the Rollouts, and the server groups (ReplicaSets) and AnalysisRuns they own.
 
 Why: listing them from the API server on every pass was most of the operator's API load (at
 1,000 rollouts, a LIST per pass per kind, plus every resync). Kopf's indexes hold them instead:
@@ -7,11 +7,14 @@ watch — so a (re)started operator still begins from the cluster's truth, crash
 
 Writes still go to the API server. A write's response is kept here as an overlay until the watch
 delivers that version (or a newer one), so a pass never acts on a state older than its own
-write. Bodies are kept without managedFields and the last-applied annotation (memory).
+write; a Rollout's status write that loses a race (409) makes its next read a fresh GET. The
+Rollout itself is Kopf's live view of it (a daemon's `body`). Bodies are kept without
+managedFields and the last-applied annotation (memory).
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -57,6 +60,10 @@ class Cache:
         default_factory=dict
     )
 
+    _live: dict[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    _own: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    _fresh: set[tuple[str, str]] = field(default_factory=set)
+
     def bind(self, kind: str, index: IndexLike) -> None:
         self._indexes[kind] = index
 
@@ -65,9 +72,16 @@ class Cache:
 
     def note(self, response: Any) -> None:
         """A write's response: remember it until the watch catches up (see module docstring)."""
-        if not isinstance(response, dict) or response.get("kind") not in KINDS:
+        if not isinstance(response, dict):
             return
         meta = response.get("metadata") or {}
+        if response.get("kind") == "Rollout":
+            at = (meta.get("namespace", ""), meta.get("name", ""))
+            if at in self._live:
+                self._own[at] = slim(response)
+            return
+        if response.get("kind") not in KINDS:
+            return
         rollout = (meta.get("labels") or {}).get(LABEL_ROLLOUT)
         if not rollout:
             return
@@ -78,6 +92,39 @@ class Cache:
         """The object is gone (deleted by us, or the watch said so): no overlay may revive it."""
         if rollout:
             self._written.get((kind, namespace, rollout), {}).pop(name, None)
+
+    # --- the Rollouts themselves ---------------------------------------------------------------
+
+    def bind_rollout(self, namespace: str, name: str, live: Mapping[str, Any]) -> None:
+        """Kopf's live view of a Rollout (a daemon's `body`: replaced by every watch event)."""
+        self._live[(namespace, name)] = live
+
+    def unbind_rollout(self, namespace: str, name: str) -> None:
+        self._live.pop((namespace, name), None)
+        self._own.pop((namespace, name), None)
+        self._fresh.discard((namespace, name))
+
+    def refresh(self, namespace: str, name: str) -> None:
+        """The next read must come from the API server (a write just lost a race)."""
+        self._fresh.add((namespace, name))
+
+    def rollout(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Rollout as the watch (or our own last status write, if newer) has it; None when
+        only the API server can say (not bound, or a refresh was asked for)."""
+        key = (namespace, name)
+        live = self._live.get(key)
+        if live is None or key in self._fresh:
+            self._fresh.discard(key)
+            return None
+        body = copy.deepcopy(dict(live))
+        own = self._own.get(key)
+        if own is not None:
+            if _version(own) > _version(body):
+                return copy.deepcopy(own)
+            del self._own[key]
+        return body
+
+    # --- owned objects --------------------------------------------------------------------------
 
     def owned(self, kind: str, namespace: str, rollout: str) -> list[dict[str, Any]]:
         """Every `kind` object labelled for this rollout: the watch's view, newest writes over it."""
