@@ -9,6 +9,7 @@
 #   make crds          regenerate crds/ from the pydantic models
 #   make chaos         fault injection on the real control plane: kills, API faults, bad metrics, fuzzed manifests
 #   make bench         print the benchmark figures (README performance table)
+#   make bench-scale   N rollouts released at once on one operator (N=100 by default; N=1000 ...)
 #   make chart         lint the Helm chart, validate what it renders, lint the Dockerfile
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -106,6 +107,11 @@ chaos: deps
 .PHONY: bench
 bench: deps
 	PATH="$(BIN):$$PATH" $(PY) tests/bench/run_all.py
+
+N ?= 100
+.PHONY: bench-scale
+bench-scale: deps
+	N=$(N) PATH="$(BIN):$$PATH" $(PY) tests/bench/bench_scale.py
 
 # --- demo --------------------------------------------------------------------------------------
 

@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     from herdsman.cluster.analysis import Analysis
     from herdsman.cluster.apply import Applier
     from herdsman.cluster.budget import AccessPolicy
+    from herdsman.cluster.cache import Cache
     from herdsman.cluster.kube import Kube, load_config
     from herdsman.experiments import ExperimentRuntime
     from herdsman.reconcile import Runtime
@@ -175,11 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     cost.configure(cost.Prices(args.price_cpu_hour, args.price_gib_hour, args.currency))
     metrics.TEAM_LABEL = args.cost_team_label
     policy = AccessPolicy.from_env()
+    cache = Cache()
     kube = Kube(
         load_config(args.kubeconfig),
         policy,
         on_error=metrics.api_error,
         hooks=metrics.retry_hooks("kubernetes"),
+        on_write=cache.note,
     )
     analysis = Analysis(kube, policy, hooks=metrics.retry_hooks("analysis"))
     metrics.serve(args.metrics_port)
@@ -205,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         applier=applier,
         policy=policy,
         analysis=analysis,
+        cache=cache,
         notifier=_notifier(kube, policy, args.notifications_configmap, args.notifications_secret),
     )
     experiments = ExperimentRuntime(kube=kube, policy=policy, analysis=analysis)

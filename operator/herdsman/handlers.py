@@ -22,6 +22,7 @@ import kopf
 
 from herdsman import __version__
 from herdsman.api.base import GROUP, VERSION
+from herdsman.cluster.cache import slim
 from herdsman.cluster.experiment_paths import LABEL_EXPERIMENT
 from herdsman.experiments import ExperimentRuntime
 from herdsman.naming import LABEL_ROLLOUT
@@ -53,11 +54,42 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     log.info("herdsman operator started (version %s)", __version__)
 
 
+# The watch-fed cache (cluster/cache.py): Kopf fills every index by a full list before it
+# starts any daemon, and runs the indexers of an event before its other handlers, so a pass a
+# watch event wakes already reads that event's object.
+@kopf.index("apps", "v1", "replicasets", labels={LABEL_ROLLOUT: kopf.PRESENT})
+def server_groups(
+    namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
+) -> dict[tuple[str | None, str | None], dict[str, Any]]:
+    return {(namespace, labels.get(LABEL_ROLLOUT)): slim(body)}
+
+
+@kopf.index(GROUP, VERSION, "analysisruns", labels={LABEL_ROLLOUT: kopf.PRESENT})
+def analysis_runs(
+    namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
+) -> dict[tuple[str | None, str | None], dict[str, Any]]:
+    return {(namespace, labels.get(LABEL_ROLLOUT)): slim(body)}
+
+
+def _bind(runtime: Runtime, kwargs: Mapping[str, Any]) -> None:
+    if runtime.cache is not None:
+        runtime.cache.bind("ReplicaSet", kwargs["server_groups"])
+        runtime.cache.bind("AnalysisRun", kwargs["analysis_runs"])
+
+
 @kopf.daemon(GROUP, VERSION, "rollouts", id="rollout", cancellation_timeout=10.0)
 async def rollout_loop(
-    namespace: str | None, name: str, stopped: kopf.DaemonStopped, memo: Any, **_: Any
+    namespace: str | None,
+    name: str,
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
+    memo: Any,
+    **kwargs: Any,
 ) -> None:
-    await _runtime(memo).run(namespace or "default", name, stopped)
+    runtime = _runtime(memo)
+    _bind(runtime, kwargs)
+    # `body` is Kopf's live view: replaced by each watch event before the handlers that wake us.
+    await runtime.run(namespace or "default", name, stopped, live=body)
 
 
 @kopf.on.event(GROUP, VERSION, "rollouts")
@@ -67,9 +99,17 @@ async def rollout_changed(namespace: str | None, name: str, memo: Any, **_: Any)
 
 @kopf.on.event("apps", "v1", "replicasets", labels={LABEL_ROLLOUT: kopf.PRESENT})
 async def group_changed(
-    namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any
+    namespace: str | None,
+    name: str,
+    type: str | None,
+    labels: Mapping[str, str],
+    memo: Any,
+    **_: Any,
 ) -> None:
-    _runtime(memo).wake(namespace, labels.get(LABEL_ROLLOUT))
+    runtime = _runtime(memo)
+    if type == "DELETED" and runtime.cache is not None:
+        runtime.cache.forget("ReplicaSet", namespace or "", labels.get(LABEL_ROLLOUT), name)
+    runtime.wake(namespace, labels.get(LABEL_ROLLOUT))
 
 
 @kopf.on.event("apps", "v1", "deployments")
@@ -80,9 +120,17 @@ async def workload_changed(namespace: str | None, name: str | None, memo: Any, *
 
 @kopf.on.event(GROUP, VERSION, "analysisruns", labels={LABEL_ROLLOUT: kopf.PRESENT})
 async def run_changed(
-    namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any
+    namespace: str | None,
+    name: str,
+    type: str | None,
+    labels: Mapping[str, str],
+    memo: Any,
+    **_: Any,
 ) -> None:
-    _runtime(memo).wake(namespace, labels.get(LABEL_ROLLOUT))
+    runtime = _runtime(memo)
+    if type == "DELETED" and runtime.cache is not None:
+        runtime.cache.forget("AnalysisRun", namespace or "", labels.get(LABEL_ROLLOUT), name)
+    runtime.wake(namespace, labels.get(LABEL_ROLLOUT))
 
 
 # --- Experiments: the same shape, one daemon per Experiment --------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +24,7 @@ from herdsman.cluster.analysis import Analysis, with_updates
 from herdsman.cluster.analysis import problems as analysis_problems
 from herdsman.cluster.apply import Applier
 from herdsman.cluster.budget import AccessPolicy
+from herdsman.cluster.cache import Cache
 from herdsman.cluster.kube import DEPLOYMENTS, ROLLOUTS, Kube, KubeError
 from herdsman.cluster.observe import observe
 from herdsman.cluster.workload import label_pods, prune_runs, scale_deployment
@@ -55,6 +56,7 @@ class Runtime:
     analysis: Analysis | None = None
     # None: notifications are not configured (subscriptions are then ignored).
     notifier: Notifier | None = None
+    cache: Cache | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     _wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
     # (namespace, Deployment) -> the Rollouts whose workloadRef names it, as last seen by a
@@ -95,7 +97,9 @@ class Runtime:
 
     async def _pass(self, namespace: str, name: str) -> float | Gone | None:
         deadline = self.policy.reconcile_deadline()
-        body = await self.kube.get(ROLLOUTS.url(namespace, name), deadline=deadline)
+        body = self.cache.rollout(namespace, name) if self.cache is not None else None
+        if body is None:
+            body = await self.kube.get(ROLLOUTS.url(namespace, name), deadline=deadline)
         if body is None:
             metrics.forget(namespace, name)
             self._note_workload(namespace, name, None)
@@ -117,7 +121,7 @@ class Runtime:
                 DEPLOYMENTS.url(namespace, ref.name), deadline=deadline
             )
         rollout, workload_problems = resolve(rollout, deployment)
-        observed = await observe(self.kube, rollout, deadline)
+        observed = await observe(self.kube, rollout, deadline, self.cache)
         observed.body = body
         if workload_problems:
             observed.world = replace(observed.world, workload_problems=tuple(workload_problems))
@@ -141,6 +145,8 @@ class Runtime:
         decision = decide(rollout, observed.world, now)
         raw_status = body.get("status") or {}
         if not await self.applier.apply(rollout, raw_status, decision, observed, deadline):
+            if self.cache is not None:
+                self.cache.refresh(namespace, name)
             return 0.0  # lost a race with another writer: redo on fresh data
         if not workload_problems:
             if deployment is not None:
@@ -157,9 +163,15 @@ class Runtime:
             due = until if due is None else min(due, until)
         return due
 
-    async def run(self, namespace: str, name: str, stopped: Any) -> None:
-        """The per-Rollout loop (a Kopf daemon): reconcile, then sleep until due or woken."""
+    async def run(
+        self, namespace: str, name: str, stopped: Any, live: Mapping[str, Any] | None = None
+    ) -> None:
+        """The per-Rollout loop (a Kopf daemon): reconcile, then sleep until due or woken.
+
+        `live`: Kopf's live view of the Rollout, read instead of a GET per pass (see Cache)."""
         key = (namespace, name)
+        if self.cache is not None and live is not None:
+            self.cache.bind_rollout(namespace, name, live)
         waker = self._wakers.setdefault(key, asyncio.Event())
         failures = 0
         try:
@@ -190,6 +202,8 @@ class Runtime:
         finally:
             if self._wakers.get(key) is waker:
                 del self._wakers[key]
+                if self.cache is not None:
+                    self.cache.unbind_rollout(namespace, name)
             # Stopped (deleted, or this replica paused by peering): its gauges would go stale.
             metrics.forget(namespace, name)
 

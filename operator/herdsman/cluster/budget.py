@@ -68,6 +68,11 @@ class Deadline:
     def expired(self) -> bool:
         return self._at - self._clock() <= 0.0
 
+    def postpone(self, seconds: float) -> None:
+        """Move the deadline later: for time spent in our own queue, which is no measure of the
+        server (the pass and its later calls keep the budget they had when the wait began)."""
+        self._at += max(0.0, seconds)
+
     def child(self, cap: float | None = None, *, margin: float | None = None) -> Deadline:
         """A deadline for a call made on behalf of this one.
 

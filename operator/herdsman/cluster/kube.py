@@ -2,16 +2,20 @@
 
 Why not the typed API classes: the operator reads a handful of kinds (including its own CRDs),
 and plain dicts are what the pydantic models parse; the typed models would be converted twice.
-Every call runs in a worker thread with a request timeout taken from the caller's deadline, and
+Every call runs in one of WORKERS threads with a request timeout taken from the caller's
+deadline — which starts counting when a thread is free, not while the call waits for one — and
 is retried (bounded, jittered) only when retrying can help: connection errors, 429 and 5xx.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +26,9 @@ from herdsman.cluster.budget import AccessPolicy, Deadline
 from herdsman.cluster.retry import NO_HOOKS, RetryHooks, call_with_retries
 
 log = logging.getLogger("herdsman.kube")
+
+# Calls in flight at once: threads, and connections to the API server (raise for big clusters).
+WORKERS = int(os.environ.get("HERDSMAN_KUBE_WORKERS", "32"))
 
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -90,8 +97,8 @@ def load_config(kubeconfig: str | None = None) -> client.ApiClient:
     except config.ConfigException:
         config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
     configuration = client.Configuration.get_default_copy()
-    # One connection per concurrent reconcile worker, not urllib3's default handful.
-    configuration.connection_pool_maxsize = 32
+    # One connection per call in flight (Kube's workers), not urllib3's default handful.
+    configuration.connection_pool_maxsize = WORKERS
     # Retries belong to our deadline-aware layer, not to urllib3 behind its back.
     configuration.retries = 0
     return client.ApiClient(configuration)
@@ -183,11 +190,20 @@ class Kube:
         policy: AccessPolicy | None = None,
         on_error: Callable[[str, int], None] | None = None,
         hooks: RetryHooks = NO_HOOKS,
+        on_write: Callable[[Any], None] | None = None,
     ) -> None:
         self.rest = Rest(api)
         self.policy = policy or AccessPolicy()
         self.hooks = hooks
         self._on_error = on_error
+        # Told every successful write's response (the watch-fed cache keeps it until the
+        # watch catches up, so a pass never reads a state older than its own write).
+        self.on_write = on_write
+        # Our own pool, sized to the connections (asyncio's default one has cpu+4 threads), and
+        # a semaphore in front of it: a call waits for a slot *before* its deadline starts
+        # counting, so a queue of our own making slows passes down but never times them out.
+        self._executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="kube")
+        self._slots: asyncio.Semaphore | None = None
 
     async def request(
         self,
@@ -207,23 +223,32 @@ class Kube:
 
         async def attempt(_: str, call_deadline: Deadline) -> Any:
             timeout = max(0.05, call_deadline.remaining())
-            return await asyncio.to_thread(
+            call = functools.partial(
                 self.rest.call, method, path, query, body, content_type, timeout
             )
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(WORKERS)
+        queued = deadline.clock()
         try:
-            return await call_with_retries(
-                attempt,
-                ["kube-apiserver"],
-                deadline=deadline,
-                policy=self.policy,
-                name=f"{method} {path}",
-                hooks=self.hooks,
-            )
+            async with self._slots:
+                deadline.postpone(deadline.clock() - queued)
+                result = await call_with_retries(
+                    attempt,
+                    ["kube-apiserver"],
+                    deadline=deadline,
+                    policy=self.policy,
+                    name=f"{method} {path}",
+                    hooks=self.hooks,
+                )
         except KubeError as err:
             if self._on_error is not None:
                 self._on_error(method, err.status)
             raise
+        if method in ("POST", "PATCH", "PUT") and self.on_write is not None:
+            self.on_write(result)
+        return result
 
     # --- verbs ------------------------------------------------------------------------------------
 

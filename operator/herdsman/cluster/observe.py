@@ -1,7 +1,9 @@
 """Observe: read everything one Rollout's decision depends on, concurrently, under one deadline.
 
-Reads are fresh from the API server on every pass (no caches to go stale after a crash or a
-takeover); a pass costs a handful of GETs and LISTs, each bounded by the reconcile's deadline.
+The Rollout, its Services, templates and router objects are read fresh from the API server on
+every pass; its server groups and AnalysisRuns come from the watch-fed `Cache` when the
+operator runs one (filled by a full list before the first pass, see cluster/cache.py), else
+from a LIST each. Every call is bounded by the reconcile's deadline.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from herdsman.api.rollout import Rollout, RolloutAnalysis
 from herdsman.cluster.budget import Deadline
+from herdsman.cluster.cache import Cache
 from herdsman.cluster.experiment_paths import EXPERIMENTS
 from herdsman.cluster.kube import (
     ANALYSIS_RUNS,
@@ -91,7 +94,9 @@ def restart_pending(rollout: Rollout) -> bool:
     return wanted is not None and (done is None or done < wanted)
 
 
-async def observe(kube: Kube, rollout: Rollout, deadline: Deadline) -> Observed:
+async def observe(
+    kube: Kube, rollout: Rollout, deadline: Deadline, cache: Cache | None = None
+) -> Observed:
     ns = rollout.metadata.namespace or "default"
     name = rollout.metadata.name
     selector = f"{LABEL_ROLLOUT}={name}"
@@ -123,10 +128,16 @@ async def observe(kube: Kube, rollout: Rollout, deadline: Deadline) -> Observed:
             return []
         return await kube.list(PODS.url(ns), deadline=deadline, labels=selector)
 
-    rs_task = kube.list(REPLICA_SETS.url(ns), deadline=deadline, labels=selector)
-    runs_task = (
-        kube.list(ANALYSIS_RUNS.url(ns), deadline=deadline, labels=selector) if refs else _empty()
-    )
+    if cache is not None and cache.ready("ReplicaSet"):
+        rs_task = _ready(cache.owned("ReplicaSet", ns, name))
+    else:
+        rs_task = kube.list(REPLICA_SETS.url(ns), deadline=deadline, labels=selector)
+    if not refs:
+        runs_task = _empty()
+    elif cache is not None and cache.ready("AnalysisRun"):
+        runs_task = _ready(cache.owned("AnalysisRun", ns, name))
+    else:
+        runs_task = kube.list(ANALYSIS_RUNS.url(ns), deadline=deadline, labels=selector)
     # (ReplicaSets, Experiments) as one item: asyncio.gather is typed for up to six.
     owned_task = asyncio.gather(rs_task, _experiments(kube, rollout, ns, selector, deadline))
     (rs_items, exp_items), run_items, services, templates, pod_items, router = await asyncio.gather(
@@ -193,6 +204,10 @@ async def _experiments(
 
 async def _empty() -> list[dict[str, Any]]:
     return []
+
+
+async def _ready(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return items
 
 
 def _owned_by(obj: dict[str, Any], uid: str | None) -> bool:

@@ -25,7 +25,16 @@ def run(c: Canary) -> None:
         rollback.abort(c, stable)
     elif c.current is not None and groups.within_rollback_window(c.plan, c.current, stable):
         c.st.promote = None  # a rollback skips every step already: nothing to promote
-        rollback.promote(c, stable, reason="FastRollback")
+        # Retried after an abort: the abort is over here too, or a later pass would clear it
+        # with no news (found by the walk: an abort during a fast rollback, then retry).
+        c.st.aborted_at = None
+        c.st.abort_reason = None
+        if c.plan.spec.paused:
+            # kubectl herdsman pause holds a rollback too: nothing moves until resume.
+            rollback.announce_fast_rollback(c)
+            rollback.user_paused(c, stable)
+        else:
+            rollback.promote(c, stable, reason="FastRollback")
     else:
         if c.st.aborted_at is not None:
             rollback.retry(c)

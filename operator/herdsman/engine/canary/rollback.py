@@ -30,12 +30,8 @@ def promote(c: Canary, stable: ServerGroup, *, reason: str, switch: bool = True)
         hold = traffic.carried(c, traffic.held_weight(c), up) if up > 0 else 0
         keep = traffic.stable_pods(c, hold) if c.strategy.dynamic_stable_scale else c.total
         targets.want(stable.name, keep)
-    if reason == "FastRollback" and st.canary_server_group != c.current_name:
-        plan.transition(
-            "FastRollback", f"rolling back to existing {c.current_name}: no steps re-run"
-        )
-        st.current_step_index = len(c.steps) if c.steps else None
-        st.canary_server_group = c.current_name
+    if reason == "FastRollback":
+        announce_fast_rollback(c)
     traffic.assign_roles(c, stable)
     if c.strategy.baseline:
         base = baseline_name(plan.name, stable.revision)
@@ -145,6 +141,17 @@ def retry(c: Canary) -> None:
     )
     c.enter(0) if c.steps else None
     st.current_step_index = 0 if c.steps else None
+
+
+def announce_fast_rollback(c: Canary) -> None:
+    """Once per rollback, paused or not: it skips every step."""
+    st = c.st
+    if st.canary_server_group != c.current_name:
+        c.plan.transition(
+            "FastRollback", f"rolling back to existing {c.current_name}: no steps re-run"
+        )
+        st.current_step_index = len(c.steps) if c.steps else None
+        st.canary_server_group = c.current_name
 
 
 def user_paused(c: Canary, stable: ServerGroup) -> None:

@@ -1,0 +1,148 @@
+"""Watch-fed reads: the Rollouts, and the server groups (ReplicaSets) and AnalysisRuns they own.
+
+Why: listing them from the API server on every pass was most of the operator's API load (at
+1,000 rollouts, a LIST per pass per kind, plus every resync). Kopf's indexes hold them instead:
+Kopf fills every index by a full list before it starts any daemon, and keeps it current from the
+watch — so a (re)started operator still begins from the cluster's truth, crash safety unchanged.
+
+Writes still go to the API server. A write's response is kept here as an overlay until the watch
+delivers that version (or a newer one), so a pass never acts on a state older than its own
+write; a Rollout's status write that loses a race (409) makes its next read a fresh GET. The
+Rollout itself is Kopf's live view of it (a daemon's `body`). Bodies are kept without
+managedFields and the last-applied annotation (memory).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from herdsman.naming import LABEL_ROLLOUT
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+KINDS = ("ReplicaSet", "AnalysisRun")
+# An overlay entry outlives a watch that lags (or a deletion the watch reported first) by this.
+OVERLAY_SECONDS = 30.0
+
+# What Kopf hands an index lookup: key -> the values indexed under it.
+IndexLike = Mapping[Any, Iterable[Any]]
+
+
+def slim(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of an object without what the operator never reads (and costs the most memory)."""
+    out = {k: v for k, v in body.items() if k != "metadata"}
+    meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+    annotations = meta.get("annotations")
+    if annotations and LAST_APPLIED in annotations:
+        meta["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
+    out["metadata"] = meta
+    return out
+
+
+def _version(body: Mapping[str, Any]) -> int:
+    try:
+        return int(body.get("metadata", {}).get("resourceVersion", "0") or 0)
+    except ValueError:  # opaque to clients in principle; etcd's are integers in practice
+        return 0
+
+
+@dataclass
+class Cache:
+    """Reads for the doing layer; `bind` attaches Kopf's indexes once the operator runs."""
+
+    clock: Callable[[], float] = time.monotonic
+    _indexes: dict[str, IndexLike] = field(default_factory=dict)
+    # (kind, namespace, rollout) -> name -> (when written, the response)
+    _written: dict[tuple[str, str, str], dict[str, tuple[float, dict[str, Any]]]] = field(
+        default_factory=dict
+    )
+
+    _live: dict[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    _own: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    _fresh: set[tuple[str, str]] = field(default_factory=set)
+
+    def bind(self, kind: str, index: IndexLike) -> None:
+        self._indexes[kind] = index
+
+    def ready(self, kind: str) -> bool:
+        return kind in self._indexes
+
+    def note(self, response: Any) -> None:
+        """A write's response: remember it until the watch catches up (see module docstring)."""
+        if not isinstance(response, dict):
+            return
+        meta = response.get("metadata") or {}
+        if response.get("kind") == "Rollout":
+            at = (meta.get("namespace", ""), meta.get("name", ""))
+            if at in self._live:
+                self._own[at] = slim(response)
+            return
+        if response.get("kind") not in KINDS:
+            return
+        rollout = (meta.get("labels") or {}).get(LABEL_ROLLOUT)
+        if not rollout:
+            return
+        key = (response["kind"], meta.get("namespace", ""), rollout)
+        self._written.setdefault(key, {})[meta.get("name", "")] = (self.clock(), slim(response))
+
+    def forget(self, kind: str, namespace: str, rollout: str | None, name: str) -> None:
+        """The object is gone (deleted by us, or the watch said so): no overlay may revive it."""
+        if rollout:
+            self._written.get((kind, namespace, rollout), {}).pop(name, None)
+
+    # --- the Rollouts themselves ---------------------------------------------------------------
+
+    def bind_rollout(self, namespace: str, name: str, live: Mapping[str, Any]) -> None:
+        """Kopf's live view of a Rollout (a daemon's `body`: replaced by every watch event)."""
+        self._live[(namespace, name)] = live
+
+    def unbind_rollout(self, namespace: str, name: str) -> None:
+        self._live.pop((namespace, name), None)
+        self._own.pop((namespace, name), None)
+        self._fresh.discard((namespace, name))
+
+    def refresh(self, namespace: str, name: str) -> None:
+        """The next read must come from the API server (a write just lost a race)."""
+        self._fresh.add((namespace, name))
+
+    def rollout(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Rollout as the watch (or our own last status write, if newer) has it; None when
+        only the API server can say (not bound, or a refresh was asked for)."""
+        key = (namespace, name)
+        live = self._live.get(key)
+        if live is None or key in self._fresh:
+            self._fresh.discard(key)
+            return None
+        body = copy.deepcopy(dict(live))
+        own = self._own.get(key)
+        if own is not None:
+            if _version(own) > _version(body):
+                return copy.deepcopy(own)
+            del self._own[key]
+        return body
+
+    # --- owned objects --------------------------------------------------------------------------
+
+    def owned(self, kind: str, namespace: str, rollout: str) -> list[dict[str, Any]]:
+        """Every `kind` object labelled for this rollout: the watch's view, newest writes over it."""
+        found: dict[str, dict[str, Any]] = {}
+        for body in self._indexes[kind].get((namespace, rollout), ()):
+            found[body["metadata"]["name"]] = body
+        key = (kind, namespace, rollout)
+        written = self._written.get(key)
+        if written:
+            now = self.clock()
+            for name, (at, body) in list(written.items()):
+                seen = found.get(name)
+                if now - at > OVERLAY_SECONDS or (
+                    seen is not None and _version(seen) >= _version(body)
+                ):
+                    del written[name]  # the watch has it (or the write is long past)
+                else:
+                    found[name] = body
+            if not written:
+                del self._written[key]
+        return list(found.values())

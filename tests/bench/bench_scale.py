@@ -1,0 +1,383 @@
+"""Benchmark: N rollouts on one operator (issue 17), on the real control plane.
+
+Workload (the one the issue measured Argo Rollouts with): canary, 2 replicas, setWeight 50 then
+pause 5s, no traffic router (the weight is the replica ratio). Phases:
+
+1. create N rollouts at once -> all Healthy
+2. patch every template at once -> each rollout's new server group seen (p50/p95/p99/max,
+   from the patch's send to the ReplicaSet's ADDED event on a watch) -> all Healthy again
+3. rest: IDLE seconds with nothing to do
+
+Printed: the phase times, the operator's RSS (peak, and settled at the end of the rest), its CPU
+seconds per phase (from /proc), the number of "gave up" warnings it logged, and the API requests
+per second it causes at rest.
+
+How requests are attributed to the operator: it runs with a ServiceAccount token of its own, and
+a FlowSchema sends that account's requests to a flow of their own, so the API server's
+`apiserver_flowcontrol_dispatched_requests_total{flow_schema=...}` counts exactly the operator's
+requests — where API Priority and Fairness is on. The local control plane runs without it
+(kwokctl --disable-qps-limits), so there the idle rate is `apiserver_request_total` at rest
+minus the same rate measured for BACKGROUND seconds before the operator started (the nodes'
+heartbeats, the controllers). No proxy in the path to distort timings.
+
+Run: N=1000 python tests/bench/bench_scale.py   (make bench-scale N=1000)
+Env: N (default 100), IDLE (seconds at rest, default 60), PROFILE=path (run the operator under
+py-spy and write a speedscope profile there).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import statistics
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kubernetes import watch
+from kubernetes.client import AppsV1Api, CustomObjectsApi
+
+from harness import cluster as cluster_mod
+from harness.cluster import token_kubeconfig
+from harness.operator import OperatorProcess
+from harness.rollouts import rollout
+from herdsman.cluster.kube import ROLLOUTS
+from herdsman.cluster.kube import Path as KPath
+
+N = int(os.environ.get("N", "100"))
+IDLE = float(os.environ.get("IDLE", "60"))
+PROFILE = os.environ.get("PROFILE", "")
+TIMEOUT = float(os.environ.get("PHASE_TIMEOUT", str(max(300.0, N * 0.6))))
+IMAGE_V2 = "registry.k8s.io/pause:3.10"
+
+NAMESPACES = KPath("", "v1", "namespaces", namespaced=False)
+SERVICE_ACCOUNTS = KPath("", "v1", "serviceaccounts")
+BINDINGS = KPath("rbac.authorization.k8s.io", "v1", "clusterrolebindings", namespaced=False)
+FLOW_SCHEMAS = KPath("flowcontrol.apiserver.k8s.io", "v1", "flowschemas", namespaced=False)
+DISPATCHED = re.compile(
+    r'^apiserver_flowcontrol_dispatched_requests_total\{[^}]*flow_schema="(?P<fs>[^"]+)"[^}]*\}'
+    r" (?P<n>\S+)$",
+    re.M,
+)
+TOTAL = re.compile(r"^apiserver_request_total\{[^}]*\} (?P<n>\S+)$", re.M)
+BACKGROUND = float(os.environ.get("BACKGROUND", "20"))
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class Tracker:
+    """Watches Rollouts and ReplicaSets; records when each rollout reached what."""
+
+    def __init__(self, cluster: cluster_mod.Cluster, ns: str) -> None:
+        self.cluster, self.ns = cluster, ns
+        self.lock = threading.Lock()
+        self.healthy: dict[str, str] = {}  # rollout -> stable group while Healthy
+        self.group_seen: dict[str, float] = {}  # group name -> first ADDED
+        self.stop = threading.Event()
+        self.changed = threading.Condition(self.lock)
+
+    def start(self) -> None:
+        threading.Thread(target=self._rollouts, daemon=True).start()
+        threading.Thread(target=self._groups, daemon=True).start()
+
+    def _stream(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        w = watch.Watch()
+        while not self.stop.is_set():
+            try:
+                yield from w.stream(fn, *args, timeout_seconds=60, _request_timeout=90, **kwargs)
+            except Exception:
+                if self.stop.is_set():
+                    return
+                time.sleep(0.2)
+
+    def _rollouts(self) -> None:
+        api = CustomObjectsApi(cluster_mod.api_client(self.cluster))
+        for ev in self._stream(
+            api.list_namespaced_custom_object, "herdsman.dev", "v1alpha1", self.ns, "rollouts"
+        ):
+            obj = ev["raw_object"]
+            status = obj.get("status") or {}
+            name = obj["metadata"]["name"]
+            with self.changed:
+                if status.get("phase") == "Healthy":
+                    self.healthy[name] = status.get("stableServerGroup", "")
+                else:
+                    self.healthy.pop(name, None)
+                self.changed.notify_all()
+
+    def _groups(self) -> None:
+        api = AppsV1Api(cluster_mod.api_client(self.cluster))
+        for ev in self._stream(api.list_namespaced_replica_set, self.ns):
+            at = time.perf_counter()
+            name = ev["raw_object"]["metadata"]["name"]
+            with self.changed:
+                self.group_seen.setdefault(name, at)
+                self.changed.notify_all()
+
+    def wait_all_healthy(self, names: list[str], revision: int) -> float:
+        """Block until every rollout is Healthy on `revision`; returns perf_counter then."""
+        want = {n: f"{n}-v{revision:03d}" for n in names}
+        end = time.monotonic() + TIMEOUT
+        with self.changed:
+            while True:
+                missing = sum(1 for n, g in want.items() if self.healthy.get(n) != g)
+                if missing == 0:
+                    return time.perf_counter()
+                if time.monotonic() > end:
+                    raise TimeoutError(f"{missing} of {len(names)} rollouts not Healthy")
+                self.changed.wait(timeout=1.0)
+
+
+class Sampler:
+    """The operator process's RSS, sampled, and its CPU seconds, from /proc."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0
+        self.stop = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def rss(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def cpu(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.peak = max(self.peak, self.rss())
+            except OSError:
+                return
+            time.sleep(0.25)
+
+
+def operator_pid(proc: OperatorProcess) -> int:
+    """The Python process itself (under py-spy it is the profiler's child)."""
+    assert proc.proc is not None
+    pid = proc.proc.pid
+    if not PROFILE:
+        return pid
+    for _ in range(100):
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.1)
+    raise RuntimeError("py-spy started no operator")
+
+
+def dispatched(cluster: cluster_mod.Cluster, flow: str) -> float:
+    text = cluster.kubectl("get", "--raw", "/metrics")
+    return sum(float(m["n"]) for m in DISPATCHED.finditer(text) if m["fs"] == flow)
+
+
+def requests_total(cluster: cluster_mod.Cluster) -> float:
+    text = cluster.kubectl("get", "--raw", "/metrics")
+    return sum(float(m["n"]) for m in TOTAL.finditer(text))
+
+
+def operator_identity(cluster: cluster_mod.Cluster, ns: str, tmp: Path) -> tuple[Path, str]:
+    """A ServiceAccount (cluster-admin) for the operator, its own flow schema, and a kubeconfig."""
+    rest = cluster.rest
+    account = "herdsman-bench"
+    flow = f"herdsman-bench-{ns}"
+    rest.create(
+        SERVICE_ACCOUNTS.url(ns),
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account}},
+    )
+    rest.create(
+        BINDINGS.url(),
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": flow},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "cluster-admin",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": ns}],
+        },
+    )
+    rest.create(
+        FLOW_SCHEMAS.url(),
+        {
+            "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+            "kind": "FlowSchema",
+            "metadata": {"name": flow},
+            "spec": {
+                "matchingPrecedence": 500,
+                # workload-high: the operator is not throttled by the benchmark's bookkeeping
+                "priorityLevelConfiguration": {"name": "workload-high"},
+                "distinguisherMethod": {"type": "ByUser"},
+                "rules": [
+                    {
+                        "subjects": [
+                            {
+                                "kind": "ServiceAccount",
+                                "serviceAccount": {"name": account, "namespace": ns},
+                            }
+                        ],
+                        "resourceRules": [
+                            {
+                                "verbs": ["*"],
+                                "apiGroups": ["*"],
+                                "resources": ["*"],
+                                "clusterScope": True,
+                                "namespaces": ["*"],
+                            }
+                        ],
+                        "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+                    }
+                ],
+            },
+        },
+    )
+    token = cluster.kubectl("create", "token", account, "-n", ns, "--duration=2h").strip()
+    return token_kubeconfig(cluster, token, tmp / "operator.kubeconfig"), flow
+
+
+def percentile(ms: list[float], q: float) -> float:
+    return ms[min(len(ms) - 1, max(0, round(q * (len(ms) - 1))))]
+
+
+def main() -> int:
+    cluster = cluster_mod.start()
+    ns = f"scale-{secrets.token_hex(3)}"
+    tmp = Path(f"/tmp/herdsman-bench-{ns}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    cluster.rest.create(
+        NAMESPACES.url(), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+    )
+    kubeconfig, flow = operator_identity(cluster, ns, tmp)
+    time.sleep(3.0)
+    g0 = requests_total(cluster)
+    time.sleep(BACKGROUND)
+    background = (requests_total(cluster) - g0) / BACKGROUND
+    command = None
+    if PROFILE:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        command = [
+            spy, "record", "--format", "speedscope", "-o", PROFILE, "--rate", "20", "--nonblocking", "--",
+            sys.executable, "-m", "herdsman", "run", "--standalone", "--namespace", ns,
+        ]  # fmt: skip
+    op = OperatorProcess(
+        cluster=cluster,
+        namespaces=[ns],
+        log_path=tmp / "operator.log",
+        env={"KUBECONFIG": str(kubeconfig)},
+        command=command,
+    ).start()
+    sampler = Sampler(operator_pid(op))
+    tracker = Tracker(cluster, ns)
+    tracker.start()
+    names = [f"r{i:05d}" for i in range(N)]
+    steps = [{"setWeight": 50}, {"pause": {"duration": "5s"}}]
+    pool = ThreadPoolExecutor(max_workers=16)
+    out: list[str] = []
+    try:
+        time.sleep(1.0)
+        cpu0 = sampler.cpu()
+        q0 = dispatched(cluster, flow)
+        t0 = time.perf_counter()
+        list(
+            pool.map(
+                lambda n: cluster.rest.create(
+                    ROLLOUTS.url(ns), rollout(n, replicas=2, steps=steps, services=False)
+                ),
+                names,
+            )
+        )
+        t1 = tracker.wait_all_healthy(names, 1)
+        cpu1 = sampler.cpu()
+        out.append(f"create -> all Healthy: {t1 - t0:.1f} s")
+        time.sleep(2.0)
+
+        sent: dict[str, float] = {}
+        patch = {
+            "spec": {"template": {"spec": {"containers": [{"name": "app", "image": IMAGE_V2}]}}}
+        }
+
+        def send(name: str) -> None:
+            sent[name] = time.perf_counter()
+            cluster.rest.patch(ROLLOUTS.url(ns, name), patch)
+
+        cpu2 = sampler.cpu()
+        t2 = time.perf_counter()
+        list(pool.map(send, names))
+        t3 = tracker.wait_all_healthy(names, 2)
+        cpu3 = sampler.cpu()
+        with tracker.lock:
+            seen = [(tracker.group_seen[f"{n}-v002"] - sent[n]) * 1000 for n in names]
+        seen.sort()
+        out.append(
+            f"patch -> new server group seen: p50 {statistics.median(seen):.0f} ms,"
+            f" p95 {percentile(seen, 0.95):.0f} ms, p99 {percentile(seen, 0.99):.0f} ms,"
+            f" max {seen[-1]:.0f} ms"
+        )
+        out.append(
+            f"patch -> all Healthy: {t3 - t2:.1f} s (patches sent in {max(sent.values()) - t2:.1f} s)"
+        )
+
+        time.sleep(5.0)  # let the last passes finish before the rest starts
+        cpu4 = sampler.cpu()
+        r0 = dispatched(cluster, flow)
+        if r0 > q0:
+            out.append(f"API requests by the operator, create + patch: {r0 - q0:.0f}")
+        g0 = requests_total(cluster)
+        time.sleep(IDLE)
+        r1 = dispatched(cluster, flow)
+        g1 = requests_total(cluster)
+        cpu5 = sampler.cpu()
+        settled = sampler.rss()
+        out.append(
+            f"operator RSS: peak {sampler.peak / 2**20:.0f} MB, settled {settled / 2**20:.0f} MB"
+        )
+        out.append(
+            f"operator CPU: create {cpu1 - cpu0:.1f} s, patch {cpu3 - cpu2:.1f} s,"
+            f" rest {cpu5 - cpu4:.1f} s over {IDLE:.0f} s"
+        )
+        if r1 > r0:
+            out.append(f"idle API requests by the operator: {(r1 - r0) / IDLE:.2f} per second")
+        rest = (g1 - g0) / IDLE
+        out.append(
+            f"idle API requests by the operator: {rest - background:.2f} per second"
+            f" ({rest:.2f} in all at rest, {background:.2f} before the operator started)"
+        )
+        log = op.log()
+        out.append(
+            f"operator log: {log.count('gave up')} 'gave up', {log.count('reconcile failed')}"
+            f" 'reconcile failed', {len(op.errors())} errors"
+        )
+    finally:
+        tracker.stop.set()
+        sampler.stop.set()
+        if PROFILE:
+            # py-spy writes its profile when the profiled process exits, not when it is killed.
+            os.kill(sampler.pid, signal.SIGTERM)
+            time.sleep(3.0)
+        op.stop()
+        pool.shutdown()
+        cluster.rest.delete(FLOW_SCHEMAS.url(None, flow))
+        cluster.rest.delete(BINDINGS.url(None, flow))
+        cluster.rest.delete(NAMESPACES.url(None, ns))
+        cluster_mod.stop(cluster)
+    print(f"N={N} rollouts (canary, 2 replicas, setWeight 50 + pause 5s, replica ratio)")
+    for line in out:
+        print("  " + line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""The watch-fed cache: the watch's view, with the operator's own newer writes laid over it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from herdsman.cluster.cache import LAST_APPLIED, OVERLAY_SECONDS, Cache, slim
+from herdsman.naming import LABEL_ROLLOUT
+
+pytestmark = pytest.mark.unit
+
+
+def rs(name: str, rv: int, replicas: int, rollout: str = "checkout") -> dict[str, Any]:
+    return {
+        "kind": "ReplicaSet",
+        "metadata": {
+            "name": name,
+            "namespace": "shop",
+            "resourceVersion": str(rv),
+            "labels": {LABEL_ROLLOUT: rollout},
+            "managedFields": [{"manager": "kubectl"}],
+            "annotations": {LAST_APPLIED: "{...}", "keep": "me"},
+        },
+        "spec": {"replicas": replicas},
+    }
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def cache_with(index: dict[Any, list[dict[str, Any]]], clock: Clock) -> Cache:
+    cache = Cache(clock=clock)
+    cache.bind("ReplicaSet", index)
+    return cache
+
+
+def sizes(items: list[dict[str, Any]]) -> dict[str, int]:
+    return {i["metadata"]["name"]: i["spec"]["replicas"] for i in items}
+
+
+def test_slim_drops_managed_fields_and_last_applied_only() -> None:
+    body = slim(rs("a", 1, 2))
+    assert "managedFields" not in body["metadata"]
+    assert body["metadata"]["annotations"] == {"keep": "me"}
+    assert body["spec"] == {"replicas": 2}
+
+
+def test_a_write_shows_until_the_watch_delivers_it_or_newer() -> None:
+    clock = Clock()
+    index: dict[Any, list[dict[str, Any]]] = {("shop", "checkout"): [rs("a", 5, 2)]}
+    cache = cache_with(index, clock)
+    assert not cache.ready("AnalysisRun")
+    cache.note(rs("a", 7, 3))  # our scale-up, the watch still at 5
+    cache.note(rs("b", 8, 1))  # our create, not watched yet
+    assert sizes(cache.owned("ReplicaSet", "shop", "checkout")) == {"a": 3, "b": 1}
+    index[("shop", "checkout")] = [rs("a", 9, 4), rs("b", 8, 1)]  # someone else wrote after us
+    assert sizes(cache.owned("ReplicaSet", "shop", "checkout")) == {"a": 4, "b": 1}
+    assert cache._written == {}
+
+
+def test_deleted_and_old_writes_never_come_back() -> None:
+    clock = Clock()
+    index: dict[Any, list[dict[str, Any]]] = {}
+    cache = cache_with(index, clock)
+    cache.note(rs("a", 7, 3))
+    cache.note(rs("b", 8, 1))
+    cache.note(rs("c", 8, 1, rollout="other"))
+    cache.note({"kind": "Rollout", "metadata": {"name": "x"}})  # not cached here
+    cache.forget("ReplicaSet", "shop", "checkout", "a")
+    assert sizes(cache.owned("ReplicaSet", "shop", "checkout")) == {"b": 1}
+    clock.now = OVERLAY_SECONDS + 1
+    assert cache.owned("ReplicaSet", "shop", "checkout") == []
+    assert sizes(cache.owned("ReplicaSet", "shop", "other")) == {}
+
+
+def test_a_call_queued_behind_busy_workers_keeps_its_whole_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Saturation slows calls down, never fails them: the deadline counts from the send."""
+    import asyncio
+    import time as time_mod
+
+    from kubernetes import client
+
+    from herdsman.cluster import kube as kube_mod
+    from herdsman.cluster.budget import AccessPolicy
+
+    monkeypatch.setattr(kube_mod, "WORKERS", 1)
+    policy = AccessPolicy(reconcile_budget=0.5, call_timeout=0.5, attempts=1)
+    kube = kube_mod.Kube(client.ApiClient(client.Configuration()), policy)
+
+    def slow_call(*_: Any) -> dict[str, Any]:
+        time_mod.sleep(0.3)  # the server's own time, well inside the 0.5 s deadline
+        return {"kind": "ReplicaSet"}
+
+    monkeypatch.setattr(kube.rest, "call", slow_call)
+
+    async def three() -> list[Any]:
+        calls = [kube.request("GET", "/x", deadline=policy.reconcile_deadline()) for _ in range(3)]
+        return await asyncio.gather(*calls)
+
+    # One worker: the third call waits 0.6 s for it, longer than its deadline, and still succeeds.
+    assert asyncio.run(three()) == [{"kind": "ReplicaSet"}] * 3
+
+
+def rollout_body(rv: int, phase: str) -> dict[str, Any]:
+    return {
+        "kind": "Rollout",
+        "metadata": {"name": "checkout", "namespace": "shop", "resourceVersion": str(rv)},
+        "status": {"phase": phase},
+    }
+
+
+def test_a_rollout_reads_from_the_watch_unless_our_write_is_newer_or_a_race_was_lost() -> None:
+    cache = Cache(clock=Clock())
+    assert cache.rollout("shop", "checkout") is None  # not bound: the caller GETs
+    live = rollout_body(5, "Progressing")
+    cache.bind_rollout("shop", "checkout", live)
+    read = cache.rollout("shop", "checkout")
+    assert read == live
+    assert read is not live
+    cache.note(rollout_body(7, "Paused"))  # our status write; the watch still at 5
+    assert (cache.rollout("shop", "checkout") or {})["status"]["phase"] == "Paused"
+    live.update(rollout_body(9, "Healthy"))  # the watch moved past our write
+    assert (cache.rollout("shop", "checkout") or {})["status"]["phase"] == "Healthy"
+    cache.refresh("shop", "checkout")  # a 409: the next read is the API server's
+    assert cache.rollout("shop", "checkout") is None
+    assert cache.rollout("shop", "checkout") is not None
+    cache.unbind_rollout("shop", "checkout")
+    cache.note(rollout_body(11, "Degraded"))  # no loop for it any more: nothing kept
+    assert cache.rollout("shop", "checkout") is None
+    assert cache._own == {}
