@@ -10,7 +10,7 @@ from herdsman.engine.canary import traffic
 from herdsman.engine.canary.context import Canary
 from herdsman.engine.groups import Targets
 from herdsman.engine.world import ServerGroup
-from herdsman.naming import baseline_name
+from herdsman.naming import LABEL_GROUP, baseline_name
 
 
 def promote(c: Canary, stable: ServerGroup, *, reason: str, switch: bool = True) -> None:
@@ -170,3 +170,9 @@ def user_paused(c: Canary, stable: ServerGroup) -> None:
     plan.pause("UserPause")
     traffic.assign_roles(c, stable)
     c.sizes = {g.name: g.replicas for g in c.world.groups}
+    # Nothing moves — but the stable Service never selects a group with no pod up while
+    # another serves (found by the walk: paused while a final roll had emptied stable).
+    serving, svc = traffic.serving(c, stable, stable.name), c.strategy.stable_service
+    state = c.world.services.get(svc or "")
+    if svc and state is not None and state.selector.get(LABEL_GROUP) != serving != stable.name:
+        plan.desired.selectors[svc] = serving
