@@ -123,7 +123,9 @@ def sendable(c: Canary, stable: ServerGroup, weight: int) -> int:
         want < held and c.strategy.dynamic_stable_scale and stable.available < stable_pods(c, want)
     )
     sent = held if wait_up or wait_down else want
-    return sent if ready else carried(c, sent, up)
+    # Capped by what the canary's pods carry even while waiting to move down: spec.replicas
+    # may have grown under a held weight (found by the walk: 2 -> 5 replicas at 30%).
+    return carried(c, sent, up)
 
 
 def carried(c: Canary, weight: int, up: int) -> int:
