@@ -20,6 +20,7 @@ from harness.argo_corpus import CorpusDocument, corpus_dir, documents
 from harness.cluster import Cluster
 from herdsman.cli.lint import lint_object, schema_for
 from herdsman.cli.schema import validate
+from herdsman.cluster.experiment_paths import EXPERIMENTS
 from herdsman.cluster.kube import (
     ANALYSIS_TEMPLATES,
     CLUSTER_ANALYSIS_TEMPLATES,
@@ -34,6 +35,7 @@ PATHS: dict[str, KPath] = {
     "Rollout": ROLLOUTS,
     "AnalysisTemplate": ANALYSIS_TEMPLATES,
     "ClusterAnalysisTemplate": CLUSTER_ANALYSIS_TEMPLATES,
+    "Experiment": EXPERIMENTS,
 }
 
 

@@ -214,7 +214,10 @@ MUTATIONS = ("delete", "retype", "bump", "negate", "unknown", "duplicate", "empt
 def mutate(example: Manifest, edits: list[tuple[int, str, Any]]) -> Manifest:
     """Apply edits (which node, what to do, with what) to a copy of an example."""
     body = copy.deepcopy(example)
-    for pick, op, value in edits:
+    for pick, op, shared in edits:
+        # Hypothesis may hand the same object to two edits: placed twice, it could end up
+        # inside itself (a cycle, found as a RecursionError by the first run after a merge).
+        value = copy.deepcopy(shared)
         paths = [p for p in _paths(body["spec"]) if p]
         if not paths:
             break
