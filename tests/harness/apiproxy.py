@@ -317,6 +317,10 @@ class ApiProxy:
     ) -> web.StreamResponse:
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in DROP}
+        # Plain bodies only: a gzip answer relayed without decompressing reached the client
+        # with no Content-Encoding it would honour (kopf failed to parse a list as JSON).
+        headers = {k: v for k, v in headers.items() if k.lower() != "accept-encoding"}
+        headers["Accept-Encoding"] = "identity"
         body = await request.read()
         url = f"{self._upstream.server}{request.rel_url}"
         try:

@@ -22,6 +22,7 @@ def knob(name: str, default: float) -> float:
 KILLS = int(knob("HERDSMAN_CHAOS_KILLS", 100))
 MANIFESTS = int(knob("HERDSMAN_CHAOS_MANIFESTS", 1000))
 FAULT_RATE = knob("HERDSMAN_CHAOS_FAULT_RATE", 0.38)
+API_FAULTS = int(knob("HERDSMAN_CHAOS_API_FAULTS", 1000))
 HA_KILLS = int(knob("HERDSMAN_CHAOS_HA_KILLS", 4))
 
 
