@@ -11,11 +11,13 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from herdsman.api.base import ApiModel, ShortName, cel, validations
+# Objects the operator finds or patches by name (routes, rules, splits, Ingresses) are DNS
+# subdomains, up to 253 characters as in Argo; Services stay DNS labels (63).
+from herdsman.api.base import ApiModel, Name, ShortName, cel, validations
 
 
 class GatewayAPIRouting(ApiModel):
-    http_route: ShortName = Field(
+    http_route: Name = Field(
         ..., description="The HTTPRoute whose backendRefs carry the weights."
     )
     namespace: ShortName | None = Field(None, description="Defaults to the Rollout's namespace.")
@@ -46,7 +48,7 @@ class IstioTCPRoute(ApiModel):
 
 
 class IstioVirtualService(ApiModel):
-    name: ShortName
+    name: Name
     routes: list[ShortName] = Field(
         default_factory=list,
         max_length=16,
@@ -63,7 +65,7 @@ class IstioVirtualService(ApiModel):
 
 
 class IstioDestinationRule(ApiModel):
-    name: ShortName
+    name: Name
     canary_subset_name: ShortName
     stable_subset_name: ShortName
 
@@ -92,7 +94,7 @@ class IstioRouting(ApiModel):
 
 class SMIRouting(ApiModel):
     root_service: ShortName | None = Field(None, description="Defaults to the stable service.")
-    traffic_split_name: ShortName | None = Field(
+    traffic_split_name: Name | None = Field(
         None, description="Defaults to the Rollout's name."
     )
 
@@ -117,10 +119,10 @@ class ALBRouting(ApiModel):
         )
     )
 
-    ingress: ShortName | None = Field(
+    ingress: Name | None = Field(
         None, description="The Ingress whose action annotation carries the weights."
     )
-    ingresses: list[ShortName] = Field(
+    ingresses: list[Name] = Field(
         default_factory=list, max_length=16, description="Several Ingresses, moved together."
     )
     service_port: int = Field(
