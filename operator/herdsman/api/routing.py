@@ -17,9 +17,7 @@ from herdsman.api.base import ApiModel, Name, ShortName, cel, validations
 
 
 class GatewayAPIRouting(ApiModel):
-    http_route: Name = Field(
-        ..., description="The HTTPRoute whose backendRefs carry the weights."
-    )
+    http_route: Name = Field(..., description="The HTTPRoute whose backendRefs carry the weights.")
     namespace: ShortName | None = Field(None, description="Defaults to the Rollout's namespace.")
     rule_names: list[ShortName] = Field(
         default_factory=list,
@@ -94,9 +92,7 @@ class IstioRouting(ApiModel):
 
 class SMIRouting(ApiModel):
     root_service: ShortName | None = Field(None, description="Defaults to the stable service.")
-    traffic_split_name: Name | None = Field(
-        None, description="Defaults to the Rollout's name."
-    )
+    traffic_split_name: Name | None = Field(None, description="Defaults to the Rollout's name.")
 
 
 class StickinessConfig(ApiModel):
