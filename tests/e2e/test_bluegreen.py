@@ -285,7 +285,7 @@ def test_changing_strategy_mid_release_is_refused_and_allowed_at_rest(
     rollouts.wait_healthy(V1)
     rollouts.set_image(IMAGE_V2)
     rollouts.wait_phase("Paused", step="2/2")
-    sizes = rollouts.sizes()
+    sizes = rollouts.settled_sizes()
 
     rollouts.rest.create(SERVICES.url(rollouts.ns), service("checkout-preview", "checkout"))
     bg = {"blueGreen": {"activeService": "checkout", "previewService": "checkout-preview"}}

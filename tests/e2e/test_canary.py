@@ -268,7 +268,7 @@ def test_a_semantically_wrong_spec_is_reported_and_touches_nothing(
     rollouts.set_image(IMAGE_V2)
     rollouts.wait_phase("Paused", step="2/2")
     sizes, stable_sel, canary_sel = (
-        rollouts.sizes(),
+        rollouts.settled_sizes(),
         rollouts.selector("checkout"),
         rollouts.selector("checkout-canary"),
     )

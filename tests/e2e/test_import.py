@@ -170,6 +170,21 @@ class ArgoWorld:
                 found.append(p)
         return found
 
+    def replica_set_writes(self) -> dict[str, Any]:
+        """What a writer other than the ReplicaSet controller could change on each ReplicaSet.
+
+        Not resourceVersion: the controller keeps writing status while KWOK's pods come up.
+        """
+        return {
+            n: (
+                rs["spec"],
+                rs["metadata"].get("labels"),
+                rs["metadata"].get("annotations"),
+                rs["metadata"].get("ownerReferences"),
+            )
+            for n, rs in self.replica_sets().items()
+        }
+
     def replica_sets(self) -> dict[str, dict[str, Any]]:
         items = self.rest.list(REPLICA_SETS.url(self.ns), labels="app=checkout")
         return {rs["metadata"]["name"]: rs for rs in items}
@@ -290,14 +305,14 @@ def test_dry_run_prints_the_plan_and_changes_nothing(
     operator: OperatorProcess, world: ArgoWorld, plugin: Any
 ) -> None:
     world.lay_out()
-    sets_before = {n: rs["metadata"]["resourceVersion"] for n, rs in world.replica_sets().items()}
+    sets_before = world.replica_set_writes()
     code, out, err = plugin("import", "checkout", "--dry-run")
     assert code == 0, err
     assert f"adopt ReplicaSet checkout-{STABLE_HASH} as server group revision 2 (stable" in out
     assert f"adopt ReplicaSet checkout-{OLD_HASH} as server group revision 1 (old" in out
     assert f"Service checkout: selector {ARGO_HASH}={STABLE_HASH}" in out
     assert world.rest.get(ROLLOUTS.url(world.ns, "checkout")) is None
-    after = {n: rs["metadata"]["resourceVersion"] for n, rs in world.replica_sets().items()}
+    after = world.replica_set_writes()
     assert after == sets_before
     assert ARGO_HASH in world.selector("checkout")
 
@@ -306,14 +321,14 @@ def test_an_argo_rollout_mid_canary_is_refused_and_left_alone(
     operator: OperatorProcess, world: ArgoWorld, plugin: Any
 ) -> None:
     world.lay_out(mid_canary=True)
-    sets_before = {n: rs["metadata"]["resourceVersion"] for n, rs in world.replica_sets().items()}
+    sets_before = world.replica_set_writes()
     code, _out, err = plugin("import", "checkout")
     assert code == 1
     assert "in the middle of an update" in err
     assert "status.currentPodHash" in err
     assert "Traceback" not in err
     assert world.rest.get(ROLLOUTS.url(world.ns, "checkout")) is None
-    after = {n: rs["metadata"]["resourceVersion"] for n, rs in world.replica_sets().items()}
+    after = world.replica_set_writes()
     assert after == sets_before
 
 

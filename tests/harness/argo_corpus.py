@@ -60,6 +60,11 @@ HERDSMAN_REFUSES: dict[str, str] = {
     # condition only when it measures, so every measurement would be an Error. Lint says so now.
     "docs__analysis__graphite.md__L5.yaml#0": "spec.metrics[0].successCondition",
     "test__e2e__step-plugin__disabled-rollout.yaml#0": "spec.strategy.canary.steps[0].plugin",
+    # 57 characters: a Rollout's name is at most 48, since `<name>-v1000-baseline` is a label
+    # value (at most 63). Argo has no such limit; hashing long names into labels is issue 11.
+    "test__e2e__istio__istio-subset-split-in-stable-downscale-after-canary-abort.yaml#3": (
+        "metadata.name"
+    ),
     "test__e2e__step-plugin__invalid-rollout.yaml#0": "spec.strategy.canary.steps[0].plugin",
 }
 

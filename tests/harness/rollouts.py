@@ -118,6 +118,23 @@ class Rollouts:
             for n, rs in self.groups(name).items()
         }
 
+    def settled_sizes(
+        self, name: str = "checkout", timeout: float = 30.0
+    ) -> dict[str, tuple[int, int]]:
+        """`sizes()` once every group has as many pods available as it asks for.
+
+        A phase can be reached while a group's status still counts pods that are going away;
+        a snapshot taken then would differ from the same, unchanged world a second later.
+        """
+        return wait_until(
+            lambda: (lambda s: s if all(want == have for want, have in s.values()) else None)(
+                self.sizes(name)
+            ),
+            timeout=timeout,
+            what="every server group settled",
+            describe=lambda: str(self.sizes(name)),
+        )
+
     def pods(self, name: str = "checkout") -> list[dict[str, Any]]:
         return self.rest.list(PODS.url(self.ns), labels=f"{LABEL_ROLLOUT}={name}")
 

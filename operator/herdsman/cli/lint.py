@@ -156,7 +156,7 @@ def lint_object(obj: dict[str, Any], *, number: int = 1, source: str = "<object>
     body = {k: v for k, v in obj.items() if k != "status"}
     defaulted, errors, doc.rules_checked = validate(body, schema)
     doc.body = defaulted
-    doc.errors.extend(_metadata_errors(meta or {}))
+    doc.errors.extend(_metadata_errors(meta or {}, crd.max_name_length))
     doc.errors.extend(errors)
     if not doc.errors and kind in ANALYSIS_KINDS:
         spec = defaulted.get("spec")
@@ -195,7 +195,7 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _metadata_errors(meta: dict[str, Any]) -> list[FieldError]:
+def _metadata_errors(meta: dict[str, Any], max_length: int | None = None) -> list[FieldError]:
     name = meta.get("name")
     if not name:
         if meta.get("generateName"):
@@ -209,6 +209,13 @@ def _metadata_errors(meta: dict[str, Any]) -> list[FieldError]:
                 "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
                 "characters, '-' or '.', and must start and end with an alphanumeric character",
                 f'"{name}"',
+            )
+        ]
+    if max_length is not None and len(name) > max_length:
+        # The CRD's own limit (a Rollout's name ends up in its server groups' label values).
+        return [
+            FieldError(
+                "metadata.name", "Too long", f"may not be more than {max_length} bytes", f'"{name}"'
             )
         ]
     return []
