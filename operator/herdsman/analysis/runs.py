@@ -99,14 +99,18 @@ def build_run(
     labels: Mapping[str, str] | None = None,
     owner_references: Sequence[Mapping[str, Any]] = (),
     rollout: Mapping[str, Any] | None = None,
+    pod_hashes: Mapping[str, str | None] | None = None,
+    annotations: Mapping[str, str] | None = None,
 ) -> AnalysisRun:
     """An AnalysisRun measuring every metric of `templates` with `args` for `context`.
 
     Metrics are merged in template order; a metric name used twice is an error. Template
     arguments are merged by name (conflicting defaults are an error) and `args` override them;
     an argument no template declares, or one left without a value, is an error. A `fieldRef`
-    argument is resolved from `rollout` (the Rollout as the API server returned it); a
-    `secretKeyRef` stays a reference.
+    argument is resolved from `rollout` (the Rollout as the API server returned it), a
+    `podTemplateHashValue` from `pod_hashes` ("Stable" and "Latest": the pod-template hashes of
+    the stable and the new server group); a `secretKeyRef` stays a reference. Every argument
+    is resolved here, once: the run holds literal values, as Argo's does.
     """
     if not templates:
         raise RunBuildError("an analysis run needs at least one template")
@@ -142,7 +146,7 @@ def build_run(
     for given in args:
         if given.name not in declared:
             raise RunBuildError(f"argument {given.name!r} is not declared by any template")
-        declared[given.name] = _run_argument(given, rollout)
+        declared[given.name] = _run_argument(given, rollout, pod_hashes or {})
     missing = [arg.name for arg in declared.values() if _argument_value(arg) is None]
     if missing:
         raise RunBuildError(f"arguments without a value: {', '.join(sorted(missing))}")
@@ -155,7 +159,12 @@ def build_run(
     unknown = [r.metric_name for r in retention if r.metric_name not in ("*", *origin)]
     if unknown:
         raise RunBuildError(f"measurementRetention names unknown metrics: {', '.join(unknown)}")
-    meta = ObjectMeta(name=name, namespace=context.namespace, labels=dict(labels or {}))
+    meta = ObjectMeta(
+        name=name,
+        namespace=context.namespace,
+        labels=dict(labels or {}),
+        annotations=dict(annotations or {}),
+    )
     if owner_references:
         meta = ObjectMeta.model_validate(
             {
@@ -299,7 +308,9 @@ def _argument_value(arg: Argument) -> object | None:
 
 
 def _run_argument(
-    given: AnalysisRunArgument | Argument, rollout: Mapping[str, Any] | None
+    given: AnalysisRunArgument | Argument,
+    rollout: Mapping[str, Any] | None,
+    pod_hashes: Mapping[str, str | None],
 ) -> Argument:
     if given.value is not None:
         return Argument(name=given.name, value=given.value)
@@ -310,12 +321,26 @@ def _run_argument(
         return Argument(
             name=given.name, value_from=ArgumentValueFrom(secret_key_ref=source.secret_key_ref)
         )
+    which = getattr(source, "pod_template_hash_value", None)
+    if which is not None:
+        value = pod_hashes.get(which)
+        if not value:
+            # Argo would pass an empty string; a query for an empty hash matches nothing and
+            # reads as "no data", so Herdsman says what is missing instead.
+            raise RunBuildError(
+                f"argument {given.name!r}: valueFrom.podTemplateHashValue {which}: "
+                f"no {which.lower()} server group to read the hash from"
+            )
+        return Argument(name=given.name, value=value)
     field_ref = getattr(source, "field_ref", None)
     if field_ref is None:
         raise RunBuildError(f"argument {given.name!r}: valueFrom names no source")
     if rollout is None:
         raise RunBuildError(f"argument {given.name!r} uses fieldRef, but no rollout was given")
-    return Argument(name=given.name, value=field_value(rollout, field_ref.field_path))
+    try:
+        return Argument(name=given.name, value=field_value(rollout, field_ref.field_path))
+    except RunBuildError as err:
+        raise RunBuildError(f"argument {given.name!r}: valueFrom.{err}") from None
 
 
 def field_value(obj: Mapping[str, Any], path: str) -> str:

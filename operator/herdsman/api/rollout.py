@@ -179,11 +179,18 @@ class FieldRef(ApiModel):
 
 class ArgumentValueFrom(ApiModel):
     model_config = ConfigDict(
-        json_schema_extra=validations(exactly_one(["secretKeyRef", "fieldRef"], "valueFrom"))
+        json_schema_extra=validations(
+            exactly_one(["secretKeyRef", "fieldRef", "podTemplateHashValue"], "valueFrom")
+        )
     )
 
     secret_key_ref: SecretKeyRef | None = None
     field_ref: FieldRef | None = None
+    pod_template_hash_value: Literal["Stable", "Latest"] | None = Field(
+        None,
+        description="The pod-template hash (label herdsman.dev/pod-template-hash) of the stable "
+        "(Stable) or the new (Latest) server group, read when the AnalysisRun is created.",
+    )
 
 
 class AnalysisRunArgument(ApiModel):
