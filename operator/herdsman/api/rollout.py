@@ -216,6 +216,19 @@ class DryRunMetric(ApiModel):
     metric_name: ShortName
 
 
+class AnalysisRunMetadata(ApiModel):
+    """Labels and annotations put on the AnalysisRuns an analysis creates (Argo's field).
+    Herdsman's own labels (herdsman.dev/*, app.kubernetes.io/managed-by) win over these: the
+    operator finds its runs by them."""
+
+    labels: dict[str, Annotated[LabelValue, Field(pattern=LABEL_VALUE)]] = Field(
+        default_factory=dict, json_schema_extra={"maxProperties": MAX_LIST}
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict, json_schema_extra={"maxProperties": MAX_LIST}
+    )
+
+
 class RolloutAnalysis(ApiModel):
     """Analysis templates to run together as one AnalysisRun."""
 
@@ -225,6 +238,9 @@ class RolloutAnalysis(ApiModel):
         default_factory=list,
         max_length=MAX_LIST,
         description="Metrics measured and reported but never failing the run.",
+    )
+    analysis_run_metadata: AnalysisRunMetadata | None = Field(
+        None, description="Labels and annotations for the AnalysisRuns this analysis creates."
     )
 
 

@@ -205,8 +205,14 @@ class Analysis:
     async def build(
         self, rollout: Rollout, request: NewAnalysisRun, observed: Observed
     ) -> dict[str, Any]:
-        """The AnalysisRun object for an engine request (a RunBuilder for the Applier)."""
+        """The AnalysisRun object for an engine request (a RunBuilder for the Applier).
+
+        Labels as Argo sets them: the analysis's `analysisRunMetadata.labels`, then the
+        rollout's selector labels; Herdsman's own labels last, since runs are found by them."""
+        extra = request.analysis.analysis_run_metadata
         labels = {
+            **(extra.labels if extra else {}),
+            **rollout.spec.match_labels,
             LABEL_ROLLOUT: rollout.metadata.name,
             LABEL_REVISION: str(request.revision),
             LABEL_ANALYSIS_KIND: request.kind,
@@ -232,6 +238,7 @@ class Analysis:
                 owner_references=[owner_reference(rollout)],
                 rollout=observed.body,
                 pod_hashes=pod_hashes(rollout, request, observed),
+                annotations=extra.annotations if extra else None,
             )
         except runs.RunBuildError as err:
             # Checked by problems() before any run starts; what changed since (the stable
@@ -240,6 +247,7 @@ class Analysis:
             return self._errored(templates, context, request.name, labels, rollout, str(err))
         wire = run.to_wire()
         wire["kind"] = "AnalysisRun"
+        wire.pop("status", None)  # the first measuring pass writes it
         return wire
 
     @staticmethod
