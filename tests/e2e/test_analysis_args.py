@@ -163,3 +163,66 @@ def test_a_field_ref_to_a_missing_label_is_an_invalid_spec_naming_the_argument(
     )
     assert job_args(rollouts) == ["team=search"]
     rollouts.wait_healthy("checkout-v002", timeout=90)
+
+
+def condition_template(rollouts: Rollouts, condition: str, *, create: bool) -> None:
+    body: dict[str, Any] = {
+        "apiVersion": "herdsman.dev/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": {"name": "health"},
+        "spec": {
+            "metrics": [
+                {
+                    "name": "health",
+                    "successCondition": condition,
+                    "provider": {"web": {"url": "http://127.0.0.1:9/health", "jsonPath": "{$.ok}"}},
+                }
+            ]
+        },
+    }
+    if create:
+        rollouts.rest.create(ANALYSIS_TEMPLATES.url(rollouts.ns), body)
+    else:
+        rollouts.rest.patch(ANALYSIS_TEMPLATES.url(rollouts.ns, "health"), {"spec": body["spec"]})
+
+
+def test_a_condition_that_does_not_compile_is_an_invalid_spec_naming_the_field(
+    operator: OperatorProcess, rollouts: Rollouts
+) -> None:
+    condition_template(rollouts, "result == true", create=True)
+    manifest = rollout(
+        steps=[
+            {"setWeight": 20},
+            {"analysis": {"templates": [{"templateName": "health"}]}},
+            {"setWeight": 50},
+        ]
+    )
+    rollouts.create(manifest)
+    rollouts.wait_healthy("checkout-v001")
+    # The template is edited into one whose condition cannot compile (the API server cannot
+    # tell: a condition is a string to it), then a release starts.
+    condition_template(rollouts, "result[0] >= ", create=False)
+    rollouts.set_image(IMAGE_V2)
+    status = rollouts.wait(
+        lambda s: "InvalidSpec" in (s.get("message") or ""), timeout=30, what="InvalidSpec"
+    )
+    message = status["message"]
+    assert "AnalysisTemplate health: spec.metrics[0].successCondition" in message, message
+    conditions = {c["type"]: c for c in status.get("conditions") or []}
+    assert conditions["InvalidSpec"]["status"] == "True"
+    # Nothing running was touched: no new group, no run; stable serves everything.
+    assert set(rollouts.groups()) == {"checkout-v001"}
+    assert rollouts.sizes()["checkout-v001"] == (10, 10)
+    assert not rollouts.rest.list(ANALYSIS_RUNS.url(rollouts.ns))
+    assert rollouts.selector("checkout")["herdsman.dev/server-group"] == "checkout-v001"
+
+    # Fixed, the release goes on (the run starts and measures; the URL answers nothing, so
+    # it errs, which pauses the rollout rather than promoting it).
+    condition_template(rollouts, "result == true", create=False)
+    rollouts.wait(
+        lambda s: (
+            "InvalidSpec" not in (s.get("message") or "") and "checkout-v002" in rollouts.groups()
+        ),
+        timeout=60,
+        what="the release resumed",
+    )
