@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 
+from herdsman.analysis.runs import retention_limit
+from herdsman.api.analysis import AnalysisRun
 from herdsman.api.rollout import Rollout, RolloutAnalysis
-from herdsman.cluster.analysis import Analysis
+from herdsman.cli.lint import lint_object
+from herdsman.cluster.analysis import Analysis, problems
 from herdsman.cluster.budget import AccessPolicy
 from herdsman.cluster.observe import Observed
 from herdsman.engine.world import NewAnalysisRun, ServerGroup, World
@@ -113,3 +116,161 @@ def test_an_argument_that_cannot_be_resolved_makes_an_error_run_naming_it() -> N
     assert "podTemplateHashValue Stable" in run["status"]["message"]
     assert run["spec"]["terminate"] is True
     assert run["metadata"]["ownerReferences"][0]["uid"] == "u1"
+
+
+# --- the rollout's own measurementRetention and dryRun (Argo's RolloutAnalysis fields) ----------
+
+RETAINING_TEMPLATE: dict[str, Any] = {
+    **TEMPLATE,
+    "spec": {
+        **TEMPLATE["spec"],
+        "metrics": [
+            *TEMPLATE["spec"]["metrics"],
+            {"name": "n", "provider": {"web": {"url": "http://x/n"}}},
+        ],
+        "measurementRetention": [{"metricName": "n", "limit": 7}],
+        "dryRun": [{"metricName": "n"}],
+    },
+}
+
+
+def build_with(analysis: dict[str, Any], template: dict[str, Any]) -> dict[str, Any]:
+    rollout = Rollout.from_body(BODY)
+    request = NewAnalysisRun(
+        name="checkout-v002-step1-a0",
+        kind="step",
+        revision=2,
+        step_index=1,
+        attempt=0,
+        analysis=RolloutAnalysis.model_validate(analysis),
+        groups={"canary": "checkout-v002", "stable": "checkout-v001"},
+    )
+    observed = Observed(world=World(groups=GROUPS), templates={("t", False): template}, body=BODY)
+    layer = Analysis(kube=None, policy=AccessPolicy())  # type: ignore[arg-type]
+    return asyncio.run(layer.build(rollout, request, observed))
+
+
+def test_rollout_measurement_retention_and_dry_run_come_first_in_the_run() -> None:
+    run = build_with(
+        {
+            "templates": [{"templateName": "t"}],
+            "args": ARGS,
+            "measurementRetention": [{"metricName": "m", "limit": 3}],
+            "dryRun": [{"metricName": "m"}],
+        },
+        RETAINING_TEMPLATE,
+    )
+    assert run["spec"]["measurementRetention"] == [
+        {"metricName": "m", "limit": 3},
+        {"metricName": "n", "limit": 7},
+    ]
+    assert run["spec"]["dryRun"] == [{"metricName": "m"}, {"metricName": "n"}]
+    built = AnalysisRun.model_validate(run)
+    assert retention_limit(built, "m") == 3
+    assert retention_limit(built, "n") == 7
+
+
+def test_a_rollout_wildcard_retention_covers_every_metric() -> None:
+    run = build_with(
+        {
+            "templates": [{"templateName": "t"}],
+            "args": ARGS,
+            "measurementRetention": [{"metricName": "*", "limit": 2}],
+        },
+        TEMPLATE,
+    )
+    assert retention_limit(AnalysisRun.model_validate(run), "m") == 2
+
+
+@pytest.mark.parametrize("field", ["measurementRetention", "dryRun"])
+def test_a_metric_named_by_both_the_rollout_and_the_template_is_an_error_run(field: str) -> None:
+    rule: dict[str, Any] = {"metricName": "n"}
+    if field == "measurementRetention":
+        rule["limit"] = 1
+    run = build_with(
+        {"templates": [{"templateName": "t"}], "args": ARGS, field: [rule]},
+        RETAINING_TEMPLATE,
+    )
+    assert run["status"]["phase"] == "Error"
+    assert f"{field}: two rules name metric 'n'" in run["status"]["message"]
+
+
+@pytest.mark.parametrize("field", ["measurementRetention", "dryRun"])
+def test_a_rule_for_a_metric_no_template_defines_is_invalid_spec(field: str) -> None:
+    rule: dict[str, Any] = {"metricName": "nope"}
+    if field == "measurementRetention":
+        rule["limit"] = 1
+    body = {
+        **BODY,
+        "spec": {
+            **BODY["spec"],
+            "strategy": {
+                "canary": {
+                    "steps": [
+                        {
+                            "analysis": {
+                                "templates": [{"templateName": "t"}],
+                                "args": ARGS,
+                                field: [rule],
+                            }
+                        }
+                    ]
+                }
+            },
+        },
+    }
+    rollout = Rollout.from_body(body)
+    observed = Observed(world=World(groups=GROUPS), templates={("t", False): TEMPLATE}, body=body)
+    found = problems(rollout, observed, body)
+    assert any(f"{field} names unknown metrics: nope" in p for p in found), found
+
+
+def rollout_doc(analysis_extra: dict[str, Any]) -> dict[str, Any]:
+    doc = {k: v for k, v in BODY.items() if k != "metadata"}
+    doc["metadata"] = {"name": "checkout"}
+    doc["spec"] = {
+        **BODY["spec"],
+        "strategy": {
+            "canary": {
+                "steps": [{"analysis": {"templates": [{"templateName": "t"}], **analysis_extra}}]
+            }
+        },
+    }
+    return doc
+
+
+def test_lint_accepts_a_rollout_measurement_retention() -> None:
+    doc = lint_object(rollout_doc({"measurementRetention": [{"metricName": "m", "limit": 5}]}))
+    assert doc.errors == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "path", "reason"),
+    [
+        (
+            {"measurementRetention": [{"metricName": "m", "limit": -1}]},
+            "spec.strategy.canary.steps[0].analysis.measurementRetention[0].limit",
+            "Invalid value",
+        ),
+        (
+            {
+                "measurementRetention": [
+                    {"metricName": "m", "limit": 1},
+                    {"metricName": "m", "limit": 2},
+                ]
+            },
+            "spec.strategy.canary.steps[0].analysis.measurementRetention[1]",
+            "Duplicate value",
+        ),
+        (
+            {"dryRun": [{"metricName": "m"}, {"metricName": "m"}]},
+            "spec.strategy.canary.steps[0].analysis.dryRun[1]",
+            "Duplicate value",
+        ),
+    ],
+)
+def test_lint_refuses_bad_rollout_rules_naming_the_field(
+    extra: dict[str, Any], path: str, reason: str
+) -> None:
+    doc = lint_object(rollout_doc(extra))
+    assert [(e.path, e.kind) for e in doc.errors] == [(path, reason)], doc.errors

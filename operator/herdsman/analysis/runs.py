@@ -36,7 +36,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import ValidationError
 from pydantic.alias_generators import to_snake
@@ -56,7 +56,6 @@ from herdsman.api.analysis import (
     InProgress,
     Measurement,
     MeasurementPhase,
-    MeasurementRetention,
     Metric,
     MetricResult,
     RunSummary,
@@ -71,7 +70,12 @@ from herdsman.api.judge import (
     ScoreResult,
     ScoringSpec,
 )
-from herdsman.api.rollout import AnalysisRunArgument, AnalysisTemplateRef, DryRunMetric
+from herdsman.api.rollout import (
+    AnalysisRunArgument,
+    AnalysisTemplateRef,
+    DryRunMetric,
+    MeasurementRetention,
+)
 
 ERROR_RETRY = timedelta(seconds=10)
 IN_PROGRESS_POLL = timedelta(seconds=2)
@@ -96,6 +100,7 @@ def build_run(
     *,
     name: str,
     dry_run: Sequence[DryRunMetric] = (),
+    measurement_retention: Sequence[MeasurementRetention] = (),
     labels: Mapping[str, str] | None = None,
     owner_references: Sequence[Mapping[str, Any]] = (),
     rollout: Mapping[str, Any] | None = None,
@@ -111,6 +116,10 @@ def build_run(
     `podTemplateHashValue` from `pod_hashes` ("Stable" and "Latest": the pod-template hashes of
     the stable and the new server group); a `secretKeyRef` stays a reference. Every argument
     is resolved here, once: the run holds literal values, as Argo's does.
+
+    `dry_run` and `measurement_retention` (the rollout's or experiment's own rules) come first,
+    then the templates'; as in Argo, two rules naming one metric are an error, and so is a rule
+    naming a metric no template defines.
     """
     if not templates:
         raise RunBuildError("an analysis run needs at least one template")
@@ -150,15 +159,13 @@ def build_run(
     missing = [arg.name for arg in declared.values() if _argument_value(arg) is None]
     if missing:
         raise RunBuildError(f"arguments without a value: {', '.join(sorted(missing))}")
-    dry = _dedupe([*template_dry_run, *dry_run])
-    unknown = [d.metric_name for d in dry if d.metric_name != "*" and d.metric_name not in origin]
-    if unknown:
-        raise RunBuildError(f"dryRun names unknown metrics: {', '.join(unknown)}")
+    dry = _rules("dryRun", [*dry_run, *template_dry_run], origin)
     metrics = [_resolved(metric, declared) for metric in metrics]
-    retention = _retention([r for t in templates for r in t.spec.measurement_retention])
-    unknown = [r.metric_name for r in retention if r.metric_name not in ("*", *origin)]
-    if unknown:
-        raise RunBuildError(f"measurementRetention names unknown metrics: {', '.join(unknown)}")
+    retention = _rules(
+        "measurementRetention",
+        [*measurement_retention, *(r for t in templates for r in t.spec.measurement_retention)],
+        origin,
+    )
     meta = ObjectMeta(
         name=name,
         namespace=context.namespace,
@@ -251,11 +258,21 @@ def _first_lines(err: Exception) -> list[str]:
     return [str(err)]
 
 
-def _retention(entries: Sequence[MeasurementRetention]) -> list[MeasurementRetention]:
-    seen: dict[str, MeasurementRetention] = {}
+_Rule = TypeVar("_Rule", DryRunMetric, MeasurementRetention)
+
+
+def _rules(field: str, entries: Sequence[_Rule], metrics: Mapping[str, str]) -> list[_Rule]:
+    """`entries` (dryRun or measurementRetention rules) checked as Argo checks them when it
+    builds a run: one rule per metric name, and each naming a metric of the run ('*': all)."""
+    seen: set[str] = set()
     for entry in entries:
-        seen.setdefault(entry.metric_name, entry)
-    return list(seen.values())
+        if entry.metric_name in seen:
+            raise RunBuildError(f"{field}: two rules name metric {entry.metric_name!r}")
+        seen.add(entry.metric_name)
+    unknown = [e.metric_name for e in entries if e.metric_name not in ("*", *metrics)]
+    if unknown:
+        raise RunBuildError(f"{field} names unknown metrics: {', '.join(unknown)}")
+    return [entry.model_copy() for entry in entries]
 
 
 def retention_limit(run: AnalysisRun, metric: str) -> int:
@@ -396,13 +413,6 @@ def _path_parts(path: str) -> list[str | int]:
     if not parts:
         raise RunBuildError("fieldRef: empty path")
     return parts
-
-
-def _dedupe(entries: Sequence[DryRunMetric]) -> list[DryRunMetric]:
-    seen: dict[str, DryRunMetric] = {}
-    for entry in entries:
-        seen.setdefault(entry.metric_name, entry)
-    return list(seen.values())
 
 
 # --- scheduling -----------------------------------------------------------------------------------

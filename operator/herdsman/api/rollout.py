@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema
+from pydantic.config import JsonDict
 
 from herdsman.api.base import (
     API_VERSION,
@@ -216,6 +217,21 @@ class DryRunMetric(ApiModel):
     metric_name: ShortName
 
 
+class MeasurementRetention(ApiModel):
+    """How many measurements of a metric the run's status keeps ('*': every metric)."""
+
+    metric_name: ShortName
+    limit: int = Field(..., ge=1, le=1000)
+
+
+# Argo's controller refuses two rules for one metric name when it builds the run; as a list-map
+# the API server (and lint) refuse them at once, naming the entry.
+_BY_METRIC_NAME: JsonDict = {
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["metricName"],
+}
+
+
 class AnalysisRunMetadata(ApiModel):
     """Labels and annotations put on the AnalysisRuns an analysis creates (Argo's field).
     Herdsman's own labels (herdsman.dev/*, app.kubernetes.io/managed-by) win over these: the
@@ -237,7 +253,16 @@ class RolloutAnalysis(ApiModel):
     dry_run: list[DryRunMetric] = Field(
         default_factory=list,
         max_length=MAX_LIST,
-        description="Metrics measured and reported but never failing the run.",
+        description="Metrics measured and reported but never failing the run; added to the "
+        "templates' dryRun (a metric named twice is an error, as in Argo).",
+        json_schema_extra=_BY_METRIC_NAME,
+    )
+    measurement_retention: list[MeasurementRetention] = Field(
+        default_factory=list,
+        max_length=MAX_LIST,
+        description="Measurements the run's status keeps per metric; added to the templates' "
+        "measurementRetention (a metric named twice is an error, as in Argo).",
+        json_schema_extra=_BY_METRIC_NAME,
     )
     analysis_run_metadata: AnalysisRunMetadata | None = Field(
         None, description="Labels and annotations for the AnalysisRuns this analysis creates."

@@ -185,6 +185,7 @@ def problems(rollout: Rollout, observed: Observed, body: dict[str, Any]) -> list
                 context,
                 name="trial",
                 dry_run=analysis.dry_run,
+                measurement_retention=analysis.measurement_retention,
                 rollout=body,
                 pod_hashes={"Stable": "x", "Latest": "x"},
             )
@@ -234,6 +235,7 @@ class Analysis:
                 context,
                 name=request.name,
                 dry_run=request.analysis.dry_run,
+                measurement_retention=request.analysis.measurement_retention,
                 labels=labels,
                 owner_references=[owner_reference(rollout)],
                 rollout=observed.body,
