@@ -46,7 +46,8 @@ up_kwok() {
     mkdir -p "$state"
     log "starting kube-apiserver, etcd, controller-manager, scheduler and kwok from $bin"
     ( close_inherited_fds
-    "$bin/kwokctl" create cluster --name "$name" --runtime binary \
+    # kwok-stages.yaml: KWOK's default stages plus one that fails Job pods on request.
+    "$bin/kwokctl" --config "$here/kwok-stages.yaml" create cluster --name "$name" --runtime binary \
       --kube-apiserver-binary "$bin/kube-apiserver" \
       --kube-controller-manager-binary "$bin/kube-controller-manager" \
       --kube-scheduler-binary "$bin/kube-scheduler" \

@@ -270,6 +270,38 @@ CASES = [
             }
         ),
     ),
+    Case(
+        "a podTemplateHashValue that is neither Stable nor Latest",
+        f"{CANARY}.steps[0].analysis.args[0].valueFrom.podTemplateHashValue",
+        steps(
+            {
+                "analysis": {
+                    "templates": [{"templateName": "errors"}],
+                    "args": [{"name": "h", "valueFrom": {"podTemplateHashValue": "Canary"}}],
+                }
+            }
+        ),
+    ),
+    Case(
+        "an analysis argument with two sources",
+        f"{CANARY}.steps[0].analysis.args[0].valueFrom",
+        steps(
+            {
+                "analysis": {
+                    "templates": [{"templateName": "errors"}],
+                    "args": [
+                        {
+                            "name": "h",
+                            "valueFrom": {
+                                "podTemplateHashValue": "Stable",
+                                "fieldRef": {"fieldPath": "metadata.name"},
+                            },
+                        }
+                    ],
+                }
+            }
+        ),
+    ),
     Case("too many steps", f"{CANARY}.steps", steps(*[{"setWeight": 1}] * 65)),
     Case(
         "revisionHistoryLimit over 100",

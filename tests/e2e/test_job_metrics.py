@@ -1,9 +1,10 @@
 """The Job metric provider on the real control plane: the real Job controller decides each Job's
 outcome, the rollout acts on it, and the run's Jobs are gone once it ends.
 
-KWOK's default pod stages complete a Job's pods with exit code 0, so a plain Job succeeds. The
-failing Job cannot be scheduled (its nodeSelector matches no node) and its activeDeadlineSeconds
-runs out: the Job controller marks it Failed (DeadlineExceeded), a genuine Job failure.
+KWOK plays the kubelet with the stages in tests/cluster/kwok-stages.yaml: a Job's pod runs,
+then exits 0 (pod-complete), or, when its template carries the annotation
+`kwok.herdsman.dev/exit-code`, exits with that code (pod-fail). The Job controller then decides
+the Job's outcome from the pod as it would on a real node; no test touches any status.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from herdsman.cluster.kube import ANALYSIS_RUNS, ANALYSIS_TEMPLATES
 pytestmark = pytest.mark.e2e
 
 JOBS = "/apis/batch/v1/namespaces/{ns}/jobs"
+PODS = "/api/v1/namespaces/{ns}/pods"
+EXIT_CODE = "kwok.herdsman.dev/exit-code"
 
 
 def job_template(rollouts: Rollouts, name: str, *, fail: bool) -> None:
@@ -28,10 +31,11 @@ def job_template(rollouts: Rollouts, name: str, *, fail: bool) -> None:
         "containers": [{"name": "check", "image": "busybox", "command": ["true"]}],
         "restartPolicy": "Never",
     }
-    job_spec: dict[str, Any] = {"backoffLimit": 0, "template": {"spec": pod_spec}}
+    pod_template: dict[str, Any] = {"spec": pod_spec}
     if fail:
-        pod_spec["nodeSelector"] = {"herdsman.dev/no-such-node": "true"}
-        job_spec["activeDeadlineSeconds"] = 2
+        # Read by KWOK's pod-fail stage: the container exits 3.
+        pod_template["metadata"] = {"annotations": {EXIT_CODE: "3"}}
+    job_spec: dict[str, Any] = {"backoffLimit": 0, "template": pod_template}
     body = {
         "apiVersion": "herdsman.dev/v1alpha1",
         "kind": "AnalysisTemplate",
@@ -128,6 +132,16 @@ def test_a_job_that_fails_aborts_the_rollout_and_its_job_is_deleted(
 ) -> None:
     job_template(rollouts, "smoke-job", fail=True)
     start(rollouts, "smoke-job")
+    failed: list[dict[str, Any]] = []
+
+    def pod_failed(_: Any) -> bool:
+        pods = rollouts.rest.list(PODS.format(ns=rollouts.ns), labels="job-name")
+        failed.extend(p for p in pods if (p.get("status") or {}).get("phase") == "Failed")
+        return bool(failed)
+
+    rollouts.wait(pod_failed, timeout=60, what="the Job's pod failed")
+    terminated = failed[0]["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["exitCode"] == 3, terminated
 
     status = rollouts.wait_phase("Degraded", timeout=90)
     assert "smoke" in status["message"]
@@ -137,5 +151,6 @@ def test_a_job_that_fails_aborts_the_rollout_and_its_job_is_deleted(
     assert run["status"]["phase"] == "Failed"
     measurement = run["status"]["metricResults"][0]["measurements"][0]
     assert measurement["phase"] == "Failed"
-    assert "DeadlineExceeded" in measurement["message"]
+    # backoffLimit 0 and one pod that exited non-zero: the Job controller's own verdict.
+    assert "BackoffLimitExceeded" in measurement["message"], measurement
     rollouts.wait(lambda _: not jobs(rollouts), timeout=30, what="the run's Jobs deleted")

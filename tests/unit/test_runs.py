@@ -177,6 +177,47 @@ def test_secret_arguments_stay_references_and_field_refs_are_resolved() -> None:
         field_value(rollout, "metadata.nope")
 
 
+def hash_arg(name: str, which: str) -> AnalysisRunArgument:
+    return AnalysisRunArgument.model_validate(
+        {"name": name, "valueFrom": {"podTemplateHashValue": which}}
+    )
+
+
+def test_pod_template_hash_arguments_are_the_stable_and_latest_groups_hashes() -> None:
+    declared = template(metric("m"), args=[{"name": "stable"}, {"name": "latest"}])
+    run = build_run(
+        [declared],
+        [hash_arg("stable", "Stable"), hash_arg("latest", "Latest")],
+        CONTEXT,
+        name="r",
+        pod_hashes={"Stable": "abc123", "Latest": "def456"},
+    )
+    assert {a.name: a.value for a in run.spec.args} == {"stable": "abc123", "latest": "def456"}
+    # A literal value in the run, as in Argo: the run does not change if the groups do.
+    assert all(a.value_from is None for a in run.spec.args)
+
+
+def test_a_pod_template_hash_with_no_group_behind_it_is_an_error_naming_the_argument() -> None:
+    declared = template(metric("m"), args=[{"name": "stable"}])
+    with pytest.raises(RunBuildError, match=r"argument 'stable'.*podTemplateHashValue Stable"):
+        build_run(
+            [declared],
+            [hash_arg("stable", "Stable")],
+            CONTEXT,
+            name="r",
+            pod_hashes={"Stable": None, "Latest": "def456"},
+        )
+
+
+def test_a_field_ref_to_a_missing_field_is_an_error_naming_the_argument() -> None:
+    declared = template(metric("m"), args=[{"name": "team"}])
+    given = AnalysisRunArgument.model_validate(
+        {"name": "team", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['team']"}}}
+    )
+    with pytest.raises(RunBuildError, match=r"argument 'team': valueFrom.fieldRef .*'team'"):
+        build_run([declared], [given], CONTEXT, name="r", rollout={"metadata": {"labels": {}}})
+
+
 def test_dry_run_must_name_existing_metrics() -> None:
     with pytest.raises(RunBuildError, match="unknown metrics: ghost"):
         build_run(

@@ -36,7 +36,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import ValidationError
 from pydantic.alias_generators import to_snake
@@ -56,7 +56,6 @@ from herdsman.api.analysis import (
     InProgress,
     Measurement,
     MeasurementPhase,
-    MeasurementRetention,
     Metric,
     MetricResult,
     RunSummary,
@@ -71,7 +70,12 @@ from herdsman.api.judge import (
     ScoreResult,
     ScoringSpec,
 )
-from herdsman.api.rollout import AnalysisRunArgument, AnalysisTemplateRef, DryRunMetric
+from herdsman.api.rollout import (
+    AnalysisRunArgument,
+    AnalysisTemplateRef,
+    DryRunMetric,
+    MeasurementRetention,
+)
 
 ERROR_RETRY = timedelta(seconds=10)
 IN_PROGRESS_POLL = timedelta(seconds=2)
@@ -96,17 +100,26 @@ def build_run(
     *,
     name: str,
     dry_run: Sequence[DryRunMetric] = (),
+    measurement_retention: Sequence[MeasurementRetention] = (),
     labels: Mapping[str, str] | None = None,
     owner_references: Sequence[Mapping[str, Any]] = (),
     rollout: Mapping[str, Any] | None = None,
+    pod_hashes: Mapping[str, str | None] | None = None,
+    annotations: Mapping[str, str] | None = None,
 ) -> AnalysisRun:
     """An AnalysisRun measuring every metric of `templates` with `args` for `context`.
 
     Metrics are merged in template order; a metric name used twice is an error. Template
     arguments are merged by name (conflicting defaults are an error) and `args` override them;
     an argument no template declares, or one left without a value, is an error. A `fieldRef`
-    argument is resolved from `rollout` (the Rollout as the API server returned it); a
-    `secretKeyRef` stays a reference.
+    argument is resolved from `rollout` (the Rollout as the API server returned it), a
+    `podTemplateHashValue` from `pod_hashes` ("Stable" and "Latest": the pod-template hashes of
+    the stable and the new server group); a `secretKeyRef` stays a reference. Every argument
+    is resolved here, once: the run holds literal values, as Argo's does.
+
+    `dry_run` and `measurement_retention` (the rollout's or experiment's own rules) come first,
+    then the templates'; as in Argo, two rules naming one metric are an error, and so is a rule
+    naming a metric no template defines.
     """
     if not templates:
         raise RunBuildError("an analysis run needs at least one template")
@@ -142,20 +155,23 @@ def build_run(
     for given in args:
         if given.name not in declared:
             raise RunBuildError(f"argument {given.name!r} is not declared by any template")
-        declared[given.name] = _run_argument(given, rollout)
+        declared[given.name] = _run_argument(given, rollout, pod_hashes or {})
     missing = [arg.name for arg in declared.values() if _argument_value(arg) is None]
     if missing:
         raise RunBuildError(f"arguments without a value: {', '.join(sorted(missing))}")
-    dry = _dedupe([*template_dry_run, *dry_run])
-    unknown = [d.metric_name for d in dry if d.metric_name != "*" and d.metric_name not in origin]
-    if unknown:
-        raise RunBuildError(f"dryRun names unknown metrics: {', '.join(unknown)}")
+    dry = _rules("dryRun", [*dry_run, *template_dry_run], origin)
     metrics = [_resolved(metric, declared) for metric in metrics]
-    retention = _retention([r for t in templates for r in t.spec.measurement_retention])
-    unknown = [r.metric_name for r in retention if r.metric_name not in ("*", *origin)]
-    if unknown:
-        raise RunBuildError(f"measurementRetention names unknown metrics: {', '.join(unknown)}")
-    meta = ObjectMeta(name=name, namespace=context.namespace, labels=dict(labels or {}))
+    retention = _rules(
+        "measurementRetention",
+        [*measurement_retention, *(r for t in templates for r in t.spec.measurement_retention)],
+        origin,
+    )
+    meta = ObjectMeta(
+        name=name,
+        namespace=context.namespace,
+        labels=dict(labels or {}),
+        annotations=dict(annotations or {}),
+    )
     if owner_references:
         meta = ObjectMeta.model_validate(
             {
@@ -242,11 +258,21 @@ def _first_lines(err: Exception) -> list[str]:
     return [str(err)]
 
 
-def _retention(entries: Sequence[MeasurementRetention]) -> list[MeasurementRetention]:
-    seen: dict[str, MeasurementRetention] = {}
+_Rule = TypeVar("_Rule", DryRunMetric, MeasurementRetention)
+
+
+def _rules(field: str, entries: Sequence[_Rule], metrics: Mapping[str, str]) -> list[_Rule]:
+    """`entries` (dryRun or measurementRetention rules) checked as Argo checks them when it
+    builds a run: one rule per metric name, and each naming a metric of the run ('*': all)."""
+    seen: set[str] = set()
     for entry in entries:
-        seen.setdefault(entry.metric_name, entry)
-    return list(seen.values())
+        if entry.metric_name in seen:
+            raise RunBuildError(f"{field}: two rules name metric {entry.metric_name!r}")
+        seen.add(entry.metric_name)
+    unknown = [e.metric_name for e in entries if e.metric_name not in ("*", *metrics)]
+    if unknown:
+        raise RunBuildError(f"{field} names unknown metrics: {', '.join(unknown)}")
+    return [entry.model_copy() for entry in entries]
 
 
 def retention_limit(run: AnalysisRun, metric: str) -> int:
@@ -299,7 +325,9 @@ def _argument_value(arg: Argument) -> object | None:
 
 
 def _run_argument(
-    given: AnalysisRunArgument | Argument, rollout: Mapping[str, Any] | None
+    given: AnalysisRunArgument | Argument,
+    rollout: Mapping[str, Any] | None,
+    pod_hashes: Mapping[str, str | None],
 ) -> Argument:
     if given.value is not None:
         return Argument(name=given.name, value=given.value)
@@ -310,12 +338,26 @@ def _run_argument(
         return Argument(
             name=given.name, value_from=ArgumentValueFrom(secret_key_ref=source.secret_key_ref)
         )
+    which = getattr(source, "pod_template_hash_value", None)
+    if which is not None:
+        value = pod_hashes.get(which)
+        if not value:
+            # Argo would pass an empty string; a query for an empty hash matches nothing and
+            # reads as "no data", so Herdsman says what is missing instead.
+            raise RunBuildError(
+                f"argument {given.name!r}: valueFrom.podTemplateHashValue {which}: "
+                f"no {which.lower()} server group to read the hash from"
+            )
+        return Argument(name=given.name, value=value)
     field_ref = getattr(source, "field_ref", None)
     if field_ref is None:
         raise RunBuildError(f"argument {given.name!r}: valueFrom names no source")
     if rollout is None:
         raise RunBuildError(f"argument {given.name!r} uses fieldRef, but no rollout was given")
-    return Argument(name=given.name, value=field_value(rollout, field_ref.field_path))
+    try:
+        return Argument(name=given.name, value=field_value(rollout, field_ref.field_path))
+    except RunBuildError as err:
+        raise RunBuildError(f"argument {given.name!r}: valueFrom.{err}") from None
 
 
 def field_value(obj: Mapping[str, Any], path: str) -> str:
@@ -371,13 +413,6 @@ def _path_parts(path: str) -> list[str | int]:
     if not parts:
         raise RunBuildError("fieldRef: empty path")
     return parts
-
-
-def _dedupe(entries: Sequence[DryRunMetric]) -> list[DryRunMetric]:
-    seen: dict[str, DryRunMetric] = {}
-    for entry in entries:
-        seen.setdefault(entry.metric_name, entry)
-    return list(seen.values())
 
 
 # --- scheduling -----------------------------------------------------------------------------------

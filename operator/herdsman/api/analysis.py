@@ -52,7 +52,12 @@ from herdsman.api.providers import (
     WebAuthentication,
     judged_query_rule,
 )
-from herdsman.api.rollout import AnalysisTemplateRef, DryRunMetric, SecretKeyRef
+from herdsman.api.rollout import (
+    AnalysisTemplateRef,
+    DryRunMetric,
+    MeasurementRetention,
+    SecretKeyRef,
+)
 
 MAX_METRICS = 32
 MAX_CONDITION = 4096
@@ -446,13 +451,6 @@ def _unique(list_field: str, key: str, what: str) -> dict[str, str]:
         f"{what} names must be unique",
         f".{list_field}",
     )
-
-
-class MeasurementRetention(ApiModel):
-    """How many measurements of a metric the run's status keeps ('*': every metric)."""
-
-    metric_name: ShortName
-    limit: int = Field(..., ge=1, le=1000)
 
 
 class AnalysisTemplateSpec(ApiModel):

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema
+from pydantic.config import JsonDict
 
 from herdsman.api.base import (
     API_VERSION,
@@ -179,11 +180,18 @@ class FieldRef(ApiModel):
 
 class ArgumentValueFrom(ApiModel):
     model_config = ConfigDict(
-        json_schema_extra=validations(exactly_one(["secretKeyRef", "fieldRef"], "valueFrom"))
+        json_schema_extra=validations(
+            exactly_one(["secretKeyRef", "fieldRef", "podTemplateHashValue"], "valueFrom")
+        )
     )
 
     secret_key_ref: SecretKeyRef | None = None
     field_ref: FieldRef | None = None
+    pod_template_hash_value: Literal["Stable", "Latest"] | None = Field(
+        None,
+        description="The pod-template hash (label herdsman.dev/pod-template-hash) of the stable "
+        "(Stable) or the new (Latest) server group, read when the AnalysisRun is created.",
+    )
 
 
 class AnalysisRunArgument(ApiModel):
@@ -209,6 +217,34 @@ class DryRunMetric(ApiModel):
     metric_name: ShortName
 
 
+class MeasurementRetention(ApiModel):
+    """How many measurements of a metric the run's status keeps ('*': every metric)."""
+
+    metric_name: ShortName
+    limit: int = Field(..., ge=1, le=1000)
+
+
+# Argo's controller refuses two rules for one metric name when it builds the run; as a list-map
+# the API server (and lint) refuse them at once, naming the entry.
+_BY_METRIC_NAME: JsonDict = {
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["metricName"],
+}
+
+
+class AnalysisRunMetadata(ApiModel):
+    """Labels and annotations put on the AnalysisRuns an analysis creates (Argo's field).
+    Herdsman's own labels (herdsman.dev/*, app.kubernetes.io/managed-by) win over these: the
+    operator finds its runs by them."""
+
+    labels: dict[str, Annotated[LabelValue, Field(pattern=LABEL_VALUE)]] = Field(
+        default_factory=dict, json_schema_extra={"maxProperties": MAX_LIST}
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict, json_schema_extra={"maxProperties": MAX_LIST}
+    )
+
+
 class RolloutAnalysis(ApiModel):
     """Analysis templates to run together as one AnalysisRun."""
 
@@ -217,7 +253,19 @@ class RolloutAnalysis(ApiModel):
     dry_run: list[DryRunMetric] = Field(
         default_factory=list,
         max_length=MAX_LIST,
-        description="Metrics measured and reported but never failing the run.",
+        description="Metrics measured and reported but never failing the run; added to the "
+        "templates' dryRun (a metric named twice is an error, as in Argo).",
+        json_schema_extra=_BY_METRIC_NAME,
+    )
+    measurement_retention: list[MeasurementRetention] = Field(
+        default_factory=list,
+        max_length=MAX_LIST,
+        description="Measurements the run's status keeps per metric; added to the templates' "
+        "measurementRetention (a metric named twice is an error, as in Argo).",
+        json_schema_extra=_BY_METRIC_NAME,
+    )
+    analysis_run_metadata: AnalysisRunMetadata | None = Field(
+        None, description="Labels and annotations for the AnalysisRuns this analysis creates."
     )
 
 

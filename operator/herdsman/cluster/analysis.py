@@ -24,9 +24,11 @@ from herdsman.analysis.providers.job import LABEL_RUN, JobCreationRefused
 from herdsman.api.analysis import (
     AnalysisRun,
     AnalysisRunContext,
+    AnalysisRunSpec,
     AnalysisRunStatus,
     AnalysisTemplate,
 )
+from herdsman.api.base import ObjectMeta
 from herdsman.api.rollout import AnalysisTemplateRef, Rollout, RolloutAnalysis, SecretKeyRef
 from herdsman.cluster.apply import owner_reference
 from herdsman.cluster.budget import AccessPolicy, Deadline
@@ -41,7 +43,14 @@ from herdsman.cluster.kube import (
 from herdsman.cluster.observe import Observed, referenced_analyses
 from herdsman.cluster.retry import NO_HOOKS, RetryHooks
 from herdsman.engine.world import NewAnalysisRun, World
-from herdsman.naming import LABEL_MANAGED, LABEL_REVISION, LABEL_ROLLOUT, MANAGED_BY, PREFIX
+from herdsman.naming import (
+    LABEL_MANAGED,
+    LABEL_REVISION,
+    LABEL_ROLLOUT,
+    MANAGED_BY,
+    PREFIX,
+    template_hash,
+)
 
 log = logging.getLogger("herdsman.analysis")
 
@@ -131,6 +140,25 @@ def _context(rollout: Rollout, revision: int, groups: dict[str, str | None]) -> 
     )
 
 
+def pod_hashes(
+    rollout: Rollout, request: NewAnalysisRun, observed: Observed
+) -> dict[str, str | None]:
+    """Argo's podTemplateHashValue sources: `Stable` is the stable server group's pod-template
+    hash, `Latest` the new one's (the canary, or blue/green's preview). Herdsman's server groups
+    carry it as the label herdsman.dev/pod-template-hash (Argo's: rollouts-pod-template-hash),
+    and their pods carry it too, so a query can select a group's pods by it."""
+
+    def hash_of(role: str) -> str | None:
+        name = request.groups.get(role)
+        group = observed.world.group(name) if name else None
+        return group.pod_hash if group is not None and group.pod_hash else None
+
+    # The new group may be created in this very pass (not observed yet): its hash is the
+    # rollout's pod template's, by construction (herdsman.naming.template_hash).
+    latest = hash_of("canary") or template_hash(rollout.spec.pod_template)
+    return {"Stable": hash_of("stable"), "Latest": latest}
+
+
 def problems(rollout: Rollout, observed: Observed, body: dict[str, Any]) -> list[str]:
     """Trial-build every analysis the spec references: a bad argument is an InvalidSpec now,
     not a surprise at the step that needs it."""
@@ -157,7 +185,9 @@ def problems(rollout: Rollout, observed: Observed, body: dict[str, Any]) -> list
                 context,
                 name="trial",
                 dry_run=analysis.dry_run,
+                measurement_retention=analysis.measurement_retention,
                 rollout=body,
+                pod_hashes={"Stable": "x", "Latest": "x"},
             )
         except (runs.RunBuildError, ValidationError) as err:
             names = ", ".join(t.template_name for t in analysis.templates)
@@ -176,8 +206,14 @@ class Analysis:
     async def build(
         self, rollout: Rollout, request: NewAnalysisRun, observed: Observed
     ) -> dict[str, Any]:
-        """The AnalysisRun object for an engine request (a RunBuilder for the Applier)."""
+        """The AnalysisRun object for an engine request (a RunBuilder for the Applier).
+
+        Labels as Argo sets them: the analysis's `analysisRunMetadata.labels`, then the
+        rollout's selector labels; Herdsman's own labels last, since runs are found by them."""
+        extra = request.analysis.analysis_run_metadata
         labels = {
+            **(extra.labels if extra else {}),
+            **rollout.spec.match_labels,
             LABEL_ROLLOUT: rollout.metadata.name,
             LABEL_REVISION: str(request.revision),
             LABEL_ANALYSIS_KIND: request.kind,
@@ -191,15 +227,54 @@ class Analysis:
             observed,
             rollout.metadata.namespace or "default",
         )
-        run = runs.build_run(
-            templates,
-            request.analysis.args,
-            _context(rollout, request.revision, request.groups),
-            name=request.name,
-            dry_run=request.analysis.dry_run,
-            labels=labels,
-            owner_references=[owner_reference(rollout)],
-            rollout=observed.body,
+        context = _context(rollout, request.revision, request.groups)
+        try:
+            run = runs.build_run(
+                templates,
+                request.analysis.args,
+                context,
+                name=request.name,
+                dry_run=request.analysis.dry_run,
+                measurement_retention=request.analysis.measurement_retention,
+                labels=labels,
+                owner_references=[owner_reference(rollout)],
+                rollout=observed.body,
+                pod_hashes=pod_hashes(rollout, request, observed),
+                annotations=extra.annotations if extra else None,
+            )
+        except runs.RunBuildError as err:
+            # Checked by problems() before any run starts; what changed since (the stable
+            # group gone, a label removed) makes this run an Error that says why, which the
+            # rollout acts on like any Error, rather than a reconcile that fails for ever.
+            return self._errored(templates, context, request.name, labels, rollout, str(err))
+        wire = run.to_wire()
+        wire["kind"] = "AnalysisRun"
+        wire.pop("status", None)  # the first measuring pass writes it
+        return wire
+
+    @staticmethod
+    def _errored(
+        templates: list[AnalysisTemplate],
+        context: AnalysisRunContext,
+        name: str,
+        labels: dict[str, str],
+        rollout: Rollout,
+        message: str,
+    ) -> dict[str, Any]:
+        metrics = [m for t in templates for m in t.spec.metrics]
+        if not metrics:
+            raise runs.RunBuildError(message)
+        run = AnalysisRun(
+            metadata=ObjectMeta.model_validate(
+                {
+                    "name": name,
+                    "namespace": context.namespace,
+                    "labels": labels,
+                    "ownerReferences": [owner_reference(rollout)],
+                }
+            ),
+            spec=AnalysisRunSpec(metrics=metrics, terminate=True, context=context),
+            status=AnalysisRunStatus(phase="Error", message=message[:4096]),
         )
         wire = run.to_wire()
         wire["kind"] = "AnalysisRun"

@@ -281,6 +281,9 @@ class Applier:
         if self.build_run is None:
             return
         body = await self.build_run(rollout, run, observed)
+        # A run that could not be built comes with its Error status: the API server ignores
+        # status on create, so it is written right after (a repeat finds the run and skips it).
+        status = body.pop("status", None)
         try:
             await self.kube.create(
                 ANALYSIS_RUNS.url(rollout.metadata.namespace), body, deadline=deadline
@@ -288,6 +291,13 @@ class Applier:
         except KubeError as err:
             if not err.conflict:
                 raise
+            return
+        if status:
+            await self.kube.patch(
+                ANALYSIS_RUNS.url(rollout.metadata.namespace, run.name, "status"),
+                {"status": status},
+                deadline=deadline,
+            )
 
     async def _event(self, rollout: Rollout, transition: Transition, deadline: Deadline) -> None:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
