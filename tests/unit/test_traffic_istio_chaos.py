@@ -9,6 +9,7 @@ import pytest
 from test_traffic_routers import HEADER, deadline, rollout, run, target, virtual_service, world
 
 from herdsman.api.chaos import HttpFault
+from herdsman.simulate import Fault, FaultRoute, GroupInfo, Route, TrafficSimulator
 from herdsman.traffic.istio import VIRTUAL_SERVICES, Istio, desired_vs, state
 
 pytestmark = pytest.mark.unit
@@ -103,3 +104,36 @@ def test_the_router_writes_and_removes_the_route_on_the_api() -> None:
     body = kube.obj(VIRTUAL_SERVICES[0], "checkout")
     assert body is not None
     assert [h["name"] for h in body["spec"]["http"]] == ["primary", "other"]
+
+
+def test_the_synthetic_service_honours_a_routes_fault() -> None:
+    # Tagged requests take the fault route (to the canary, 503 on half of them); the rest the
+    # weighted route, unharmed: the canary's errors are the injected ones, stable has none.
+    def routing() -> Route:
+        def decide(headers: dict[str, str]) -> tuple[dict[str, float], dict[str, float]]:
+            return ({"canary": 100.0} if headers else {"stable": 60.0, "canary": 40.0}), {}
+
+        return decide
+
+    def faults() -> FaultRoute:
+        return lambda headers: Fault(abort_status=503, abort_percent=50) if headers else None
+
+    sim = TrafficSimulator(
+        lambda: {"stable": GroupInfo("v1", 6), "canary": GroupInfo("v2", 4)},
+        routing=routing,
+        faults=faults,
+        tagged_headers={"x-herdsman-chaos": "checkout"},
+        tagged_share=0.3,
+    )
+    for _ in range(50):
+        sim.step()
+    codes = {
+        (s.labels["group"], s.labels["code"]): s.value
+        for metric in sim.registry.collect()
+        for s in metric.samples
+        if s.name == "herdsman_demo_requests_total"
+    }
+    assert codes.get(("stable", "503"), 0) == 0
+    aborted = codes.get(("canary", "503"), 0)
+    assert 0.3 * 2000 * 0.5 * 0.7 < aborted < 0.3 * 2000 * 0.5 * 1.3
+    assert set(sim.sent_tagged) == {"canary"}
