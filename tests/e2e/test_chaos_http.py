@@ -60,8 +60,10 @@ class Setup:
         metric = {
             "name": "server-errors",
             "interval": "2s",
-            "initialDelay": "6s",
+            # Prometheus has a canary series to rate some 7 s after the canary's first request.
+            "initialDelay": "10s",
             "failureLimit": 0,
+            "inconclusiveLimit": 3,
             "successCondition": "result[0] < 0.05",
             "failureCondition": "result[0] >= 0.05",
             "provider": {"prometheus": {"address": self.prom.url, "query": server_errors_query()}},
@@ -91,7 +93,7 @@ def fault_rollout(fault: dict[str, Any], duration: str) -> dict[str, Any]:
     return rollout(
         steps=[
             {"setWeight": 40},
-            {"pause": {"duration": "8s"}},
+            {"pause": {"duration": "10s"}},
             {"chaos": {"action": "httpFault", "duration": duration, "httpFault": fault}},
             {"setWeight": 60},
         ],
