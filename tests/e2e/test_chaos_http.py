@@ -24,6 +24,7 @@ from harness.routers import (
     istio_faults,
     istio_routing,
 )
+from herdsman.cli import actions
 from herdsman.cluster.kube import ANALYSIS_TEMPLATES, EVENTS
 from herdsman.simulate import TrafficSimulator, replica_ratio
 
@@ -215,4 +216,30 @@ def test_the_fault_is_removed_by_an_operator_back_after_a_crash(
     assert status["chaos"]["removedReason"] == "duration over"
     assert chaos_route(cluster, ns) is None
     rollouts.wait_healthy("checkout-v002", timeout=60)
+    assert operator.reasons("checkout").count("ChaosInjected") == 1
+
+
+def test_a_pause_removes_the_fault_and_keeps_the_weights(
+    cluster: Cluster, operator: OperatorProcess, rollouts: Rollouts, setup: Setup
+) -> None:
+    ns = rollouts.ns
+    rollouts.create(fault_rollout(DELAY, "60s"))
+    rollouts.wait_healthy("checkout-v001")
+    rollouts.set_image(IMAGE_V2)
+    injected(rollouts, cluster)
+    actions.pause(rollouts.rest, ns, "checkout")  # `kubectl herdsman pause`
+
+    status = rollouts.wait(
+        lambda s: (s.get("chaos") or {}).get("phase") == "Removed",
+        timeout=30,
+        what="the fault removed by the pause",
+    )
+    assert status["chaos"]["removedReason"] == "rollout paused"
+    assert chaos_route(cluster, ns) is None
+    # Nothing else moves while paused: the canary keeps its 40%.
+    assert [d["weight"] for d in http_routes(cluster, ns)[0]["route"]] == [60, 40]
+    # Resumed within the step's window: not injected again.
+    actions.resume(rollouts.rest, ns, "checkout")
+    time.sleep(3)
+    assert chaos_route(cluster, ns) is None
     assert operator.reasons("checkout").count("ChaosInjected") == 1
