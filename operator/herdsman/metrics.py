@@ -100,6 +100,12 @@ chaos_active = Gauge(
     ROLLOUT,
     registry=REGISTRY,
 )
+chaos_http_fault = Gauge(
+    "herdsman_chaos_http_fault_active",
+    "1 while a chaos step's httpFault route to the canary is in force (Istio), else 0.",
+    ROLLOUT,
+    registry=REGISTRY,
+)
 chaos_faults = Counter(
     "herdsman_chaos_faults",
     "Chaos faults injected into canaries and removed, by event (ChaosInjected, ChaosRemoved).",
@@ -211,6 +217,8 @@ def record_pass(rollout: Rollout, decision: Decision, now: datetime) -> None:
     )
     injected = st.chaos is not None and st.chaos.phase == "Injected"
     chaos_active.labels(ns, name).set(st.chaos.pods_killed if st.chaos and injected else 0)
+    http = injected and st.chaos is not None and st.chaos.action == "httpFault"
+    chaos_http_fault.labels(ns, name).set(1 if http else 0)
     for t in decision.transitions:
         transitions.labels(ns, name, t.reason).inc()
         if t.reason in ("ChaosInjected", "ChaosRemoved"):
@@ -264,6 +272,7 @@ def forget(namespace: str, name: str) -> None:
         release_cost,
         release_cost_money,
         chaos_active,
+        chaos_http_fault,
         analysis_score,
     ):
         for labels in list(family._metrics):  # prometheus_client keeps children by label tuple

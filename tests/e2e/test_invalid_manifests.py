@@ -65,6 +65,8 @@ def container(m: Manifest) -> dict[str, Any]:
     return found
 
 
+_ABORT = {"abort": {"httpStatus": 503, "percentage": {"value": 10}}}
+
 CASES = [
     Case(
         "both strategies",
@@ -343,6 +345,31 @@ CASES = [
         lambda m: canary(m).update(
             analysis={"templates": [{"templateName": "t"}]},
             steps=[{"chaos": {"action": "killPods", "percent": 101, "duration": "30s"}}],
+        ),
+    ),
+    Case(
+        "a chaos httpFault without the Istio router",
+        f"{CANARY}.trafficRouting",
+        lambda m: canary(m).update(
+            analysis={"templates": [{"templateName": "t"}]},
+            steps=[{"chaos": {"action": "httpFault", "duration": "30s", "httpFault": _ABORT}}],
+        ),
+    ),
+    Case(
+        "a chaos httpFault aborting over 100 percent",
+        f"{CANARY}.steps[0].chaos.httpFault.abort.percentage.value",
+        lambda m: canary(m).update(
+            analysis={"templates": [{"templateName": "t"}]},
+            trafficRouting={"istio": {"virtualService": {"name": "web"}}},
+            steps=[
+                {
+                    "chaos": {
+                        "action": "httpFault",
+                        "duration": "30s",
+                        "httpFault": {"abort": {"httpStatus": 503, "percentage": {"value": 101}}},
+                    }
+                }
+            ],
         ),
     ),
 ]

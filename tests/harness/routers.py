@@ -33,7 +33,7 @@ from harness.cluster import Cluster
 from herdsman.cluster.kube import SERVICES
 from herdsman.cluster.kube import Path as KPath
 from herdsman.naming import LABEL_GROUP
-from herdsman.simulate import Route
+from herdsman.simulate import Fault, FaultRoute, Route
 from herdsman.traffic.gatewayapi import HTTP_ROUTES
 from herdsman.traffic.istio import DESTINATION_RULES, VIRTUAL_SERVICES
 from herdsman.traffic.nginx import INGRESSES
@@ -408,6 +408,67 @@ def _istio_route(
             ):
                 return dict(route)
     return None
+
+
+def istio_routing(cluster: Cluster, ns: str, name: str = "checkout") -> Callable[[], Route]:
+    """For `TrafficSimulator(routing=...)`: each request routed by the VirtualService's first
+    HTTP route that matches it."""
+
+    def snapshot() -> Route:
+        vs = cluster.rest.get(VS.url(ns, name))
+        groups = service_groups(cluster, ns)
+
+        def decide(headers: dict[str, str]) -> tuple[dict[str, float], dict[str, float]]:
+            route = _istio_route(vs, headers) if vs else None
+            dests = (route or {}).get("route") or []
+            weights = {
+                d["destination"]["host"].split(".")[0]: float(d.get("weight", 100)) for d in dests
+            }
+            mirror = (route or {}).get("mirror")
+            mirrors = (
+                {mirror["host"].split(".")[0]: float(route["mirrorPercentage"]["value"])}
+                if mirror and route and route.get("mirrorPercentage")
+                else {}
+            )
+            return to_groups(weights, groups), to_groups(mirrors, groups)
+
+        return decide
+
+    return snapshot
+
+
+def _seconds(text: str) -> float:
+    """An Istio duration (protobuf style `0.5s`, or Go style `500ms`, `2s`, `1m`)."""
+    for unit, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * factor
+    return float(text)
+
+
+def istio_faults(cluster: Cluster, ns: str, name: str = "checkout") -> Callable[[], FaultRoute]:
+    """For `TrafficSimulator(faults=...)`: the `fault` of the route a request takes."""
+
+    def snapshot() -> FaultRoute:
+        vs = cluster.rest.get(VS.url(ns, name))
+
+        def fault_of(headers: dict[str, str]) -> Fault | None:
+            route = _istio_route(vs, headers) if vs else None
+            fault = (route or {}).get("fault")
+            if not fault:
+                return None
+            delay, abort = fault.get("delay") or {}, fault.get("abort") or {}
+            return Fault(
+                delay=_seconds(delay["fixedDelay"]) if delay else 0.0,
+                delay_percent=float((delay.get("percentage") or {}).get("value", 100)),
+                abort_status=int(abort.get("httpStatus", 503)),
+                abort_percent=(
+                    float((abort.get("percentage") or {}).get("value", 100)) if abort else 0.0
+                ),
+            )
+
+        return fault_of
+
+    return snapshot
 
 
 # --- who wrote first ---------------------------------------------------------------------------------------

@@ -159,6 +159,7 @@ class Sim:
                 canary_weight=traffic.canary_weight,
                 baseline_weight=traffic.baseline_weight,
                 routes=frozenset(r.name for r in (*traffic.header_routes, *traffic.mirror_routes)),
+                http_fault=traffic.http_fault is not None,
             )
         for svc, group in d.desired.selectors.items():
             state = self.services.get(svc, ServiceState(svc, True))

@@ -16,6 +16,18 @@ ReplicaSet controller deletes the pods, and they stay down while the step lasts.
 the fault is in `status.chaos`, so an operator that restarts finds it, and a pass that finds the
 step over, the rollout paused or aborted simply sizes the canary as its step asks again: the
 fault is undone by the same write that would have sized the canary anyway.
+
+`httpFault` (with trafficRouting.istio only) injects HTTP delays and aborts into the canary's
+requests through Istio's VirtualService `fault`. Istio applies a fault to a whole HTTP route,
+before the route's weighted destinations are chosen, so a fault on the managed route would hit
+the stable's requests too. The canary gets a route of its own instead, as Netflix's ChAP scopes
+an experiment by request: a route put first, with the managed routes' matches narrowed by
+`headers` (by default `x-herdsman-chaos: <rollout>`), sending every request it matches to the
+canary alone, with the fault. Requests without the header keep the managed routes, whose weights
+and behaviour are never touched; the client, edge or load generator tags the requests that take
+part in the experiment. The fault is in `status.chaos.httpFault`, and the router's desired
+VirtualService holds the route only while the engine asks for it, so the route goes with the step,
+an abort, a pause or a restarted operator's first pass, like every other generated route.
 """
 
 from __future__ import annotations
@@ -23,22 +35,93 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
-from herdsman.api.base import ApiModel, Duration
+from herdsman.api.base import ApiModel, Duration, cel, validations
 
-ChaosAction = Literal["killPods"]
+ChaosAction = Literal["killPods", "httpFault"]
 ChaosPhase = Literal["Injected", "Removed"]
+
+# The header a request carries to take part in an httpFault experiment when the step names none;
+# its value is the rollout's name, so two rollouts behind one VirtualService never share it.
+CHAOS_HEADER = "x-herdsman-chaos"
+
+
+class FaultPercentage(ApiModel):
+    """Istio's `percentage`: the share of the requests the fault applies to."""
+
+    value: float = Field(..., ge=0, le=100, description="Percent of the requests (0-100).")
+
+
+class FaultDelay(ApiModel):
+    """Delay requests before forwarding them to the canary (Istio's `fault.delay`)."""
+
+    fixed_delay: Duration = Field(
+        ..., description="How long each delayed request waits (e.g. 500ms, 2s)."
+    )
+    percentage: FaultPercentage
+
+
+class FaultAbort(ApiModel):
+    """Answer requests with an error instead of forwarding them (Istio's `fault.abort`)."""
+
+    http_status: int = Field(..., ge=200, le=599, description="The status answered, e.g. 503.")
+    percentage: FaultPercentage
+
+
+class HttpFault(ApiModel):
+    """HTTP faults on the canary's requests only, through an Istio route of its own."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel("has(self.delay) || has(self.abort)", "httpFault needs delay, abort or both")
+        )
+    )
+
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Requests carrying these headers (exact values) go to the canary with the"
+        f" fault; default `{CHAOS_HEADER}: <rollout name>`. Others keep the weighted routes.",
+        json_schema_extra={"maxProperties": 16},
+    )
+    delay: FaultDelay | None = None
+    abort: FaultAbort | None = None
 
 
 class ChaosStep(ApiModel):
     """Inject a failure into the canary group for `duration`, judged by background analysis."""
 
-    action: ChaosAction = Field(
-        ..., description="killPods: keep `percent` of the canary's pods down for `duration`."
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "self.action != 'killPods' || has(self.percent)",
+                "killPods needs percent: the share of the canary's pods killed",
+                ".percent",
+            ),
+            cel(
+                "self.action != 'httpFault' || !has(self.percent)",
+                "percent is for killPods; an httpFault's shares are"
+                " httpFault.delay.percentage and httpFault.abort.percentage",
+                ".percent",
+            ),
+            cel(
+                "(self.action == 'httpFault') == has(self.httpFault)",
+                "httpFault is set with action: httpFault, and only then",
+                ".httpFault",
+            ),
+        )
     )
-    percent: int = Field(
-        ..., ge=1, le=100, description="Share of the canary's pods killed (rounded up)."
+
+    action: ChaosAction = Field(
+        ...,
+        description="killPods: keep `percent` of the canary's pods down for `duration`;"
+        " httpFault: Istio delays and aborts on the canary's requests (trafficRouting.istio).",
+    )
+    percent: int | None = Field(
+        None, ge=1, le=100, description="killPods: share of the canary's pods killed (rounded up)."
+    )
+    http_fault: HttpFault | None = Field(
+        None, description="httpFault: the delay and abort injected (Istio's HTTPFaultInjection)."
     )
     duration: Duration = Field(
         ..., description="How long the failure lasts (e.g. 30s, 2m); the step ends with it."
@@ -52,7 +135,10 @@ class ChaosStatus(ApiModel):
     revision: int
     server_group: str
     action: ChaosAction
-    percent: int
+    percent: int = 0
+    http_fault: HttpFault | None = Field(
+        None, description="httpFault: the fault the canary's route carries, headers resolved."
+    )
     canary_pods: int = Field(0, description="The canary's pods before the fault.")
     pods_killed: int = 0
     started_at: datetime
@@ -62,3 +148,25 @@ class ChaosStatus(ApiModel):
     removed_reason: str | None = Field(
         None, description="Why the fault ended: duration over, aborted, paused, new revision."
     )
+
+
+def fault_headers(fault: HttpFault, rollout: str) -> dict[str, str]:
+    """The headers that send a request to the canary's faulted route."""
+    return dict(fault.headers) if fault.headers else {CHAOS_HEADER: rollout}
+
+
+def describe_fault(fault: HttpFault) -> str:
+    """`abort 503 on 10%, delay 500ms on 50%` — for logs, Events and the plugin."""
+    parts = []
+    if fault.abort is not None:
+        parts.append(f"abort {fault.abort.http_status} on {fault.abort.percentage.value:g}%")
+    if fault.delay is not None:
+        parts.append(f"delay {fault.delay.fixed_delay} on {fault.delay.percentage.value:g}%")
+    return ", ".join(parts)
+
+
+def describe_chaos(step: ChaosStep) -> str:
+    """A chaos step in a few words: `killPods 50% for 30s`, `httpFault abort 503 on 10% ...`."""
+    if step.http_fault is not None:
+        return f"httpFault {describe_fault(step.http_fault)} for {step.duration}"
+    return f"{step.action} {step.percent}% for {step.duration}"

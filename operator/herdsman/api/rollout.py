@@ -461,6 +461,13 @@ class CanaryStrategy(ApiModel):
                 " the canary under the fault",
                 ".analysis",
             ),
+            cel(
+                "self.steps.all(s, !has(s.chaos) || !has(s.chaos.httpFault))"
+                " || (has(self.trafficRouting) && has(self.trafficRouting.istio))",
+                "a chaos step's httpFault (steps[].chaos.httpFault) needs trafficRouting.istio:"
+                " Istio's VirtualService carries the fault on a route to the canary only",
+                ".trafficRouting",
+            ),
         )
     )
 

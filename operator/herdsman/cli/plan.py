@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from herdsman.api.base import duration_seconds
+from herdsman.api.chaos import describe_fault, fault_headers
 from herdsman.api.rollout import BlueGreenStrategy, CanaryStep, CanaryStrategy, Rollout
 from herdsman.engine import weights
 from herdsman.engine.canary import describe
@@ -111,7 +112,15 @@ def canary_timeline(rollout: Rollout, strategy: CanaryStrategy) -> Timeline:
             notes.append(f"an Experiment of {pods} extra pods runs {lasting}; a failure aborts")
         if step.set_header_route is not None or step.set_mirror_route is not None:
             notes.append("route applied with the traffic write; no wait")
-        if step.chaos is not None:
+        if step.chaos is not None and step.chaos.http_fault is not None:
+            headers = fault_headers(step.chaos.http_fault, rollout.metadata.name)
+            tagged = ", ".join(f"{k}: {v}" for k, v in headers.items())
+            notes.append(
+                f"chaos: Istio {describe_fault(step.chaos.http_fault)} on requests with"
+                f" {tagged}, routed to the canary only; the background analysis judges it,"
+                " a failure aborts"
+            )
+        elif step.chaos is not None:
             notes.append(
                 f"chaos: {step.chaos.percent}% of the canary's pods kept down; the background"
                 " analysis judges it, a failure aborts"

@@ -19,6 +19,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from herdsman.api.chaos import HttpFault, describe_fault
 from herdsman.api.rollout import CanaryStep
 from herdsman.cli import analysis
 from herdsman.engine.canary import describe
@@ -276,6 +277,19 @@ def _chaos_text(chaos: Obj, now: datetime) -> Text:
         f"{chaos.get('action', '')} {chaos.get('podsKilled', 0)} of {chaos.get('canaryPods', 0)}"
         f" pods of {chaos.get('serverGroup', '')} (step {int(chaos.get('stepIndex', 0)) + 1})"
     )
+    fault = _map(chaos.get("httpFault"))
+    if fault:
+        try:
+            parsed = HttpFault.model_validate(fault)
+        except ValidationError:
+            described = "?"
+        else:
+            tagged = ", ".join(f"{k}: {v}" for k, v in parsed.headers.items())
+            described = f"{describe_fault(parsed)} on requests with {tagged}"
+        what = (
+            f"httpFault {described} to canary {chaos.get('serverGroup', '')}"
+            f" (step {int(chaos.get('stepIndex', 0)) + 1})"
+        )
     if chaos.get("phase") == "Injected":
         ends = parse_time(chaos.get("endsAt"))
         until = f", ends in {span((ends - now).total_seconds())}" if ends else ""

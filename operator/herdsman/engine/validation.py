@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from herdsman.api.rollout import Rollout
+from herdsman.engine.chaos_checks import http_fault_problems
 from herdsman.engine.world import World
 
 # Routers that can send a header-matched share of traffic to the canary, and a mirrored one.
@@ -105,6 +106,7 @@ def spec_problems(rollout: Rollout) -> list[Problem]:
                     f" (spec.strategy.canary.analysis.startingStep <= {i})",
                 )
             )
+    found += http_fault_problems(canary, prefix)
     for i, step in enumerate(canary.steps):
         route = step.set_header_route or step.set_mirror_route
         if route is None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from herdsman.api.chaos import HttpFault
 from herdsman.api.experiment_step import RolloutExperimentStep
 from herdsman.api.rollout import RolloutAnalysis, RolloutStatus
 
@@ -95,7 +96,8 @@ class RouterState:
     `canary_weight` is the canary's share in percent when the object holds one exactly (every
     managed route agrees and the weights sum to 100), None otherwise; `baseline_weight` the
     same for the baseline Service (0 when the rollout has none). `routes` names the managed
-    header and mirror routes the object carries now.
+    header and mirror routes the object carries now; `http_fault` whether it carries a chaos
+    step's fault route.
     """
 
     available: bool = True
@@ -103,6 +105,8 @@ class RouterState:
     canary_weight: int | None = None
     baseline_weight: int | None = 0
     routes: frozenset[str] = frozenset()
+    # Whether the object carries a chaos step's fault route to the canary (Istio).
+    http_fault: bool = False
 
 
 @dataclass(frozen=True)
@@ -201,6 +205,9 @@ class TrafficTarget:
     # The baseline Service's share (baseline: true with a router): the canary's weight while
     # the baseline group has pods to take it, else 0. The stable Service gets the rest.
     baseline_weight: int = 0
+    # A chaos step's httpFault in force (status.chaos, headers resolved): the Istio router
+    # carries it on a route of its own to the canary; None removes that route.
+    http_fault: HttpFault | None = None
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,11 @@ With a router that routes on headers (`routing`), each request is routed on its 
 of them (`tagged_share`) carries `tagged_headers`, the rest none, and the router decides per
 request — so "only matching traffic reaches the canary" is counted (`sent_tagged`,
 `sent_untagged`), not assumed. Mirrored copies reach their group too (`mirrored`).
+
+With `faults` as well, the route a request takes may carry a fault (Istio's `fault` on an HTTP
+route, as a chaos step's httpFault writes it): a share of its requests is delayed, a share
+answered with the abort's status instead of the group's own answer. Both are counted against the
+group the route sends the request to — what a mesh's metrics keyed by destination report.
 """
 
 from __future__ import annotations
@@ -64,10 +69,24 @@ class Behaviour:
 
 HEALTHY = Behaviour()
 
+
+@dataclass(frozen=True)
+class Fault:
+    """An HTTP fault on a route: `delay` seconds added to `delay_percent`% of its requests,
+    `abort_status` answered to `abort_percent`% of them."""
+
+    delay: float = 0.0
+    delay_percent: float = 0.0
+    abort_status: int = 503
+    abort_percent: float = 0.0
+
+
 # A reader returns {server group: share} for the current instant; shares need not sum to 1.
 Reader = Callable[[], dict[str, float]]
 # Per-request routing: a request's headers -> ({group: share}, {group: percent mirrored}).
 Route = Callable[[dict[str, str]], tuple[dict[str, float], dict[str, float]]]
+# Per-request faults: a request's headers -> the fault on the route it takes (None: none).
+FaultRoute = Callable[[dict[str, str]], Fault | None]
 
 
 @dataclass
@@ -119,6 +138,8 @@ class TrafficSimulator:
     weights: Callable[[], dict[str, float]] | None = None
     # Optional: per-request routing, read once per tick (header routes); overrides `weights`.
     routing: Callable[[], Route] | None = None
+    # Optional with `routing`: the faults on the routes, read once per tick.
+    faults: Callable[[], FaultRoute] | None = None
     tagged_headers: dict[str, str] = field(default_factory=dict)
     tagged_share: float = 0.0
     port: int = 0
@@ -223,24 +244,39 @@ class TrafficSimulator:
     def _routed_step(self, routing: Callable[[], Route]) -> None:
         info = self.groups()
         route = routing()
+        faults = self.faults() if self.faults is not None else None
         for _ in range(self.requests_per_tick):
             tagged = self.rng.random() < self.tagged_share
-            shares, mirrors = route(dict(self.tagged_headers) if tagged else {})
+            headers = dict(self.tagged_headers) if tagged else {}
+            shares, mirrors = route(headers)
             live = {g: w for g, w in shares.items() if g in info and w > 0}
             if not live:
                 continue
             groups = list(live)
             group = self.rng.choices(groups, [live[g] for g in groups])[0]
-            self._serve(group, self.behaviour(group, info[group]))
+            fault = faults(headers) if faults is not None else None
+            self._serve(group, self.behaviour(group, info[group]), fault=fault)
             counts = self.sent_tagged if tagged else self.sent_untagged
             counts[group] = counts.get(group, 0) + 1
             for target, percent in mirrors.items():
                 if target in info and self.rng.random() * 100 < percent:
                     self._serve(target, self.behaviour(target, info[target]), mirrored=True)
 
-    def _serve(self, group: str, behaviour: Behaviour, *, mirrored: bool = False) -> None:
+    def _serve(
+        self,
+        group: str,
+        behaviour: Behaviour,
+        *,
+        mirrored: bool = False,
+        fault: Fault | None = None,
+    ) -> None:
         code = "500" if self.rng.random() < behaviour.error_rate else "200"
         latency = max(0.001, self.rng.gauss(behaviour.latency, behaviour.jitter))
+        if fault is not None:
+            if self.rng.random() * 100 < fault.delay_percent:
+                latency += fault.delay
+            if self.rng.random() * 100 < fault.abort_percent:
+                code = str(fault.abort_status)
         self.requests.labels(group=group, code=code).inc()
         self.duration.labels(group=group).observe(latency)
         counts = self.mirrored if mirrored else self.sent

@@ -83,6 +83,7 @@ def combine(states: list[RouterState]) -> RouterState:
         canary_weight=canary.pop() if len(canary) == 1 else None,
         baseline_weight=baseline.pop() if len(baseline) == 1 else None,
         routes=frozenset.intersection(*(s.routes for s in states)),
+        http_fault=any(s.http_fault for s in states),
     )
 
 

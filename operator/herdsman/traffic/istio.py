@@ -18,6 +18,15 @@ first (Istio takes the first route that matches) in managedRoutes order:
   mirror route   a copy of the first managed route narrowed by the step's matches, with
                  `mirror` (the canary destination) and `mirrorPercentage`.
 
+  chaos route    while a chaos step's httpFault is in force (`target.http_fault`), put before
+                 all others: a copy of the first managed route narrowed by the fault's headers,
+                 to the canary only, with Istio's `fault`. Istio faults a whole route before its
+                 weighted destinations are picked, so the fault cannot sit on a managed route
+                 without hitting the stable's requests; a route of its own, scoped by request
+                 headers as Netflix's ChAP scopes an experiment, faults the canary alone. It is
+                 named `herdsman-<rollout>-chaos-fault` and goes, like every generated route, as
+                 soon as the target no longer asks for it (see api/chaos.py).
+
 `virtualServices` names several VirtualServices, each written the same weights; `tlsRoutes`
 and `tcpRoutes` name TLS routes (by their match's port and sniHosts) and TCP routes (by port)
 whose destinations get the weights too — no header or mirror routes there (L4). With a
@@ -30,8 +39,11 @@ Istio serves networking.istio.io at v1 (1.22 and later) and v1beta1; both are re
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any, ClassVar
 
+from herdsman.api.base import duration_seconds
+from herdsman.api.chaos import HttpFault, fault_headers
 from herdsman.api.rollout import (
     Rollout,
     RouteMatch,
@@ -42,6 +54,7 @@ from herdsman.api.rollout import (
 from herdsman.api.routing import IstioRouting, IstioVirtualService
 from herdsman.cluster.budget import Deadline
 from herdsman.cluster.kube import Kube, Path
+from herdsman.engine.chaos_checks import CHAOS_ROUTE
 from herdsman.engine.world import RouterState, TrafficTarget
 from herdsman.naming import LABEL_GROUP
 from herdsman.traffic import base
@@ -204,6 +217,7 @@ def state(
     found = vs if isinstance(vs, list) else [(config(rollout).all_virtual_services[0], vs)]
     rows: list[tuple[int, int, int]] = []
     routes: set[str] | None = None
+    fault = False
     prefix = base.generated_prefix(rollout)
     try:
         for vsc, body in found:
@@ -213,12 +227,16 @@ def state(
                 for r in (body["spec"].get("http") or [])
                 if str(r.get("name", "")).startswith(prefix)
             }
+            # Any VirtualService still holding the fault route is one to clean.
+            fault = fault or CHAOS_ROUTE in here
+            here.discard(CHAOS_ROUTE)
             routes = here if routes is None else routes & here
         if config(rollout).destination_rule is not None:
             subsets(dr, rollout)
     except RouterError as err:
         return RouterState(available=False, message=str(err))
-    return base.exact_state(rows, frozenset(routes or ()))
+    held = base.exact_state(rows, frozenset(routes or ()))
+    return dataclasses.replace(held, http_fault=fault)
 
 
 def subsets(dr: dict[str, Any] | None, rollout: Rollout) -> tuple[int, int]:
@@ -292,9 +310,10 @@ def desired_vs(
         for role in _roles(rollout):
             route["route"][sides[role]]["weight"] = shares[role]
     if not chosen:
-        if base.ordered_routes(rollout, target):
+        if base.ordered_routes(rollout, target) or target.http_fault is not None:
             raise RouterError(
                 f"{VS_FIELD}: header and mirror routes need HTTP routes in {vsc.name!r}"
+                " (so does a chaos step's httpFault)"
             )
         return spec
     first = http[chosen[0]]
@@ -321,9 +340,59 @@ def desired_vs(
             rule["mirror"] = copy.deepcopy(canary_dest)
             rule["mirrorPercentage"] = {"value": float(route.percentage)}
             generated.append(rule)
+    if target.http_fault is not None:
+        # Headers resolved again here: a route without them would send every request to the
+        # canary with the fault.
+        tagged = fault_headers(target.http_fault, rollout.metadata.name)
+        generated.insert(
+            0, _chaos_route(first, bases, canary_dest, prefix, tagged, target.http_fault)
+        )
     kept = [r for r in http if not str(r.get("name", "")).startswith(prefix)]
     spec["http"] = generated + kept
     return spec
+
+
+def _seconds(duration: int | str) -> str:
+    """A duration as Istio's protobuf Duration reads it: seconds with an `s` (0.5s, 7s)."""
+    seconds = duration_seconds(duration) or 0.0
+    return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
+
+
+def istio_fault(fault: HttpFault) -> dict[str, Any]:
+    """Istio's HTTPFaultInjection for a chaos step's httpFault."""
+    out: dict[str, Any] = {}
+    if fault.delay is not None:
+        out["delay"] = {
+            "fixedDelay": _seconds(fault.delay.fixed_delay),
+            "percentage": {"value": fault.delay.percentage.value},
+        }
+    if fault.abort is not None:
+        out["abort"] = {
+            "httpStatus": fault.abort.http_status,
+            "percentage": {"value": fault.abort.percentage.value},
+        }
+    return out
+
+
+def _chaos_route(
+    first: dict[str, Any],
+    bases: list[dict[str, Any]],
+    canary_dest: dict[str, Any],
+    prefix: str,
+    headers: dict[str, str],
+    fault: HttpFault,
+) -> dict[str, Any]:
+    """The canary's own route for a chaos step: the first managed route's behaviour (timeouts,
+    retries, rewrites) for the requests with the fault's headers, to the canary alone, with
+    the fault. The managed routes, and so the stable's requests, are left as they are."""
+    dropped = ("name", "match", "route", "mirror", "mirrorPercentage", "fault")
+    rule = {k: copy.deepcopy(v) for k, v in first.items() if k not in dropped}
+    exact = {k: {"exact": v} for k, v in headers.items()}
+    rule["name"] = prefix + CHAOS_ROUTE
+    rule["match"] = [_with_headers(b, exact) for b in bases]
+    rule["route"] = [{"destination": copy.deepcopy(canary_dest), "weight": 100}]
+    rule["fault"] = istio_fault(fault)
+    return rule
 
 
 def desired_dr(dr: dict[str, Any], rollout: Rollout, target: TrafficTarget) -> dict[str, Any]:

@@ -7,6 +7,7 @@ for one pass: nothing here survives between reconciles; what must, goes to statu
 
 from __future__ import annotations
 
+from herdsman.api.chaos import describe_chaos
 from herdsman.api.rollout import CanaryStep, CanaryStrategy, Role
 from herdsman.engine import groups
 from herdsman.engine.plan import Plan
@@ -41,7 +42,7 @@ def describe(step: CanaryStep) -> str:
     if step.set_mirror_route is not None:
         return f"setMirrorRoute {step.set_mirror_route.name}"
     if step.chaos is not None:
-        return f"chaos {step.chaos.action} {step.chaos.percent}% for {step.chaos.duration}"
+        return f"chaos {describe_chaos(step.chaos)}"
     if step.experiment is not None:
         return "experiment " + ", ".join(t.name for t in step.experiment.templates)
     return "empty"
