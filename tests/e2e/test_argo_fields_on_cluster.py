@@ -1,5 +1,6 @@
 """Argo Rollout fields with their Argo meaning, on the real control plane: antiAffinity in the
-new group's pod template, minPodsPerReplicaSet and scaleDownDelayRevisionLimit with a router."""
+new group's pod template, minPodsPerReplicaSet and scaleDownDelayRevisionLimit with a router,
+selector.matchExpressions on every server group."""
 
 from __future__ import annotations
 
@@ -82,4 +83,34 @@ def test_min_pods_and_the_warm_revision_limit_with_a_router(
         describe=lambda: str(rollouts.sizes()),
     )
     assert rollouts.sizes()["checkout-v002"] == (4, 4)
+    assert ok(operator)
+
+
+def test_a_selector_with_match_expressions_rolls_out_and_services_follow(
+    operator: OperatorProcess, rollouts: Rollouts
+) -> None:
+    body = rollout(replicas=2, steps=[{"setWeight": 50}, {"pause": {}}])
+    body["spec"]["selector"]["matchExpressions"] = [
+        {"key": "tier", "operator": "In", "values": ["web", "edge"]},
+        {"key": "legacy", "operator": "DoesNotExist"},
+    ]
+    body["spec"]["template"]["metadata"]["labels"]["tier"] = "web"
+    rollouts.create(body)
+    rollouts.wait_healthy("checkout-v001")
+    rollouts.set_image(IMAGE_V2)
+    status = rollouts.wait_phase("Paused", step="2/2")
+    # The API server took both groups: their selectors carry the expressions and their pods
+    # meet them; an HPA reads the same selector from status.
+    for name, rs in rollouts.groups().items():
+        assert rs["spec"]["selector"]["matchExpressions"] == [
+            {"key": "tier", "operator": "In", "values": ["web", "edge"]},
+            {"key": "legacy", "operator": "DoesNotExist", "values": []},
+        ], name
+    assert rollouts.sizes() == {"checkout-v001": (2, 2), "checkout-v002": (1, 1)}
+    assert status["selector"] == "app=checkout,tier in (edge,web),!legacy"
+    assert rollouts.selector("checkout")[LABEL_GROUP] == "checkout-v001"
+    assert rollouts.selector("checkout-canary")[LABEL_GROUP] == "checkout-v002"
+    actions.promote(rollouts.rest, rollouts.ns, "checkout", full=True)
+    rollouts.wait_healthy("checkout-v002")
+    assert rollouts.selector("checkout")[LABEL_GROUP] == "checkout-v002"
     assert ok(operator)

@@ -88,13 +88,34 @@ CASES = [
     ),
     Case(
         "an empty selector",
-        "spec.selector.matchLabels",
+        "spec.selector",
         lambda m: m["spec"]["selector"].update(matchLabels={}),
     ),
     Case(
-        "a selector without matchLabels",
-        "spec.selector.matchLabels",
+        "a selector with nothing in it",
+        "spec.selector",
         lambda m: m["spec"].update(selector={}),
+    ),
+    Case(
+        "selector.matchExpressions the template labels do not meet",
+        "spec.selector.matchExpressions",
+        lambda m: m["spec"]["selector"].update(
+            matchExpressions=[{"key": "tier", "operator": "In", "values": ["web"]}]
+        ),
+    ),
+    Case(
+        "an In requirement without values",
+        "spec.selector.matchExpressions[0].values",
+        lambda m: (
+            m["spec"]["selector"].update(matchExpressions=[{"key": "app", "operator": "In"}]),
+        ),
+    ),
+    Case(
+        "an unknown selector operator",
+        "spec.selector.matchExpressions[0].operator",
+        lambda m: m["spec"]["selector"].update(
+            matchExpressions=[{"key": "app", "operator": "Like", "values": ["x"]}]
+        ),
     ),
     Case(
         "template labels missing a selector label",
@@ -108,7 +129,7 @@ CASES = [
     ),
     Case(
         "a herdsman.dev/ selector label",
-        "spec.selector.matchLabels",
+        "spec.selector",
         lambda m: (
             m["spec"]["selector"]["matchLabels"].update({"herdsman.dev/revision": "1"}),
             labels(m).update({"herdsman.dev/revision": "1"}),

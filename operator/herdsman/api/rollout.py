@@ -606,15 +606,31 @@ class RolloutSpec(ApiModel):
                 ".template.metadata.labels",
             ),
             cel(
-                "!has(self.selector) || size(self.selector.matchLabels) > 0",
-                "selector.matchLabels must not be empty",
-                ".selector.matchLabels",
+                "!has(self.selector) || !has(self.template) || has(self.workloadRef)"
+                " || self.selector.matchExpressions.all(e,"
+                " e.operator == 'In' ? (e.key in self.template.metadata.labels"
+                " && self.template.metadata.labels[e.key] in e.values)"
+                " : e.operator == 'NotIn' ? (!(e.key in self.template.metadata.labels)"
+                " || !(self.template.metadata.labels[e.key] in e.values))"
+                " : e.operator == 'Exists' ? e.key in self.template.metadata.labels"
+                " : !(e.key in self.template.metadata.labels))",
+                "`selector` does not match template `labels`: every"
+                " selector.matchExpressions requirement must hold for"
+                " template.metadata.labels",
+                ".selector.matchExpressions",
             ),
             cel(
                 "!has(self.selector)"
-                " || self.selector.matchLabels.all(k, !k.startsWith('herdsman.dev/'))",
+                " || size(self.selector.matchLabels) + size(self.selector.matchExpressions) > 0",
+                "empty selector is invalid: set selector.matchLabels or selector.matchExpressions",
+                ".selector",
+            ),
+            cel(
+                "!has(self.selector)"
+                " || (self.selector.matchLabels.all(k, !k.startsWith('herdsman.dev/'))"
+                " && self.selector.matchExpressions.all(e, !e.key.startsWith('herdsman.dev/')))",
                 "selector labels under herdsman.dev/ are reserved for server groups",
-                ".selector.matchLabels",
+                ".selector",
             ),
         )
     )
@@ -661,6 +677,11 @@ class RolloutSpec(ApiModel):
     @property
     def match_labels(self) -> dict[str, str]:
         return dict(self.selector.match_labels) if self.selector is not None else {}
+
+    @property
+    def selector_wire(self) -> dict[str, Any]:
+        """The selector as a ReplicaSet carries it (matchExpressions only when set)."""
+        return self.selector.to_wire() if self.selector is not None else {"matchLabels": {}}
 
 
 # --- status ---------------------------------------------------------------------------------------

@@ -214,7 +214,7 @@ def _totals(plan: Plan) -> None:
     st.available_replicas = sum(g.available for g in plan.world.groups)
     current = plan.world.release(st.current_pod_hash or "")
     st.updated_replicas = current.replicas if current else 0
-    st.selector = ",".join(f"{k}={v}" for k, v in sorted(spec.match_labels.items()))
+    st.selector = str(spec.selector) if spec.selector is not None else ""
 
 
 def _active_group(plan: Plan) -> str | None:

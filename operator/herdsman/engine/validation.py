@@ -37,6 +37,23 @@ def spec_problems(rollout: Rollout) -> list[Problem]:
     """What is wrong with the spec alone: no cluster needed, so `kubectl herdsman lint` says the
     same things the operator will."""
     found: list[Problem] = []
+    selector, template = rollout.spec.selector, rollout.spec.template
+    if (
+        selector is not None
+        and template is not None
+        and rollout.spec.workload_ref is None
+        and not selector.matches(template.metadata.labels)
+    ):
+        # The CRD refuses this on create; a Rollout stored before that rule (or edited around
+        # it) is held here rather than having every ReplicaSet made from it refused.
+        found.append(
+            Problem(
+                "spec.selector",
+                "Invalid value",
+                "`selector` does not match template `labels`",
+                f'"{selector}"',
+            )
+        )
     canary = rollout.spec.strategy.canary
     if canary is None:
         return found
