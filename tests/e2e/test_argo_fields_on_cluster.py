@@ -1,6 +1,6 @@
 """Argo Rollout fields with their Argo meaning, on the real control plane: antiAffinity in the
 new group's pod template, minPodsPerReplicaSet and scaleDownDelayRevisionLimit with a router,
-selector.matchExpressions on every server group."""
+selector.matchExpressions on every server group, weights out of maxTrafficWeight through nginx."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import pytest
 from harness.cluster import Cluster, wait_until
 from harness.operator import OperatorProcess
 from harness.rollouts import IMAGE_V2, IMAGE_V3, Rollouts, rollout
-from harness.routers import ROUTING, create_user_objects, install_crds
+from harness.routers import NGINX, ROUTING, create_user_objects, install_crds
 from herdsman.cli import actions
 from herdsman.naming import LABEL_GROUP
+from herdsman.traffic.nginx import INGRESSES
 
 pytestmark = pytest.mark.e2e
 
@@ -113,4 +114,29 @@ def test_a_selector_with_match_expressions_rolls_out_and_services_follow(
     actions.promote(rollouts.rest, rollouts.ns, "checkout", full=True)
     rollouts.wait_healthy("checkout-v002")
     assert rollouts.selector("checkout")[LABEL_GROUP] == "checkout-v002"
+    assert ok(operator)
+
+
+def test_max_traffic_weight_gives_nginx_weights_out_of_its_total(
+    operator: OperatorProcess, rollouts: Rollouts
+) -> None:
+    create_user_objects(rollouts.cluster, rollouts.ns, "nginx")
+    routing = {**ROUTING["nginx"], "maxTrafficWeight": 1000}
+    rollouts.create(
+        rollout(replicas=10, steps=[{"setWeight": 5}, {"pause": {}}], trafficRouting=routing)
+    )
+    rollouts.wait_healthy("checkout-v001")
+    rollouts.set_image(IMAGE_V2)
+    status = rollouts.wait_phase("Paused", step="2/2")
+    # 5 of 1000 is half a percent: one pod of ten, and exactly that in the canary Ingress.
+    assert rollouts.sizes()["checkout-v002"] == (1, 1)
+    assert status["weights"] == {"stable": 995, "canary": 5, "baseline": 0}
+    canary = rollouts.rest.get(INGRESSES.url(rollouts.ns, "checkout-checkout-canary"))
+    assert canary is not None
+    notes = canary["metadata"]["annotations"]
+    assert notes[f"{NGINX}/canary-weight"] == "5"
+    assert notes[f"{NGINX}/canary-weight-total"] == "1000"
+    actions.promote(rollouts.rest, rollouts.ns, "checkout", full=True)
+    rollouts.wait_healthy("checkout-v002")
+    assert rollouts.status()["weights"]["stable"] == 1000
     assert ok(operator)

@@ -74,7 +74,20 @@ CASES = [
     Case("neither strategy", "spec.strategy", lambda m: m["spec"].update(strategy={})),
     Case("a step with two kinds", f"{CANARY}.steps[0]", steps({"setWeight": 10, "pause": {}})),
     Case("an empty step", f"{CANARY}.steps[1]", steps({"setWeight": 10}, {})),
-    Case("setWeight 101", f"{CANARY}.steps[0].setWeight", steps({"setWeight": 101})),
+    Case("setWeight 101", f"{CANARY}.steps", steps({"setWeight": 101})),
+    Case(
+        "setWeight beyond maxTrafficWeight",
+        f"{CANARY}.steps",
+        lambda m: canary(m).update(
+            steps=[{"setWeight": 300}],
+            trafficRouting={"nginx": {"stableIngress": "web"}, "maxTrafficWeight": 200},
+        ),
+    ),
+    Case(
+        "maxTrafficWeight with a router other than nginx",
+        f"{CANARY}.trafficRouting.maxTrafficWeight",
+        lambda m: routed(m).update(maxTrafficWeight=1000),
+    ),
     Case("setWeight -1", f"{CANARY}.steps[0].setWeight", steps({"setWeight": -1})),
     Case(
         "a duration in words",

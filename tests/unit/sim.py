@@ -321,8 +321,10 @@ def rollouts(
     baseline = draw(st.booleans())
     is_routed = draw(st.booleans()) if routed is None else routed
     dynamic = is_routed and draw(st.booleans())
+    # maxTrafficWeight: weights out of another total (a fine one, and a coarse odd one).
+    top = draw(st.sampled_from([100, 1000, 7])) if is_routed else 100
     kinds = [
-        st.integers(0, 50 if baseline else 100).map(lambda w: {"setWeight": w}),
+        st.integers(0, top // 2 if baseline else top).map(lambda w: {"setWeight": w}),
         _pause(indefinite),
     ]
     if analysis:
@@ -355,6 +357,10 @@ def rollouts(
             canary["baselineService"] = "checkout-baseline"
     if is_routed:
         canary["trafficRouting"] = {"gatewayAPI": {"httpRoute": "checkout"}}
+        if top != 100:
+            # The engine is router-blind: the CRD allows a total with nginx only, which
+            # cannot split a baseline off; the walks exercise the arithmetic regardless.
+            canary["trafficRouting"]["maxTrafficWeight"] = top
         canary["dynamicStableScale"] = dynamic
     if analysis and draw(st.booleans()):
         canary["analysis"] = {

@@ -103,9 +103,9 @@ def test_stdin_and_several_documents(
             "should match",
         ),
         (
-            lambda m: m["spec"]["strategy"]["canary"].update(steps=[{"setWeight": 101}]),
+            lambda m: m["spec"]["strategy"]["canary"].update(steps=[{"setWeight": -1}]),
             "spec.strategy.canary.steps[0].setWeight",
-            "less than or equal to 100",
+            "greater than or equal to 0",
         ),
         (
             lambda m: m["spec"]["strategy"]["canary"].update(steps=[{"setWeight": 1}] * 65),

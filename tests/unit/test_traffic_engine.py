@@ -384,6 +384,7 @@ def test_the_router_never_outruns_the_canary_and_status_says_what_it_holds(
     steps = sim.rollout.spec.strategy.canary.steps
     scaled = any(s.set_canary_scale is not None for s in steps)
     total = sim.rollout.spec.replicas
+    top = sim.rollout.spec.strategy.canary.max_weight  # maxTrafficWeight, 100 unless set
     for _ in range(400):
         before = sim.world()
         try:
@@ -399,7 +400,7 @@ def test_the_router_never_outruns_the_canary_and_status_says_what_it_holds(
         assert (w.canary, w.baseline, w.stable) == (
             t.canary_weight if t.canary_group else 0,
             t.baseline_weight,
-            100 - w.canary - w.baseline,
+            top - w.canary - w.baseline,
         )
         if t.baseline_weight > 0:
             # The baseline's share goes only with the canary's, and only to pods that are up.
@@ -412,7 +413,7 @@ def test_the_router_never_outruns_the_canary_and_status_says_what_it_holds(
             assert canary is not None
             assert canary.available > 0
             if not scaled:
-                assert canary.available >= canary_replicas(total, t.canary_weight)
+                assert canary.available >= canary_replicas(total, t.canary_weight, top)
         if d.status.abort or (
             sim.status.phase == "Healthy" and sim.status.canary_server_group is None
         ):

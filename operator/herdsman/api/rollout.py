@@ -318,8 +318,11 @@ class CanaryStep(ApiModel):
         )
     )
 
+    # The upper bound is maxTrafficWeight (CanaryStrategy's rule), 100 unless set.
     set_weight: int | None = Field(
-        None, ge=0, le=100, description="Percent of traffic to the canary."
+        None,
+        ge=0,
+        description="Traffic to the canary, out of trafficRouting.maxTrafficWeight (100).",
     )
     pause: PauseStep | None = None
     set_canary_scale: SetCanaryScale | None = None
@@ -351,6 +354,13 @@ def _snake(camel: str) -> str:
 # --- strategies -----------------------------------------------------------------------------------
 
 
+# maxTrafficWeight as a CEL expression over CanaryStrategy (`self`).
+_MAX_WEIGHT = (
+    "(has(self.trafficRouting) && has(self.trafficRouting.maxTrafficWeight)"
+    " ? self.trafficRouting.maxTrafficWeight : 100)"
+)
+
+
 class CanaryStrategy(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=validations(
@@ -377,8 +387,17 @@ class CanaryStrategy(ApiModel):
                 ".steps",
             ),
             cel(
-                "!self.baseline || self.steps.all(s, !has(s.setWeight) || s.setWeight <= 50)",
-                "with baseline, setWeight cannot exceed 50: the canary and the baseline each carry the weight",
+                "self.steps.all(s, !has(s.setWeight) || s.setWeight <= " + _MAX_WEIGHT + ")",
+                "setWeight must be between 0 and maxTrafficWeight (trafficRouting.maxTrafficWeight,"
+                " 100 when unset)",
+                ".steps",
+            ),
+            cel(
+                "!self.baseline || self.steps.all(s, !has(s.setWeight) || 2 * s.setWeight <= "
+                + _MAX_WEIGHT
+                + ")",
+                "with baseline, setWeight cannot exceed 50 (half of maxTrafficWeight): the canary"
+                " and the baseline each carry the weight",
                 ".steps",
             ),
             cel(
@@ -488,6 +507,11 @@ class CanaryStrategy(ApiModel):
         ge=1,
         description="With a router, a group that runs at all runs at least this many pods.",
     )
+
+    @property
+    def max_weight(self) -> int:
+        """The total weights are out of: trafficRouting.maxTrafficWeight, else 100."""
+        return self.traffic_routing.max_weight if self.traffic_routing is not None else 100
 
 
 class BlueGreenStrategy(ApiModel):
@@ -719,7 +743,8 @@ class PromoteRequest(ApiModel):
 
 
 class Weights(ApiModel):
-    """The traffic split actually in effect, in percent; always sums to 100."""
+    """The traffic split actually in effect, out of maxTrafficWeight (100 unless
+    trafficRouting.maxTrafficWeight says otherwise, as Argo's status does); always sums to it."""
 
     stable: int = 100
     canary: int = 0

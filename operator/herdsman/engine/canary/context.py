@@ -66,6 +66,8 @@ class Canary:
         self.now = plan.now
         self.total = plan.spec.replicas
         self.routed = strategy.traffic_routing is not None
+        # Every weight here is out of this (Argo's maxTrafficWeight; 100 unless set).
+        self.max_weight = strategy.max_weight
         self.pod_hash = template_hash(plan.spec.pod_template)
         self.revision = groups.revision_for(plan, self.pod_hash)
         self.current_name = groups.release_name(plan, self.revision)
