@@ -1,6 +1,7 @@
 """Argo Rollout fields with their Argo meaning, on the real control plane: antiAffinity in the
 new group's pod template, minPodsPerReplicaSet and scaleDownDelayRevisionLimit with a router,
-selector.matchExpressions on every server group, weights out of maxTrafficWeight through nginx."""
+selector.matchExpressions on every server group, weights out of maxTrafficWeight through nginx,
+replicaProgressThreshold leaving a step whose canary cannot all be scheduled."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from harness.operator import OperatorProcess
 from harness.rollouts import IMAGE_V2, IMAGE_V3, Rollouts, rollout
 from harness.routers import NGINX, ROUTING, create_user_objects, install_crds
 from herdsman.cli import actions
+from herdsman.cluster.kube import ROLLOUTS
 from herdsman.naming import LABEL_GROUP
 from herdsman.traffic.nginx import INGRESSES
 
@@ -139,4 +141,36 @@ def test_max_traffic_weight_gives_nginx_weights_out_of_its_total(
     actions.promote(rollouts.rest, rollouts.ns, "checkout", full=True)
     rollouts.wait_healthy("checkout-v002")
     assert rollouts.status()["weights"]["stable"] == 1000
+    assert ok(operator)
+
+
+def test_replica_progress_threshold_leaves_a_step_with_part_of_the_canary_up(
+    operator: OperatorProcess, rollouts: Rollouts
+) -> None:
+    rollouts.create(
+        rollout(
+            replicas=10,
+            steps=[{"setWeight": 50}, {"pause": {}}],
+            replicaProgressThreshold={"type": "Pod", "value": 3},
+        )
+    )
+    rollouts.wait_healthy("checkout-v001")
+    # The new revision's pods refuse to share a node, and the cluster has three: of the five
+    # pods setWeight 50 asks for, three run and two stay Pending for good.
+    template = rollouts.get()["spec"]["template"]
+    template["metadata"]["labels"]["slot"] = "one-per-node"
+    template["spec"]["containers"][0]["image"] = IMAGE_V2
+    template["spec"]["affinity"] = {
+        "podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "labelSelector": {"matchLabels": {"slot": "one-per-node"}},
+                    "topologyKey": "kubernetes.io/hostname",
+                }
+            ]
+        }
+    }
+    rollouts.rest.patch(ROLLOUTS.url(rollouts.ns, "checkout"), {"spec": {"template": template}})
+    rollouts.wait_phase("Paused", step="2/2", timeout=90)
+    assert rollouts.sizes()["checkout-v002"] == (5, 3)
     assert ok(operator)

@@ -84,6 +84,11 @@ CASES = [
         ),
     ),
     Case(
+        "a replicaProgressThreshold of an unknown type",
+        f"{CANARY}.replicaProgressThreshold.type",
+        lambda m: canary(m).update(replicaProgressThreshold={"type": "Percentage", "value": 9}),
+    ),
+    Case(
         "maxTrafficWeight with a router other than nginx",
         f"{CANARY}.trafficRouting.maxTrafficWeight",
         lambda m: routed(m).update(maxTrafficWeight=1000),

@@ -362,6 +362,14 @@ def rollouts(
             # cannot split a baseline off; the walks exercise the arithmetic regardless.
             canary["trafficRouting"]["maxTrafficWeight"] = top
         canary["dynamicStableScale"] = dynamic
+    if draw(st.integers(0, 3)) == 0:
+        # replicaProgressThreshold: a step's scale-up counts as done with part of its pods.
+        canary["replicaProgressThreshold"] = draw(
+            st.one_of(
+                st.integers(1, 100).map(lambda v: {"type": "Percent", "value": v}),
+                st.integers(1, 5).map(lambda v: {"type": "Pod", "value": v}),
+            )
+        )
     if analysis and draw(st.booleans()):
         canary["analysis"] = {
             "templates": [{"templateName": TEMPLATE}],

@@ -107,6 +107,13 @@ def wire(d: Decision) -> dict[str, Any]:
     return out
 
 
+def needed(rollout: Rollout, desired: int) -> int:
+    """Available canary pods that carry `desired` (replicaProgressThreshold's share, else all)."""
+    canary = rollout.spec.strategy.canary
+    t = canary.replica_progress_threshold if canary is not None else None
+    return weights.progress_threshold(desired, t.type if t else None, t.value if t else None)
+
+
 def out_of(rollout: Rollout) -> int:
     """The total weights are out of (maxTrafficWeight, 100 unless set)."""
     canary = rollout.spec.strategy.canary
@@ -211,7 +218,10 @@ class Checker:
             return
         group = world.group(t.canary_group)
         have = group.available if group else 0
-        need = weights.canary_replicas(rollout.spec.replicas, t.canary_weight, out_of(rollout))
+        need = needed(
+            rollout,
+            weights.canary_replicas(rollout.spec.replicas, t.canary_weight, out_of(rollout)),
+        )
         assert have >= need, f"router told {t.canary_weight}% with {have} canary pods available"
 
     # One state change, one announcement: an Event repeated on every pass is noise that hides
@@ -425,7 +435,8 @@ class Checker:
                 assert want >= 1 or not (total >= 1 and 1 <= w < top)
                 have = (group.replicas, group.available) if group else (0, 0)
                 assert have[0] == want, f"left setWeight {w} with {have[0]} canary pods, not {want}"
-                assert have[1] >= want, f"left setWeight {w} with {have[1]}/{want} available"
+                enough = needed(rollout, want)
+                assert have[1] >= enough, f"left setWeight {w} with {have[1]}/{want} available"
             elif step.analysis is not None:
                 run = world.run(analysis_run_name(name, revision, "step", k, attempt))
                 assert run is not None, f"left analysis step {k} without a run"

@@ -354,6 +354,16 @@ def _snake(camel: str) -> str:
 # --- strategies -----------------------------------------------------------------------------------
 
 
+class ReplicaProgressThreshold(ApiModel):
+    """How much of a step's canary must be available for the step's scale-up to count as done
+    (Argo's replicaProgressThreshold): a percentage of the pods the step asks for, or a count."""
+
+    type: Literal["Percent", "Pod"] = Field(
+        ..., description="Percent: of the step's canary pods; Pod: a number of pods."
+    )
+    value: int = Field(..., ge=1, description="Percent or pods; never more than the step asks for.")
+
+
 # maxTrafficWeight as a CEL expression over CanaryStrategy (`self`).
 _MAX_WEIGHT = (
     "(has(self.trafficRouting) && has(self.trafficRouting.maxTrafficWeight)"
@@ -506,6 +516,12 @@ class CanaryStrategy(ApiModel):
         None,
         ge=1,
         description="With a router, a group that runs at all runs at least this many pods.",
+    )
+
+    replica_progress_threshold: ReplicaProgressThreshold | None = Field(
+        None,
+        description="A setWeight or setCanaryScale step is done once this share of its canary"
+        " pods is available (absent: all of them).",
     )
 
     @property

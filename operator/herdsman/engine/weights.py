@@ -163,3 +163,14 @@ def traffic_weights(shares: Mapping[str, int]) -> dict[str, int]:
     ]:
         floors[k] += 1
     return floors
+
+
+def progress_threshold(desired: int, kind: str | None, value: int | None) -> int:
+    """Available pods that make a step's scale-up to `desired` count as done (Argo's
+    replicaProgressThreshold): `value` percent of `desired` rounded up, or `value` pods; never
+    more than `desired`. No threshold: all of them."""
+    if kind is None or value is None or desired <= 0:
+        return max(0, desired)
+    if kind == "Pod":
+        return min(desired, max(1, value))
+    return min(desired, max(1, -(-desired * value // 100)))

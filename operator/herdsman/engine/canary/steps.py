@@ -16,6 +16,7 @@ from herdsman.engine import groups
 from herdsman.engine.canary import analysis, chaos, experiment, rollback, traffic
 from herdsman.engine.canary.context import ROUTER_RECHECK_SECONDS, Canary, describe, weight_before
 from herdsman.engine.world import ServerGroup
+from herdsman.naming import baseline_name
 
 
 def progress(c: Canary, stable: ServerGroup) -> None:
@@ -112,7 +113,15 @@ def route_held(c: Canary, name: str) -> bool:
 
 
 def weight_reached(c: Canary, stable: ServerGroup, weight: int, step: CanaryStep) -> bool:
-    if not groups.reached(c.plan, traffic.replica_targets(c, stable, weight, step)):
+    targets = traffic.replica_targets(c, stable, weight, step)
+    # replicaProgressThreshold: the canary (and baseline) count as scaled up with that share.
+    base = baseline_name(c.plan.name, stable.revision) if c.strategy.baseline else None
+    enough = {
+        name: traffic.threshold(c, want)
+        for name, want in targets.replicas.items()
+        if name in (c.current_name, base)
+    }
+    if not groups.reached(c.plan, targets, enough):
         return False
     if not c.routed:
         return True

@@ -113,10 +113,12 @@ def sendable(c: Canary, stable: ServerGroup, weight: int) -> int:
     want = effective(c, weight)
     held = held_weight(c)
     # With a baseline the two move up together: both judged on the same share.
-    ready = up >= canary_scale(c, weight)
+    ready = up >= threshold(c, canary_scale(c, weight))
     if c.strategy.baseline_service:  # the CRD allows it only with baseline: true
         base = c.world.group(c.st.baseline_server_group)
-        ready = ready and base is not None and base.available >= canary_scale(c, weight)
+        ready = (
+            ready and base is not None and base.available >= threshold(c, canary_scale(c, weight))
+        )
     # Up: wait for the canary's pods. Down (dynamicStableScale): wait for stable's.
     wait_up = want > held and not ready
     wait_down = (
@@ -136,13 +138,21 @@ def carried(c: Canary, weight: int, up: int) -> int:
     return min(weight, most_carried(c, up))
 
 
+def threshold(c: Canary, desired: int) -> int:
+    """Available pods that carry a step asking for `desired` canary pods: all of them, or
+    replicaProgressThreshold's share (Argo's)."""
+    t = c.strategy.replica_progress_threshold
+    return weights.progress_threshold(desired, t.type if t else None, t.value if t else None)
+
+
 def most_carried(c: Canary, up: int) -> int:
-    """The largest weight (out of maxTrafficWeight) whose share is at most `up` pods: found
-    by bisection, as the share only grows with the weight (maxTrafficWeight may be large)."""
+    """The largest weight (out of maxTrafficWeight) that `up` available pods carry: its share
+    of pods, or replicaProgressThreshold's part of it, is up. Found by bisection, as both only
+    grow with the weight (maxTrafficWeight may be large)."""
     low, high = 0, c.max_weight
     while low < high:
         mid = (low + high + 1) // 2
-        if share(c, mid) <= up:
+        if threshold(c, share(c, mid)) <= up:
             low = mid
         else:
             high = mid - 1
