@@ -1,7 +1,8 @@
 """Argo Rollout fields with their Argo meaning, on the real control plane: antiAffinity in the
 new group's pod template, minPodsPerReplicaSet and scaleDownDelayRevisionLimit with a router,
 selector.matchExpressions on every server group, weights out of maxTrafficWeight through nginx,
-replicaProgressThreshold leaving a step whose canary cannot all be scheduled."""
+replicaProgressThreshold leaving a step whose canary cannot all be scheduled, and a step that
+combines setCanaryScale with setHeaderRoute (Argo's combination rules)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from harness.routers import NGINX, ROUTING, create_user_objects, install_crds
 from herdsman.cli import actions
 from herdsman.cluster.kube import ROLLOUTS
 from herdsman.naming import LABEL_GROUP
+from herdsman.traffic.gatewayapi import HTTP_ROUTES
 from herdsman.traffic.nginx import INGRESSES
 
 pytestmark = pytest.mark.e2e
@@ -173,4 +175,44 @@ def test_replica_progress_threshold_leaves_a_step_with_part_of_the_canary_up(
     rollouts.rest.patch(ROLLOUTS.url(rollouts.ns, "checkout"), {"spec": {"template": template}})
     rollouts.wait_phase("Paused", step="2/2", timeout=90)
     assert rollouts.sizes()["checkout-v002"] == (5, 3)
+    assert ok(operator)
+
+
+def test_a_step_combining_set_canary_scale_with_set_header_route_does_both(
+    cluster: Cluster, operator: OperatorProcess, rollouts: Rollouts
+) -> None:
+    install_crds(cluster)
+    create_user_objects(cluster, rollouts.ns, "gatewayAPI")
+    beta = {"headerName": "x-beta", "headerValue": {"exact": "yes"}}
+    rollouts.create(
+        rollout(
+            replicas=4,
+            steps=[
+                {
+                    "setCanaryScale": {"replicas": 2},
+                    "setHeaderRoute": {"name": "beta", "match": [beta]},
+                },
+                {"pause": {}},
+            ],
+            trafficRouting={**ROUTING["gatewayAPI"], "managedRoutes": [{"name": "beta"}]},
+        )
+    )
+    rollouts.wait_healthy("checkout-v001")
+    rollouts.set_image(IMAGE_V2)
+    rollouts.wait_phase("Paused", step="2/2")
+    assert rollouts.sizes()["checkout-v002"] == (2, 2)
+    route = cluster.rest.get(HTTP_ROUTES.url(rollouts.ns, "checkout"))
+    assert route is not None
+    matched = [
+        rule
+        for rule in route["spec"]["rules"]
+        for m in rule.get("matches") or []
+        if any(h.get("name") == "x-beta" for h in m.get("headers") or [])
+    ]
+    assert len(matched) == 1
+    assert [b["name"] for b in matched[0]["backendRefs"] if b.get("weight", 1)] == [
+        "checkout-canary"
+    ]
+    actions.promote(rollouts.rest, rollouts.ns, "checkout", full=True)
+    rollouts.wait_healthy("checkout-v002")
     assert ok(operator)

@@ -330,13 +330,14 @@ def rollouts(
     if analysis:
         kinds.append(st.just({"analysis": {"templates": [{"templateName": TEMPLATE}]}}))
     if is_routed and not (dynamic and not scale_with_dynamic):
-        kinds.append(
-            st.one_of(
-                st.integers(0, max_replicas + 2).map(lambda r: {"replicas": r}),
-                st.integers(0, 100).map(lambda w: {"weight": w}),
-                st.just({"matchTrafficWeight": True}),
-            ).map(lambda s: {"setCanaryScale": s})
-        )
+        scale = st.one_of(
+            st.integers(0, max_replicas + 2).map(lambda r: {"replicas": r}),
+            st.integers(0, 100).map(lambda w: {"weight": w}),
+            st.just({"matchTrafficWeight": True}),
+        ).map(lambda s: {"setCanaryScale": s})
+        kinds.append(scale)
+        # Argo lets setCanaryScale go with any step kind: combined with another drawn step.
+        kinds.append(st.tuples(st.one_of(kinds[:-1]), scale).map(lambda p: {**p[0], **p[1]}))
     steps = draw(st.lists(st.one_of(kinds), max_size=max_steps))
     surge = draw(int_or_percent())
     # The CRD refuses both zero, in either form (0 or "0%"); limits() copes regardless.

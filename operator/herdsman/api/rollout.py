@@ -301,14 +301,45 @@ STEP_KINDS = [
 # Declared so a manifest with one is refused in our words (naming the field), not as an
 # unknown field; Herdsman runs no step plugins.
 REFUSED_STEP_KINDS = ["plugin"]
+# Argo's step-combination rule (its validation's hasMultipleStepsType): a step holds at most one
+# of these (and Herdsman's chaos step); setCanaryScale, setHeaderRoute and setMirrorRoute may go
+# with any of them and with each other.
+EXCLUSIVE_STEP_KINDS = ["setWeight", "pause", "experiment", "analysis", "chaos"]
+COMBINABLE_STEP_KINDS = ["setCanaryScale", "setHeaderRoute", "setMirrorRoute"]
+# Which part of a combined step decides when it is done, first first: Argo's order in
+# completedCurrentCanaryStep (a pause, then the scale, then the weight, ...).
+COMPLETION_ORDER = [
+    "pause",
+    "setCanaryScale",
+    "setWeight",
+    "experiment",
+    "analysis",
+    "chaos",
+    "setHeaderRoute",
+    "setMirrorRoute",
+]
+
+
+def _flags(kinds: list[str]) -> str:
+    return "[" + ", ".join(f"has(self.{k})" for k in kinds) + "]"
 
 
 class CanaryStep(ApiModel):
-    """One step of a canary. Exactly one field is set."""
+    """One step of a canary: one of setWeight, pause, experiment, analysis or chaos, with any of
+    setCanaryScale, setHeaderRoute and setMirrorRoute beside it (or those alone), as Argo
+    allows."""
 
     model_config = ConfigDict(
         json_schema_extra=validations(
-            exactly_one(STEP_KINDS + REFUSED_STEP_KINDS, "step"),
+            cel(
+                f"{_flags(STEP_KINDS + REFUSED_STEP_KINDS)}.exists(x, x)",
+                f"step: set at least one of {', '.join(STEP_KINDS)}",
+            ),
+            cel(
+                f"{_flags(EXCLUSIVE_STEP_KINDS)}.filter(x, x).size() <= 1",
+                f"step: set at most one of {', '.join(EXCLUSIVE_STEP_KINDS)} (Argo's rule;"
+                f" {', '.join(COMBINABLE_STEP_KINDS)} may go with any of them)",
+            ),
             cel(
                 "!has(self.plugin)",
                 "step plugins are not supported by Herdsman: replace the step with built-in"
@@ -340,11 +371,15 @@ class CanaryStep(ApiModel):
     )
 
     @property
+    def kinds(self) -> list[str]:
+        """Every part of the step, in COMPLETION_ORDER."""
+        return [k for k in COMPLETION_ORDER if getattr(self, _snake(k)) is not None]
+
+    @property
     def kind(self) -> str:
-        for name in STEP_KINDS:
-            if getattr(self, _snake(name)) is not None:
-                return name
-        return "empty"
+        """The part that decides when the step is done (the only one, in most steps)."""
+        kinds = self.kinds
+        return kinds[0] if kinds else "empty"
 
 
 def _snake(camel: str) -> str:

@@ -82,19 +82,27 @@ def progress(c: Canary, stable: ServerGroup) -> None:
 
 
 def step_done(c: Canary, step: CanaryStep, idx: int, weight: int, stable: ServerGroup) -> bool:
-    if step.set_weight is not None or step.set_canary_scale is not None:
-        return weight_reached(c, stable, weight, step)
+    """A step's main part decides, in Argo's order (a pause, then the scale, the weight, an
+    experiment, an analysis); the routes a step sets must also be seen held, combined or not."""
+    if not main_part_done(c, step, idx, weight, stable):
+        return False
+    routes: list[SetHeaderRoute | SetMirrorRoute] = [
+        r for r in (step.set_header_route, step.set_mirror_route) if r is not None
+    ]
+    return all(route_held(c, r.name) for r in routes)
+
+
+def main_part_done(c: Canary, step: CanaryStep, idx: int, weight: int, stable: ServerGroup) -> bool:
     if step.pause is not None:
         return pause_over(c, step, idx)
+    if step.set_weight is not None or step.set_canary_scale is not None:
+        return weight_reached(c, stable, weight, step)
+    if step.experiment is not None:
+        return experiment.experiment_passed(c, step, idx, stable)
     if step.analysis is not None:
         return analysis.analysis_passed(c, step, idx, stable)
     if step.chaos is not None:
         return chaos.step_done(c, step)
-    if step.experiment is not None:
-        return experiment.experiment_passed(c, step, idx, stable)
-    route: SetHeaderRoute | SetMirrorRoute | None = step.set_header_route or step.set_mirror_route
-    if route is not None:
-        return route_held(c, route.name)
     return True
 
 
