@@ -121,3 +121,12 @@ def test_a_step_with_a_header_and_a_mirror_route_sets_both() -> None:
     sim.run_until(lambda s: s.status.phase == "Paused")
     assert sim.router is not None
     assert sim.router.routes == frozenset({"beta", "copy"})
+
+
+def test_lint_warns_where_a_combined_step_waits_for_more_than_argo_does() -> None:
+    report = lint_object(routed([{"setWeight": 10}, {"pause": {"duration": 5}, **SCALE, **HEADER}]))
+    assert report.errors == []
+    assert [w.path for w in report.warnings] == ["spec.strategy.canary.steps[1]"]
+    assert "pause and setCanaryScale" in report.warnings[0].detail
+    # A route beside one main part is Argo's meaning exactly: no warning.
+    assert lint_object(routed([{**SCALE, **HEADER}])).warnings == []

@@ -121,27 +121,27 @@ def restart(rest: Rest, ns: str, name: str, *, at: datetime | None = None) -> di
     return _spec(rest, ns, name, {"restartAt": when})
 
 
-def template_home(rest: Rest, ns: str, name: str) -> tuple[str, dict[str, Any], str]:
-    """Where the rollout's pod template lives: (URL, object, what a person calls it).
-
-    The Rollout itself — or, with `spec.workloadRef`, the Deployment it follows: the Rollout's
-    own template is empty then (a second template source is refused), and an edit of the
+def template_home(rest: Rest, ns: str, name: str) -> tuple[str | None, dict[str, Any]]:
+    """Where the rollout's pod template lives: (None, the Rollout) — or, with
+    `spec.workloadRef`, (the Deployment's name, the Deployment) it follows: the Rollout's own
+    template is empty then (a second template source is refused), and an edit of the
     Deployment's is a new revision the next reconcile rolls out, as Argo's workloadRef does."""
     body = get(rest, ns, name)
     ref = (body.get("spec") or {}).get("workloadRef")
     if not ref:
-        return ROLLOUTS.url(ns, name), body, f"rollout {ns}/{name}"
+        return None, body
     deployment = rest.get(DEPLOYMENTS.url(ns, ref["name"]))
     if deployment is None:
         raise ActionError(
             f"rollout {ns}/{name}: spec.workloadRef.name: Deployment {ref['name']!r} not found;"
             " its pod template is the rollout's"
         )
-    return DEPLOYMENTS.url(ns, ref["name"]), deployment, f"Deployment {ns}/{ref['name']}"
+    return str(ref["name"]), deployment
 
 
 def set_image(rest: Rest, ns: str, name: str, container: str, image: str) -> dict[str, Any]:
-    url, body, _ = template_home(rest, ns, name)
+    followed, body = template_home(rest, ns, name)
+    url = DEPLOYMENTS.url(ns, followed) if followed else ROLLOUTS.url(ns, name)
     containers = body["spec"]["template"]["spec"]["containers"]
     i = next((i for i, c in enumerate(containers) if container in (c.get("name"), "*")), None)
     if i is None:
@@ -164,7 +164,8 @@ def set_images(rest: Rest, ns: str, name: str, images: dict[str, str]) -> dict[s
     `*` as the container name sets every container. Returns container -> image as changed.
     With `spec.workloadRef` the Deployment's template is the one changed (`template_home`).
     """
-    url, body, _ = template_home(rest, ns, name)
+    followed, body = template_home(rest, ns, name)
+    url = DEPLOYMENTS.url(ns, followed) if followed else ROLLOUTS.url(ns, name)
     containers = body["spec"]["template"]["spec"]["containers"]
     names = [c.get("name", "?") for c in containers]
     wanted: dict[int, str] = {}
@@ -225,7 +226,8 @@ def undo(rest: Rest, ns: str, name: str, *, to_revision: int | None = None) -> i
     # the spec changed, and the operator's status writes (which bump resourceVersion, often
     # while a canary is paused) would otherwise fail the patch at random.
     # With workloadRef the template goes back into the Deployment the rollout follows.
-    url, home, _ = template_home(rest, ns, name)
+    followed, home = template_home(rest, ns, name)
+    url = DEPLOYMENTS.url(ns, followed) if followed else ROLLOUTS.url(ns, name)
     ops = [
         {"op": "test", "path": "/metadata/generation", "value": home["metadata"]["generation"]},
         {"op": "replace", "path": "/spec/template", "value": kept[to_revision]},

@@ -217,10 +217,10 @@ def cmd_set_image(ctx: Context) -> int:
         if not sep or not container or not image:
             raise CliError(f"expected CONTAINER=IMAGE, got {pair!r}", code=2)
         images[container] = image
-    _, _, home = actions.template_home(ctx.rest, ctx.namespace, ctx.args.name)
+    followed, _ = actions.template_home(ctx.rest, ctx.namespace, ctx.args.name)
     changed = actions.set_images(ctx.rest, ctx.namespace, ctx.args.name, images)
     shown = ", ".join(f"{c}={i}" for c, i in changed.items())
-    where = "" if home.startswith("rollout ") else f" in {home}, which it follows"
+    where = f" in Deployment {ctx.namespace}/{followed}, which it follows" if followed else ""
     ctx.done(f"rollout {ctx.namespace}/{ctx.args.name}: image updated{where} ({shown})")
     return 0
 

@@ -82,28 +82,29 @@ def progress(c: Canary, stable: ServerGroup) -> None:
 
 
 def step_done(c: Canary, step: CanaryStep, idx: int, weight: int, stable: ServerGroup) -> bool:
-    """A step's main part decides, in Argo's order (a pause, then the scale, the weight, an
-    experiment, an analysis); the routes a step sets must also be seen held, combined or not."""
-    if not main_part_done(c, step, idx, weight, stable):
+    """A step is done when every part of it is: a pause over, the scale or weight reached, an
+    experiment or analysis passed, its routes seen held — checked in Argo's order, each only
+    once the ones before it are done (an analysis judges the canary at the step's scale).
+
+    Argo's controller lets the first part alone decide a combined step (a pause, then the scale,
+    ...), which would leave an analysis beside a setCanaryScale unjudged; Herdsman waits for
+    all of them (lint warns about the difference)."""
+    if step.pause is not None and not pause_over(c, step, idx):
+        return False
+    if (step.set_weight is not None or step.set_canary_scale is not None) and not weight_reached(
+        c, stable, weight, step
+    ):
+        return False
+    if step.experiment is not None and not experiment.experiment_passed(c, step, idx, stable):
+        return False
+    if step.analysis is not None and not analysis.analysis_passed(c, step, idx, stable):
+        return False
+    if step.chaos is not None and not chaos.step_done(c, step):
         return False
     routes: list[SetHeaderRoute | SetMirrorRoute] = [
         r for r in (step.set_header_route, step.set_mirror_route) if r is not None
     ]
     return all(route_held(c, r.name) for r in routes)
-
-
-def main_part_done(c: Canary, step: CanaryStep, idx: int, weight: int, stable: ServerGroup) -> bool:
-    if step.pause is not None:
-        return pause_over(c, step, idx)
-    if step.set_weight is not None or step.set_canary_scale is not None:
-        return weight_reached(c, stable, weight, step)
-    if step.experiment is not None:
-        return experiment.experiment_passed(c, step, idx, stable)
-    if step.analysis is not None:
-        return analysis.analysis_passed(c, step, idx, stable)
-    if step.chaos is not None:
-        return chaos.step_done(c, step)
-    return True
 
 
 def route_held(c: Canary, name: str) -> bool:
