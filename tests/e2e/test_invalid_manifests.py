@@ -91,7 +91,7 @@ CASES = [
     Case(
         "maxTrafficWeight with a router other than nginx",
         f"{CANARY}.trafficRouting.maxTrafficWeight",
-        lambda m: routed(m).update(maxTrafficWeight=1000),
+        lambda m: routed(m)["trafficRouting"].update(maxTrafficWeight=1000),
     ),
     Case("setWeight -1", f"{CANARY}.steps[0].setWeight", steps({"setWeight": -1})),
     Case(
