@@ -93,9 +93,13 @@ def schema_for(kind: str) -> Schema | None:
     )
     # The API server checks ObjectMeta itself (see _metadata_errors), and a create ignores
     # status when the status subresource is enabled.
+    # The one metadata rule of our own, a Rollout's name length (server group names are label
+    # values), stays: the API server applies it too.
+    name = root["properties"]["metadata"].get("properties", {}).get("name")
     root["properties"]["metadata"] = {
         "type": "object",
         "x-kubernetes-preserve-unknown-fields": True,
+        **({"properties": {"name": name}} if name else {}),
     }
     root["properties"].pop("status", None)
     return root
