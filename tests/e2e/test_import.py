@@ -10,6 +10,7 @@ them. No Argo controller runs: as the import's documentation asks, it is stopped
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -18,9 +19,10 @@ from harness.argo_corpus import corpus_dir
 from harness.cluster import Cluster, wait_until
 from harness.operator import OperatorProcess
 from harness.rollouts import IMAGE_V1, IMAGE_V2, IMAGE_V3, Rollouts
+from herdsman.cli.argo_controller import LEASE_NAME, LEASES
 from herdsman.cli.importing import ARGO_ROLLOUTS
 from herdsman.cli.main import main
-from herdsman.cluster.kube import PODS, REPLICA_SETS, ROLLOUTS, SERVICES, Rest
+from herdsman.cluster.kube import DEPLOYMENTS, PODS, REPLICA_SETS, ROLLOUTS, SERVICES, Rest
 from herdsman.naming import LABEL_GROUP
 
 pytestmark = pytest.mark.e2e
@@ -301,19 +303,28 @@ def test_import_takes_a_live_argo_rollout_over_without_restarting_a_pod(
     assert not [line for line in operator.errors() if "TooManyRequests" not in line]
 
 
+def assert_still_argos(world: ArgoWorld) -> None:
+    """Nothing adopted: every ReplicaSet is Argo's alone and its pods carry no label of ours
+    (their status moves on as pods come up, so resourceVersions are no evidence)."""
+    for rs in world.replica_sets().values():
+        refs = rs["metadata"]["ownerReferences"]
+        assert [r["apiVersion"] for r in refs] == ["argoproj.io/v1alpha1"]
+        assert LABEL_GROUP not in rs["spec"]["template"]["metadata"]["labels"]
+    for pod in world.pods():
+        assert LABEL_GROUP not in pod["metadata"]["labels"]
+
+
 def test_dry_run_prints_the_plan_and_changes_nothing(
     operator: OperatorProcess, world: ArgoWorld, plugin: Any
 ) -> None:
     world.lay_out()
-    sets_before = world.replica_set_writes()
     code, out, err = plugin("import", "checkout", "--dry-run")
     assert code == 0, err
     assert f"adopt ReplicaSet checkout-{STABLE_HASH} as server group revision 2 (stable" in out
     assert f"adopt ReplicaSet checkout-{OLD_HASH} as server group revision 1 (old" in out
     assert f"Service checkout: selector {ARGO_HASH}={STABLE_HASH}" in out
     assert world.rest.get(ROLLOUTS.url(world.ns, "checkout")) is None
-    after = world.replica_set_writes()
-    assert after == sets_before
+    assert_still_argos(world)
     assert ARGO_HASH in world.selector("checkout")
 
 
@@ -352,3 +363,74 @@ def test_a_herdsman_rollout_of_the_same_name_is_not_overwritten(
     for rs in world.replica_sets().values():
         assert rs["metadata"]["ownerReferences"][0]["kind"] == "Rollout"
         assert rs["metadata"]["ownerReferences"][0]["apiVersion"] == "argoproj.io/v1alpha1"
+
+
+def argo_controller_deployment() -> dict[str, Any]:
+    """Argo's controller as its install.yaml labels it (the pause image stands in for it)."""
+    labels = {
+        "app.kubernetes.io/name": "argo-rollouts",
+        "app.kubernetes.io/component": "rollouts-controller",
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "argo-rollouts", "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "argo-rollouts", "image": IMAGE_V1}]},
+            },
+        },
+    }
+
+
+def test_import_refuses_while_an_argo_controller_runs_and_force_goes_ahead_loudly(
+    operator: OperatorProcess, rollouts: Rollouts, world: ArgoWorld, plugin: Any
+) -> None:
+    world.lay_out()
+    ns = world.ns
+    world.rest.create(DEPLOYMENTS.url(ns), argo_controller_deployment())
+    try:
+        code, _out, err = plugin("import", "checkout")
+        assert code == 1
+        assert "an Argo Rollouts controller is running" in err
+        assert f"Deployment {ns}/argo-rollouts" in err
+        assert "Traceback" not in err
+        assert world.rest.get(ROLLOUTS.url(ns, "checkout")) is None
+        assert_still_argos(world)
+
+        # Scaled to 0, but its leader lease was renewed a moment ago: still running somewhere.
+        world.rest.patch(DEPLOYMENTS.url(ns, "argo-rollouts"), {"spec": {"replicas": 0}})
+        wait_until(
+            lambda: (
+                not (world.rest.get(DEPLOYMENTS.url(ns, "argo-rollouts")) or {})
+                .get("status", {})
+                .get("readyReplicas")
+            ),
+            what="the controller Deployment scaled to 0",
+        )
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        world.rest.create(
+            LEASES.url(ns),
+            {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": LEASE_NAME},
+                "spec": {"holderIdentity": "argo-rollouts-1", "renewTime": now},
+            },
+        )
+        code, _out, err = plugin("import", "checkout")
+        assert code == 1
+        assert f"Lease {ns}/{LEASE_NAME} renewed" in err
+
+        code, out, err = plugin("import", "checkout", "--force")
+        assert code == 0, err
+        assert "WARNING: an Argo Rollouts controller is running" in err
+        assert "imported" in out
+        rollouts.wait_healthy(f"checkout-{STABLE_HASH}", timeout=60)
+    finally:
+        # Other imports in this run must not see a controller that was only this test's.
+        world.rest.delete(LEASES.url(ns, LEASE_NAME))
+        world.rest.delete(DEPLOYMENTS.url(ns, "argo-rollouts"))

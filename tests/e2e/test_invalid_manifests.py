@@ -76,7 +76,25 @@ CASES = [
     Case("neither strategy", "spec.strategy", lambda m: m["spec"].update(strategy={})),
     Case("a step with two kinds", f"{CANARY}.steps[0]", steps({"setWeight": 10, "pause": {}})),
     Case("an empty step", f"{CANARY}.steps[1]", steps({"setWeight": 10}, {})),
-    Case("setWeight 101", f"{CANARY}.steps[0].setWeight", steps({"setWeight": 101})),
+    Case("setWeight 101", f"{CANARY}.steps", steps({"setWeight": 101})),
+    Case(
+        "setWeight beyond maxTrafficWeight",
+        f"{CANARY}.steps",
+        lambda m: canary(m).update(
+            steps=[{"setWeight": 300}],
+            trafficRouting={"nginx": {"stableIngress": "web"}, "maxTrafficWeight": 200},
+        ),
+    ),
+    Case(
+        "a replicaProgressThreshold of an unknown type",
+        f"{CANARY}.replicaProgressThreshold.type",
+        lambda m: canary(m).update(replicaProgressThreshold={"type": "Percentage", "value": 9}),
+    ),
+    Case(
+        "maxTrafficWeight with a router other than nginx",
+        f"{CANARY}.trafficRouting.maxTrafficWeight",
+        lambda m: routed(m)["trafficRouting"].update(maxTrafficWeight=1000),
+    ),
     Case("setWeight -1", f"{CANARY}.steps[0].setWeight", steps({"setWeight": -1})),
     Case(
         "a duration in words",
@@ -90,13 +108,34 @@ CASES = [
     ),
     Case(
         "an empty selector",
-        "spec.selector.matchLabels",
+        "spec.selector",
         lambda m: m["spec"]["selector"].update(matchLabels={}),
     ),
     Case(
-        "a selector without matchLabels",
-        "spec.selector.matchLabels",
+        "a selector with nothing in it",
+        "spec.selector",
         lambda m: m["spec"].update(selector={}),
+    ),
+    Case(
+        "selector.matchExpressions the template labels do not meet",
+        "spec.selector.matchExpressions",
+        lambda m: m["spec"]["selector"].update(
+            matchExpressions=[{"key": "tier", "operator": "In", "values": ["web"]}]
+        ),
+    ),
+    Case(
+        "an In requirement without values",
+        "spec.selector.matchExpressions[0].values",
+        lambda m: (
+            m["spec"]["selector"].update(matchExpressions=[{"key": "app", "operator": "In"}]),
+        ),
+    ),
+    Case(
+        "an unknown selector operator",
+        "spec.selector.matchExpressions[0].operator",
+        lambda m: m["spec"]["selector"].update(
+            matchExpressions=[{"key": "app", "operator": "Like", "values": ["x"]}]
+        ),
     ),
     Case(
         "template labels missing a selector label",
@@ -110,7 +149,7 @@ CASES = [
     ),
     Case(
         "a herdsman.dev/ selector label",
-        "spec.selector.matchLabels",
+        "spec.selector",
         lambda m: (
             m["spec"]["selector"]["matchLabels"].update({"herdsman.dev/revision": "1"}),
             labels(m).update({"herdsman.dev/revision": "1"}),

@@ -155,3 +155,32 @@ def test_a_workload_ref_to_a_missing_deployment_is_invalid_spec_until_it_appears
     rollouts.rest.create(DEPLOYMENTS.url(rollouts.ns), deployment(replicas=2))
     rollouts.wait_healthy("checkout-v001", timeout=30)
     wait_deployment(rollouts, (0, 0))
+
+
+def test_set_image_on_a_workload_ref_rollout_edits_the_deployment_and_undo_goes_back(
+    operator: OperatorProcess, rollouts: Rollouts
+) -> None:
+    rollouts.rest.create(DEPLOYMENTS.url(rollouts.ns), deployment())
+    rollouts.create(ref_rollout(None))
+    rollouts.wait_healthy("checkout-v001")
+    # The plugin's template edit goes where the template lives: the Deployment.
+    assert actions.set_images(rollouts.rest, rollouts.ns, "checkout", {"app": IMAGE_V2}) == {
+        "app": IMAGE_V2
+    }
+    dep = rollouts.rest.get(DEPLOYMENTS.url(rollouts.ns, "checkout"))
+    assert dep is not None
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE_V2
+    assert "template" not in rollouts.get()["spec"]  # the Rollout stays a pure reference
+    status = rollouts.wait_phase("Paused", step="4/4", timeout=60)
+    assert status["canaryServerGroup"] == "checkout-v002"
+    assert (
+        rollouts.groups()["checkout-v002"]["spec"]["template"]["spec"]["containers"][0]["image"]
+        == IMAGE_V2
+    )
+    # undo puts revision 1's template back into the Deployment: the stable group again.
+    assert actions.undo(rollouts.rest, rollouts.ns, "checkout") == 1
+    dep = rollouts.rest.get(DEPLOYMENTS.url(rollouts.ns, "checkout"))
+    assert dep is not None
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE_V1
+    rollouts.wait_healthy("checkout-v001")
+    assert not errors(operator)

@@ -322,20 +322,23 @@ def rollouts(
     baseline = draw(st.booleans())
     is_routed = draw(st.booleans()) if routed is None else routed
     dynamic = is_routed and draw(st.booleans())
+    # maxTrafficWeight: weights out of another total (a fine one, and a coarse odd one).
+    top = draw(st.sampled_from([100, 1000, 7])) if is_routed else 100
     kinds = [
-        st.integers(0, 50 if baseline else 100).map(lambda w: {"setWeight": w}),
+        st.integers(0, top // 2 if baseline else top).map(lambda w: {"setWeight": w}),
         _pause(indefinite),
     ]
     if analysis:
         kinds.append(st.just({"analysis": {"templates": [{"templateName": TEMPLATE}]}}))
     if is_routed and not (dynamic and not scale_with_dynamic):
-        kinds.append(
-            st.one_of(
-                st.integers(0, max_replicas + 2).map(lambda r: {"replicas": r}),
-                st.integers(0, 100).map(lambda w: {"weight": w}),
-                st.just({"matchTrafficWeight": True}),
-            ).map(lambda s: {"setCanaryScale": s})
-        )
+        scale = st.one_of(
+            st.integers(0, max_replicas + 2).map(lambda r: {"replicas": r}),
+            st.integers(0, 100).map(lambda w: {"weight": w}),
+            st.just({"matchTrafficWeight": True}),
+        ).map(lambda s: {"setCanaryScale": s})
+        kinds.append(scale)
+        # Argo lets setCanaryScale go with any step kind: combined with another drawn step.
+        kinds.append(st.tuples(st.one_of(kinds[:-1]), scale).map(lambda p: {**p[0], **p[1]}))
     steps = draw(st.lists(st.one_of(kinds), max_size=max_steps))
     surge = draw(int_or_percent())
     # The CRD refuses both zero, in either form (0 or "0%"); limits() copes regardless.
@@ -356,7 +359,19 @@ def rollouts(
             canary["baselineService"] = "checkout-baseline"
     if is_routed:
         canary["trafficRouting"] = {"gatewayAPI": {"httpRoute": "checkout"}}
+        if top != 100:
+            # The engine is router-blind: the CRD allows a total with nginx only, which
+            # cannot split a baseline off; the walks exercise the arithmetic regardless.
+            canary["trafficRouting"]["maxTrafficWeight"] = top
         canary["dynamicStableScale"] = dynamic
+    if draw(st.integers(0, 3)) == 0:
+        # replicaProgressThreshold: a step's scale-up counts as done with part of its pods.
+        canary["replicaProgressThreshold"] = draw(
+            st.one_of(
+                st.integers(1, 100).map(lambda v: {"type": "Percent", "value": v}),
+                st.integers(1, 5).map(lambda v: {"type": "Pod", "value": v}),
+            )
+        )
     if analysis and draw(st.booleans()):
         canary["analysis"] = {
             "templates": [{"templateName": TEMPLATE}],

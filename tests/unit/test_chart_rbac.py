@@ -653,7 +653,14 @@ def test_kubectl_herdsman_users_get_what_the_plugin_calls_through_the_edit_role(
     plugin.pop(("authorization.k8s.io", "selfsubjectaccessreviews", "create"))
     # `import` relabels pods, ReplicaSets and Services, which the built-in edit role grants, and
     # reads the Argo Rollout (Argo's own roles aggregate that to edit and view).
-    edit_builtin = {("", "pods"), ("apps", "replicasets"), ("", "services")}
+    # `set image` and `undo` on a workloadRef rollout patch the Deployment it follows, which
+    # the built-in edit role grants too.
+    edit_builtin = {
+        ("", "pods"),
+        ("apps", "replicasets"),
+        ("", "services"),
+        ("apps", "deployments"),
+    }
     imports = {p for p in plugin if (p[0], p[1]) in edit_builtin and p[2] == "patch"}
     imports |= {p for p in plugin if p[0] == "argoproj.io" and p[2] == "get"}
     # The rest (ReplicaSets for `undo`) only reads what the built-in view role already grants.

@@ -135,7 +135,7 @@ def test_a_missing_stable_replica_set_is_refused() -> None:
 def test_a_spec_herdsman_refuses_is_refused_naming_the_field() -> None:
     body = copy.deepcopy(argo())
     body["spec"]["strategy"]["canary"]["steps"] = [{"setWeight": 500}]
-    with pytest.raises(ImportRefused, match=r"spec\.strategy\.canary\.steps\[0\]\.setWeight"):
+    with pytest.raises(ImportRefused, match=r"spec\.strategy\.canary\.steps: .*setWeight"):
         plan(body, SETS, PODS)
 
 

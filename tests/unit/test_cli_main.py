@@ -258,3 +258,57 @@ def test_undo_whose_guard_trips_says_so() -> None:
     rest.fail_patch = KubeError(422, "Invalid", "the server rejected our request")
     with pytest.raises(ActionError, match="was edited while undoing; nothing was changed"):
         undo(rest, "shop", "checkout")  # type: ignore[arg-type]
+
+
+# --- workloadRef: the template lives in the Deployment ---------------------------------------
+
+
+def ref_body() -> dict[str, Any]:
+    rollout = body()
+    del rollout["spec"]["template"]
+    rollout["spec"]["workloadRef"] = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}
+    return rollout
+
+
+def deployment() -> dict[str, Any]:
+    return {
+        "metadata": {"name": "web", "namespace": "shop", "generation": 4},
+        "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "old"}]}}},
+    }
+
+
+def test_set_image_on_a_workload_ref_rollout_edits_the_deployment(
+    fake: FakeRest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.rollouts = {"checkout": ref_body(), "web": deployment()}
+    assert cli.main(["set", "image", "checkout", "app=new:2"]) == 0
+    [(path, ops, content_type)] = fake.patches
+    assert path == "/apis/apps/v1/namespaces/shop/deployments/web"
+    assert content_type == JSON_PATCH
+    assert ops[-1] == {
+        "op": "replace",
+        "path": "/spec/template/spec/containers/0/image",
+        "value": "new:2",
+    }
+    assert capsys.readouterr().out.strip() == (
+        "rollout shop/checkout: image updated in Deployment shop/web, which it follows (app=new:2)"
+    )
+
+
+def test_set_image_names_a_missing_deployment(
+    fake: FakeRest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.rollouts = {"checkout": ref_body()}
+    assert cli.main(["set", "image", "checkout", "app=new:2"]) == 1
+    assert "spec.workloadRef.name: Deployment 'web' not found" in capsys.readouterr().err
+    assert fake.patches == []
+
+
+def test_undo_on_a_workload_ref_rollout_puts_the_template_back_in_the_deployment() -> None:
+    rest = UndoRest()
+    rest.rollouts = {"checkout": {**ref_body(), "metadata": {"generation": 9}}, "web": deployment()}
+    rest.rollouts["checkout"]["status"] = {"currentRevision": 2}
+    assert undo(rest, "shop", "checkout") == 1  # type: ignore[arg-type]
+    [(path, ops, _)] = rest.patches
+    assert path == "/apis/apps/v1/namespaces/shop/deployments/web"
+    assert ops[0] == {"op": "test", "path": "/metadata/generation", "value": 4}

@@ -205,7 +205,7 @@ def test_a_manifest_that_fails_lint_gets_lint_errors(
     path.write_text(yaml.safe_dump(bad))
     assert main(["plan", "-f", str(path)]) == 1
     out = capsys.readouterr().out
-    assert "spec.strategy.canary.steps[0].setWeight: Invalid value: 120" in out
+    assert "spec.strategy.canary.steps: Invalid value: setWeight must be between 0" in out
     assert "Minimum time" not in out
 
 

@@ -166,7 +166,7 @@ def test_any_observed_world_gets_a_safe_decision(sim: Sim) -> None:
     # The per-pass promises of the walks hold here too.
     sim.apply(d)
     after = sim.world()
-    Checker.check_weights(d)
+    Checker.check_weights(rollout, d)
     Checker.check_floor(rollout, world, after, d)
     Checker.check_ceiling(rollout, world, after)
     recorded = world.group(rollout.status.stable_server_group)

@@ -107,6 +107,19 @@ def wire(d: Decision) -> dict[str, Any]:
     return out
 
 
+def needed(rollout: Rollout, desired: int) -> int:
+    """Available canary pods that carry `desired` (replicaProgressThreshold's share, else all)."""
+    canary = rollout.spec.strategy.canary
+    t = canary.replica_progress_threshold if canary is not None else None
+    return weights.progress_threshold(desired, t.type if t else None, t.value if t else None)
+
+
+def out_of(rollout: Rollout) -> int:
+    """The total weights are out of (maxTrafficWeight, 100 unless set)."""
+    canary = rollout.spec.strategy.canary
+    return canary.max_weight if canary is not None else 100
+
+
 class Checker:
     """Reconciles a Sim and asserts every per-pass promise; remembers what it needs across passes."""
 
@@ -147,7 +160,7 @@ class Checker:
         sim.history.append(d)
         after = sim.world()
 
-        self.check_weights(d)
+        self.check_weights(rollout, d)
         self.check_services(rollout, d, world)
         if not dropped:
             self.check_stable_service_serves(rollout, after)
@@ -172,12 +185,14 @@ class Checker:
 
     # Weights are what the stable/canary/baseline split *is*; a router fed numbers that do not
     # sum to 100 rejects them (Gateway API) or silently renormalises (Istio).
+    # With maxTrafficWeight the split is out of that total instead (Argo's meaning).
     @staticmethod
-    def check_weights(d: Decision) -> None:
+    def check_weights(rollout: Rollout, d: Decision) -> None:
+        top = out_of(rollout)
         w = d.status.weights
         for part in (w.stable, w.canary, w.baseline):
-            assert 0 <= part <= 100, w
-        assert w.stable + w.canary + w.baseline == 100, w
+            assert 0 <= part <= top, w
+        assert w.stable + w.canary + w.baseline == top, w
 
     # status.weights is "the traffic split actually in effect"; with a router, that is what the
     # router was told. A status that disagrees misleads people, dashboards, and the analysis.
@@ -203,9 +218,11 @@ class Checker:
             return
         group = world.group(t.canary_group)
         have = group.available if group else 0
-        assert have >= weights.canary_replicas(rollout.spec.replicas, t.canary_weight), (
-            f"router told {t.canary_weight}% with {have} canary pods available"
+        need = needed(
+            rollout,
+            weights.canary_replicas(rollout.spec.replicas, t.canary_weight, out_of(rollout)),
         )
+        assert have >= need, f"router told {t.canary_weight}% with {have} canary pods available"
 
     # One state change, one announcement: an Event repeated on every pass is noise that hides
     # the real ones, and a state announced twice is a state the engine entered twice.
@@ -419,11 +436,13 @@ class Checker:
                 w = step.set_weight
                 total = rollout.spec.replicas
                 group = world.release(new.current_pod_hash or "")
-                want = weights.canary_replicas(total, w)
-                assert want >= 1 or not (total >= 1 and 1 <= w <= 99)
+                top = out_of(rollout)
+                want = weights.canary_replicas(total, w, top)
+                assert want >= 1 or not (total >= 1 and 1 <= w < top)
                 have = (group.replicas, group.available) if group else (0, 0)
                 assert have[0] == want, f"left setWeight {w} with {have[0]} canary pods, not {want}"
-                assert have[1] >= want, f"left setWeight {w} with {have[1]}/{want} available"
+                enough = needed(rollout, want)
+                assert have[1] >= enough, f"left setWeight {w} with {have[1]}/{want} available"
             elif step.analysis is not None:
                 run = world.run(analysis_run_name(name, revision, "step", k, attempt))
                 assert run is not None, f"left analysis step {k} without a run"
@@ -658,7 +677,7 @@ def all_on_stable(sim: Sim) -> bool:
     service = spec.strategy.canary.stable_service
     selects = sim.services[service].selector.get("herdsman.dev/server-group") if service else stable
     return (
-        st_.weights.stable == 100
+        st_.weights.stable == out_of(sim.rollout)
         and stable in sim.groups
         and sim.groups[stable].available >= spec.replicas
         and selects == stable

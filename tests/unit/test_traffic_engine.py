@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sim import Sim, manifest, rollouts
 
-from herdsman.engine.weights import canary_replicas
+from herdsman.engine.weights import canary_replicas, progress_threshold
 from herdsman.engine.world import Decision, RouterState
 
 pytestmark = pytest.mark.unit
@@ -40,6 +40,12 @@ def healthy(body: dict[str, Any]) -> Sim:
     sim = Sim.of(body, router=RouterState())
     sim.run_until(lambda s: s.status.phase == "Healthy")
     return sim
+
+
+def needed(rollout: Any, desired: int) -> int:
+    """Available canary pods that carry `desired` (replicaProgressThreshold's share, else all)."""
+    t = rollout.spec.strategy.canary.replica_progress_threshold
+    return progress_threshold(desired, t.type if t else None, t.value if t else None)
 
 
 def held(sim: Sim) -> int | None:
@@ -384,6 +390,7 @@ def test_the_router_never_outruns_the_canary_and_status_says_what_it_holds(
     steps = sim.rollout.spec.strategy.canary.steps
     scaled = any(s.set_canary_scale is not None for s in steps)
     total = sim.rollout.spec.replicas
+    top = sim.rollout.spec.strategy.canary.max_weight  # maxTrafficWeight, 100 unless set
     for _ in range(400):
         before = sim.world()
         try:
@@ -399,7 +406,7 @@ def test_the_router_never_outruns_the_canary_and_status_says_what_it_holds(
         assert (w.canary, w.baseline, w.stable) == (
             t.canary_weight if t.canary_group else 0,
             t.baseline_weight,
-            100 - w.canary - w.baseline,
+            top - w.canary - w.baseline,
         )
         if t.baseline_weight > 0:
             # The baseline's share goes only with the canary's, and only to pods that are up.
@@ -412,7 +419,8 @@ def test_the_router_never_outruns_the_canary_and_status_says_what_it_holds(
             assert canary is not None
             assert canary.available > 0
             if not scaled:
-                assert canary.available >= canary_replicas(total, t.canary_weight)
+                want = canary_replicas(total, t.canary_weight, top)
+                assert canary.available >= needed(sim.rollout, want)
         if d.status.abort or (
             sim.status.phase == "Healthy" and sim.status.canary_server_group is None
         ):

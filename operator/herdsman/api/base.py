@@ -135,14 +135,80 @@ class ObjectMeta(BaseModel):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
-class LabelSelector(ApiModel):
-    """Like the Kubernetes LabelSelector, limited to matchLabels (what server groups need)."""
+SelectorOperator = Literal["In", "NotIn", "Exists", "DoesNotExist"]
 
-    match_labels: dict[str, LabelValue] = Field(
-        ...,
-        description="Labels the rollout's pods carry; every server group adds its own on top.",
-        json_schema_extra={"maxProperties": MAX_LIST},
+
+class LabelSelectorRequirement(ApiModel):
+    """One `matchExpressions` entry, as Kubernetes defines it."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "self.operator in ['In', 'NotIn'] ? size(self.values) > 0 : size(self.values) == 0",
+                "values must be non-empty for In and NotIn, and empty for Exists and DoesNotExist",
+                ".values",
+            )
+        )
     )
+
+    # A qualified label key: an optional DNS prefix (253) and a slash before the name (63).
+    key: Annotated[str, Field(min_length=1, max_length=317)]
+    operator: SelectorOperator
+    # The schema default lets the rules read `values` when a manifest leaves it out.
+    values: list[LabelValue] = Field(
+        default_factory=list, max_length=MAX_LIST, json_schema_extra={"default": []}
+    )
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        if self.operator == "In":
+            return self.key in labels and labels[self.key] in self.values
+        if self.operator == "NotIn":
+            return self.key not in labels or labels[self.key] not in self.values
+        if self.operator == "Exists":
+            return self.key in labels
+        return self.key not in labels
+
+    def __str__(self) -> str:
+        """The requirement in kubectl's selector syntax (`tier in (a,b)`, `!legacy`)."""
+        values = ",".join(sorted(self.values))
+        return {
+            "In": f"{self.key} in ({values})",
+            "NotIn": f"{self.key} notin ({values})",
+            "Exists": self.key,
+            "DoesNotExist": f"!{self.key}",
+        }[self.operator]
+
+
+class LabelSelector(ApiModel):
+    """The Kubernetes LabelSelector: matchLabels and matchExpressions, ANDed together."""
+
+    # Schema defaults let the CEL rules read both fields when a manifest sets only one.
+    match_labels: dict[str, LabelValue] = Field(
+        default_factory=dict,
+        description="Labels the rollout's pods carry; every server group adds its own on top.",
+        json_schema_extra={"maxProperties": MAX_LIST, "default": {}},
+    )
+    match_expressions: list[LabelSelectorRequirement] = Field(
+        default_factory=list,
+        max_length=MAX_LIST,
+        description="Requirements the pods' labels meet (In, NotIn, Exists, DoesNotExist).",
+        json_schema_extra={"default": []},
+    )
+
+    @property
+    def empty(self) -> bool:
+        return not self.match_labels and not self.match_expressions
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self.match_labels.items()) and all(
+            e.matches(labels) for e in self.match_expressions
+        )
+
+    def __str__(self) -> str:
+        """kubectl's selector syntax, as `status.selector` (an HPA reads it) carries it."""
+        parts = [f"{k}={v}" for k, v in sorted(self.match_labels.items())]
+        parts += [str(e) for e in self.match_expressions]
+        return ",".join(parts)
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]

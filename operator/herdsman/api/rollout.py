@@ -349,14 +349,45 @@ STEP_KINDS = [
 # Declared so a manifest with one is refused in our words (naming the field), not as an
 # unknown field; Herdsman runs no step plugins.
 REFUSED_STEP_KINDS = ["plugin"]
+# Argo's step-combination rule (its validation's hasMultipleStepsType): a step holds at most one
+# of these (and Herdsman's chaos step); setCanaryScale, setHeaderRoute and setMirrorRoute may go
+# with any of them and with each other.
+EXCLUSIVE_STEP_KINDS = ["setWeight", "pause", "experiment", "analysis", "chaos"]
+COMBINABLE_STEP_KINDS = ["setCanaryScale", "setHeaderRoute", "setMirrorRoute"]
+# Which part of a combined step decides when it is done, first first: Argo's order in
+# completedCurrentCanaryStep (a pause, then the scale, then the weight, ...).
+COMPLETION_ORDER = [
+    "pause",
+    "setCanaryScale",
+    "setWeight",
+    "experiment",
+    "analysis",
+    "chaos",
+    "setHeaderRoute",
+    "setMirrorRoute",
+]
+
+
+def _flags(kinds: list[str]) -> str:
+    return "[" + ", ".join(f"has(self.{k})" for k in kinds) + "]"
 
 
 class CanaryStep(ApiModel):
-    """One step of a canary. Exactly one field is set."""
+    """One step of a canary: one of setWeight, pause, experiment, analysis or chaos, with any of
+    setCanaryScale, setHeaderRoute and setMirrorRoute beside it (or those alone), as Argo
+    allows."""
 
     model_config = ConfigDict(
         json_schema_extra=validations(
-            exactly_one(STEP_KINDS + REFUSED_STEP_KINDS, "step"),
+            cel(
+                f"{_flags(STEP_KINDS + REFUSED_STEP_KINDS)}.exists(x, x)",
+                f"step: set at least one of {', '.join(STEP_KINDS)}",
+            ),
+            cel(
+                f"{_flags(EXCLUSIVE_STEP_KINDS)}.filter(x, x).size() <= 1",
+                f"step: set at most one of {', '.join(EXCLUSIVE_STEP_KINDS)} (Argo's rule;"
+                f" {', '.join(COMBINABLE_STEP_KINDS)} may go with any of them)",
+            ),
             cel(
                 "!has(self.plugin)",
                 "step plugins are not supported by Herdsman: replace the step with built-in"
@@ -366,8 +397,11 @@ class CanaryStep(ApiModel):
         )
     )
 
+    # The upper bound is maxTrafficWeight (CanaryStrategy's rule), 100 unless set.
     set_weight: int | None = Field(
-        None, ge=0, le=100, description="Percent of traffic to the canary."
+        None,
+        ge=0,
+        description="Traffic to the canary, out of trafficRouting.maxTrafficWeight (100).",
     )
     pause: PauseStep | None = None
     set_canary_scale: SetCanaryScale | None = None
@@ -385,11 +419,15 @@ class CanaryStep(ApiModel):
     )
 
     @property
+    def kinds(self) -> list[str]:
+        """Every part of the step, in COMPLETION_ORDER."""
+        return [k for k in COMPLETION_ORDER if getattr(self, _snake(k)) is not None]
+
+    @property
     def kind(self) -> str:
-        for name in STEP_KINDS:
-            if getattr(self, _snake(name)) is not None:
-                return name
-        return "empty"
+        """The part that decides when the step is done (the only one, in most steps)."""
+        kinds = self.kinds
+        return kinds[0] if kinds else "empty"
 
 
 def _snake(camel: str) -> str:
@@ -397,6 +435,23 @@ def _snake(camel: str) -> str:
 
 
 # --- strategies -----------------------------------------------------------------------------------
+
+
+class ReplicaProgressThreshold(ApiModel):
+    """How much of a step's canary must be available for the step's scale-up to count as done
+    (Argo's replicaProgressThreshold): a percentage of the pods the step asks for, or a count."""
+
+    type: Literal["Percent", "Pod"] = Field(
+        ..., description="Percent: of the step's canary pods; Pod: a number of pods."
+    )
+    value: int = Field(..., ge=1, description="Percent or pods; never more than the step asks for.")
+
+
+# maxTrafficWeight as a CEL expression over CanaryStrategy (`self`).
+_MAX_WEIGHT = (
+    "(has(self.trafficRouting) && has(self.trafficRouting.maxTrafficWeight)"
+    " ? self.trafficRouting.maxTrafficWeight : 100)"
+)
 
 
 class CanaryStrategy(ApiModel):
@@ -425,8 +480,17 @@ class CanaryStrategy(ApiModel):
                 ".steps",
             ),
             cel(
-                "!self.baseline || self.steps.all(s, !has(s.setWeight) || s.setWeight <= 50)",
-                "with baseline, setWeight cannot exceed 50: the canary and the baseline each carry the weight",
+                "self.steps.all(s, !has(s.setWeight) || s.setWeight <= " + _MAX_WEIGHT + ")",
+                "setWeight must be between 0 and maxTrafficWeight (trafficRouting.maxTrafficWeight,"
+                " 100 when unset)",
+                ".steps",
+            ),
+            cel(
+                "!self.baseline || self.steps.all(s, !has(s.setWeight) || 2 * s.setWeight <= "
+                + _MAX_WEIGHT
+                + ")",
+                "with baseline, setWeight cannot exceed 50 (half of maxTrafficWeight): the canary"
+                " and the baseline each carry the weight",
                 ".steps",
             ),
             cel(
@@ -543,6 +607,17 @@ class CanaryStrategy(ApiModel):
         ge=1,
         description="With a router, a group that runs at all runs at least this many pods.",
     )
+
+    replica_progress_threshold: ReplicaProgressThreshold | None = Field(
+        None,
+        description="A setWeight or setCanaryScale step is done once this share of its canary"
+        " pods is available (absent: all of them).",
+    )
+
+    @property
+    def max_weight(self) -> int:
+        """The total weights are out of: trafficRouting.maxTrafficWeight, else 100."""
+        return self.traffic_routing.max_weight if self.traffic_routing is not None else 100
 
 
 class BlueGreenStrategy(ApiModel):
@@ -661,15 +736,31 @@ class RolloutSpec(ApiModel):
                 ".template.metadata.labels",
             ),
             cel(
-                "!has(self.selector) || size(self.selector.matchLabels) > 0",
-                "selector.matchLabels must not be empty",
-                ".selector.matchLabels",
+                "!has(self.selector) || !has(self.template) || has(self.workloadRef)"
+                " || self.selector.matchExpressions.all(e,"
+                " e.operator == 'In' ? (e.key in self.template.metadata.labels"
+                " && self.template.metadata.labels[e.key] in e.values)"
+                " : e.operator == 'NotIn' ? (!(e.key in self.template.metadata.labels)"
+                " || !(self.template.metadata.labels[e.key] in e.values))"
+                " : e.operator == 'Exists' ? e.key in self.template.metadata.labels"
+                " : !(e.key in self.template.metadata.labels))",
+                "`selector` does not match template `labels`: every"
+                " selector.matchExpressions requirement must hold for"
+                " template.metadata.labels",
+                ".selector.matchExpressions",
             ),
             cel(
                 "!has(self.selector)"
-                " || self.selector.matchLabels.all(k, !k.startsWith('herdsman.dev/'))",
+                " || size(self.selector.matchLabels) + size(self.selector.matchExpressions) > 0",
+                "empty selector is invalid: set selector.matchLabels or selector.matchExpressions",
+                ".selector",
+            ),
+            cel(
+                "!has(self.selector)"
+                " || (self.selector.matchLabels.all(k, !k.startsWith('herdsman.dev/'))"
+                " && self.selector.matchExpressions.all(e, !e.key.startsWith('herdsman.dev/')))",
                 "selector labels under herdsman.dev/ are reserved for server groups",
-                ".selector.matchLabels",
+                ".selector",
             ),
         )
     )
@@ -717,6 +808,11 @@ class RolloutSpec(ApiModel):
     def match_labels(self) -> dict[str, str]:
         return dict(self.selector.match_labels) if self.selector is not None else {}
 
+    @property
+    def selector_wire(self) -> dict[str, Any]:
+        """The selector as a ReplicaSet carries it (matchExpressions only when set)."""
+        return self.selector.to_wire() if self.selector is not None else {"matchLabels": {}}
+
 
 # --- status ---------------------------------------------------------------------------------------
 
@@ -753,7 +849,8 @@ class PromoteRequest(ApiModel):
 
 
 class Weights(ApiModel):
-    """The traffic split actually in effect, in percent; always sums to 100."""
+    """The traffic split actually in effect, out of maxTrafficWeight (100 unless
+    trafficRouting.maxTrafficWeight says otherwise, as Argo's status does); always sums to it."""
 
     stable: int = 100
     canary: int = 0

@@ -177,10 +177,27 @@ class TrafficRouting(ApiModel):
             cel(
                 "[" + ", ".join(f"has(self.{f})" for f in ROUTERS) + "].exists(x, x)",
                 f"trafficRouting: set at least one of {', '.join(ROUTERS)}",
-            )
+            ),
+            # Argo's rule: only nginx (of the routers Herdsman has) takes a weight total.
+            # Herdsman also refuses nginx beside another router then: the others weigh in
+            # percent, and one canary weight is written to all of them.
+            cel(
+                "!has(self.maxTrafficWeight) || (has(self.nginx) && "
+                + " && ".join(f"!has(self.{f})" for f in ROUTERS if f != "nginx")
+                + ")",
+                "maxTrafficWeight is supported with the nginx router only (and not beside"
+                " another router)",
+                ".maxTrafficWeight",
+            ),
         )
     )
 
+    max_traffic_weight: int | None = Field(
+        None,
+        ge=1,
+        description="The total every weight is out of (setWeight, status.weights): 100 when"
+        " absent. nginx only (its canary-weight-total annotation).",
+    )
     gateway_api: GatewayAPIRouting | None = Field(None, alias="gatewayAPI")
     nginx: NginxRouting | None = None
     istio: IstioRouting | None = None
@@ -198,6 +215,11 @@ class TrafficRouting(ApiModel):
             "alb": self.alb,
         }
         return [k for k in ROUTERS if values[k] is not None]
+
+    @property
+    def max_weight(self) -> int:
+        """The total weights are out of (Argo's maxTrafficWeight, default 100)."""
+        return self.max_traffic_weight or 100
 
     @property
     def kind(self) -> str:

@@ -12,7 +12,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from herdsman.cluster.apply import ANNOTATION_TEMPLATE
-from herdsman.cluster.kube import ANALYSIS_RUNS, JSON_PATCH, REPLICA_SETS, ROLLOUTS, KubeError, Rest
+from herdsman.cluster.kube import (
+    ANALYSIS_RUNS,
+    DEPLOYMENTS,
+    JSON_PATCH,
+    REPLICA_SETS,
+    ROLLOUTS,
+    KubeError,
+    Rest,
+)
 from herdsman.naming import LABEL_KIND, LABEL_REVISION, LABEL_ROLLOUT
 
 
@@ -113,8 +121,27 @@ def restart(rest: Rest, ns: str, name: str, *, at: datetime | None = None) -> di
     return _spec(rest, ns, name, {"restartAt": when})
 
 
-def set_image(rest: Rest, ns: str, name: str, container: str, image: str) -> dict[str, Any]:
+def template_home(rest: Rest, ns: str, name: str) -> tuple[str | None, dict[str, Any]]:
+    """Where the rollout's pod template lives: (None, the Rollout) — or, with
+    `spec.workloadRef`, (the Deployment's name, the Deployment) it follows: the Rollout's own
+    template is empty then (a second template source is refused), and an edit of the
+    Deployment's is a new revision the next reconcile rolls out, as Argo's workloadRef does."""
     body = get(rest, ns, name)
+    ref = (body.get("spec") or {}).get("workloadRef")
+    if not ref:
+        return None, body
+    deployment = rest.get(DEPLOYMENTS.url(ns, ref["name"]))
+    if deployment is None:
+        raise ActionError(
+            f"rollout {ns}/{name}: spec.workloadRef.name: Deployment {ref['name']!r} not found;"
+            " its pod template is the rollout's"
+        )
+    return str(ref["name"]), deployment
+
+
+def set_image(rest: Rest, ns: str, name: str, container: str, image: str) -> dict[str, Any]:
+    followed, body = template_home(rest, ns, name)
+    url = DEPLOYMENTS.url(ns, followed) if followed else ROLLOUTS.url(ns, name)
     containers = body["spec"]["template"]["spec"]["containers"]
     i = next((i for i, c in enumerate(containers) if container in (c.get("name"), "*")), None)
     if i is None:
@@ -128,15 +155,17 @@ def set_image(rest: Rest, ns: str, name: str, container: str, image: str) -> dic
         },
         {"op": "replace", "path": f"/spec/template/spec/containers/{i}/image", "value": image},
     ]
-    return rest.patch(ROLLOUTS.url(ns, name), ops, content_type=JSON_PATCH)
+    return rest.patch(url, ops, content_type=JSON_PATCH)
 
 
 def set_images(rest: Rest, ns: str, name: str, images: dict[str, str]) -> dict[str, str]:
     """Several containers' images in one patch, so the change is one revision, not several.
 
     `*` as the container name sets every container. Returns container -> image as changed.
+    With `spec.workloadRef` the Deployment's template is the one changed (`template_home`).
     """
-    body = get(rest, ns, name)
+    followed, body = template_home(rest, ns, name)
+    url = DEPLOYMENTS.url(ns, followed) if followed else ROLLOUTS.url(ns, name)
     containers = body["spec"]["template"]["spec"]["containers"]
     names = [c.get("name", "?") for c in containers]
     wanted: dict[int, str] = {}
@@ -157,7 +186,7 @@ def set_images(rest: Rest, ns: str, name: str, images: dict[str, str]) -> dict[s
         ops.append(
             {"op": "replace", "path": f"/spec/template/spec/containers/{i}/image", "value": image}
         )
-    rest.patch(ROLLOUTS.url(ns, name), ops, content_type=JSON_PATCH)
+    rest.patch(url, ops, content_type=JSON_PATCH)
     return {names[i]: image for i, image in sorted(wanted.items())}
 
 
@@ -196,12 +225,15 @@ def undo(rest: Rest, ns: str, name: str, *, to_revision: int | None = None) -> i
     # The guard is the generation, not the resourceVersion: the choice above is only stale if
     # the spec changed, and the operator's status writes (which bump resourceVersion, often
     # while a canary is paused) would otherwise fail the patch at random.
+    # With workloadRef the template goes back into the Deployment the rollout follows.
+    followed, home = template_home(rest, ns, name)
+    url = DEPLOYMENTS.url(ns, followed) if followed else ROLLOUTS.url(ns, name)
     ops = [
-        {"op": "test", "path": "/metadata/generation", "value": body["metadata"]["generation"]},
+        {"op": "test", "path": "/metadata/generation", "value": home["metadata"]["generation"]},
         {"op": "replace", "path": "/spec/template", "value": kept[to_revision]},
     ]
     try:
-        rest.patch(ROLLOUTS.url(ns, name), ops, content_type=JSON_PATCH)
+        rest.patch(url, ops, content_type=JSON_PATCH)
     except KubeError as err:
         if err.status != 422:
             raise

@@ -34,4 +34,14 @@ def rollout_warnings(rollout: Rollout) -> list[tuple[str, str]]:
                     " pod template is never changed, so a new pod gets it a moment after it starts",
                 )
             )
+    for i, step in enumerate(canary.steps if canary is not None else []):
+        kinds = [k for k in step.kinds if k not in ("setHeaderRoute", "setMirrorRoute")]
+        if len(kinds) > 1:
+            found.append(
+                (
+                    f"spec.strategy.canary.steps[{i}]",
+                    f"combines {' and '.join(kinds)}: Argo's controller moves on once the"
+                    f" {kinds[0]} part is done; Herdsman waits until every part is",
+                )
+            )
     return found

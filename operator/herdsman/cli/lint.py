@@ -93,9 +93,13 @@ def schema_for(kind: str) -> Schema | None:
     )
     # The API server checks ObjectMeta itself (see _metadata_errors), and a create ignores
     # status when the status subresource is enabled.
+    # The one metadata rule of our own, a Rollout's name length (server group names are label
+    # values), stays: the API server applies it too.
+    name = root["properties"]["metadata"].get("properties", {}).get("name")
     root["properties"]["metadata"] = {
         "type": "object",
         "x-kubernetes-preserve-unknown-fields": True,
+        **({"properties": {"name": name}} if name else {}),
     }
     root["properties"].pop("status", None)
     return root
@@ -156,7 +160,7 @@ def lint_object(obj: dict[str, Any], *, number: int = 1, source: str = "<object>
     body = {k: v for k, v in obj.items() if k != "status"}
     defaulted, errors, doc.rules_checked = validate(body, schema)
     doc.body = defaulted
-    doc.errors.extend(_metadata_errors(meta or {}, crd.max_name_length))
+    doc.errors.extend(_metadata_errors(meta or {}))
     doc.errors.extend(errors)
     if not doc.errors and kind in ANALYSIS_KINDS:
         spec = defaulted.get("spec")
@@ -195,7 +199,7 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _metadata_errors(meta: dict[str, Any], max_length: int | None = None) -> list[FieldError]:
+def _metadata_errors(meta: dict[str, Any]) -> list[FieldError]:
     name = meta.get("name")
     if not name:
         if meta.get("generateName"):
@@ -209,13 +213,6 @@ def _metadata_errors(meta: dict[str, Any], max_length: int | None = None) -> lis
                 "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
                 "characters, '-' or '.', and must start and end with an alphanumeric character",
                 f'"{name}"',
-            )
-        ]
-    if max_length is not None and len(name) > max_length:
-        # The CRD's own limit (a Rollout's name ends up in its server groups' label values).
-        return [
-            FieldError(
-                "metadata.name", "Too long", f"may not be more than {max_length} bytes", f'"{name}"'
             )
         ]
     return []

@@ -217,9 +217,11 @@ def cmd_set_image(ctx: Context) -> int:
         if not sep or not container or not image:
             raise CliError(f"expected CONTAINER=IMAGE, got {pair!r}", code=2)
         images[container] = image
+    followed, _ = actions.template_home(ctx.rest, ctx.namespace, ctx.args.name)
     changed = actions.set_images(ctx.rest, ctx.namespace, ctx.args.name, images)
     shown = ", ".join(f"{c}={i}" for c, i in changed.items())
-    ctx.done(f"rollout {ctx.namespace}/{ctx.args.name}: image updated ({shown})")
+    where = f" in Deployment {ctx.namespace}/{followed}, which it follows" if followed else ""
+    ctx.done(f"rollout {ctx.namespace}/{ctx.args.name}: image updated{where} ({shown})")
     return 0
 
 
@@ -248,14 +250,40 @@ def cmd_dashboard(ctx: Context) -> int:
 
 
 def cmd_import(ctx: Context) -> int:
-    from herdsman.cli import importing
+    from herdsman.cli import argo_controller, importing
 
     try:
         plan = importing.read(ctx.rest, ctx.namespace, ctx.args.name)
+        running, unchecked = argo_controller.detect(ctx.rest, ctx.namespace, ctx.now())
+        if running and not (ctx.args.force or ctx.args.dry_run):
+            raise CliError(
+                "an Argo Rollouts controller is running ("
+                + "; ".join(running)
+                + "): it would recreate the ReplicaSets Herdsman adopts and fight it over the"
+                " pods and Services. Stop it first (e.g. kubectl -n argo-rollouts scale"
+                " deployment/argo-rollouts --replicas=0) and run import again, or pass --force"
+            )
+        for line in running:
+            ctx.err.print(
+                f"WARNING: an Argo Rollouts controller is running: {line}; both controllers"
+                " will act on these pods until it is stopped",
+                style="bold red",
+                highlight=False,
+                soft_wrap=True,
+            )
+        for what in unchecked:
+            ctx.err.print(
+                f"warning: not allowed to read {what}: make sure no Argo Rollouts controller"
+                " is running",
+                highlight=False,
+                soft_wrap=True,
+            )
         if ctx.args.dry_run:
             ctx.done(f"would import argoproj.io Rollout {ctx.namespace}/{ctx.args.name}:")
             for line in importing.describe(plan):
                 ctx.done(f"  {line}")
+            if running:
+                ctx.done("  (refused unless --force: an Argo Rollouts controller is running)")
             return 0
         importing.execute(ctx.rest, plan, ctx.done)
     except importing.ImportRefused as err:
@@ -378,6 +406,11 @@ def parser() -> argparse.ArgumentParser:
     take_over.add_argument("name", help="the argoproj.io Rollout's name")
     take_over.add_argument(
         "--dry-run", action="store_true", help="print what would be done, change nothing"
+    )
+    take_over.add_argument(
+        "--force",
+        action="store_true",
+        help="import even while an Argo Rollouts controller runs (warned about loudly)",
     )
 
     for name, run, help in (

@@ -95,13 +95,19 @@ def replica_set(rollout: Rollout, group: NewGroup, template: dict[str, Any]) -> 
         "spec": {
             "replicas": group.replicas,
             "minReadySeconds": rollout.spec.min_ready_seconds,
-            "selector": {"matchLabels": {**rollout.spec.match_labels, LABEL_GROUP: group.name}},
+            "selector": _group_selector(rollout, group.name),
             "template": {
                 "metadata": {"labels": pod_labels, "annotations": meta.get("annotations") or {}},
                 "spec": template["spec"],
             },
         },
     }
+
+
+def _group_selector(rollout: Rollout, group: str) -> dict[str, Any]:
+    """The rollout's selector (matchLabels and matchExpressions) narrowed to one group."""
+    selector = rollout.spec.selector_wire
+    return {**selector, "matchLabels": {**selector.get("matchLabels", {}), LABEL_GROUP: group}}
 
 
 def merge_patch(old: Any, new: Any) -> Any:

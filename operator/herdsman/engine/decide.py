@@ -185,7 +185,9 @@ def _phase(plan: Plan) -> None:
         if spec.strategy.blue_green is not None:
             st.message = bluegreen.summary(plan)
         elif st.canary_server_group:
-            st.message = f"canary {st.canary_server_group} at {st.canary_weight}%{where}"
+            out_of = spec.strategy.canary.max_weight if spec.strategy.canary else 100
+            weight = f"{st.canary_weight}%" if out_of == 100 else f"{st.canary_weight}/{out_of}"
+            st.message = f"canary {st.canary_server_group} at {weight}{where}"
         else:
             st.message = f"scaling {st.stable_server_group}"
         plan.condition("Progressing", True, "ReplicaSetUpdated", st.message)
@@ -214,7 +216,7 @@ def _totals(plan: Plan) -> None:
     st.available_replicas = sum(g.available for g in plan.world.groups)
     current = plan.world.release(st.current_pod_hash or "")
     st.updated_replicas = current.replicas if current else 0
-    st.selector = ",".join(f"{k}={v}" for k, v in sorted(spec.match_labels.items()))
+    st.selector = str(spec.selector) if spec.selector is not None else ""
 
 
 def _active_group(plan: Plan) -> str | None:

@@ -199,8 +199,9 @@ def _template(plan: Plan, name: str, kind: GroupKind) -> dict[str, Any]:
     return with_anti_affinity(plan.spec.pod_template, rule, older if older != name else None)
 
 
-def reached(plan: Plan, targets: Targets) -> bool:
-    """Every named group holds its target, fully available, and the controller has caught up."""
+def reached(plan: Plan, targets: Targets, enough: dict[str, int] | None = None) -> bool:
+    """Every named group holds its target, fully available (or `enough[name]` available), and
+    the controller has caught up."""
     observed = {g.name: g for g in plan.world.groups}
     for name, want in targets.replicas.items():
         g = observed.get(name)
@@ -208,7 +209,8 @@ def reached(plan: Plan, targets: Targets) -> bool:
             if want > 0:
                 return False
             continue
-        if g.replicas != want or g.available < want or not g.settled:
+        needed = min(want, (enough or {}).get(name, want))
+        if g.replicas != want or g.available < needed or not g.settled:
             return False
     return True
 

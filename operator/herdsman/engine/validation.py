@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from herdsman.api.rollout import Rollout
+from herdsman.api.rollout import Rollout, SetHeaderRoute, SetMirrorRoute
 from herdsman.engine.chaos_checks import http_fault_problems
 from herdsman.engine.world import World
 
@@ -38,6 +38,23 @@ def spec_problems(rollout: Rollout) -> list[Problem]:
     """What is wrong with the spec alone: no cluster needed, so `kubectl herdsman lint` says the
     same things the operator will."""
     found: list[Problem] = []
+    selector, template = rollout.spec.selector, rollout.spec.template
+    if (
+        selector is not None
+        and template is not None
+        and rollout.spec.workload_ref is None
+        and not selector.matches(template.metadata.labels)
+    ):
+        # The CRD refuses this on create; a Rollout stored before that rule (or edited around
+        # it) is held here rather than having every ReplicaSet made from it refused.
+        found.append(
+            Problem(
+                "spec.selector",
+                "Invalid value",
+                "`selector` does not match template `labels`",
+                f'"{selector}"',
+            )
+        )
     canary = rollout.spec.strategy.canary
     if canary is None:
         return found
@@ -108,48 +125,63 @@ def spec_problems(rollout: Rollout) -> list[Problem]:
             )
     found += http_fault_problems(canary, prefix)
     for i, step in enumerate(canary.steps):
-        route = step.set_header_route or step.set_mirror_route
-        if route is None:
-            continue
-        where = f"{prefix}.steps[{i}].{step.kind}"
-        if route.name not in managed:
-            found.append(
-                Problem(
-                    f"{where}.name",
-                    "Invalid value",
-                    "not in trafficRouting.managedRoutes",
-                    f'"{route.name}"',
+        for kind, route in (
+            ("setHeaderRoute", step.set_header_route),
+            ("setMirrorRoute", step.set_mirror_route),
+        ):
+            if route is not None:
+                where = f"{prefix}.steps[{i}].{kind}"
+                found.extend(_route_problems(where, route, kinds, managed))
+    return found
+
+
+def _route_problems(
+    where: str,
+    route: SetHeaderRoute | SetMirrorRoute,
+    kinds: list[str],
+    managed: set[str],
+) -> list[Problem]:
+    """What is wrong with one header or mirror route of a step, at `where`."""
+    found: list[Problem] = []
+    if route.name not in managed:
+        found.append(
+            Problem(
+                f"{where}.name",
+                "Invalid value",
+                "not in trafficRouting.managedRoutes",
+                f'"{route.name}"',
+            )
+        )
+    mirror = isinstance(route, SetMirrorRoute)
+    able = ROUTERS_WITH_MIRRORS if mirror else ROUTERS_WITH_ROUTES
+    for router in (k for k in kinds if k not in able):
+        what = (
+            "mirror traffic"
+            if router in ROUTERS_WITH_ROUTES
+            else "route by header or mirror traffic"
+        )
+        found.append(Problem(where, "Forbidden", f"the {router} router cannot {what}"))
+    if "alb" in kinds and isinstance(route, SetHeaderRoute):
+        for j, h in enumerate(route.match):
+            if h.header_value.regex is not None:
+                found.append(
+                    Problem(
+                        f"{where}.match[{j}].headerValue.regex",
+                        "Forbidden",
+                        "the alb router matches a header exactly or by prefix (ALB has no"
+                        " regular expressions)",
+                    )
                 )
-            )
-        able = ROUTERS_WITH_MIRRORS if step.set_mirror_route is not None else ROUTERS_WITH_ROUTES
-        for router in (k for k in kinds if k not in able):
-            what = (
-                "mirror traffic"
-                if router in ROUTERS_WITH_ROUTES
-                else "route by header or mirror traffic"
-            )
-            found.append(Problem(where, "Forbidden", f"the {router} router cannot {what}"))
-        if "alb" in kinds and step.set_header_route is not None:
-            for j, h in enumerate(step.set_header_route.match):
-                if h.header_value.regex is not None:
-                    found.append(
-                        Problem(
-                            f"{where}.match[{j}].headerValue.regex",
-                            "Forbidden",
-                            "the alb router matches a header exactly or by prefix (ALB has no"
-                            " regular expressions)",
-                        )
+    if "gatewayAPI" in kinds and isinstance(route, SetMirrorRoute):
+        for j, m in enumerate(route.match):
+            if m.method is not None and m.method.exact is None:
+                found.append(
+                    Problem(
+                        f"{where}.match[{j}].method",
+                        "Invalid value",
+                        "the gatewayAPI router matches a method exactly; use exact",
                     )
-        if "gatewayAPI" in kinds and step.set_mirror_route is not None:
-            for j, m in enumerate(step.set_mirror_route.match):
-                if m.method is not None and m.method.exact is None:
-                    found.append(
-                        Problem(
-                            f"{where}.match[{j}].method",
-                            "Invalid value",
-                            "the gatewayAPI router matches a method exactly; use exact",
-                        )
-                    )
+                )
     return found
 
 

@@ -45,13 +45,14 @@ def limits(total: int, max_surge: int | str, max_unavailable: int | str) -> Limi
     return Limits(total=total, surge=surge, unavailable=min(unavailable, total))
 
 
-def canary_replicas(total: int, weight: int) -> int:
-    """Closest pod count for a weight; 1..99 never rounds to zero canary pods."""
+def canary_replicas(total: int, weight: int, out_of: int = 100) -> int:
+    """Closest pod count for a weight out of `out_of` (maxTrafficWeight); a weight strictly
+    between 0 and `out_of` never rounds to zero canary pods."""
     if total <= 0 or weight <= 0:
         return 0
-    if weight >= 100:
+    if weight >= out_of:
         return total
-    count = (total * weight * 2 + 100) // 200  # round half up, in integers
+    count = (total * weight * 2 + out_of) // (2 * out_of)  # round half up, in integers
     return min(total, max(1, count))
 
 
@@ -162,3 +163,14 @@ def traffic_weights(shares: Mapping[str, int]) -> dict[str, int]:
     ]:
         floors[k] += 1
     return floors
+
+
+def progress_threshold(desired: int, kind: str | None, value: int | None) -> int:
+    """Available pods that make a step's scale-up to `desired` count as done (Argo's
+    replicaProgressThreshold): `value` percent of `desired` rounded up, or `value` pods; never
+    more than `desired`. No threshold: all of them."""
+    if kind is None or value is None or desired <= 0:
+        return max(0, desired)
+    if kind == "Pod":
+        return min(desired, max(1, value))
+    return min(desired, max(1, -(-desired * value // 100)))

@@ -70,11 +70,11 @@ def resolve(rollout: Rollout, deployment: dict[str, Any] | None) -> tuple[Rollou
                 f"spec.workloadRef.name: Deployment {ref.name!r}: selector: {_errors(err)}"
             ]
     labels = resolved.metadata.labels
-    missing = {k: v for k, v in selector.match_labels.items() if labels.get(k) != v}
-    if missing or not selector.match_labels:
+    if selector.empty or not selector.matches(labels):
+        # Argo's rule: the ReplicaSets made from this template would be refused otherwise.
         return rollout, [
-            f"spec.selector: does not match Deployment {ref.name!r}'s template labels"
-            f" (missing {missing or 'any selector label'})"
+            f"spec.selector: `selector` does not match template `labels` of Deployment"
+            f" {ref.name!r} ({str(selector) or 'empty selector'})"
         ]
     spec = rollout.spec.model_copy(update={"template": resolved, "selector": selector})
     return rollout.model_copy(update={"spec": spec}), []

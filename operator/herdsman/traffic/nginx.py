@@ -4,7 +4,8 @@ The user owns the stable Ingress and the operator never writes it. While the can
 weight above 0, the operator keeps an Ingress of its own, `<rollout>-<stableIngress>-canary`:
 the stable Ingress's spec with every backend naming the stable Service renamed to the canary
 Service, annotated `<prefix>/canary: "true"` and `<prefix>/canary-weight: "<w>"` (plus any
-`additionalIngressAnnotations`), owned by the Rollout. At weight 0 — an abort, a completed
+`additionalIngressAnnotations`; with `maxTrafficWeight`, `<prefix>/canary-weight-total` too, so
+the weight is out of that total as Argo writes it), owned by the Rollout. At weight 0 — an abort, a completed
 rollout, a step at 0 — it is deleted: for ingress-nginx no canary Ingress *is* weight 0, and
 nothing is left behind. An Ingress of that name the Rollout does not own is never touched.
 
@@ -100,11 +101,15 @@ def desired_canary(stable: dict[str, Any], rollout: Rollout, weight: int) -> dic
     for backend in _backends(spec):
         if backend.get("name") == stable_svc:
             backend["name"] = canary_svc
+    canary = rollout.spec.strategy.canary
+    total = canary.max_weight if canary is not None else 100
     notes = {
         **cfg.additional_ingress_annotations,
         f"{cfg.annotation_prefix}/canary": "true",
-        f"{cfg.annotation_prefix}/canary-weight": str(max(0, min(100, weight))),
+        f"{cfg.annotation_prefix}/canary-weight": str(max(0, min(total, weight))),
     }
+    if total != 100:
+        notes[f"{cfg.annotation_prefix}/canary-weight-total"] = str(total)
     source = stable["metadata"].get("annotations") or {}
     if CLASS_ANNOTATION in source:
         notes[CLASS_ANNOTATION] = source[CLASS_ANNOTATION]

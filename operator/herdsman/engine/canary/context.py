@@ -19,33 +19,39 @@ ROUTER_RECHECK_SECONDS = 1.0
 
 
 def describe(step: CanaryStep) -> str:
-    """A step as a person reads it in logs and the plugin: `setWeight 20`, `pause 30s`."""
-    if step.set_weight is not None:
+    """A step as a person reads it in logs and the plugin: `setWeight 20`, `pause 30s`; the
+    parts of a combined step joined, `setCanaryScale 2 pods + setHeaderRoute beta`."""
+    parts = [_describe_one(step, kind) for kind in step.kinds]
+    return " + ".join(parts) if parts else "empty"
+
+
+def _describe_one(step: CanaryStep, kind: str) -> str:
+    if kind == "setWeight" and step.set_weight is not None:
         return f"setWeight {step.set_weight}"
-    if step.pause is not None:
+    if kind == "pause" and step.pause is not None:
         return (
             f"pause {step.pause.duration}"
             if step.pause.duration is not None
             else "pause (until promoted)"
         )
-    if step.set_canary_scale is not None:
+    if kind == "setCanaryScale" and step.set_canary_scale is not None:
         s = step.set_canary_scale
         if s.replicas is not None:
             return f"setCanaryScale {s.replicas} pods"
         if s.weight is not None:
             return f"setCanaryScale {s.weight}%"
         return "setCanaryScale matchTrafficWeight"
-    if step.analysis is not None:
+    if kind == "analysis" and step.analysis is not None:
         return "analysis " + ", ".join(t.template_name for t in step.analysis.templates)
-    if step.set_header_route is not None:
+    if kind == "setHeaderRoute" and step.set_header_route is not None:
         return f"setHeaderRoute {step.set_header_route.name}"
-    if step.set_mirror_route is not None:
+    if kind == "setMirrorRoute" and step.set_mirror_route is not None:
         return f"setMirrorRoute {step.set_mirror_route.name}"
-    if step.chaos is not None:
+    if kind == "chaos" and step.chaos is not None:
         return f"chaos {describe_chaos(step.chaos)}"
-    if step.experiment is not None:
+    if kind == "experiment" and step.experiment is not None:
         return "experiment " + ", ".join(t.name for t in step.experiment.templates)
-    return "empty"
+    return kind
 
 
 def weight_before(steps: list[CanaryStep], index: int) -> int:
@@ -67,6 +73,8 @@ class Canary:
         self.now = plan.now
         self.total = plan.spec.replicas
         self.routed = strategy.traffic_routing is not None
+        # Every weight here is out of this (Argo's maxTrafficWeight; 100 unless set).
+        self.max_weight = strategy.max_weight
         self.pod_hash = template_hash(plan.spec.pod_template)
         self.revision = groups.revision_for(plan, self.pod_hash)
         self.current_name = groups.release_name(plan, self.revision)

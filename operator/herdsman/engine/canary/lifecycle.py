@@ -128,9 +128,10 @@ def finish(c: Canary) -> None:
             w, b = router.canary_weight, router.baseline_weight or 0
         else:
             w, b = plan.old.weights.canary, plan.old.weights.baseline
-        w = max(0, min(100, w))
-        b = max(0, min(100 - w, b))
-        st.weights.canary, st.weights.baseline, st.weights.stable = w, b, 100 - w - b
+        top = c.max_weight
+        w = max(0, min(top, w))
+        b = max(0, min(top - w, b))
+        st.weights.canary, st.weights.baseline, st.weights.stable = w, b, top - w - b
     else:
         # In effect once this pass's writes land: a group scaled down serves no more pods
         # than it keeps (so an abort reports 0% at once); growth counts when it is available.

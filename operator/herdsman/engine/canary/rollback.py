@@ -45,7 +45,7 @@ def promote(c: Canary, stable: ServerGroup, *, reason: str, switch: bool = True)
             targets.want(base, 0)
             c.roles.pop(base, None)
             st.baseline_server_group = None
-    st.canary_weight = 100
+    st.canary_weight = c.max_weight
     c.plan.stop_runs(("step",))
     if groups.reached(plan, targets) and switch:
         # The new group carries everything: it becomes stable in this very pass.
@@ -124,7 +124,10 @@ def abort(c: Canary, stable: ServerGroup) -> None:
     targets.order.insert(0, targets.order.pop())  # stable grows first
     traffic.resize(c, targets)
     plan.desired.traffic_first = True
-    traffic.services(c, stable_group=stable.name, canary_group=stable.name)
+    # Back to the stable group — unless, by replica ratio, it has no pod up while another group
+    # serves (a newer revision interrupted a final roll, then was aborted: found by the walks).
+    back = traffic.serving(c, stable, stable.name)
+    traffic.services(c, stable_group=back, canary_group=stable.name)
     traffic.set_router(c, stable, 0)
 
 

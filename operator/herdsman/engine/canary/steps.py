@@ -16,6 +16,7 @@ from herdsman.engine import groups
 from herdsman.engine.canary import analysis, chaos, experiment, rollback, traffic
 from herdsman.engine.canary.context import ROUTER_RECHECK_SECONDS, Canary, describe, weight_before
 from herdsman.engine.world import ServerGroup
+from herdsman.naming import baseline_name
 
 
 def progress(c: Canary, stable: ServerGroup) -> None:
@@ -81,20 +82,29 @@ def progress(c: Canary, stable: ServerGroup) -> None:
 
 
 def step_done(c: Canary, step: CanaryStep, idx: int, weight: int, stable: ServerGroup) -> bool:
-    if step.set_weight is not None or step.set_canary_scale is not None:
-        return weight_reached(c, stable, weight, step)
-    if step.pause is not None:
-        return pause_over(c, step, idx)
-    if step.analysis is not None:
-        return analysis.analysis_passed(c, step, idx, stable)
-    if step.chaos is not None:
-        return chaos.step_done(c, step)
-    if step.experiment is not None:
-        return experiment.experiment_passed(c, step, idx, stable)
-    route: SetHeaderRoute | SetMirrorRoute | None = step.set_header_route or step.set_mirror_route
-    if route is not None:
-        return route_held(c, route.name)
-    return True
+    """A step is done when every part of it is: a pause over, the scale or weight reached, an
+    experiment or analysis passed, its routes seen held — checked in Argo's order, each only
+    once the ones before it are done (an analysis judges the canary at the step's scale).
+
+    Argo's controller lets the first part alone decide a combined step (a pause, then the scale,
+    ...), which would leave an analysis beside a setCanaryScale unjudged; Herdsman waits for
+    all of them (lint warns about the difference)."""
+    if step.pause is not None and not pause_over(c, step, idx):
+        return False
+    if (step.set_weight is not None or step.set_canary_scale is not None) and not weight_reached(
+        c, stable, weight, step
+    ):
+        return False
+    if step.experiment is not None and not experiment.experiment_passed(c, step, idx, stable):
+        return False
+    if step.analysis is not None and not analysis.analysis_passed(c, step, idx, stable):
+        return False
+    if step.chaos is not None and not chaos.step_done(c, step):
+        return False
+    routes: list[SetHeaderRoute | SetMirrorRoute] = [
+        r for r in (step.set_header_route, step.set_mirror_route) if r is not None
+    ]
+    return all(route_held(c, r.name) for r in routes)
 
 
 def route_held(c: Canary, name: str) -> bool:
@@ -112,7 +122,15 @@ def route_held(c: Canary, name: str) -> bool:
 
 
 def weight_reached(c: Canary, stable: ServerGroup, weight: int, step: CanaryStep) -> bool:
-    if not groups.reached(c.plan, traffic.replica_targets(c, stable, weight, step)):
+    targets = traffic.replica_targets(c, stable, weight, step)
+    # replicaProgressThreshold: the canary (and baseline) count as scaled up with that share.
+    base = baseline_name(c.plan.name, stable.revision) if c.strategy.baseline else None
+    enough = {
+        name: traffic.threshold(c, want)
+        for name, want in targets.replicas.items()
+        if name in (c.current_name, base)
+    }
+    if not groups.reached(c.plan, targets, enough):
         return False
     if not c.routed:
         return True

@@ -50,7 +50,7 @@ def replica_targets(
     if base is not None:
         t.want(
             base,
-            scale if 0 < weight < 100 else 0,
+            scale if 0 < weight < c.max_weight else 0,
             blueprint=(stable.revision, stable.pod_hash, "baseline"),
         )
     stable_size = c.total
@@ -80,8 +80,8 @@ def at_least_min(c: Canary, pods: int) -> int:
 
 def stable_pods(c: Canary, weight: int) -> int:
     """dynamicStableScale: the stable pods that carry the rest of `weight`."""
-    left = c.total - weights.canary_replicas(c.total, weight)
-    return at_least_min(c, min(c.total, max(left, 0 if weight >= 100 else 1)))
+    left = c.total - share(c, weight)
+    return at_least_min(c, min(c.total, max(left, 0 if weight >= c.max_weight else 1)))
 
 
 def held_weight(c: Canary) -> int:
@@ -113,10 +113,12 @@ def sendable(c: Canary, stable: ServerGroup, weight: int) -> int:
     want = effective(c, weight)
     held = held_weight(c)
     # With a baseline the two move up together: both judged on the same share.
-    ready = up >= canary_scale(c, weight)
+    ready = up >= threshold(c, canary_scale(c, weight))
     if c.strategy.baseline_service:  # the CRD allows it only with baseline: true
         base = c.world.group(c.st.baseline_server_group)
-        ready = ready and base is not None and base.available >= canary_scale(c, weight)
+        ready = (
+            ready and base is not None and base.available >= threshold(c, canary_scale(c, weight))
+        )
     # Up: wait for the canary's pods. Down (dynamicStableScale): wait for stable's.
     wait_up = want > held and not ready
     wait_down = (
@@ -133,10 +135,33 @@ def carried(c: Canary, weight: int, up: int) -> int:
     never came up). setCanaryScale sizes the canary apart from its weight: kept as is."""
     if scale_override(c) is not None:
         return weight
-    return min(
-        weight,
-        max((w for w in range(101) if weights.canary_replicas(c.total, w) <= up), default=0),
-    )
+    return min(weight, most_carried(c, up))
+
+
+def threshold(c: Canary, desired: int) -> int:
+    """Available pods that carry a step asking for `desired` canary pods: all of them, or
+    replicaProgressThreshold's share (Argo's)."""
+    t = c.strategy.replica_progress_threshold
+    return weights.progress_threshold(desired, t.type if t else None, t.value if t else None)
+
+
+def most_carried(c: Canary, up: int) -> int:
+    """The largest weight (out of maxTrafficWeight) that `up` available pods carry: its share
+    of pods, or replicaProgressThreshold's part of it, is up. Found by bisection, as both only
+    grow with the weight (maxTrafficWeight may be large)."""
+    low, high = 0, c.max_weight
+    while low < high:
+        mid = (low + high + 1) // 2
+        if threshold(c, share(c, mid)) <= up:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def share(c: Canary, weight: int) -> int:
+    """The canary pods a weight (out of maxTrafficWeight) is worth."""
+    return weights.canary_replicas(c.total, weight, c.max_weight)
 
 
 def scale_override(c: Canary) -> SetCanaryScale | None:
@@ -154,12 +179,12 @@ def scale_override(c: Canary) -> SetCanaryScale | None:
 def canary_scale(c: Canary, weight: int) -> int:
     """Canary pods with a router: the latest setCanaryScale in force, else the weight's share."""
     override = scale_override(c)
-    if override is not None and weight < 100:
+    if override is not None and weight < c.max_weight:
         if override.replicas is not None:
             return override.replicas
         if override.weight is not None:
             return at_least_min(c, weights.canary_replicas(c.total, override.weight))
-    return at_least_min(c, weights.canary_replicas(c.total, weight))
+    return at_least_min(c, share(c, weight))
 
 
 def shift(c: Canary, stable: ServerGroup, weight: int, step: CanaryStep) -> None:
@@ -291,11 +316,10 @@ def routes(c: Canary) -> tuple[tuple[SetHeaderRoute, ...], tuple[SetMirrorRoute,
     idx = min(c.st.current_step_index or 0, len(c.steps))
     last: dict[str, SetHeaderRoute | SetMirrorRoute] = {}
     for step in c.steps[: idx + 1]:
-        route: SetHeaderRoute | SetMirrorRoute | None = (
-            step.set_header_route or step.set_mirror_route
-        )
-        if route is not None:
-            last[route.name] = route
+        # A step may set a header route and a mirror route together (Argo allows it).
+        for route in (step.set_header_route, step.set_mirror_route):
+            if route is not None:
+                last[route.name] = route
     routing = c.strategy.traffic_routing
     order = [r.name for r in routing.managed_routes] if routing else []
     live = sorted(
@@ -314,7 +338,7 @@ def baseline_share(c: Canary, sent: int) -> int:
     base = c.world.group(c.st.baseline_server_group)
     if not c.strategy.baseline_service or base is None or base.available == 0:
         return 0
-    return sent if 0 < 2 * sent <= 100 else 0
+    return sent if 0 < 2 * sent <= c.max_weight else 0
 
 
 def held_baseline(c: Canary) -> int:
