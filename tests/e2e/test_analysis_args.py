@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
+from harness.local_http import LocalHttpServer, Reply
 from harness.operator import OperatorProcess
 from harness.rollouts import IMAGE_V2, Rollouts, rollout
-from herdsman.cluster.kube import ANALYSIS_RUNS, ANALYSIS_TEMPLATES, ROLLOUTS
+from herdsman.cli.lint import lint_object
+from herdsman.cluster.kube import ANALYSIS_RUNS, ANALYSIS_TEMPLATES, ROLLOUTS, KubeError
 from herdsman.naming import LABEL_HASH
 
 pytestmark = pytest.mark.e2e
@@ -226,3 +228,72 @@ def test_a_condition_that_does_not_compile_is_an_invalid_spec_naming_the_field(
         timeout=60,
         what="the release resumed",
     )
+
+
+def test_a_rollout_measurement_retention_reaches_the_run_and_bounds_its_measurements(
+    operator: OperatorProcess, rollouts: Rollouts
+) -> None:
+    with LocalHttpServer({"/health": lambda _: Reply(200, {"errors": 0})}) as server:
+        body = {
+            "apiVersion": "herdsman.dev/v1alpha1",
+            "kind": "AnalysisTemplate",
+            "metadata": {"name": "health"},
+            "spec": {
+                "metrics": [
+                    {
+                        "name": "errors",
+                        "count": 5,
+                        "interval": "1s",
+                        "successCondition": "result < 0.05",
+                        "provider": {
+                            "web": {"url": server.url("/health"), "jsonPath": "{$.errors}"}
+                        },
+                    }
+                ]
+            },
+        }
+        rollouts.rest.create(ANALYSIS_TEMPLATES.url(rollouts.ns), body)
+        start(
+            rollouts,
+            {
+                "templates": [{"templateName": "health"}],
+                "measurementRetention": [{"metricName": "errors", "limit": 2}],
+            },
+            labels={},
+        )
+        rollouts.wait_healthy("checkout-v002", timeout=120)
+        run = rollouts.rest.get(ANALYSIS_RUNS.url(rollouts.ns, RUN))
+        assert run is not None
+        assert run["spec"]["measurementRetention"] == [{"metricName": "errors", "limit": 2}]
+        assert run["status"]["phase"] == "Successful"
+        (result,) = run["status"]["metricResults"]
+        # Five measurements taken and counted; only the last two kept, as Argo keeps them.
+        assert result["count"] == 5, result
+        assert result["successful"] == 5, result
+        assert len(result["measurements"]) == 2, result["measurements"]
+        assert server.hits("/health") >= 5
+
+
+def test_the_api_server_refuses_bad_rollout_measurement_retention_naming_the_field(
+    operator: OperatorProcess, rollouts: Rollouts
+) -> None:
+    for rules, field, reason in (
+        ([{"metricName": "errors", "limit": -1}], "measurementRetention[0].limit", "greater"),
+        (
+            [{"metricName": "errors", "limit": 1}, {"metricName": "errors", "limit": 3}],
+            "measurementRetention[1]",
+            "Duplicate value",
+        ),
+    ):
+        analysis = {"templates": [{"templateName": "health"}], "measurementRetention": rules}
+        manifest = rollout(steps=[{"setWeight": 20}, {"analysis": analysis}])
+        with pytest.raises(KubeError) as refused:
+            rollouts.rest.create(ROLLOUTS.url(rollouts.ns), manifest)
+        assert refused.value.status == 422
+        message = str(refused.value)
+        path = f"spec.strategy.canary.steps[1].analysis.{field}"
+        assert path in message, message
+        assert reason in message, message
+        # lint says the same, at the same field.
+        assert [e.path for e in lint_object(manifest).errors] == [path]
+    assert rollouts.rest.get(ROLLOUTS.url(rollouts.ns, "checkout")) is None
