@@ -56,16 +56,17 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
 
 # The watch-fed cache (cluster/cache.py): Kopf fills every index by a full list before it
 # starts any daemon, and runs the indexers of an event before its other handlers, so a pass a
-# watch event wakes already reads that event's object.
+# watch event wakes already reads that event's object. The indexers are `async` so Kopf calls
+# them on the event loop: a plain `def` would cost a thread-pool hop for every watch event.
 @kopf.index("apps", "v1", "replicasets", labels={LABEL_ROLLOUT: kopf.PRESENT})
-def server_groups(
+async def server_groups(
     namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
 ) -> dict[tuple[str | None, str | None], dict[str, Any]]:
     return {(namespace, labels.get(LABEL_ROLLOUT)): slim(body)}
 
 
 @kopf.index(GROUP, VERSION, "analysisruns", labels={LABEL_ROLLOUT: kopf.PRESENT})
-def analysis_runs(
+async def analysis_runs(
     namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
 ) -> dict[tuple[str | None, str | None], dict[str, Any]]:
     return {(namespace, labels.get(LABEL_ROLLOUT)): slim(body)}
