@@ -31,6 +31,7 @@ and why (pods Pending, the operator's warnings), instead of only a traceback.
 
 Run: N=1000 python tests/bench/bench_scale.py   (make bench-scale N=1000)
 Env: N (default 100), IDLE (seconds at rest, default 60), PHASE_TIMEOUT (seconds per phase),
+SETTLE (seconds between the last Healthy and the rest, default N/50, at least 5),
 PROFILE=path (run the operator under py-spy and write a speedscope profile there).
 """
 
@@ -45,6 +46,7 @@ import statistics
 import sys
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,7 @@ from kubernetes.client import AppsV1Api, CustomObjectsApi
 
 from harness import cluster as cluster_mod
 from harness.cluster import token_kubeconfig
+from harness.local_http import free_port
 from harness.operator import OperatorProcess
 from harness.rollouts import rollout
 from herdsman.cluster.kube import PODS, ROLLOUTS
@@ -65,6 +68,7 @@ N = int(os.environ.get("N", "100"))
 IDLE = float(os.environ.get("IDLE", "60"))
 PROFILE = os.environ.get("PROFILE", "")
 TIMEOUT = float(os.environ.get("PHASE_TIMEOUT", str(max(300.0, N * 0.6))))
+SETTLE = float(os.environ.get("SETTLE", str(max(5.0, N / 50))))
 IMAGE_V2 = "registry.k8s.io/pause:3.10"
 
 NAMESPACES = KPath("", "v1", "namespaces", namespaced=False)
@@ -210,6 +214,39 @@ class ControlPlane:
     @staticmethod
     def spent(before: dict[str, float], after: dict[str, float]) -> str:
         return ", ".join(f"{n} {after[n] - before.get(n, 0.0):.1f}" for n in sorted(after))
+
+
+class OwnMetrics:
+    """What the operator counts itself (its /metrics): the API calls it sent, by verb — the one
+    idle figure no other client's requests can inflate — and its reconcile passes."""
+
+    SAMPLE = re.compile(r"^(?P<name>herdsman_\w+?)(?:\{(?P<labels>[^}]*)\})? (?P<v>\S+)$", re.M)
+
+    def __init__(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}/metrics"
+
+    def read(self) -> dict[str, float]:
+        with urllib.request.urlopen(self.url, timeout=10) as response:
+            text = response.read().decode()
+        out: dict[str, float] = {}
+        for m in self.SAMPLE.finditer(text):
+            if m["name"] in (
+                "herdsman_api_requests_total",
+                "herdsman_reconcile_duration_seconds_count",
+                "herdsman_reconcile_duration_seconds_sum",
+            ):
+                out[m["name"]] = out.get(m["name"], 0.0) + float(m["v"])
+        return out
+
+    @staticmethod
+    def passes(before: dict[str, float], after: dict[str, float]) -> str:
+        def d(key: str) -> float:
+            return after.get(key, 0.0) - before.get(key, 0.0)
+
+        n = d("herdsman_reconcile_duration_seconds_count")
+        mean = d("herdsman_reconcile_duration_seconds_sum") / n * 1000 if n else 0.0
+        calls = d("herdsman_api_requests_total")
+        return f"{n:.0f} passes (mean {mean:.0f} ms), {calls:.0f} API calls"
 
 
 def operator_pid(proc: OperatorProcess) -> int:
@@ -361,11 +398,13 @@ def main() -> int:
     time.sleep(BACKGROUND)
     background = (requests_total(cluster) - g0) / BACKGROUND
     command = None
+    port = free_port()
     if PROFILE:
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         command = [
             spy, "record", "--format", "speedscope", "-o", PROFILE, "--rate", "20", "--nonblocking", "--",
             sys.executable, "-m", "herdsman", "run", "--standalone", "--namespace", ns,
+            "--metrics-port", str(port),
         ]  # fmt: skip
     op = OperatorProcess(
         cluster=cluster,
@@ -373,7 +412,9 @@ def main() -> int:
         log_path=tmp / "operator.log",
         env={"KUBECONFIG": str(kubeconfig)},
         command=command,
+        extra_args=["--metrics-port", str(port)],
     ).start()
+    own = OwnMetrics(port)
     sampler = Sampler(operator_pid(op))
     plane = ControlPlane(Path(__file__).resolve().parents[2] / ".cluster")
     tracker = Tracker(cluster, ns)
@@ -387,6 +428,7 @@ def main() -> int:
         time.sleep(1.0)
         cpu0 = sampler.cpu()
         cp0 = plane.cpu()
+        m0 = own.read()
         q0 = dispatched(cluster, flow)
         t0 = time.perf_counter()
         list(
@@ -400,6 +442,7 @@ def main() -> int:
         t1 = tracker.wait_all_healthy(names, 1)
         cpu1 = sampler.cpu()
         cp1 = plane.cpu()
+        m1 = own.read()
         out.append(f"create -> all Healthy: {t1 - t0:.1f} s")
         time.sleep(2.0)
 
@@ -414,11 +457,13 @@ def main() -> int:
 
         cpu2 = sampler.cpu()
         cp2 = plane.cpu()
+        m2 = own.read()
         t2 = time.perf_counter()
         list(pool.map(send, names))
         t3 = tracker.wait_all_healthy(names, 2)
         cpu3 = sampler.cpu()
         cp3 = plane.cpu()
+        m3 = own.read()
         with tracker.lock:
             seen = [(tracker.group_seen[f"{n}-v002"] - sent[n]) * 1000 for n in names]
         seen.sort()
@@ -431,8 +476,11 @@ def main() -> int:
             f"patch -> all Healthy: {t3 - t2:.1f} s (patches sent in {max(sent.values()) - t2:.1f} s)"
         )
 
-        time.sleep(5.0)  # let the last passes finish before the rest starts
+        # Let the last passes finish, and the control plane finish deleting old pods, before the
+        # rest starts: its request rate is read from the API server, which counts every client.
+        time.sleep(SETTLE)
         cpu4 = sampler.cpu()
+        m4 = own.read()
         r0 = dispatched(cluster, flow)
         if r0 > q0:
             out.append(f"API requests by the operator, create + patch: {r0 - q0:.0f}")
@@ -441,6 +489,7 @@ def main() -> int:
         r1 = dispatched(cluster, flow)
         g1 = requests_total(cluster)
         cpu5 = sampler.cpu()
+        m5 = own.read()
         settled = sampler.rss()
         out.append(
             f"operator RSS: peak {sampler.peak / 2**20:.0f} MB, settled {settled / 2**20:.0f} MB"
@@ -451,6 +500,14 @@ def main() -> int:
         )
         out.append(f"control plane CPU s, create: {plane.spent(cp0, cp1)}")
         out.append(f"control plane CPU s, patch: {plane.spent(cp2, cp3)}")
+        out.append(f"operator work, create: {own.passes(m0, m1)}")
+        out.append(f"operator work, patch: {own.passes(m2, m3)}")
+        idle_calls = m5.get("herdsman_api_requests_total", 0.0) - m4.get(
+            "herdsman_api_requests_total", 0.0
+        )
+        out.append(
+            f"idle API calls the operator sent (its own count): {idle_calls / IDLE:.2f} per second"
+        )
         if r1 > r0:
             out.append(f"idle API requests by the operator: {(r1 - r0) / IDLE:.2f} per second")
         rest = (g1 - g0) / IDLE
