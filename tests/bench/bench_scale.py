@@ -183,7 +183,14 @@ class ControlPlane:
     """CPU seconds of the local control plane's processes (this worktree's cluster only): where
     the time goes when the operator is not the busy one."""
 
-    NAMES = ("kube-apiserver", "etcd", "kube-controller", "kube-scheduler", "kwok")
+    NAMES = (
+        "kube-apiserver",
+        "etcd",
+        "kube-controller",
+        "kube-scheduler",
+        "kwok",
+        "kwok-controller",
+    )
 
     def __init__(self, root: Path) -> None:
         self.pids: dict[str, list[int]] = {}
