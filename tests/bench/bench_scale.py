@@ -243,6 +243,9 @@ class OwnMetrics:
                 "herdsman_reconcile_duration_seconds_sum",
             ):
                 out[m["name"]] = out.get(m["name"], 0.0) + float(m["v"])
+                result = re.search(r'result="(\w+)"', m["labels"] or "")
+                if result and m["name"].endswith("_count"):
+                    out[f"passes {result[1]}"] = out.get(f"passes {result[1]}", 0.0) + float(m["v"])
         return out
 
     @staticmethod
@@ -253,7 +256,10 @@ class OwnMetrics:
         n = d("herdsman_reconcile_duration_seconds_count")
         mean = d("herdsman_reconcile_duration_seconds_sum") / n * 1000 if n else 0.0
         calls = d("herdsman_api_requests_total")
-        return f"{n:.0f} passes (mean {mean:.0f} ms), {calls:.0f} API calls"
+        kinds = ", ".join(
+            f"{d(k):.0f} {k.split()[1]}" for k in sorted(after) if k.startswith("passes ") and d(k)
+        )
+        return f"{n:.0f} passes ({kinds}; mean {mean:.0f} ms), {calls:.0f} API calls"
 
 
 def operator_pid(proc: OperatorProcess) -> int:
