@@ -9,7 +9,6 @@ stopped. A pass never raises: API trouble backs off, a spec that cannot be parse
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -30,7 +29,6 @@ from herdsman.cluster.kube import DEPLOYMENTS, ROLLOUTS, Kube, KubeError
 from herdsman.cluster.observe import observe
 from herdsman.cluster.workload import label_pods, prune_runs, scale_deployment
 from herdsman.engine.decide import decide
-from herdsman.engine.metadata import managed_keys
 from herdsman.engine.workload import resolve
 from herdsman.naming import ANNOTATION_IMPORTING
 from herdsman.notify import subscriptions
@@ -50,21 +48,6 @@ class Gone:
 GONE = Gone()
 
 
-@dataclass(frozen=True)
-class Unchanged:
-    """The pass found exactly the inputs its predecessor decided on: nothing to do until `due`."""
-
-    due: float | None
-
-
-@dataclass(frozen=True)
-class _Seen:
-    """What a successful pass decided on, and when its next pass falls due (monotonic)."""
-
-    inputs: tuple[str, str, Any]
-    due_at: float
-
-
 @dataclass
 class Runtime:
     kube: Kube
@@ -79,12 +62,6 @@ class Runtime:
     # (namespace, Deployment) -> the Rollouts whose workloadRef names it, as last seen by a
     # pass: rebuilt by the first pass of each Rollout after a restart.
     _workload_users: dict[tuple[str, str], set[str]] = field(default_factory=dict)
-    # (namespace, name) -> the inputs of its last successful pass. Why: at 1,000 rollouts a
-    # release woke each rollout ~27 times (every ReplicaSet status update, every echo of our
-    # own writes) for ~20 API calls in all; most passes re-decided inputs already decided on.
-    # Lost on restart, like any cache: the first pass after a start always runs.
-    _seen: dict[tuple[str, str], _Seen] = field(default_factory=dict)
-    monotonic: Callable[[], float] = time.monotonic
 
     def wake(self, namespace: str | None, name: str | None) -> None:
         if namespace and name:
@@ -113,28 +90,12 @@ class Runtime:
         result = "error"
         try:
             due = await self._pass(namespace, name)
-        except BaseException:
-            self._seen.pop((namespace, name), None)  # the next pass decides afresh
-            raise
-        else:
-            if isinstance(due, Unchanged):
-                result = "unchanged"
-                return due.due
             result = "conflict" if due == 0.0 else "ok"
             return due
         finally:
             metrics.reconcile_duration.labels(result).observe(time.perf_counter() - started)
 
-    def _unchanged(self, key: tuple[str, str], inputs: tuple[str, str, Any]) -> Unchanged | None:
-        """Unchanged(due) when the last successful pass decided on exactly these inputs and its
-        next due time has not come: deciding again could only repeat that decision."""
-        seen = self._seen.get(key)
-        if seen is None or seen.inputs != inputs:
-            return None
-        left = seen.due_at - self.monotonic()
-        return Unchanged(left) if left > 0.0 else None
-
-    async def _pass(self, namespace: str, name: str) -> float | Gone | Unchanged | None:
+    async def _pass(self, namespace: str, name: str) -> float | Gone | None:
         deadline = self.policy.reconcile_deadline()
         body = self.cache.rollout(namespace, name) if self.cache is not None else None
         if body is None:
@@ -142,7 +103,6 @@ class Runtime:
         if body is None:
             metrics.forget(namespace, name)
             self._note_workload(namespace, name, None)
-            self._seen.pop((namespace, name), None)
             return GONE
         if ANNOTATION_IMPORTING in ((body.get("metadata") or {}).get("annotations") or {}):
             # `kubectl herdsman import` is still handing the ReplicaSets over: hold off, or this
@@ -165,24 +125,6 @@ class Runtime:
         observed.body = body
         if workload_problems:
             observed.world = replace(observed.world, workload_problems=tuple(workload_problems))
-        # The inputs this pass decides on, when nothing else can change what it does (no analysis
-        # runs to measure, no notification services to look up, no pod metadata to keep — pods
-        # are not in the world): the Rollout as read (its resourceVersion aside), the workload
-        # Deployment, and the observed world.
-        inputs = None
-        if (
-            not observed.runs
-            and not any(managed_keys(rollout))
-            and not (
-                self.notifier is not None
-                and subscriptions.subscriptions(rollout.metadata.annotations or {})
-            )
-        ):
-            inputs = (_fingerprint(body), _fingerprint(deployment), observed.world)
-            unchanged = self._unchanged((namespace, name), inputs)
-            if unchanged is not None:
-                return unchanged
-        self._seen.pop((namespace, name), None)
         now = self.clock()
         next_measurement = None
         if self.analysis is not None:
@@ -219,12 +161,6 @@ class Runtime:
         if next_measurement is not None:
             until = max(0.0, (next_measurement - self.clock()).total_seconds())
             due = until if due is None else min(due, until)
-        if inputs is not None and due != 0.0:
-            # A resync decides afresh even on unchanged inputs (as every pass did before).
-            due_at = self.monotonic() + (
-                RESYNC_SECONDS if due is None else min(due, RESYNC_SECONDS)
-            )
-            self._seen[(namespace, name)] = _Seen(inputs, due_at)
         return due
 
     async def run(
@@ -266,7 +202,6 @@ class Runtime:
         finally:
             if self._wakers.get(key) is waker:
                 del self._wakers[key]
-                self._seen.pop(key, None)
                 if self.cache is not None:
                     self.cache.unbind_rollout(namespace, name)
             # Stopped (deleted, or this replica paused by peering): its gauges would go stale.
@@ -335,15 +270,6 @@ class Runtime:
             patch,
             deadline=self.policy.reconcile_deadline(),
         )
-
-
-def _fingerprint(body: Mapping[str, Any] | None) -> str:
-    """An object as compared between passes: its content, not its resourceVersion (which
-    changes with any write, even one that changes nothing a decision reads)."""
-    if body is None:
-        return ""
-    meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "resourceVersion"}
-    return json.dumps({**body, "metadata": meta}, sort_keys=True, default=str)
 
 
 async def _sleep(waker: asyncio.Event, stopped: Any, seconds: float) -> None:
