@@ -181,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         load_config(args.kubeconfig),
         policy,
         on_error=metrics.api_error,
+        on_request=metrics.api_request,
         hooks=metrics.retry_hooks("kubernetes"),
         on_write=cache.note,
     )

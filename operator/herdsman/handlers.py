@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import kopf
@@ -56,16 +56,17 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
 
 # The watch-fed cache (cluster/cache.py): Kopf fills every index by a full list before it
 # starts any daemon, and runs the indexers of an event before its other handlers, so a pass a
-# watch event wakes already reads that event's object.
+# watch event wakes already reads that event's object. The indexers are `async` so Kopf calls
+# them on the event loop: a plain `def` would cost a thread-pool hop for every watch event.
 @kopf.index("apps", "v1", "replicasets", labels={LABEL_ROLLOUT: kopf.PRESENT})
-def server_groups(
+async def server_groups(
     namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
 ) -> dict[tuple[str | None, str | None], dict[str, Any]]:
     return {(namespace, labels.get(LABEL_ROLLOUT)): slim(body)}
 
 
 @kopf.index(GROUP, VERSION, "analysisruns", labels={LABEL_ROLLOUT: kopf.PRESENT})
-def analysis_runs(
+async def analysis_runs(
     namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
 ) -> dict[tuple[str | None, str | None], dict[str, Any]]:
     return {(namespace, labels.get(LABEL_ROLLOUT)): slim(body)}
@@ -184,13 +185,33 @@ async def experiment_run_changed(
         runtime.wake(namespace, _owner(meta, "Experiment"))
 
 
-def _without_finalizer() -> None:
-    registry = kopf.get_default_registry()
-    spawning = registry._spawning
-    spawning._handlers = [
-        dataclasses.replace(h, requires_finalizer=False) if h.id in ("rollout", "experiment") else h
-        for h in spawning._handlers
+# Handler ids whose objects must never carry Kopf's finalizer (see the module docstring).
+NO_FINALIZER = ("rollout", "experiment")
+
+
+def drop_daemon_finalizer(registry: kopf.OperatorRegistry, ids: Collection[str]) -> None:
+    """Register the daemons `ids` without the finalizer Kopf would put on their objects.
+
+    The one place that reaches into Kopf's internals, and why it must: Kopf (checked up to
+    1.45) creates every `kopf.daemon` and `kopf.timer` handler with `requires_finalizer=True`
+    hard-coded — there is no decorator option (`optional=` exists only for `on.delete`) and no
+    setting (`settings.persistence.finalizer` only names it). Dropping daemons altogether for
+    `on.event` handlers would lose what daemons give for free: Kopf stops them when peering
+    pauses this replica, which is how "exactly one replica acts" holds in HA.
+
+    Fails loudly (at import, so at start and in the unit tests) rather than silently leaving
+    the finalizer on when a Kopf upgrade changes the internals.
+    """
+    spawning = getattr(registry, "_spawning", None)
+    handlers = getattr(spawning, "_handlers", None)
+    if not isinstance(handlers, list):
+        raise RuntimeError("Kopf's registry changed: cannot register daemons without a finalizer")
+    found = {h.id for h in handlers if h.id in ids}
+    if found != set(ids):
+        raise RuntimeError(f"daemons not registered: {sorted(set(ids) - found)}")
+    handlers[:] = [
+        dataclasses.replace(h, requires_finalizer=False) if h.id in ids else h for h in handlers
     ]
 
 
-_without_finalizer()
+drop_daemon_finalizer(kopf.get_default_registry(), NO_FINALIZER)

@@ -134,6 +134,13 @@ api_errors = Counter(
     ["verb", "code"],
     registry=REGISTRY,
 )
+api_requests = Counter(
+    "herdsman_api_requests",
+    "Kubernetes API calls the operator sent (Kopf's watches not included), by verb: at rest"
+    " this stays flat, since every read comes from the watch-fed cache.",
+    ["verb"],
+    registry=REGISTRY,
+)
 retries = Counter(
     "herdsman_retries",
     "Outbound calls retried, by call kind (kubernetes, prometheus, web).",
@@ -185,6 +192,10 @@ def retry_hooks(call: str) -> RetryHooks:
         on_retry=lambda _event: retries.labels(call).inc(),
         on_expired=lambda _error: deadline_expiries.labels(call).inc(),
     )
+
+
+def api_request(verb: str) -> None:
+    api_requests.labels(verb).inc()
 
 
 def api_error(verb: str, code: int) -> None:

@@ -20,9 +20,19 @@ requests — where API Priority and Fairness is on. The local control plane runs
 minus the same rate measured for BACKGROUND seconds before the operator started (the nodes'
 heartbeats, the controllers). No proxy in the path to distort timings.
 
+Pod room: the local control plane's KWOK nodes take 110 pods each (3 nodes: 330 pods, i.e. 165
+rollouts of 2 replicas). Beyond that the scheduler leaves pods Pending and rollouts can never
+become Healthy — which is why N=1,000 once "did not finish" while the operator sat idle. So the
+benchmark adds KWOK nodes with room for every pod the run can have at once (stable + canary +
+the next revision: 4 per rollout here), and removes them afterwards.
+
+A phase that times out still prints what was measured up to then, how many rollouts were left
+and why (pods Pending, the operator's warnings), instead of only a traceback.
+
 Run: N=1000 python tests/bench/bench_scale.py   (make bench-scale N=1000)
-Env: N (default 100), IDLE (seconds at rest, default 60), PROFILE=path (run the operator under
-py-spy and write a speedscope profile there).
+Env: N (default 100), IDLE (seconds at rest, default 60), PHASE_TIMEOUT (seconds per phase),
+SETTLE (seconds between the last Healthy and the rest, default N/50, at least 5),
+PROFILE=path (run the operator under py-spy and write a speedscope profile there).
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ import statistics
 import sys
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -47,15 +58,17 @@ from kubernetes.client import AppsV1Api, CustomObjectsApi
 
 from harness import cluster as cluster_mod
 from harness.cluster import token_kubeconfig
+from harness.local_http import free_port
 from harness.operator import OperatorProcess
 from harness.rollouts import rollout
-from herdsman.cluster.kube import ROLLOUTS
+from herdsman.cluster.kube import PODS, ROLLOUTS
 from herdsman.cluster.kube import Path as KPath
 
 N = int(os.environ.get("N", "100"))
 IDLE = float(os.environ.get("IDLE", "60"))
 PROFILE = os.environ.get("PROFILE", "")
 TIMEOUT = float(os.environ.get("PHASE_TIMEOUT", str(max(300.0, N * 0.6))))
+SETTLE = float(os.environ.get("SETTLE", str(max(5.0, N / 50))))
 IMAGE_V2 = "registry.k8s.io/pause:3.10"
 
 NAMESPACES = KPath("", "v1", "namespaces", namespaced=False)
@@ -69,6 +82,9 @@ DISPATCHED = re.compile(
 )
 TOTAL = re.compile(r"^apiserver_request_total\{[^}]*\} (?P<n>\S+)$", re.M)
 BACKGROUND = float(os.environ.get("BACKGROUND", "20"))
+NODES = KPath("", "v1", "nodes", namespaced=False)
+PODS_PER_ROLLOUT = 4  # stable 2 + canary 1 at setWeight 50, + 1 while the canary grows to 2
+PODS_PER_NODE = 2000
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -163,6 +179,89 @@ class Sampler:
             time.sleep(0.25)
 
 
+class ControlPlane:
+    """CPU seconds of the local control plane's processes (this worktree's cluster only): where
+    the time goes when the operator is not the busy one."""
+
+    NAMES = (
+        "kube-apiserver",
+        "etcd",
+        "kube-controller",
+        "kube-scheduler",
+        "kwok",
+        "kwok-controller",
+    )
+
+    def __init__(self, root: Path) -> None:
+        self.pids: dict[str, list[int]] = {}
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                comm = (proc / "comm").read_text().strip()
+                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if comm in self.NAMES and str(root) in cmdline:
+                self.pids.setdefault(comm, []).append(int(proc.name))
+
+    def cpu(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, pids in self.pids.items():
+            total = 0.0
+            for pid in pids:
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                total += (int(fields[11]) + int(fields[12])) / TICKS
+            out[name] = total
+        return out
+
+    @staticmethod
+    def spent(before: dict[str, float], after: dict[str, float]) -> str:
+        return ", ".join(f"{n} {after[n] - before.get(n, 0.0):.1f}" for n in sorted(after))
+
+
+class OwnMetrics:
+    """What the operator counts itself (its /metrics): the API calls it sent, by verb — the one
+    idle figure no other client's requests can inflate — and its reconcile passes."""
+
+    SAMPLE = re.compile(r"^(?P<name>herdsman_\w+?)(?:\{(?P<labels>[^}]*)\})? (?P<v>\S+)$", re.M)
+
+    def __init__(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}/metrics"
+
+    def read(self) -> dict[str, float]:
+        with urllib.request.urlopen(self.url, timeout=10) as response:
+            text = response.read().decode()
+        out: dict[str, float] = {}
+        for m in self.SAMPLE.finditer(text):
+            if m["name"] in (
+                "herdsman_api_requests_total",
+                "herdsman_reconcile_duration_seconds_count",
+                "herdsman_reconcile_duration_seconds_sum",
+            ):
+                out[m["name"]] = out.get(m["name"], 0.0) + float(m["v"])
+                result = re.search(r'result="(\w+)"', m["labels"] or "")
+                if result and m["name"].endswith("_count"):
+                    out[f"passes {result[1]}"] = out.get(f"passes {result[1]}", 0.0) + float(m["v"])
+        return out
+
+    @staticmethod
+    def passes(before: dict[str, float], after: dict[str, float]) -> str:
+        def d(key: str) -> float:
+            return after.get(key, 0.0) - before.get(key, 0.0)
+
+        n = d("herdsman_reconcile_duration_seconds_count")
+        mean = d("herdsman_reconcile_duration_seconds_sum") / n * 1000 if n else 0.0
+        calls = d("herdsman_api_requests_total")
+        kinds = ", ".join(
+            f"{d(k):.0f} {k.split()[1]}" for k in sorted(after) if k.startswith("passes ") and d(k)
+        )
+        return f"{n:.0f} passes ({kinds}; mean {mean:.0f} ms), {calls:.0f} API calls"
+
+
 def operator_pid(proc: OperatorProcess) -> int:
     """The Python process itself (under py-spy it is the profiler's child)."""
     assert proc.proc is not None
@@ -248,6 +347,51 @@ def operator_identity(cluster: cluster_mod.Cluster, ns: str, tmp: Path) -> tuple
     return token_kubeconfig(cluster, token, tmp / "operator.kubeconfig"), flow
 
 
+def add_pod_room(cluster: cluster_mod.Cluster, pods: int) -> list[str]:
+    """KWOK nodes (kwok manages every Node annotated kwok.x-k8s.io/node=fake) with room for
+    `pods` pods; the API server accepts a Node's status on create. Returns their names."""
+    names = []
+    for i in range(-(-pods // PODS_PER_NODE)):
+        name = f"bench-{i}"
+        names.append(name)
+        capacity = {"cpu": "1000", "memory": "4000Gi", "pods": str(PODS_PER_NODE)}
+        if cluster.rest.get(NODES.url(None, name)) is None:
+            cluster.rest.create(
+                NODES.url(),
+                {
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "metadata": {
+                        "name": name,
+                        "annotations": {"kwok.x-k8s.io/node": "fake"},
+                        "labels": {"type": "kwok", "kubernetes.io/hostname": name},
+                    },
+                    "status": {"allocatable": capacity, "capacity": capacity},
+                },
+            )
+    cluster.kubectl("wait", "--for=condition=Ready", "node", *names, "--timeout=60s")
+    return names
+
+
+def pods_by_phase(cluster: cluster_mod.Cluster, ns: str) -> str:
+    phases: dict[str, int] = {}
+    for pod in cluster.rest.list(PODS.url(ns), timeout=60.0):
+        phase = (pod.get("status") or {}).get("phase", "?")
+        phases[phase] = phases.get(phase, 0) + 1
+    return ", ".join(f"{n} {p}" for p, n in sorted(phases.items())) or "none"
+
+
+def log_summary(text: str) -> str:
+    """The operator's warnings and errors, counted by kind (numbers and names stripped)."""
+    kinds: dict[str, int] = {}
+    for line in text.splitlines():
+        if " WARNING " in line or " ERROR " in line:
+            key = re.sub(r"\b[\w-]+/r\d+\b|\d+(\.\d+)?", "#", line.split(" ", 1)[-1])[:120]
+            kinds[key] = kinds.get(key, 0) + 1
+    top = sorted(kinds.items(), key=lambda kv: -kv[1])[:8]
+    return "\n".join(f"    {n:6d}  {k}" for k, n in top) or "    (none)"
+
+
 def percentile(ms: list[float], q: float) -> float:
     return ms[min(len(ms) - 1, max(0, round(q * (len(ms) - 1))))]
 
@@ -261,16 +405,19 @@ def main() -> int:
         NAMESPACES.url(), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
     )
     kubeconfig, flow = operator_identity(cluster, ns, tmp)
+    nodes = add_pod_room(cluster, N * PODS_PER_ROLLOUT)
     time.sleep(3.0)
     g0 = requests_total(cluster)
     time.sleep(BACKGROUND)
     background = (requests_total(cluster) - g0) / BACKGROUND
     command = None
+    port = free_port()
     if PROFILE:
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         command = [
             spy, "record", "--format", "speedscope", "-o", PROFILE, "--rate", "20", "--nonblocking", "--",
             sys.executable, "-m", "herdsman", "run", "--standalone", "--namespace", ns,
+            "--metrics-port", str(port),
         ]  # fmt: skip
     op = OperatorProcess(
         cluster=cluster,
@@ -278,17 +425,23 @@ def main() -> int:
         log_path=tmp / "operator.log",
         env={"KUBECONFIG": str(kubeconfig)},
         command=command,
+        extra_args=["--metrics-port", str(port)],
     ).start()
+    own = OwnMetrics(port)
     sampler = Sampler(operator_pid(op))
+    plane = ControlPlane(Path(__file__).resolve().parents[2] / ".cluster")
     tracker = Tracker(cluster, ns)
     tracker.start()
     names = [f"r{i:05d}" for i in range(N)]
     steps = [{"setWeight": 50}, {"pause": {"duration": "5s"}}]
     pool = ThreadPoolExecutor(max_workers=16)
     out: list[str] = []
+    failed = False
     try:
         time.sleep(1.0)
         cpu0 = sampler.cpu()
+        cp0 = plane.cpu()
+        m0 = own.read()
         q0 = dispatched(cluster, flow)
         t0 = time.perf_counter()
         list(
@@ -301,6 +454,8 @@ def main() -> int:
         )
         t1 = tracker.wait_all_healthy(names, 1)
         cpu1 = sampler.cpu()
+        cp1 = plane.cpu()
+        m1 = own.read()
         out.append(f"create -> all Healthy: {t1 - t0:.1f} s")
         time.sleep(2.0)
 
@@ -314,10 +469,14 @@ def main() -> int:
             cluster.rest.patch(ROLLOUTS.url(ns, name), patch)
 
         cpu2 = sampler.cpu()
+        cp2 = plane.cpu()
+        m2 = own.read()
         t2 = time.perf_counter()
         list(pool.map(send, names))
         t3 = tracker.wait_all_healthy(names, 2)
         cpu3 = sampler.cpu()
+        cp3 = plane.cpu()
+        m3 = own.read()
         with tracker.lock:
             seen = [(tracker.group_seen[f"{n}-v002"] - sent[n]) * 1000 for n in names]
         seen.sort()
@@ -330,8 +489,11 @@ def main() -> int:
             f"patch -> all Healthy: {t3 - t2:.1f} s (patches sent in {max(sent.values()) - t2:.1f} s)"
         )
 
-        time.sleep(5.0)  # let the last passes finish before the rest starts
+        # Let the last passes finish, and the control plane finish deleting old pods, before the
+        # rest starts: its request rate is read from the API server, which counts every client.
+        time.sleep(SETTLE)
         cpu4 = sampler.cpu()
+        m4 = own.read()
         r0 = dispatched(cluster, flow)
         if r0 > q0:
             out.append(f"API requests by the operator, create + patch: {r0 - q0:.0f}")
@@ -340,6 +502,7 @@ def main() -> int:
         r1 = dispatched(cluster, flow)
         g1 = requests_total(cluster)
         cpu5 = sampler.cpu()
+        m5 = own.read()
         settled = sampler.rss()
         out.append(
             f"operator RSS: peak {sampler.peak / 2**20:.0f} MB, settled {settled / 2**20:.0f} MB"
@@ -348,6 +511,16 @@ def main() -> int:
             f"operator CPU: create {cpu1 - cpu0:.1f} s, patch {cpu3 - cpu2:.1f} s,"
             f" rest {cpu5 - cpu4:.1f} s over {IDLE:.0f} s"
         )
+        out.append(f"control plane CPU s, create: {plane.spent(cp0, cp1)}")
+        out.append(f"control plane CPU s, patch: {plane.spent(cp2, cp3)}")
+        out.append(f"operator work, create: {own.passes(m0, m1)}")
+        out.append(f"operator work, patch: {own.passes(m2, m3)}")
+        idle_calls = m5.get("herdsman_api_requests_total", 0.0) - m4.get(
+            "herdsman_api_requests_total", 0.0
+        )
+        out.append(
+            f"idle API calls the operator sent (its own count): {idle_calls / IDLE:.2f} per second"
+        )
         if r1 > r0:
             out.append(f"idle API requests by the operator: {(r1 - r0) / IDLE:.2f} per second")
         rest = (g1 - g0) / IDLE
@@ -355,12 +528,19 @@ def main() -> int:
             f"idle API requests by the operator: {rest - background:.2f} per second"
             f" ({rest:.2f} in all at rest, {background:.2f} before the operator started)"
         )
+    except TimeoutError as err:
+        failed = True
+        out.append(f"TIMED OUT after {TIMEOUT:.0f} s: {err}")
+        out.append(f"pods in the namespace: {pods_by_phase(cluster, ns)}")
+        out.append(f"operator CPU so far: {sampler.cpu() - cpu0:.1f} s")
+        out.append(f"control plane CPU s so far: {plane.spent(cp0, plane.cpu())}")
+    finally:
         log = op.log()
         out.append(
             f"operator log: {log.count('gave up')} 'gave up', {log.count('reconcile failed')}"
             f" 'reconcile failed', {len(op.errors())} errors"
         )
-    finally:
+        out.append("operator warnings by kind:\n" + log_summary(log))
         tracker.stop.set()
         sampler.stop.set()
         if PROFILE:
@@ -372,11 +552,14 @@ def main() -> int:
         cluster.rest.delete(FLOW_SCHEMAS.url(None, flow))
         cluster.rest.delete(BINDINGS.url(None, flow))
         cluster.rest.delete(NAMESPACES.url(None, ns))
+        for node in nodes:
+            cluster.rest.delete(NODES.url(None, node))
         cluster_mod.stop(cluster)
     print(f"N={N} rollouts (canary, 2 replicas, setWeight 50 + pause 5s, replica ratio)")
     for line in out:
         print("  " + line)
-    return 0
+    print(f"  (operator log: {tmp / 'operator.log'})")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -136,3 +136,21 @@ def test_a_rollout_reads_from_the_watch_unless_our_write_is_newer_or_a_race_was_
     cache.note(rollout_body(11, "Degraded"))  # no loop for it any more: nothing kept
     assert cache.rollout("shop", "checkout") is None
     assert cache._own == {}
+
+
+def test_a_rollout_read_is_a_copy_the_pass_may_change() -> None:
+    live = {
+        "metadata": {"name": "r", "namespace": "ns", "resourceVersion": "5"},
+        "spec": {"steps": [{"setWeight": 5}], "template": {"metadata": {"labels": {"a": "b"}}}},
+    }
+    cache = Cache()
+    cache.bind_rollout("ns", "r", live)
+    body = cache.rollout("ns", "r")
+    assert body == live
+    assert body is not None
+    body["spec"]["steps"][0]["setWeight"] = 50
+    body["spec"]["template"]["metadata"]["labels"]["a"] = "changed"
+    body["metadata"]["name"] = "other"
+    assert live["spec"]["steps"] == [{"setWeight": 5}]
+    assert live["spec"]["template"]["metadata"]["labels"] == {"a": "b"}
+    assert live["metadata"]["name"] == "r"

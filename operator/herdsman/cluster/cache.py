@@ -14,7 +14,6 @@ managedFields and the last-applied annotation (memory).
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +39,23 @@ def slim(body: Mapping[str, Any]) -> dict[str, Any]:
         meta["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
     out["metadata"] = meta
     return out
+
+
+def json_copy(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of a decoded JSON object: a pass may change what it reads, never the cache.
+
+    Why not copy.deepcopy: it was a tenth of the operator's CPU at 300 rollouts (it handles
+    every Python type and shared references; watch bodies are only dicts, lists and scalars).
+    """
+    return {k: _copy_value(v) for k, v in body.items()}
+
+
+def _copy_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_value(v) for v in value]
+    return value  # str, int, float, bool, None: immutable
 
 
 def _version(body: Mapping[str, Any]) -> int:
@@ -116,11 +132,11 @@ class Cache:
         if live is None or key in self._fresh:
             self._fresh.discard(key)
             return None
-        body = copy.deepcopy(dict(live))
+        body = json_copy(live)
         own = self._own.get(key)
         if own is not None:
             if _version(own) > _version(body):
-                return copy.deepcopy(own)
+                return json_copy(own)
             del self._own[key]
         return body
 

@@ -191,11 +191,13 @@ class Kube:
         on_error: Callable[[str, int], None] | None = None,
         hooks: RetryHooks = NO_HOOKS,
         on_write: Callable[[Any], None] | None = None,
+        on_request: Callable[[str], None] | None = None,
     ) -> None:
         self.rest = Rest(api)
         self.policy = policy or AccessPolicy()
         self.hooks = hooks
         self._on_error = on_error
+        self._on_request = on_request  # told the verb of every attempt sent (a metric)
         # Told every successful write's response (the watch-fed cache keeps it until the
         # watch catches up, so a pass never reads a state older than its own write).
         self.on_write = on_write
@@ -223,6 +225,8 @@ class Kube:
 
         async def attempt(_: str, call_deadline: Deadline) -> Any:
             timeout = max(0.05, call_deadline.remaining())
+            if self._on_request is not None:
+                self._on_request(method)
             call = functools.partial(
                 self.rest.call, method, path, query, body, content_type, timeout
             )
