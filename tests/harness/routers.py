@@ -34,6 +34,7 @@ from herdsman.cluster.kube import SERVICES
 from herdsman.cluster.kube import Path as KPath
 from herdsman.naming import LABEL_GROUP
 from herdsman.simulate import Route
+from herdsman.traffic.ambassador import MAPPINGS
 from herdsman.traffic.gatewayapi import HTTP_ROUTES
 from herdsman.traffic.istio import DESTINATION_RULES, VIRTUAL_SERVICES
 from herdsman.traffic.nginx import INGRESSES
@@ -42,6 +43,7 @@ from herdsman.traffic.smi import TRAFFIC_SPLITS
 CRDS = Path(__file__).resolve().parents[1] / "cluster" / "router-crds"
 VS = VIRTUAL_SERVICES[0]
 DR = DESTINATION_RULES[0]
+MAPPING = MAPPINGS[0]
 NGINX = "nginx.ingress.kubernetes.io"
 ALB = "alb.ingress.kubernetes.io"
 
@@ -186,6 +188,35 @@ def virtual_service(
     }
 
 
+def mapping(name: str = "checkout", service: str = "checkout:80") -> dict[str, Any]:
+    """The user's Ambassador Mapping: a prefix to the stable Service, no weight."""
+    return {
+        "apiVersion": "getambassador.io/v3alpha1",
+        "kind": "Mapping",
+        "metadata": {"name": name},
+        "spec": {"hostname": "*", "prefix": "/", "rewrite": "/", "service": service},
+    }
+
+
+def ambassador_split(mappings: list[dict[str, Any]]) -> dict[str, int]:
+    """{Service: weight} for requests to `/`, as Ambassador splits a prefix: Mappings with the
+    same hostname and prefix share it, those with a weight get it, one without gets the rest."""
+    shares: dict[str, int] = {}
+    rest: list[str] = []
+    for m in mappings:
+        spec = m.get("spec") or {}
+        if spec.get("prefix") != "/":
+            continue
+        svc = str(spec.get("service", "")).split("://")[-1].split(":")[0].split(".")[0]
+        if spec.get("weight") is None:
+            rest.append(svc)
+        else:
+            shares[svc] = shares.get(svc, 0) + int(spec["weight"])
+    if rest:
+        shares[rest[0]] = shares.get(rest[0], 0) + max(0, 100 - sum(shares.values()))
+    return shares
+
+
 # The router config and user objects each router's e2e test starts from.
 ROUTING: dict[str, dict[str, Any]] = {
     "gatewayAPI": {"gatewayAPI": {"httpRoute": "checkout"}},
@@ -193,6 +224,7 @@ ROUTING: dict[str, dict[str, Any]] = {
     "istio": {"istio": {"virtualService": {"name": "checkout", "routes": ["primary"]}}},
     "smi": {"smi": {}},
     "alb": {"alb": {"ingress": "checkout-alb", "servicePort": 80, "rootService": "checkout-root"}},
+    "ambassador": {"ambassador": {"mappings": ["checkout"]}},
 }
 
 
@@ -206,6 +238,8 @@ def create_user_objects(cluster: Cluster, ns: str, kind: str) -> None:
         cluster.rest.create(VS.url(ns), virtual_service())
     elif kind == "alb":
         cluster.rest.create(INGRESSES.url(ns), alb_ingress())
+    elif kind == "ambassador":
+        cluster.rest.create(MAPPING.url(ns), mapping())
 
 
 # --- reading weights the way the data plane would ---------------------------------------------------
@@ -244,6 +278,8 @@ def service_weights(cluster: Cluster, ns: str, kind: str) -> dict[str, int]:
         }
     if kind == "alb":
         return alb_forward(rest.get(INGRESSES.url(ns, "checkout-alb")))
+    if kind == "ambassador":
+        return ambassador_split(rest.list(MAPPING.url(ns)))
     split = rest.get(TRAFFIC_SPLITS.url(ns, "checkout"))
     return {
         b["service"]: int(b["weight"])
@@ -535,6 +571,7 @@ def router_paths(kind: str) -> list[KPath]:
         "istio": [VS],
         "smi": [TRAFFIC_SPLITS],
         "alb": [INGRESSES],
+        "ambassador": [MAPPING],
     }[kind]
 
 
@@ -545,6 +582,10 @@ def canary_weight_of(event: Event, kind: str) -> int | None:
         if event.name != "checkout-alb" or event.type == "DELETED":
             return None
         return alb_forward(obj).get("checkout-canary")
+    if kind == "ambassador":
+        if event.name != "checkout-canary":
+            return None
+        return 0 if event.type == "DELETED" else int(obj["spec"].get("weight", 0))
     if kind == "nginx":
         if not event.name.endswith("-canary"):
             return None

@@ -27,6 +27,8 @@ from herdsman.engine.world import Decision, Desired, RouterState, TrafficTarget
 from herdsman.naming import LABEL_GROUP
 from herdsman.traffic import ROUTERS, kind_of, observe_router, router_for, write_traffic
 from herdsman.traffic import base as traffic_base
+from herdsman.traffic.ambassador import MAPPINGS
+from herdsman.traffic.apisix import APISIX_ROUTES
 from herdsman.traffic.base import RouterError, json_patch
 from herdsman.traffic.gatewayapi import HTTP_ROUTES
 from herdsman.traffic.istio import DESTINATION_RULES, VIRTUAL_SERVICES
@@ -206,6 +208,8 @@ ROUTING: dict[str, dict[str, Any]] = {
     "istio": {"istio": {"virtualService": {"name": "checkout", "routes": ["primary"]}}},
     "smi": {"smi": {}},
     "alb": {"alb": {"ingress": "checkout-alb", "servicePort": 80, "rootService": "checkout-root"}},
+    "ambassador": {"ambassador": {"mappings": ["checkout", "checkout-api"]}},
+    "apisix": {"apisix": {"route": {"name": "checkout", "rules": ["main"]}}},
 }
 MANAGED = [{"name": "beta-users"}, {"name": "shadow"}]
 
@@ -375,6 +379,46 @@ def traffic_split() -> dict[str, Any]:
     }
 
 
+def mapping(name: str = "checkout", prefix: str = "/", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "getambassador.io/v3alpha1",
+        "kind": "Mapping",
+        "metadata": {"name": name, "labels": {"team": "shop"}},
+        "spec": {
+            "hostname": "shop.example",
+            "prefix": prefix,
+            "rewrite": "/",
+            "service": "checkout:8080",
+            **spec,
+        },
+    }
+
+
+def apisix_route() -> dict[str, Any]:
+    return {
+        "apiVersion": "apisix.apache.org/v2",
+        "kind": "ApisixRoute",
+        "metadata": {"name": "checkout", "labels": {"team": "shop"}},
+        "spec": {
+            "http": [
+                {
+                    "name": "main",
+                    "match": {"paths": ["/*"], "hosts": ["shop.example"], "methods": ["GET"]},
+                    "backends": [
+                        {"serviceName": "checkout", "servicePort": 80, "weight": 100},
+                        {"serviceName": "checkout-canary", "servicePort": 80, "weight": 0},
+                    ],
+                },
+                {
+                    "name": "static",
+                    "match": {"paths": ["/static/*"]},
+                    "backends": [{"serviceName": "static-files", "servicePort": 80}],
+                },
+            ]
+        },
+    }
+
+
 def world(kind: str) -> FakeKube:
     """A cluster with the router's kinds installed and the user's objects in place."""
     if kind == "gatewayAPI":
@@ -389,6 +433,13 @@ def world(kind: str) -> FakeKube:
     elif kind == "alb":
         kube = FakeKube()
         kube.put(INGRESSES, alb_ingress())
+    elif kind == "apisix":
+        kube = FakeKube(APISIX_ROUTES)
+        kube.put(APISIX_ROUTES, apisix_route())
+    elif kind == "ambassador":
+        kube = FakeKube(MAPPINGS[0])
+        kube.put(MAPPINGS[0], mapping())
+        kube.put(MAPPINGS[0], mapping("checkout-api", "/api/", service="http://checkout"))
     else:
         kube = FakeKube(TRAFFIC_SPLITS)
         kube.put(TRAFFIC_SPLITS, traffic_split())
@@ -421,6 +472,8 @@ def user_view(kube: FakeKube, kind: str) -> dict[str, Any] | None:
         "istio": (VIRTUAL_SERVICES[0], "checkout"),
         "smi": (TRAFFIC_SPLITS, "checkout"),
         "alb": (INGRESSES, "checkout-alb"),
+        "ambassador": (MAPPINGS[0], "checkout"),
+        "apisix": (APISIX_ROUTES, "checkout"),
     }[kind]
     body = kube.obj(path, name)
     if body is None:
@@ -438,6 +491,9 @@ def user_view(kube: FakeKube, kind: str) -> dict[str, Any] | None:
             dest.pop("weight", None)
     for backend in (body.get("spec") or {}).get("backends") or []:
         backend.pop("weight", None)
+    for rule in (body.get("spec") or {}).get("http") or []:
+        for backend in rule.get("backends") or []:
+            backend.pop("weight", None)
     return body
 
 
@@ -486,8 +542,9 @@ def test_every_router_writes_nothing_when_it_already_holds_the_target(kind: str)
     run(router.apply(kube, r, target(0), deadline()))
     assert kube.writes == writes, "a repeated target wrote again"
     # 0 -> 20 -> 0 is at most three writes (two for nginx: create and delete; one for a
-    # created SMI split and its two moves), never one per call.
-    assert len(writes) <= 3
+    # created SMI split and its two moves), never one per call; per Mapping for ambassador,
+    # whose fixture names two.
+    assert len(writes) <= 3 * (2 if kind == "ambassador" else 1)
 
 
 @pytest.mark.parametrize("kind", sorted(ROUTERS))
@@ -543,7 +600,7 @@ def test_routes_are_carried_exactly_by_routers_that_say_so_and_refused_by_the_ot
             with pytest.raises(RouterError, match="cannot carry header or mirror routes"):
                 run(router.apply(kube, r, target(10, route), deadline()))
         return
-    if not router.mirror_routes:  # alb: header routes only
+    if not router.mirror_routes:  # alb, apisix: header routes only
         with pytest.raises(RouterError, match="cannot mirror"):
             run(router.apply(kube, r, target(10, MIRROR), deadline()))
         run(router.apply(kube, r, target(10, HEADER), deadline()))
@@ -582,7 +639,7 @@ def test_a_router_whose_kind_is_not_installed_says_so(kind: str) -> None:
         assert "not installed in this cluster" in state.message
 
 
-@pytest.mark.parametrize("kind", ["gatewayAPI", "istio", "nginx"])
+@pytest.mark.parametrize("kind", ["gatewayAPI", "istio", "nginx", "ambassador", "apisix"])
 def test_a_router_whose_object_is_missing_says_which(kind: str) -> None:
     r = rollout(kind)
     kube = world(kind)
@@ -819,6 +876,159 @@ def test_smi_creates_an_owned_split_and_patches_a_users_in_place() -> None:
         {"service": "checkout", "weight": 70},
         {"service": "checkout-canary", "weight": 30},
     ]
+
+
+# --- Ambassador specifics ------------------------------------------------------------------------------
+
+
+def test_ambassador_canary_mappings_copy_yours_owned_and_removed_at_zero() -> None:
+    kube, r = world("ambassador"), rollout("ambassador")
+    run(ROUTERS["ambassador"].apply(kube, r, target(15), deadline()))
+    canary = kube.obj(MAPPINGS[0], "checkout-canary")
+    assert canary is not None
+    assert canary["metadata"]["ownerReferences"][0]["uid"] == UID
+    assert canary["spec"] == {
+        "hostname": "shop.example",
+        "prefix": "/",
+        "rewrite": "/",
+        "service": "checkout-canary:8080",  # the port kept
+        "weight": 15,
+    }
+    api = kube.obj(MAPPINGS[0], "checkout-api-canary")
+    assert api is not None
+    assert (api["spec"]["service"], api["spec"]["weight"]) == ("http://checkout-canary", 15)
+    run(ROUTERS["ambassador"].apply(kube, r, target(0), deadline()))
+    assert kube.obj(MAPPINGS[0], "checkout-canary") is None
+    assert kube.obj(MAPPINGS[0], "checkout-api-canary") is None
+    assert kube.obj(MAPPINGS[0], "checkout") == {
+        **mapping(),
+        "metadata": {**mapping()["metadata"], "namespace": NS, "resourceVersion": "100"},
+    }
+
+
+def test_ambassador_refuses_a_mapping_with_a_weight_and_one_it_does_not_own() -> None:
+    kube, r = world("ambassador"), rollout("ambassador")
+    kube.put(MAPPINGS[0], mapping(weight=10))
+    state = run(ROUTERS["ambassador"].observe(kube, r, deadline()))
+    assert not state.available
+    assert state.message.startswith(
+        "spec.strategy.canary.trafficRouting.ambassador.mappings: Mapping 'checkout' sets a weight"
+    )
+    with pytest.raises(RouterError, match="sets a weight"):
+        run(ROUTERS["ambassador"].apply(kube, r, target(10), deadline()))
+    kube = world("ambassador")
+    kube.put(MAPPINGS[0], mapping("checkout-canary", weight=50))
+    state = run(ROUTERS["ambassador"].observe(kube, r, deadline()))
+    assert "is not this Rollout's" in state.message
+    with pytest.raises(RouterError):
+        run(ROUTERS["ambassador"].apply(kube, r, target(0), deadline()))
+    assert kube.obj(MAPPINGS[0], "checkout-canary") is not None
+
+
+def test_ambassador_reads_and_writes_v2_when_v3alpha1_is_not_served() -> None:
+    kube, r = FakeKube(MAPPINGS[1]), rollout("ambassador")
+    kube.put(MAPPINGS[1], mapping())
+    kube.put(MAPPINGS[1], mapping("checkout-api", "/api/"))
+    run(ROUTERS["ambassador"].apply(kube, r, target(40), deadline()))
+    assert run(ROUTERS["ambassador"].observe(kube, r, deadline())) == RouterState(canary_weight=40)
+    canary = kube.obj(MAPPINGS[1], "checkout-canary")
+    assert canary is not None
+    assert canary["apiVersion"] == "getambassador.io/v2"
+
+
+def test_ambassador_mappings_that_disagree_hold_no_weight() -> None:
+    kube, r = world("ambassador"), rollout("ambassador")
+    run(ROUTERS["ambassador"].apply(kube, r, target(20), deadline()))
+    kube.objects[MAPPINGS[0].url(NS, "checkout-api-canary")]["spec"]["weight"] = 30
+    assert run(ROUTERS["ambassador"].observe(kube, r, deadline())).canary_weight is None
+    run(ROUTERS["ambassador"].apply(kube, r, target(20), deadline()))
+    assert run(ROUTERS["ambassador"].observe(kube, r, deadline())).canary_weight == 20
+
+
+# --- APISIX specifics -----------------------------------------------------------------------------------
+
+
+def test_apisix_weights_go_on_the_managed_rules_backends_only() -> None:
+    kube, r = world("apisix"), rollout("apisix")
+    run(ROUTERS["apisix"].apply(kube, r, target(7), deadline()))
+    (_, _, ops) = kube.writes[-1]
+    assert ops[1:] == [
+        {"op": "replace", "path": "/spec/http/0/backends/0/weight", "value": 93},
+        {"op": "replace", "path": "/spec/http/0/backends/1/weight", "value": 7},
+    ]
+
+
+def test_apisix_header_route_is_an_owned_route_to_the_canary_removed_with_the_step() -> None:
+    kube, r = world("apisix"), rollout("apisix")
+    prefix_header = SetHeaderRoute.model_validate(
+        {
+            "name": "beta-users",
+            "match": [
+                {"headerName": "x-beta", "headerValue": {"exact": "yes"}},
+                {"headerName": "x-tier", "headerValue": {"prefix": "gold."}},
+            ],
+        }
+    )
+    run(ROUTERS["apisix"].apply(kube, r, target(10, prefix_header), deadline()))
+    made = kube.obj(APISIX_ROUTES, "beta-users")
+    assert made is not None
+    assert made["metadata"]["ownerReferences"][0]["uid"] == UID
+    assert made["spec"]["http"] == [
+        {
+            "name": "main",
+            "priority": 1,
+            "match": {
+                "paths": ["/*"],
+                "hosts": ["shop.example"],
+                "methods": ["GET"],
+                "exprs": [
+                    {
+                        "subject": {"scope": "Header", "name": "x-beta"},
+                        "op": "Equal",
+                        "value": "yes",
+                    },
+                    {
+                        "subject": {"scope": "Header", "name": "x-tier"},
+                        "op": "RegexMatch",
+                        "value": r"^gold\..*",
+                    },
+                ],
+            },
+            "backends": [{"serviceName": "checkout-canary", "servicePort": 80, "weight": 100}],
+        }
+    ]
+    assert run(ROUTERS["apisix"].observe(kube, r, deadline())).routes == {"beta-users"}
+    empty = SetHeaderRoute.model_validate({"name": "beta-users"})
+    run(ROUTERS["apisix"].apply(kube, r, target(10, empty), deadline()))
+    assert kube.obj(APISIX_ROUTES, "beta-users") is None
+
+
+def test_apisix_never_takes_over_a_route_it_does_not_own() -> None:
+    kube, r = world("apisix"), rollout("apisix")
+    squatter = apisix_route()
+    squatter["metadata"] = {"name": "beta-users"}
+    kube.put(APISIX_ROUTES, squatter)
+    run(ROUTERS["apisix"].apply(kube, r, target(0), deadline()))  # not asked for: left alone
+    assert kube.obj(APISIX_ROUTES, "beta-users") is not None
+    with pytest.raises(RouterError, match="is not this Rollout's"):
+        run(ROUTERS["apisix"].apply(kube, r, target(10, HEADER), deadline()))
+    assert run(ROUTERS["apisix"].observe(kube, r, deadline())).routes == frozenset()
+
+
+def test_apisix_rules_default_to_the_routes_name_and_must_exist() -> None:
+    r = rollout("apisix", apisix={"route": {"name": "checkout"}})
+    state = run(ROUTERS["apisix"].observe(world("apisix"), r, deadline()))
+    assert not state.available
+    assert state.message == (
+        "spec.strategy.canary.trafficRouting.apisix.route: ApisixRoute 'checkout' has no http"
+        " rule named 'checkout'"
+    )
+    kube = FakeKube(APISIX_ROUTES)
+    body = apisix_route()
+    body["spec"]["http"][0]["backends"].pop()
+    kube.put(APISIX_ROUTES, body)
+    state = run(ROUTERS["apisix"].observe(kube, rollout("apisix"), deadline()))
+    assert "rule 'main' has no backend for the canary Service 'checkout-canary'" in state.message
 
 
 # --- the diff --------------------------------------------------------------------------------------------

@@ -143,6 +143,37 @@ class ALBRouting(ApiModel):
         return found + [i for i in self.ingresses if i not in found]
 
 
+class AmbassadorRouting(ApiModel):
+    """Ambassador / Emissary-ingress: for each Mapping named, a canary Mapping
+    `<mapping>-canary` (a copy pointing at the canary Service, with `weight`) exists while the
+    canary has a share; Ambassador sends that share of the shared prefix to it."""
+
+    mappings: list[Name] = Field(
+        ...,
+        min_length=1,
+        max_length=16,
+        description="The Mappings (getambassador.io) routing to the stable Service; none may"
+        " set a weight of its own.",
+    )
+
+
+class ApisixRouteRef(ApiModel):
+    name: Name = Field(..., description="The ApisixRoute (apisix.apache.org/v2) to weight.")
+    rules: list[ShortName] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Its http rules to manage, by name; the rule named like the route when"
+        " empty (as in Argo).",
+    )
+
+
+class ApisixRouting(ApiModel):
+    """Apache APISIX: the stable and canary backends' weights in an ApisixRoute's rules; a
+    header route is an ApisixRoute of the operator's own, named after the route."""
+
+    route: ApisixRouteRef
+
+
 class PingPong(ApiModel):
     """Two Services that swap the stable and canary roles at each release (Argo's pingPong):
     the one that carried the canary to 100% becomes stable without its selector changing."""
@@ -168,7 +199,7 @@ class ManagedRoute(ApiModel):
 
 # The router fields of `trafficRouting`, in the order routers are written (the first one
 # written on an abort is the first that names the traffic going back to stable).
-ROUTERS = ["gatewayAPI", "nginx", "istio", "smi", "alb"]
+ROUTERS = ["gatewayAPI", "nginx", "istio", "smi", "alb", "ambassador", "apisix"]
 
 
 class TrafficRouting(ApiModel):
@@ -186,6 +217,8 @@ class TrafficRouting(ApiModel):
     istio: IstioRouting | None = None
     smi: SMIRouting | None = None
     alb: ALBRouting | None = None
+    ambassador: AmbassadorRouting | None = None
+    apisix: ApisixRouting | None = None
 
     @property
     def kinds(self) -> list[str]:
@@ -196,6 +229,8 @@ class TrafficRouting(ApiModel):
             "istio": self.istio,
             "smi": self.smi,
             "alb": self.alb,
+            "ambassador": self.ambassador,
+            "apisix": self.apisix,
         }
         return [k for k in ROUTERS if values[k] is not None]
 

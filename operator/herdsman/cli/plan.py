@@ -169,6 +169,8 @@ _ROUTER_NAMES = {
     "istio": "Istio",
     "smi": "SMI",
     "alb": "AWS ALB",
+    "ambassador": "Ambassador",
+    "apisix": "Apache APISIX",
 }
 
 

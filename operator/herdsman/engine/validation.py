@@ -12,7 +12,7 @@ from herdsman.api.rollout import Rollout
 from herdsman.engine.world import World
 
 # Routers that can send a header-matched share of traffic to the canary, and a mirrored one.
-ROUTERS_WITH_ROUTES = {"gatewayAPI", "istio", "alb"}
+ROUTERS_WITH_ROUTES = {"gatewayAPI", "istio", "alb", "apisix"}
 ROUTERS_WITH_MIRRORS = {"gatewayAPI", "istio"}
 # Routers that can split traffic three ways (stable, canary, baseline). An NGINX canary Ingress
 # carries exactly one canary backend per host and path.

@@ -27,6 +27,8 @@ from herdsman.cluster.budget import Deadline
 from herdsman.cluster.kube import Kube, KubeError
 from herdsman.engine.world import Decision, RouterState
 from herdsman.traffic.alb import ALB
+from herdsman.traffic.ambassador import Ambassador
+from herdsman.traffic.apisix import Apisix
 from herdsman.traffic.base import Router, RouterError
 from herdsman.traffic.gatewayapi import GatewayAPI
 from herdsman.traffic.istio import Istio
@@ -35,7 +37,9 @@ from herdsman.traffic.smi import SMI
 
 log = logging.getLogger("herdsman.traffic")
 
-ROUTERS: dict[str, Router] = {r.kind: r for r in (GatewayAPI(), Nginx(), Istio(), SMI(), ALB())}
+ROUTERS: dict[str, Router] = {
+    r.kind: r for r in (GatewayAPI(), Nginx(), Istio(), SMI(), ALB(), Ambassador(), Apisix())
+}
 
 # A write computed on an object someone changed meanwhile is recomputed on the fresh object;
 # this many times, then the pass fails and is retried with backoff.

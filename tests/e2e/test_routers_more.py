@@ -1,0 +1,245 @@
+"""Argo's CRD-based routers on the real control plane: Ambassador (canary Mappings), and the
+routers that followed it.
+
+No gateway runs here: harness/routers.py reads each router's objects as its controller does and
+the synthetic service's traffic follows them, so a weight the operator writes is the weight the
+service gets. The weights of every step are read back from the router's own objects.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from harness.cluster import Cluster, wait_until
+from harness.operator import OperatorProcess
+from harness.rollouts import IMAGE_V2, Rollouts, rollout
+from harness.routers import (
+    MAPPING,
+    ROUTING,
+    Event,
+    Recorder,
+    canary_weight_of,
+    create_user_objects,
+    install_crds,
+    mapping,
+    service_weights,
+    weights_reader,
+)
+from herdsman.cli import actions
+from herdsman.cluster.kube import REPLICA_SETS, ROLLOUTS, SERVICES
+from herdsman.naming import LABEL_GROUP
+from herdsman.simulate import TrafficSimulator, replica_ratio
+
+pytestmark = pytest.mark.e2e
+
+WEIGHTS = (10, 40, 70)
+STEPS = [
+    {"setWeight": 10},
+    {"pause": {}},
+    {"setWeight": 40},
+    {"pause": {}},
+    {"setWeight": 70},
+    {"pause": {}},
+]
+
+
+@pytest.fixture(scope="session")
+def router_crds(cluster: Cluster) -> None:
+    install_crds(cluster)
+
+
+@pytest.fixture
+def simulators() -> Iterator[list[TrafficSimulator]]:
+    started: list[TrafficSimulator] = []
+    yield started
+    for sim in started:
+        sim.stop()
+
+
+@pytest.fixture
+def recorders() -> Iterator[list[Recorder]]:
+    started: list[Recorder] = []
+    yield started
+    for rec in started:
+        rec.stop()
+
+
+def measured_share(traffic: TrafficSimulator, group: str, seconds: float = 2.0) -> float:
+    before = dict(traffic.sent)
+    time.sleep(seconds)
+    after = dict(traffic.sent)
+    delta = {g: after.get(g, 0) - before.get(g, 0) for g in after}
+    total = sum(delta.values())
+    assert total > 100, f"too few requests to measure: {delta}"
+    return delta.get(group, 0) / total
+
+
+def invalid_spec(rollouts: Rollouts) -> str | None:
+    for c in rollouts.status().get("conditions", []):
+        if c["type"] == "InvalidSpec" and c["status"] == "True":
+            return str(c["message"])
+    return None
+
+
+def wake(rollouts: Rollouts) -> None:
+    """Router objects are not watched (looked at again every 30s); touching the Rollout wakes
+    the operator at once."""
+    rollouts.rest.patch(
+        ROLLOUTS.url(rollouts.ns, "checkout"),
+        {"metadata": {"annotations": {"test/wake": str(time.monotonic())}}},
+    )
+
+
+def first(recorder: Recorder, what: str, predicate: Callable[[Event], bool]) -> Event:
+    found = wait_until(lambda: recorder.first(predicate), timeout=10, what=what)
+    assert isinstance(found, Event)
+    return found
+
+
+def assert_abort_writes_weight_zero_first(
+    cluster: Cluster, rollouts: Rollouts, recorder: Recorder, kind: str
+) -> None:
+    """Abort: the router's object goes back to 100/0 before the canary Service moves back to
+    stable or the canary shrinks."""
+    ns = rollouts.ns
+    actions.abort(rollouts.rest, ns, "checkout")
+    rollouts.wait(
+        lambda s: s.get("phase") == "Degraded" and s.get("weights", {}).get("canary") == 0,
+        what="aborted",
+    )
+    rollouts.wait(lambda _: rollouts.sizes()["checkout-v002"][0] == 0, what="canary scaled down")
+    zero = first(recorder, f"{kind} at 0", lambda e: canary_weight_of(e, kind) == 0)
+    selector = first(
+        recorder,
+        "canary Service back on stable",
+        lambda e: (
+            e.kind == "services"
+            and e.name == "checkout-canary"
+            and e.obj["spec"]["selector"].get(LABEL_GROUP) == "checkout-v001"
+        ),
+    )
+    shrink = first(
+        recorder,
+        "canary shrinking",
+        lambda e: (
+            e.kind == "replicasets" and e.name == "checkout-v002" and e.obj["spec"]["replicas"] < 3
+        ),
+    )
+    assert zero.rv < selector.rv, (zero, selector)
+    assert zero.rv < shrink.rv, (zero, shrink)
+
+
+# --- Ambassador ------------------------------------------------------------------------------------
+
+
+def test_ambassador_every_step_weight_lands_in_the_canary_mapping_and_the_service_follows_it(
+    router_crds: None,
+    cluster: Cluster,
+    operator: OperatorProcess,
+    rollouts: Rollouts,
+    simulators: list[TrafficSimulator],
+) -> None:
+    ns = rollouts.ns
+    create_user_objects(cluster, ns, "ambassador")
+    rollouts.create(
+        rollout(steps=STEPS, trafficRouting=ROUTING["ambassador"], scaleDownDelaySeconds=2)
+    )
+    rollouts.wait_healthy("checkout-v001")
+    assert rollouts.rest.get(MAPPING.url(ns, "checkout-canary")) is None
+    traffic = TrafficSimulator(
+        replica_ratio(cluster.rest, ns, "checkout"),
+        weights=weights_reader(cluster, ns, "ambassador"),
+    ).start()
+    simulators.append(traffic)
+
+    rollouts.set_image(IMAGE_V2)
+    for i, weight in enumerate(WEIGHTS):
+        status = rollouts.wait_phase("Paused", step=f"{2 * i + 2}/6", timeout=60)
+        canary = rollouts.rest.get(MAPPING.url(ns, "checkout-canary"))
+        assert canary is not None
+        assert canary["spec"] == {
+            "hostname": "*",
+            "prefix": "/",
+            "rewrite": "/",
+            "service": "checkout-canary:80",
+            "weight": weight,
+        }
+        assert canary["metadata"]["ownerReferences"][0]["name"] == "checkout"
+        assert service_weights(cluster, ns, "ambassador") == {
+            "checkout": 100 - weight,
+            "checkout-canary": weight,
+        }
+        assert status["weights"] == {"stable": 100 - weight, "canary": weight, "baseline": 0}
+        time.sleep(0.5)
+        share = measured_share(traffic, "checkout-v002")
+        assert abs(share - weight / 100) < 0.08, (weight, share)
+        actions.promote(rollouts.rest, ns, "checkout")
+
+    rollouts.wait_healthy("checkout-v002", timeout=60)
+    # Completed: the canary Mapping is gone, the user's Mapping was never written.
+    wait_until(
+        lambda: rollouts.rest.get(MAPPING.url(ns, "checkout-canary")) is None,
+        what="the canary Mapping removed",
+    )
+    users = rollouts.rest.get(MAPPING.url(ns, "checkout"))
+    assert users is not None
+    assert users["metadata"]["generation"] == 1
+    assert "weight" not in users["spec"]
+    time.sleep(0.5)
+    assert measured_share(traffic, "checkout-v002", 1.0) == 1.0
+    assert not operator.errors()
+
+
+def test_ambassador_abort_deletes_the_canary_mapping_first(
+    router_crds: None,
+    cluster: Cluster,
+    operator: OperatorProcess,
+    rollouts: Rollouts,
+    recorders: list[Recorder],
+) -> None:
+    ns = rollouts.ns
+    create_user_objects(cluster, ns, "ambassador")
+    rollouts.create(
+        rollout(
+            steps=[{"setWeight": 30}, {"pause": {}}],
+            trafficRouting=ROUTING["ambassador"],
+            abortScaleDownDelaySeconds=0,
+        )
+    )
+    rollouts.wait_healthy("checkout-v001")
+    rollouts.set_image(IMAGE_V2)
+    rollouts.wait_phase("Paused", step="2/2")
+    assert service_weights(cluster, ns, "ambassador") == {"checkout": 70, "checkout-canary": 30}
+    recorder = Recorder(cluster, ns, [MAPPING, SERVICES, REPLICA_SETS]).start()
+    recorders.append(recorder)
+    assert_abort_writes_weight_zero_first(cluster, rollouts, recorder, "ambassador")
+    assert service_weights(cluster, ns, "ambassador") == {"checkout": 100}
+    assert rollouts.rest.get(MAPPING.url(ns, "checkout-canary")) is None
+    assert not operator.errors()
+
+
+def test_ambassador_mapping_with_a_weight_holds_the_rollout_naming_the_field(
+    router_crds: None,
+    cluster: Cluster,
+    operator: OperatorProcess,
+    rollouts: Rollouts,
+) -> None:
+    ns = rollouts.ns
+    weighted = mapping()
+    weighted["spec"]["weight"] = 50
+    rollouts.rest.create(MAPPING.url(ns), weighted)
+    rollouts.create(rollout(steps=STEPS, trafficRouting=ROUTING["ambassador"]))
+    message = wait_until(lambda: invalid_spec(rollouts), timeout=30, what="InvalidSpec")
+    assert message.startswith(
+        "spec.strategy.canary.trafficRouting.ambassador.mappings: Mapping 'checkout' sets a weight"
+    )
+    assert rollouts.groups() == {}  # nothing moved
+    # Fixed: the rollout starts.
+    rollouts.rest.patch(MAPPING.url(ns, "checkout"), {"spec": {"weight": None}})
+    wake(rollouts)
+    rollouts.wait_healthy("checkout-v001")
+    assert rollouts.rest.get(MAPPING.url(ns, "checkout-canary")) is None
+    assert not operator.errors()
