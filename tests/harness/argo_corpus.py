@@ -67,10 +67,6 @@ HERDSMAN_REFUSES: dict[str, str] = {
 PENDING: dict[str, str] = {
     # issue 11: the Rollout API
     # issue 13: traffic routers
-    # apisix: a step that sets the canary scale and a header route and pauses, as Argo allows
-    "docs__features__traffic-management__apisix.md__L57.yaml#0": "13 apisix",
-    "examples__apisix__rollout.yaml#0": "13 apisix",
-    "test__e2e__apisix__rollout-apisix-canary-set-header.yaml#3": "13 apisix",
     "examples__appmesh__canary-rollout.yaml#1": "13 appMesh",
     "test__e2e__appmesh__appmesh-canary-rollout.yaml#8": "13 appMesh",
 }

@@ -69,7 +69,7 @@ def test_main_exits_zero_on_the_example_and_one_on_a_bad_file(
     path.write_text(yaml.safe_dump(bad))
     assert main(["lint", "-f", str(path)]) == 1
     out = capsys.readouterr().out
-    assert "  spec.strategy.canary.steps[1]: Invalid value: step: set exactly one of" in out
+    assert "  spec.strategy.canary.steps[1]: Invalid value: step: set one of" in out
 
 
 def test_stdin_and_several_documents(
@@ -138,7 +138,7 @@ def test_structural_errors_name_the_field(mutate: Any, path: str, words: str) ->
         (
             {"steps": [{"setWeight": 5, "pause": {}}]},
             "spec.strategy.canary.steps[0]",
-            "exactly one",
+            "at most one",
         ),
         ({"maxSurge": 0, "maxUnavailable": "0%"}, "spec.strategy.canary.maxUnavailable", "zero"),
         ({"maxSurge": "0%", "maxUnavailable": "0%"}, "spec.strategy.canary.maxUnavailable", "zero"),

@@ -301,14 +301,31 @@ STEP_KINDS = [
 # Declared so a manifest with one is refused in our words (naming the field), not as an
 # unknown field; Herdsman runs no step plugins.
 REFUSED_STEP_KINDS = ["plugin"]
+# What a step waits for or sets the weight to: at most one per step. The others (setCanaryScale,
+# setHeaderRoute, setMirrorRoute) may go with one of these in the same step, as Argo allows
+# (its docs scale the canary, add a header route and pause in one step).
+STEP_ACTIONS = ["setWeight", "pause", "analysis", "chaos", "experiment", "plugin"]
 
 
 class CanaryStep(ApiModel):
-    """One step of a canary. Exactly one field is set."""
+    """One step of a canary: one action (setWeight, pause, analysis, chaos, experiment), or
+    setCanaryScale / setHeaderRoute / setMirrorRoute, or one action with any of those three.
+    Done when each of its parts is: the weight (or scale) held, the routes held, then the
+    action over."""
 
     model_config = ConfigDict(
         json_schema_extra=validations(
-            exactly_one(STEP_KINDS + REFUSED_STEP_KINDS, "step"),
+            cel(
+                "[" + ", ".join(f"has(self.{f})" for f in STEP_KINDS + REFUSED_STEP_KINDS) + "]"
+                ".exists(x, x)",
+                f"step: set one of {', '.join(STEP_KINDS)}",
+            ),
+            cel(
+                "[" + ", ".join(f"has(self.{f})" for f in STEP_ACTIONS) + "]"
+                ".filter(x, x).size() <= 1",
+                f"step: set at most one of {', '.join(STEP_ACTIONS[:-1])}; setCanaryScale,"
+                " setHeaderRoute and setMirrorRoute may go with any of them",
+            ),
             cel(
                 "!has(self.plugin)",
                 "step plugins are not supported by Herdsman: replace the step with built-in"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from herdsman.api.rollout import Rollout
+from herdsman.api.rollout import Rollout, SetHeaderRoute, SetMirrorRoute
 from herdsman.engine.world import World
 
 # Routers that can send a header-matched share of traffic to the canary, and a mirrored one.
@@ -106,48 +106,60 @@ def spec_problems(rollout: Rollout) -> list[Problem]:
                 )
             )
     for i, step in enumerate(canary.steps):
-        route = step.set_header_route or step.set_mirror_route
-        if route is None:
-            continue
-        where = f"{prefix}.steps[{i}].{step.kind}"
-        if route.name not in managed:
-            found.append(
-                Problem(
-                    f"{where}.name",
-                    "Invalid value",
-                    "not in trafficRouting.managedRoutes",
-                    f'"{route.name}"',
+        for route_field, route in (
+            ("setHeaderRoute", step.set_header_route),
+            ("setMirrorRoute", step.set_mirror_route),
+        ):
+            if route is not None:
+                found.extend(
+                    _route_problems(f"{prefix}.steps[{i}].{route_field}", route, kinds, managed)
                 )
+    return found
+
+
+def _route_problems(
+    where: str, route: SetHeaderRoute | SetMirrorRoute, kinds: list[str], managed: set[str]
+) -> list[Problem]:
+    """What is wrong with one setHeaderRoute or setMirrorRoute, for the routers in use."""
+    found: list[Problem] = []
+    if route.name not in managed:
+        found.append(
+            Problem(
+                f"{where}.name",
+                "Invalid value",
+                "not in trafficRouting.managedRoutes",
+                f'"{route.name}"',
             )
-        able = ROUTERS_WITH_MIRRORS if step.set_mirror_route is not None else ROUTERS_WITH_ROUTES
-        for router in (k for k in kinds if k not in able):
-            what = (
-                "mirror traffic"
-                if router in ROUTERS_WITH_ROUTES
-                else "route by header or mirror traffic"
-            )
-            found.append(Problem(where, "Forbidden", f"the {router} router cannot {what}"))
-        if "alb" in kinds and step.set_header_route is not None:
-            for j, h in enumerate(step.set_header_route.match):
-                if h.header_value.regex is not None:
-                    found.append(
-                        Problem(
-                            f"{where}.match[{j}].headerValue.regex",
-                            "Forbidden",
-                            "the alb router matches a header exactly or by prefix (ALB has no"
-                            " regular expressions)",
-                        )
+        )
+    able = ROUTERS_WITH_MIRRORS if isinstance(route, SetMirrorRoute) else ROUTERS_WITH_ROUTES
+    for router in (k for k in kinds if k not in able):
+        what = (
+            "mirror traffic"
+            if router in ROUTERS_WITH_ROUTES
+            else "route by header or mirror traffic"
+        )
+        found.append(Problem(where, "Forbidden", f"the {router} router cannot {what}"))
+    if "alb" in kinds and isinstance(route, SetHeaderRoute):
+        for j, h in enumerate(route.match):
+            if h.header_value.regex is not None:
+                found.append(
+                    Problem(
+                        f"{where}.match[{j}].headerValue.regex",
+                        "Forbidden",
+                        "the alb router matches a header exactly or by prefix (ALB has no"
+                        " regular expressions)",
                     )
-        if "gatewayAPI" in kinds and step.set_mirror_route is not None:
-            for j, m in enumerate(step.set_mirror_route.match):
-                if m.method is not None and m.method.exact is None:
-                    found.append(
-                        Problem(
-                            f"{where}.match[{j}].method",
-                            "Invalid value",
-                            "the gatewayAPI router matches a method exactly; use exact",
-                        )
+                )
+    if "gatewayAPI" in kinds and isinstance(route, SetMirrorRoute):
+        for j, m in enumerate(route.match):
+            if m.method is not None and m.method.exact is None:
+                found.append(
+                    Problem(
+                        f"{where}.match[{j}].method",
+                        "Invalid value",
+                        "the gatewayAPI router matches a method exactly; use exact",
                     )
+                )
     return found
 
 

@@ -18,33 +18,36 @@ ROUTER_RECHECK_SECONDS = 1.0
 
 
 def describe(step: CanaryStep) -> str:
-    """A step as a person reads it in logs and the plugin: `setWeight 20`, `pause 30s`."""
+    """A step as a person reads it in logs and the plugin: `setWeight 20`, `pause 30s`; a step
+    of several parts joins them: `setCanaryScale 1 pods + setHeaderRoute beta + pause 15`."""
+    parts: list[str] = []
+    if step.set_canary_scale is not None:
+        s = step.set_canary_scale
+        if s.replicas is not None:
+            parts.append(f"setCanaryScale {s.replicas} pods")
+        elif s.weight is not None:
+            parts.append(f"setCanaryScale {s.weight}%")
+        else:
+            parts.append("setCanaryScale matchTrafficWeight")
+    if step.set_header_route is not None:
+        parts.append(f"setHeaderRoute {step.set_header_route.name}")
+    if step.set_mirror_route is not None:
+        parts.append(f"setMirrorRoute {step.set_mirror_route.name}")
     if step.set_weight is not None:
-        return f"setWeight {step.set_weight}"
+        parts.append(f"setWeight {step.set_weight}")
     if step.pause is not None:
-        return (
+        parts.append(
             f"pause {step.pause.duration}"
             if step.pause.duration is not None
             else "pause (until promoted)"
         )
-    if step.set_canary_scale is not None:
-        s = step.set_canary_scale
-        if s.replicas is not None:
-            return f"setCanaryScale {s.replicas} pods"
-        if s.weight is not None:
-            return f"setCanaryScale {s.weight}%"
-        return "setCanaryScale matchTrafficWeight"
     if step.analysis is not None:
-        return "analysis " + ", ".join(t.template_name for t in step.analysis.templates)
-    if step.set_header_route is not None:
-        return f"setHeaderRoute {step.set_header_route.name}"
-    if step.set_mirror_route is not None:
-        return f"setMirrorRoute {step.set_mirror_route.name}"
+        parts.append("analysis " + ", ".join(t.template_name for t in step.analysis.templates))
     if step.chaos is not None:
-        return f"chaos {step.chaos.action} {step.chaos.percent}% for {step.chaos.duration}"
+        parts.append(f"chaos {step.chaos.action} {step.chaos.percent}% for {step.chaos.duration}")
     if step.experiment is not None:
-        return "experiment " + ", ".join(t.name for t in step.experiment.templates)
-    return "empty"
+        parts.append("experiment " + ", ".join(t.name for t in step.experiment.templates))
+    return " + ".join(parts) if parts else "empty"
 
 
 def weight_before(steps: list[CanaryStep], index: int) -> int:

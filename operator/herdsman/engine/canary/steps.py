@@ -81,8 +81,19 @@ def progress(c: Canary, stable: ServerGroup) -> None:
 
 
 def step_done(c: Canary, step: CanaryStep, idx: int, weight: int, stable: ServerGroup) -> bool:
-    if step.set_weight is not None or step.set_canary_scale is not None:
-        return weight_reached(c, stable, weight, step)
+    """Each part of the step in turn (a step may scale the canary, set routes and pause at
+    once, as in Argo): the weight or scale held, then its routes held, then its action over —
+    so a pause counts down only once what the step set is in place."""
+    if (step.set_weight is not None or step.set_canary_scale is not None) and not weight_reached(
+        c, stable, weight, step
+    ):
+        return False
+    routes: list[SetHeaderRoute | SetMirrorRoute | None] = [
+        step.set_header_route,
+        step.set_mirror_route,
+    ]
+    if not all(route_held(c, r.name) for r in routes if r is not None):
+        return False
     if step.pause is not None:
         return pause_over(c, step, idx)
     if step.analysis is not None:
@@ -91,9 +102,6 @@ def step_done(c: Canary, step: CanaryStep, idx: int, weight: int, stable: Server
         return chaos.step_done(c, step)
     if step.experiment is not None:
         return experiment.experiment_passed(c, step, idx, stable)
-    route: SetHeaderRoute | SetMirrorRoute | None = step.set_header_route or step.set_mirror_route
-    if route is not None:
-        return route_held(c, route.name)
     return True
 
 

@@ -291,11 +291,9 @@ def routes(c: Canary) -> tuple[tuple[SetHeaderRoute, ...], tuple[SetMirrorRoute,
     idx = min(c.st.current_step_index or 0, len(c.steps))
     last: dict[str, SetHeaderRoute | SetMirrorRoute] = {}
     for step in c.steps[: idx + 1]:
-        route: SetHeaderRoute | SetMirrorRoute | None = (
-            step.set_header_route or step.set_mirror_route
-        )
-        if route is not None:
-            last[route.name] = route
+        for route in (step.set_header_route, step.set_mirror_route):
+            if route is not None:
+                last[route.name] = route
     routing = c.strategy.traffic_routing
     order = [r.name for r in routing.managed_routes] if routing else []
     live = sorted(
