@@ -21,6 +21,8 @@ from harness.routers import (
     ROUTING,
     Event,
     Recorder,
+    apisix_backends,
+    apisix_routing,
     canary_weight_of,
     create_user_objects,
     install_crds,
@@ -32,6 +34,7 @@ from herdsman.cli import actions
 from herdsman.cluster.kube import REPLICA_SETS, ROLLOUTS, SERVICES
 from herdsman.naming import LABEL_GROUP
 from herdsman.simulate import TrafficSimulator, replica_ratio
+from herdsman.traffic.apisix import APISIX_ROUTES
 
 pytestmark = pytest.mark.e2e
 
@@ -242,4 +245,165 @@ def test_ambassador_mapping_with_a_weight_holds_the_rollout_naming_the_field(
     wake(rollouts)
     rollouts.wait_healthy("checkout-v001")
     assert rollouts.rest.get(MAPPING.url(ns, "checkout-canary")) is None
+    assert not operator.errors()
+
+
+# --- Apache APISIX -----------------------------------------------------------------------------------
+
+
+def apisix_main(rollouts: Rollouts) -> dict[str, int]:
+    route = rollouts.rest.get(APISIX_ROUTES.url(rollouts.ns, "checkout"))
+    assert route is not None
+    return apisix_backends(route["spec"]["http"][0])
+
+
+def test_apisix_every_step_weight_lands_in_the_route_backends_and_the_service_follows_it(
+    router_crds: None,
+    cluster: Cluster,
+    operator: OperatorProcess,
+    rollouts: Rollouts,
+    simulators: list[TrafficSimulator],
+) -> None:
+    ns = rollouts.ns
+    create_user_objects(cluster, ns, "apisix")
+    rollouts.create(rollout(steps=STEPS, trafficRouting=ROUTING["apisix"], scaleDownDelaySeconds=2))
+    rollouts.wait_healthy("checkout-v001")
+    traffic = TrafficSimulator(
+        replica_ratio(cluster.rest, ns, "checkout"), weights=weights_reader(cluster, ns, "apisix")
+    ).start()
+    simulators.append(traffic)
+
+    rollouts.set_image(IMAGE_V2)
+    for i, weight in enumerate(WEIGHTS):
+        status = rollouts.wait_phase("Paused", step=f"{2 * i + 2}/6", timeout=60)
+        assert apisix_main(rollouts) == {"checkout": 100 - weight, "checkout-canary": weight}
+        assert status["weights"] == {"stable": 100 - weight, "canary": weight, "baseline": 0}
+        time.sleep(0.5)
+        share = measured_share(traffic, "checkout-v002")
+        assert abs(share - weight / 100) < 0.08, (weight, share)
+        actions.promote(rollouts.rest, ns, "checkout")
+
+    rollouts.wait_healthy("checkout-v002", timeout=60)
+    assert apisix_main(rollouts) == {"checkout": 100, "checkout-canary": 0}
+    route = rollouts.rest.get(APISIX_ROUTES.url(ns, "checkout"))
+    assert route is not None
+    assert route["spec"]["http"][0]["match"] == {"paths": ["/*"], "hosts": ["shop.example"]}
+    time.sleep(0.5)
+    assert measured_share(traffic, "checkout-v002", 1.0) == 1.0
+    assert not operator.errors()
+
+
+def test_apisix_abort_puts_100_0_back_in_the_first_write(
+    router_crds: None,
+    cluster: Cluster,
+    operator: OperatorProcess,
+    rollouts: Rollouts,
+    recorders: list[Recorder],
+) -> None:
+    ns = rollouts.ns
+    create_user_objects(cluster, ns, "apisix")
+    rollouts.create(
+        rollout(
+            steps=[{"setWeight": 30}, {"pause": {}}],
+            trafficRouting=ROUTING["apisix"],
+            abortScaleDownDelaySeconds=0,
+        )
+    )
+    rollouts.wait_healthy("checkout-v001")
+    rollouts.set_image(IMAGE_V2)
+    rollouts.wait_phase("Paused", step="2/2")
+    assert apisix_main(rollouts) == {"checkout": 70, "checkout-canary": 30}
+    recorder = Recorder(cluster, ns, [APISIX_ROUTES, SERVICES, REPLICA_SETS]).start()
+    recorders.append(recorder)
+    assert_abort_writes_weight_zero_first(cluster, rollouts, recorder, "apisix")
+    assert apisix_main(rollouts) == {"checkout": 100, "checkout-canary": 0}
+    assert not operator.errors()
+
+
+def test_apisix_header_route_in_a_step_with_scale_and_pause_as_argo_documents_it(
+    router_crds: None,
+    cluster: Cluster,
+    operator: OperatorProcess,
+    rollouts: Rollouts,
+    simulators: list[TrafficSimulator],
+) -> None:
+    # Argo's own APISIX example: one step scales the canary, adds the header route and pauses.
+    ns = rollouts.ns
+    create_user_objects(cluster, ns, "apisix")
+    match = [{"headerName": "trace", "headerValue": {"exact": "debug"}}]
+    rollouts.create(
+        rollout(
+            steps=[
+                {
+                    "setCanaryScale": {"replicas": 2},
+                    "setHeaderRoute": {"name": "set-header", "match": match},
+                    "pause": {},
+                },
+                {"setWeight": 20},
+                {"pause": {}},
+            ],
+            trafficRouting={**ROUTING["apisix"], "managedRoutes": [{"name": "set-header"}]},
+            scaleDownDelaySeconds=2,
+        )
+    )
+    rollouts.wait_healthy("checkout-v001")
+    traffic = TrafficSimulator(
+        replica_ratio(cluster.rest, ns, "checkout"),
+        routing=apisix_routing(cluster, ns),
+        tagged_headers={"trace": "debug"},
+        tagged_share=0.3,
+    ).start()
+    simulators.append(traffic)
+    rollouts.set_image(IMAGE_V2)
+
+    def counted(seconds: float = 2.0) -> tuple[dict[str, int], dict[str, int]]:
+        time.sleep(0.5)
+        tagged, untagged = dict(traffic.sent_tagged), dict(traffic.sent_untagged)
+        time.sleep(seconds)
+        return (
+            {g: n - tagged.get(g, 0) for g, n in traffic.sent_tagged.items()},
+            {g: n - untagged.get(g, 0) for g, n in traffic.sent_untagged.items()},
+        )
+
+    rollouts.wait_phase("Paused", step="1/3")
+    assert rollouts.sizes()["checkout-v002"] == (2, 2)
+    header = rollouts.rest.get(APISIX_ROUTES.url(ns, "set-header"))
+    assert header is not None
+    assert header["metadata"]["ownerReferences"][0]["name"] == "checkout"
+    assert header["spec"]["http"] == [
+        {
+            "name": "main",
+            "priority": 1,
+            "match": {
+                "paths": ["/*"],
+                "hosts": ["shop.example"],
+                "exprs": [
+                    {
+                        "subject": {"scope": "Header", "name": "trace"},
+                        "op": "Equal",
+                        "value": "debug",
+                    }
+                ],
+            },
+            "backends": [{"serviceName": "checkout-canary", "servicePort": 80, "weight": 100}],
+        }
+    ]
+    assert apisix_main(rollouts) == {"checkout": 100, "checkout-canary": 0}
+    tagged, untagged = counted()
+    assert tagged.get("checkout-v002", 0) > 20
+    assert tagged.get("checkout-v001", 0) == 0
+    assert untagged.get("checkout-v002", 0) == 0
+
+    actions.promote(rollouts.rest, ns, "checkout")
+    rollouts.wait_phase("Paused", step="3/3")
+    assert apisix_main(rollouts) == {"checkout": 80, "checkout-canary": 20}
+    assert rollouts.rest.get(APISIX_ROUTES.url(ns, "set-header")) is not None
+    actions.promote(rollouts.rest, ns, "checkout")
+    rollouts.wait_healthy("checkout-v002", timeout=60)
+    # Completed: the header route went with the canary.
+    wait_until(
+        lambda: rollouts.rest.get(APISIX_ROUTES.url(ns, "set-header")) is None,
+        what="the header route removed",
+    )
+    assert apisix_main(rollouts) == {"checkout": 100, "checkout-canary": 0}
     assert not operator.errors()

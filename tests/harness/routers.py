@@ -35,6 +35,7 @@ from herdsman.cluster.kube import Path as KPath
 from herdsman.naming import LABEL_GROUP
 from herdsman.simulate import Route
 from herdsman.traffic.ambassador import MAPPINGS
+from herdsman.traffic.apisix import APISIX_ROUTES
 from herdsman.traffic.gatewayapi import HTTP_ROUTES
 from herdsman.traffic.istio import DESTINATION_RULES, VIRTUAL_SERVICES
 from herdsman.traffic.nginx import INGRESSES
@@ -217,6 +218,85 @@ def ambassador_split(mappings: list[dict[str, Any]]) -> dict[str, int]:
     return shares
 
 
+def apisix_route(name: str = "checkout") -> dict[str, Any]:
+    """The user's ApisixRoute: one rule, named `main`, stable at 100 and canary at 0."""
+    return {
+        "apiVersion": "apisix.apache.org/v2",
+        "kind": "ApisixRoute",
+        "metadata": {"name": name},
+        "spec": {
+            "http": [
+                {
+                    "name": "main",
+                    "match": {"paths": ["/*"], "hosts": ["shop.example"]},
+                    "backends": [
+                        {"serviceName": "checkout", "servicePort": 80, "weight": 100},
+                        {"serviceName": "checkout-canary", "servicePort": 80, "weight": 0},
+                    ],
+                }
+            ]
+        },
+    }
+
+
+def _apisix_expr_ok(expr: dict[str, Any], headers: dict[str, str]) -> bool:
+    subject = expr.get("subject") or {}
+    if subject.get("scope") != "Header":
+        return False
+    value = {k.lower(): v for k, v in headers.items()}.get(str(subject.get("name", "")).lower())
+    if value is None:
+        return False
+    if expr.get("op") == "Equal":
+        return bool(value == expr.get("value"))
+    if expr.get("op") == "RegexMatch":
+        return re.search(str(expr.get("value", "")), value) is not None
+    return False
+
+
+def apisix_rule(routes: list[dict[str, Any]], headers: dict[str, str]) -> dict[str, Any] | None:
+    """The rule APISIX sends a request for `/` on shop.example to: among the rules whose
+    paths, hosts and exprs all match, the highest priority (default 0); a tie goes to the
+    first."""
+    best: tuple[int, dict[str, Any]] | None = None
+    for route in routes:
+        for rule in (route.get("spec") or {}).get("http") or []:
+            match = rule.get("match") or {}
+            if not any(p in ("/*", "/") for p in match.get("paths") or ["/*"]):
+                continue
+            if "shop.example" not in (match.get("hosts") or ["shop.example"]):
+                continue
+            if not all(_apisix_expr_ok(e, headers) for e in match.get("exprs") or []):
+                continue
+            priority = int(rule.get("priority") or 0)
+            if best is None or priority > best[0]:
+                best = (priority, rule)
+    return best[1] if best else None
+
+
+def apisix_backends(rule: dict[str, Any] | None) -> dict[str, int]:
+    """{Service: weight} of a rule; APISIX's default weight is 100."""
+    out: dict[str, int] = {}
+    for b in (rule or {}).get("backends") or []:
+        out[b["serviceName"]] = out.get(b["serviceName"], 0) + int(b.get("weight", 100))
+    return out
+
+
+def apisix_routing(cluster: Cluster, ns: str) -> Callable[[], Route]:
+    """For `TrafficSimulator(routing=...)`: each request routed by the ApisixRoutes."""
+
+    def snapshot() -> Route:
+        routes = cluster.rest.list(APISIX_ROUTES.url(ns))
+        groups = service_groups(cluster, ns)
+
+        def decide(headers: dict[str, str]) -> tuple[dict[str, float], dict[str, float]]:
+            weights = apisix_backends(apisix_rule(routes, headers))
+            return to_groups({k: float(v) for k, v in weights.items()}, groups), {}
+
+        return decide
+
+    return snapshot
+
+
 # The router config and user objects each router's e2e test starts from.
 ROUTING: dict[str, dict[str, Any]] = {
     "gatewayAPI": {"gatewayAPI": {"httpRoute": "checkout"}},
@@ -225,6 +305,7 @@ ROUTING: dict[str, dict[str, Any]] = {
     "smi": {"smi": {}},
     "alb": {"alb": {"ingress": "checkout-alb", "servicePort": 80, "rootService": "checkout-root"}},
     "ambassador": {"ambassador": {"mappings": ["checkout"]}},
+    "apisix": {"apisix": {"route": {"name": "checkout", "rules": ["main"]}}},
 }
 
 
@@ -240,6 +321,8 @@ def create_user_objects(cluster: Cluster, ns: str, kind: str) -> None:
         cluster.rest.create(INGRESSES.url(ns), alb_ingress())
     elif kind == "ambassador":
         cluster.rest.create(MAPPING.url(ns), mapping())
+    elif kind == "apisix":
+        cluster.rest.create(APISIX_ROUTES.url(ns), apisix_route())
 
 
 # --- reading weights the way the data plane would ---------------------------------------------------
@@ -280,6 +363,8 @@ def service_weights(cluster: Cluster, ns: str, kind: str) -> dict[str, int]:
         return alb_forward(rest.get(INGRESSES.url(ns, "checkout-alb")))
     if kind == "ambassador":
         return ambassador_split(rest.list(MAPPING.url(ns)))
+    if kind == "apisix":
+        return apisix_backends(apisix_rule(rest.list(APISIX_ROUTES.url(ns)), {}))
     split = rest.get(TRAFFIC_SPLITS.url(ns, "checkout"))
     return {
         b["service"]: int(b["weight"])
@@ -572,6 +657,7 @@ def router_paths(kind: str) -> list[KPath]:
         "smi": [TRAFFIC_SPLITS],
         "alb": [INGRESSES],
         "ambassador": [MAPPING],
+        "apisix": [APISIX_ROUTES],
     }[kind]
 
 
@@ -582,6 +668,10 @@ def canary_weight_of(event: Event, kind: str) -> int | None:
         if event.name != "checkout-alb" or event.type == "DELETED":
             return None
         return alb_forward(obj).get("checkout-canary")
+    if kind == "apisix":
+        if event.name != "checkout" or event.type == "DELETED":
+            return None
+        return apisix_backends(apisix_rule([obj], {})).get("checkout-canary")
     if kind == "ambassador":
         if event.name != "checkout-canary":
             return None
