@@ -27,6 +27,7 @@ from harness.routers import (
     create_user_objects,
     install_crds,
     mapping,
+    mesh_weights,
     service_weights,
     weights_reader,
 )
@@ -35,6 +36,7 @@ from herdsman.cluster.kube import REPLICA_SETS, ROLLOUTS, SERVICES
 from herdsman.naming import LABEL_GROUP
 from herdsman.simulate import TrafficSimulator, replica_ratio
 from herdsman.traffic.apisix import APISIX_ROUTES
+from herdsman.traffic.appmesh import NO_CANARY, VIRTUAL_NODES, VIRTUAL_ROUTERS
 
 pytestmark = pytest.mark.e2e
 
@@ -406,4 +408,103 @@ def test_apisix_header_route_in_a_step_with_scale_and_pause_as_argo_documents_it
         what="the header route removed",
     )
     assert apisix_main(rollouts) == {"checkout": 100, "checkout-canary": 0}
+    assert not operator.errors()
+
+
+# --- AWS App Mesh ------------------------------------------------------------------------------------
+
+
+def node_groups(rollouts: Rollouts) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in ("checkout-stable", "checkout-canary"):
+        node = rollouts.rest.get(VIRTUAL_NODES.url(rollouts.ns, name))
+        assert node is not None
+        out[name] = node["spec"]["podSelector"]["matchLabels"].get(LABEL_GROUP)
+    return out
+
+
+def test_app_mesh_every_step_weight_lands_in_the_virtual_router_and_the_service_follows_it(
+    router_crds: None,
+    cluster: Cluster,
+    operator: OperatorProcess,
+    rollouts: Rollouts,
+    simulators: list[TrafficSimulator],
+) -> None:
+    ns = rollouts.ns
+    create_user_objects(cluster, ns, "appMesh")
+    rollouts.create(
+        rollout(steps=STEPS, trafficRouting=ROUTING["appMesh"], scaleDownDelaySeconds=2)
+    )
+    rollouts.wait_healthy("checkout-v001")
+    wait_until(
+        lambda: (
+            node_groups(rollouts)
+            == {"checkout-stable": "checkout-v001", "checkout-canary": NO_CANARY}
+        ),
+        what="the VirtualNodes pointed at the groups",
+    )
+    traffic = TrafficSimulator(
+        replica_ratio(cluster.rest, ns, "checkout"), weights=weights_reader(cluster, ns, "appMesh")
+    ).start()
+    simulators.append(traffic)
+
+    rollouts.set_image(IMAGE_V2)
+    for i, weight in enumerate(WEIGHTS):
+        status = rollouts.wait_phase("Paused", step=f"{2 * i + 2}/6", timeout=60)
+        vrouter = rollouts.rest.get(VIRTUAL_ROUTERS.url(ns, "checkout"))
+        assert mesh_weights(vrouter) == {
+            "checkout-stable": 100 - weight,
+            "checkout-canary": weight,
+        }
+        assert node_groups(rollouts) == {
+            "checkout-stable": "checkout-v001",
+            "checkout-canary": "checkout-v002",
+        }
+        assert status["weights"] == {"stable": 100 - weight, "canary": weight, "baseline": 0}
+        time.sleep(0.5)
+        share = measured_share(traffic, "checkout-v002")
+        assert abs(share - weight / 100) < 0.08, (weight, share)
+        actions.promote(rollouts.rest, ns, "checkout")
+
+    rollouts.wait_healthy("checkout-v002", timeout=60)
+    assert mesh_weights(rollouts.rest.get(VIRTUAL_ROUTERS.url(ns, "checkout"))) == {
+        "checkout-stable": 100,
+        "checkout-canary": 0,
+    }
+    wait_until(
+        lambda: (
+            node_groups(rollouts)
+            == {"checkout-stable": "checkout-v002", "checkout-canary": NO_CANARY}
+        ),
+        what="the stable VirtualNode on the new stable group",
+    )
+    time.sleep(0.5)
+    assert measured_share(traffic, "checkout-v002", 1.0) == 1.0
+    assert not operator.errors()
+
+
+def test_app_mesh_abort_puts_100_0_back_in_the_first_write(
+    router_crds: None,
+    cluster: Cluster,
+    operator: OperatorProcess,
+    rollouts: Rollouts,
+    recorders: list[Recorder],
+) -> None:
+    ns = rollouts.ns
+    create_user_objects(cluster, ns, "appMesh")
+    rollouts.create(
+        rollout(
+            steps=[{"setWeight": 30}, {"pause": {}}],
+            trafficRouting=ROUTING["appMesh"],
+            abortScaleDownDelaySeconds=0,
+        )
+    )
+    rollouts.wait_healthy("checkout-v001")
+    rollouts.set_image(IMAGE_V2)
+    rollouts.wait_phase("Paused", step="2/2")
+    assert service_weights(cluster, ns, "appMesh") == {"checkout": 70, "checkout-canary": 30}
+    recorder = Recorder(cluster, ns, [VIRTUAL_ROUTERS, SERVICES, REPLICA_SETS]).start()
+    recorders.append(recorder)
+    assert_abort_writes_weight_zero_first(cluster, rollouts, recorder, "appMesh")
+    assert service_weights(cluster, ns, "appMesh") == {"checkout": 100, "checkout-canary": 0}
     assert not operator.errors()

@@ -67,8 +67,6 @@ HERDSMAN_REFUSES: dict[str, str] = {
 PENDING: dict[str, str] = {
     # issue 11: the Rollout API
     # issue 13: traffic routers
-    "examples__appmesh__canary-rollout.yaml#1": "13 appMesh",
-    "test__e2e__appmesh__appmesh-canary-rollout.yaml#8": "13 appMesh",
 }
 
 

@@ -36,6 +36,7 @@ from herdsman.naming import LABEL_GROUP
 from herdsman.simulate import Route
 from herdsman.traffic.ambassador import MAPPINGS
 from herdsman.traffic.apisix import APISIX_ROUTES
+from herdsman.traffic.appmesh import MESH_SERVICES, VIRTUAL_NODES, VIRTUAL_ROUTERS
 from herdsman.traffic.gatewayapi import HTTP_ROUTES
 from herdsman.traffic.istio import DESTINATION_RULES, VIRTUAL_SERVICES
 from herdsman.traffic.nginx import INGRESSES
@@ -297,6 +298,82 @@ def apisix_routing(cluster: Cluster, ns: str) -> Callable[[], Route]:
     return snapshot
 
 
+def mesh_objects() -> list[tuple[KPath, dict[str, Any]]]:
+    """The user's App Mesh objects: a VirtualService provided by a VirtualRouter whose route
+    sends 100 to the stable VirtualNode and 0 to the canary's; each node finds its pods
+    through a Service's DNS name (the stable and canary Services)."""
+
+    def node(name: str, service: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "appmesh.k8s.aws/v1beta2",
+            "kind": "VirtualNode",
+            "metadata": {"name": name},
+            "spec": {
+                "podSelector": {"matchLabels": {"app": "checkout"}},
+                "listeners": [{"portMapping": {"port": 80, "protocol": "http"}}],
+                "serviceDiscovery": {"dns": {"hostname": f"{service}.svc.cluster.local"}},
+            },
+        }
+
+    meta = {"apiVersion": "appmesh.k8s.aws/v1beta2"}
+    return [
+        (
+            MESH_SERVICES,
+            {
+                **meta,
+                "kind": "VirtualService",
+                "metadata": {"name": "checkout"},
+                "spec": {"provider": {"virtualRouter": {"virtualRouterRef": {"name": "checkout"}}}},
+            },
+        ),
+        (
+            VIRTUAL_ROUTERS,
+            {
+                **meta,
+                "kind": "VirtualRouter",
+                "metadata": {"name": "checkout"},
+                "spec": {
+                    "listeners": [{"portMapping": {"port": 80, "protocol": "http"}}],
+                    "routes": [
+                        {
+                            "name": "primary",
+                            "httpRoute": {
+                                "match": {"prefix": "/"},
+                                "action": {
+                                    "weightedTargets": [
+                                        {
+                                            "virtualNodeRef": {"name": "checkout-stable"},
+                                            "weight": 100,
+                                        },
+                                        {
+                                            "virtualNodeRef": {"name": "checkout-canary"},
+                                            "weight": 0,
+                                        },
+                                    ]
+                                },
+                            },
+                        }
+                    ],
+                },
+            },
+        ),
+        (VIRTUAL_NODES, node("checkout-stable", "checkout")),
+        (VIRTUAL_NODES, node("checkout-canary", "checkout-canary")),
+    ]
+
+
+def mesh_weights(vrouter: dict[str, Any] | None) -> dict[str, int]:
+    """{VirtualNode: weight} of the router's first route."""
+    routes = ((vrouter or {}).get("spec") or {}).get("routes") or []
+    if not routes:
+        return {}
+    rule = routes[0].get("httpRoute") or {}
+    return {
+        t["virtualNodeRef"]["name"]: int(t.get("weight", 0))
+        for t in (rule.get("action") or {}).get("weightedTargets") or []
+    }
+
+
 # The router config and user objects each router's e2e test starts from.
 ROUTING: dict[str, dict[str, Any]] = {
     "gatewayAPI": {"gatewayAPI": {"httpRoute": "checkout"}},
@@ -306,6 +383,15 @@ ROUTING: dict[str, dict[str, Any]] = {
     "alb": {"alb": {"ingress": "checkout-alb", "servicePort": 80, "rootService": "checkout-root"}},
     "ambassador": {"ambassador": {"mappings": ["checkout"]}},
     "apisix": {"apisix": {"route": {"name": "checkout", "rules": ["main"]}}},
+    "appMesh": {
+        "appMesh": {
+            "virtualService": {"name": "checkout"},
+            "virtualNodeGroup": {
+                "canaryVirtualNodeRef": {"name": "checkout-canary"},
+                "stableVirtualNodeRef": {"name": "checkout-stable"},
+            },
+        }
+    },
 }
 
 
@@ -323,6 +409,9 @@ def create_user_objects(cluster: Cluster, ns: str, kind: str) -> None:
         cluster.rest.create(MAPPING.url(ns), mapping())
     elif kind == "apisix":
         cluster.rest.create(APISIX_ROUTES.url(ns), apisix_route())
+    elif kind == "appMesh":
+        for path, body in mesh_objects():
+            cluster.rest.create(path.url(ns), body)
 
 
 # --- reading weights the way the data plane would ---------------------------------------------------
@@ -365,6 +454,14 @@ def service_weights(cluster: Cluster, ns: str, kind: str) -> dict[str, int]:
         return ambassador_split(rest.list(MAPPING.url(ns)))
     if kind == "apisix":
         return apisix_backends(apisix_rule(rest.list(APISIX_ROUTES.url(ns)), {}))
+    if kind == "appMesh":
+        # Each node reaches its pods through the Service its DNS name names.
+        hosts = {
+            n["metadata"]["name"]: n["spec"]["serviceDiscovery"]["dns"]["hostname"].split(".")[0]
+            for n in rest.list(VIRTUAL_NODES.url(ns))
+        }
+        by_node = mesh_weights(rest.get(VIRTUAL_ROUTERS.url(ns, "checkout")))
+        return {hosts.get(node, node): w for node, w in by_node.items()}
     split = rest.get(TRAFFIC_SPLITS.url(ns, "checkout"))
     return {
         b["service"]: int(b["weight"])
@@ -658,6 +755,7 @@ def router_paths(kind: str) -> list[KPath]:
         "alb": [INGRESSES],
         "ambassador": [MAPPING],
         "apisix": [APISIX_ROUTES],
+        "appMesh": [VIRTUAL_ROUTERS],
     }[kind]
 
 
@@ -668,6 +766,10 @@ def canary_weight_of(event: Event, kind: str) -> int | None:
         if event.name != "checkout-alb" or event.type == "DELETED":
             return None
         return alb_forward(obj).get("checkout-canary")
+    if kind == "appMesh":
+        if event.kind != "virtualrouters" or event.type == "DELETED":
+            return None
+        return mesh_weights(obj).get("checkout-canary")
     if kind == "apisix":
         if event.name != "checkout" or event.type == "DELETED":
             return None

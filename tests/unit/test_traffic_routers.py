@@ -29,6 +29,7 @@ from herdsman.traffic import ROUTERS, kind_of, observe_router, router_for, write
 from herdsman.traffic import base as traffic_base
 from herdsman.traffic.ambassador import MAPPINGS
 from herdsman.traffic.apisix import APISIX_ROUTES
+from herdsman.traffic.appmesh import MESH_SERVICES, NO_CANARY, VIRTUAL_NODES, VIRTUAL_ROUTERS
 from herdsman.traffic.base import RouterError, json_patch
 from herdsman.traffic.gatewayapi import HTTP_ROUTES
 from herdsman.traffic.istio import DESTINATION_RULES, VIRTUAL_SERVICES
@@ -210,6 +211,15 @@ ROUTING: dict[str, dict[str, Any]] = {
     "alb": {"alb": {"ingress": "checkout-alb", "servicePort": 80, "rootService": "checkout-root"}},
     "ambassador": {"ambassador": {"mappings": ["checkout", "checkout-api"]}},
     "apisix": {"apisix": {"route": {"name": "checkout", "rules": ["main"]}}},
+    "appMesh": {
+        "appMesh": {
+            "virtualService": {"name": "checkout"},
+            "virtualNodeGroup": {
+                "canaryVirtualNodeRef": {"name": "checkout-canary"},
+                "stableVirtualNodeRef": {"name": "checkout-stable"},
+            },
+        }
+    },
 }
 MANAGED = [{"name": "beta-users"}, {"name": "shadow"}]
 
@@ -419,6 +429,68 @@ def apisix_route() -> dict[str, Any]:
     }
 
 
+def mesh_objects() -> list[tuple[Path, dict[str, Any]]]:
+    """An App Mesh VirtualService provided by a VirtualRouter with an HTTP route to the stable
+    node at 100 and the canary node at 0, a TCP route elsewhere, and the two nodes."""
+
+    def node(name: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "appmesh.k8s.aws/v1beta2",
+            "kind": "VirtualNode",
+            "metadata": {"name": name},
+            "spec": {
+                "podSelector": {"matchLabels": {"app": "checkout"}},
+                "listeners": [{"portMapping": {"port": 80, "protocol": "http"}}],
+                "serviceDiscovery": {"dns": {"hostname": f"{name}.shop.svc.cluster.local"}},
+            },
+        }
+
+    return [
+        (
+            MESH_SERVICES,
+            {
+                "apiVersion": "appmesh.k8s.aws/v1beta2",
+                "kind": "VirtualService",
+                "metadata": {"name": "checkout"},
+                "spec": {"provider": {"virtualRouter": {"virtualRouterRef": {"name": "checkout"}}}},
+            },
+        ),
+        (
+            VIRTUAL_ROUTERS,
+            {
+                "apiVersion": "appmesh.k8s.aws/v1beta2",
+                "kind": "VirtualRouter",
+                "metadata": {"name": "checkout"},
+                "spec": {
+                    "listeners": [{"portMapping": {"port": 80, "protocol": "http"}}],
+                    "routes": [
+                        {
+                            "name": "primary",
+                            "httpRoute": {
+                                "match": {"prefix": "/"},
+                                "action": {
+                                    "weightedTargets": [
+                                        {
+                                            "virtualNodeRef": {"name": "checkout-stable"},
+                                            "weight": 100,
+                                        },
+                                        {
+                                            "virtualNodeRef": {"name": "checkout-canary"},
+                                            "weight": 0,
+                                        },
+                                    ]
+                                },
+                            },
+                        },
+                    ],
+                },
+            },
+        ),
+        (VIRTUAL_NODES, node("checkout-stable")),
+        (VIRTUAL_NODES, node("checkout-canary")),
+    ]
+
+
 def world(kind: str) -> FakeKube:
     """A cluster with the router's kinds installed and the user's objects in place."""
     if kind == "gatewayAPI":
@@ -433,6 +505,10 @@ def world(kind: str) -> FakeKube:
     elif kind == "alb":
         kube = FakeKube()
         kube.put(INGRESSES, alb_ingress())
+    elif kind == "appMesh":
+        kube = FakeKube(MESH_SERVICES, VIRTUAL_ROUTERS, VIRTUAL_NODES)
+        for path, body in mesh_objects():
+            kube.put(path, body)
     elif kind == "apisix":
         kube = FakeKube(APISIX_ROUTES)
         kube.put(APISIX_ROUTES, apisix_route())
@@ -474,6 +550,7 @@ def user_view(kube: FakeKube, kind: str) -> dict[str, Any] | None:
         "alb": (INGRESSES, "checkout-alb"),
         "ambassador": (MAPPINGS[0], "checkout"),
         "apisix": (APISIX_ROUTES, "checkout"),
+        "appMesh": (VIRTUAL_ROUTERS, "checkout"),
     }[kind]
     body = kube.obj(path, name)
     if body is None:
@@ -494,6 +571,9 @@ def user_view(kube: FakeKube, kind: str) -> dict[str, Any] | None:
     for rule in (body.get("spec") or {}).get("http") or []:
         for backend in rule.get("backends") or []:
             backend.pop("weight", None)
+    for route in (body.get("spec") or {}).get("routes") or []:
+        for target in (route.get("httpRoute") or {}).get("action", {}).get("weightedTargets", []):
+            target.pop("weight", None)
     return body
 
 
@@ -544,7 +624,8 @@ def test_every_router_writes_nothing_when_it_already_holds_the_target(kind: str)
     # 0 -> 20 -> 0 is at most three writes (two for nginx: create and delete; one for a
     # created SMI split and its two moves), never one per call; per Mapping for ambassador,
     # whose fixture names two.
-    assert len(writes) <= 3 * (2 if kind == "ambassador" else 1)
+    # appMesh: plus one selector write per VirtualNode, once.
+    assert len(writes) <= {"ambassador": 6, "appMesh": 5}.get(kind, 3)
 
 
 @pytest.mark.parametrize("kind", sorted(ROUTERS))
@@ -639,7 +720,9 @@ def test_a_router_whose_kind_is_not_installed_says_so(kind: str) -> None:
         assert "not installed in this cluster" in state.message
 
 
-@pytest.mark.parametrize("kind", ["gatewayAPI", "istio", "nginx", "ambassador", "apisix"])
+@pytest.mark.parametrize(
+    "kind", ["gatewayAPI", "istio", "nginx", "ambassador", "apisix", "appMesh"]
+)
 def test_a_router_whose_object_is_missing_says_which(kind: str) -> None:
     r = rollout(kind)
     kube = world(kind)
@@ -1029,6 +1112,63 @@ def test_apisix_rules_default_to_the_routes_name_and_must_exist() -> None:
     kube.put(APISIX_ROUTES, body)
     state = run(ROUTERS["apisix"].observe(kube, rollout("apisix"), deadline()))
     assert "rule 'main' has no backend for the canary Service 'checkout-canary'" in state.message
+
+
+# --- App Mesh specifics ---------------------------------------------------------------------------------
+
+
+def test_app_mesh_weights_the_routes_targets_and_points_the_nodes_at_the_groups() -> None:
+    kube, r = world("appMesh"), rollout("appMesh")
+    run(ROUTERS["appMesh"].apply(kube, r, target(25), deadline()))
+    vrouter = kube.obj(VIRTUAL_ROUTERS, "checkout")
+    assert vrouter is not None
+    targets = vrouter["spec"]["routes"][0]["httpRoute"]["action"]["weightedTargets"]
+    assert [t["weight"] for t in targets] == [75, 25]
+    selectors = {
+        n: kube.obj(VIRTUAL_NODES, n)["spec"]["podSelector"]["matchLabels"]  # type: ignore[index]
+        for n in ("checkout-stable", "checkout-canary")
+    }
+    assert selectors == {
+        "checkout-stable": {"app": "checkout", LABEL_GROUP: "checkout-v001"},
+        "checkout-canary": {"app": "checkout", LABEL_GROUP: "checkout-v002"},
+    }
+    # Completed: the canary node selects no pod (App Mesh refuses two equal selectors).
+    done = TrafficTarget(canary_weight=0, canary_group=None, stable_group="checkout-v002")
+    run(ROUTERS["appMesh"].apply(kube, r, done, deadline()))
+    canary = kube.obj(VIRTUAL_NODES, "checkout-canary")
+    assert canary is not None
+    assert canary["spec"]["podSelector"]["matchLabels"][LABEL_GROUP] == NO_CANARY
+    assert run(ROUTERS["appMesh"].observe(kube, r, deadline())).canary_weight == 0
+
+
+def test_app_mesh_names_what_is_missing() -> None:
+    r = rollout(
+        "appMesh",
+        appMesh={
+            "virtualService": {"name": "checkout", "routes": ["nope"]},
+            "virtualNodeGroup": {
+                "canaryVirtualNodeRef": {"name": "checkout-canary"},
+                "stableVirtualNodeRef": {"name": "checkout-stable"},
+            },
+        },
+    )
+    state = run(ROUTERS["appMesh"].observe(world("appMesh"), r, deadline()))
+    assert state.message == (
+        "spec.strategy.canary.trafficRouting.appMesh.virtualService.routes: VirtualRouter"
+        " 'checkout' has no route named 'nope'"
+    )
+    kube = world("appMesh")
+    del kube.objects[VIRTUAL_NODES.url(NS, "checkout-canary")]
+    state = run(ROUTERS["appMesh"].observe(kube, rollout("appMesh"), deadline()))
+    assert state.message == (
+        "spec.strategy.canary.trafficRouting.appMesh.virtualNodeGroup.canaryVirtualNodeRef.name:"
+        " VirtualNode 'checkout-canary' not found in namespace 'shop'"
+    )
+    kube = world("appMesh")
+    vsvc = kube.objects[MESH_SERVICES.url(NS, "checkout")]
+    vsvc["spec"] = {"provider": {"virtualNode": {"virtualNodeRef": {"name": "checkout-stable"}}}}
+    state = run(ROUTERS["appMesh"].observe(kube, rollout("appMesh"), deadline()))
+    assert "is not provided by a virtualRouter" in state.message
 
 
 # --- the diff --------------------------------------------------------------------------------------------

@@ -91,6 +91,12 @@ handlers and Kopf's own peering and scanning) and fails when the two differ in e
 - apiGroups: [apisix.apache.org]
   resources: [apisixroutes]
   verbs: [create, delete, get, patch]
+- apiGroups: [appmesh.k8s.aws]
+  resources: [virtualservices]
+  verbs: [get]
+- apiGroups: [appmesh.k8s.aws]
+  resources: [virtualrouters, virtualnodes]
+  verbs: [get, patch]
 {{- end -}}
 
 {{/* Cluster-scoped resources, in both modes. */}}

@@ -174,6 +174,38 @@ class ApisixRouting(ApiModel):
     route: ApisixRouteRef
 
 
+class AppMeshVirtualService(ApiModel):
+    name: Name = Field(
+        ..., description="The App Mesh VirtualService, whose provider is a VirtualRouter."
+    )
+    routes: list[ShortName] = Field(
+        default_factory=list,
+        max_length=16,
+        description="The VirtualRouter's routes to weight, by name; all when empty.",
+    )
+
+
+class AppMeshVirtualNodeReference(ApiModel):
+    name: Name
+
+
+class AppMeshVirtualNodeGroup(ApiModel):
+    canary_virtual_node_ref: AppMeshVirtualNodeReference = Field(
+        ..., description="The VirtualNode of the canary's pods (its podSelector follows them)."
+    )
+    stable_virtual_node_ref: AppMeshVirtualNodeReference = Field(
+        ..., description="The VirtualNode of the stable pods (its podSelector follows them)."
+    )
+
+
+class AppMeshRouting(ApiModel):
+    """AWS App Mesh: the weights of the stable and canary VirtualNodes in the weightedTargets
+    of the VirtualRouter behind `virtualService`."""
+
+    virtual_service: AppMeshVirtualService
+    virtual_node_group: AppMeshVirtualNodeGroup
+
+
 class PingPong(ApiModel):
     """Two Services that swap the stable and canary roles at each release (Argo's pingPong):
     the one that carried the canary to 100% becomes stable without its selector changing."""
@@ -199,7 +231,7 @@ class ManagedRoute(ApiModel):
 
 # The router fields of `trafficRouting`, in the order routers are written (the first one
 # written on an abort is the first that names the traffic going back to stable).
-ROUTERS = ["gatewayAPI", "nginx", "istio", "smi", "alb", "ambassador", "apisix"]
+ROUTERS = ["gatewayAPI", "nginx", "istio", "smi", "alb", "ambassador", "apisix", "appMesh"]
 
 
 class TrafficRouting(ApiModel):
@@ -219,6 +251,7 @@ class TrafficRouting(ApiModel):
     alb: ALBRouting | None = None
     ambassador: AmbassadorRouting | None = None
     apisix: ApisixRouting | None = None
+    app_mesh: AppMeshRouting | None = None
 
     @property
     def kinds(self) -> list[str]:
@@ -231,6 +264,7 @@ class TrafficRouting(ApiModel):
             "alb": self.alb,
             "ambassador": self.ambassador,
             "apisix": self.apisix,
+            "appMesh": self.app_mesh,
         }
         return [k for k in ROUTERS if values[k] is not None]
 

@@ -171,6 +171,7 @@ _ROUTER_NAMES = {
     "alb": "AWS ALB",
     "ambassador": "Ambassador",
     "apisix": "Apache APISIX",
+    "appMesh": "AWS App Mesh",
 }
 
 

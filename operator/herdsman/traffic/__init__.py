@@ -29,6 +29,7 @@ from herdsman.engine.world import Decision, RouterState
 from herdsman.traffic.alb import ALB
 from herdsman.traffic.ambassador import Ambassador
 from herdsman.traffic.apisix import Apisix
+from herdsman.traffic.appmesh import AppMesh
 from herdsman.traffic.base import Router, RouterError
 from herdsman.traffic.gatewayapi import GatewayAPI
 from herdsman.traffic.istio import Istio
@@ -38,7 +39,8 @@ from herdsman.traffic.smi import SMI
 log = logging.getLogger("herdsman.traffic")
 
 ROUTERS: dict[str, Router] = {
-    r.kind: r for r in (GatewayAPI(), Nginx(), Istio(), SMI(), ALB(), Ambassador(), Apisix())
+    r.kind: r
+    for r in (GatewayAPI(), Nginx(), Istio(), SMI(), ALB(), Ambassador(), Apisix(), AppMesh())
 }
 
 # A write computed on an object someone changed meanwhile is recomputed on the fresh object;
