@@ -1205,3 +1205,74 @@ def test_generated_route_names_are_rule_names_even_for_dotted_rollouts() -> None
     )
     body["metadata"]["name"] = "checkout.v2"
     assert traffic_base.generated_prefix(Rollout.model_validate(body)) == "herdsman-checkout-v2-"
+
+
+# --- Argo's Gateway API plugin block ---------------------------------------------------------------------
+
+PLUGIN = "argoproj-labs/gatewayAPI"
+
+
+def plugin_rollout(config: dict[str, Any]) -> Rollout:
+    body = manifest(
+        stableService="checkout",
+        canaryService="checkout-canary",
+        trafficRouting={"plugins": {PLUGIN: config}, "managedRoutes": MANAGED},
+    )
+    body["metadata"]["uid"] = UID
+    return Rollout.model_validate(body)
+
+
+def test_the_gateway_api_plugin_block_is_carried_by_the_gateway_api_router() -> None:
+    kube = world("gatewayAPI")
+    other = http_route()
+    other["metadata"]["name"] = "checkout-internal"
+    kube.put(HTTP_ROUTES, other)
+    r = plugin_rollout(
+        {
+            "httpRoutes": [
+                {"name": "checkout", "useHeaderRoutes": True},
+                {"name": "checkout-internal"},
+            ],
+            "namespace": NS,
+        }
+    )
+    assert kind_of(r) == "gatewayAPI"
+    router = ROUTERS["gatewayAPI"]
+    run(router.apply(kube, r, target(30, HEADER), deadline()))
+    held = run(router.observe(kube, r, deadline()))
+    assert (held.canary_weight, held.routes) == (30, {"beta-users"})
+    for name, rules in (
+        ("checkout", ["herdsman-checkout-beta-users", "main", "static"]),
+        ("checkout-internal", ["main", "static"]),  # no useHeaderRoutes: weights only
+    ):
+        route = kube.obj(HTTP_ROUTES, name)
+        assert route is not None
+        assert [rule["name"] for rule in route["spec"]["rules"]] == rules
+        assert [b["weight"] for b in route["spec"]["rules"][-2]["backendRefs"]] == [70, 30]
+
+
+def test_the_plugin_block_names_what_it_cannot_carry() -> None:
+    from herdsman.cli.lint import lint_object
+
+    def errors(routing: dict[str, Any]) -> list[str]:
+        body = manifest(stableService="checkout", canaryService="checkout-canary")
+        body["spec"]["strategy"]["canary"]["trafficRouting"] = routing
+        return [str(e) for e in lint_object(body).errors]
+
+    where = "spec.strategy.canary.trafficRouting.plugins"
+    assert errors({"plugins": {"argoproj-labs/contour": {"httpProxy": "x"}}}) == [
+        f"{where}: Invalid value: Herdsman runs no traffic router plugins; it carries out"
+        f" {PLUGIN} itself (or use the gatewayAPI field), and no other"
+    ]
+    assert errors({"plugins": {PLUGIN: {"grpcRoute": "x"}}}) == [
+        f"{where}[{PLUGIN}].grpcRoute: Forbidden: the gatewayAPI router carries HTTPRoutes only:"
+        " use httpRoute or httpRoutes (and namespace)"
+    ]
+    both = {"gatewayAPI": {"httpRoute": "a"}, "plugins": {PLUGIN: {"httpRoute": "a"}}}
+    assert [e.split(": ", 1)[0] for e in errors(both)] == [where]
+    assert errors({"plugins": {PLUGIN: {"httpRoute": "checkout", "namespace": "shop"}}}) == []
+    # The operator says the same, holding the rollout, rather than failing a pass.
+    r = plugin_rollout({"tcpRoute": "x"})
+    state = run(ROUTERS["gatewayAPI"].observe(world("gatewayAPI"), r, deadline()))
+    assert not state.available
+    assert state.message.startswith(f"{where}[{PLUGIN}].tcpRoute")

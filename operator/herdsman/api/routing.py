@@ -7,7 +7,7 @@ objects lives in `herdsman.traffic`.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -234,13 +234,70 @@ class ManagedRoute(ApiModel):
 ROUTERS = ["gatewayAPI", "nginx", "istio", "smi", "alb", "ambassador", "apisix", "appMesh"]
 
 
+# Argo's plugin block: the one traffic router plugin Herdsman carries out itself.
+GATEWAY_API_PLUGIN = "argoproj-labs/gatewayAPI"
+
+
+class GatewayAPIPluginRoute(ApiModel):
+    name: Name
+    use_header_routes: bool = Field(
+        False, description="Whether setHeaderRoute and setMirrorRoute steps add rules here."
+    )
+
+
+class GatewayAPIPlugin(ApiModel):
+    """The configuration of Argo's Gateway API plugin (`plugins["argoproj-labs/gatewayAPI"]`),
+    carried out by the same router as `gatewayAPI`. HTTPRoutes only: the plugin's gRPC, TCP
+    and TLS routes and route selectors are refused by name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    http_route: Name | None = Field(
+        None, alias="httpRoute", description="One HTTPRoute (header routes go to it)."
+    )
+    http_routes: list[GatewayAPIPluginRoute] = Field(
+        default_factory=list, alias="httpRoutes", max_length=16
+    )
+    namespace: ShortName | None = Field(None, description="The routes' namespace.")
+    # Where the plugin kept its header-route bookkeeping; Herdsman names its rules instead.
+    config_map: Name | None = Field(None, alias="configMap")
+
+    @property
+    def routes(self) -> list[GatewayAPIPluginRoute]:
+        """Every HTTPRoute named, `httpRoute` first (with header routes, as the plugin does)."""
+        found = (
+            [
+                GatewayAPIPluginRoute.model_validate(
+                    {"name": self.http_route, "useHeaderRoutes": True}
+                )
+            ]
+            if self.http_route
+            else []
+        )
+        return found + [r for r in self.http_routes if r.name != self.http_route]
+
+
 class TrafficRouting(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=validations(
             cel(
-                "[" + ", ".join(f"has(self.{f})" for f in ROUTERS) + "].exists(x, x)",
-                f"trafficRouting: set at least one of {', '.join(ROUTERS)}",
-            )
+                "[" + ", ".join(f"has(self.{f})" for f in ROUTERS) + "].exists(x, x)"
+                " || has(self.plugins)",
+                f"trafficRouting: set at least one of {', '.join(ROUTERS)}, or plugins"
+                f"[{GATEWAY_API_PLUGIN}]",
+            ),
+            cel(
+                f"!has(self.plugins) || (size(self.plugins) == 1 && self.plugins.all(k, k =="
+                f" '{GATEWAY_API_PLUGIN}'))",
+                f"Herdsman runs no traffic router plugins; it carries out {GATEWAY_API_PLUGIN}"
+                " itself (or use the gatewayAPI field), and no other",
+                ".plugins",
+            ),
+            cel(
+                "!has(self.gatewayAPI) || !has(self.plugins)",
+                f"set gatewayAPI or plugins[{GATEWAY_API_PLUGIN}], not both",
+                ".plugins",
+            ),
         )
     )
 
@@ -252,12 +309,31 @@ class TrafficRouting(ApiModel):
     ambassador: AmbassadorRouting | None = None
     apisix: ApisixRouting | None = None
     app_mesh: AppMeshRouting | None = None
+    plugins: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description=f"Argo's traffic router plugins: {GATEWAY_API_PLUGIN} only, carried out by"
+        " the gatewayAPI router.",
+        json_schema_extra={
+            "maxProperties": 4,
+            "additionalProperties": {
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": True,
+            },
+        },
+    )
+
+    @property
+    def gateway_api_plugin(self) -> GatewayAPIPlugin | None:
+        """The gatewayAPI plugin's configuration; raises pydantic's ValidationError when it
+        does not parse (validation reports that, naming the field)."""
+        raw = self.plugins.get(GATEWAY_API_PLUGIN)
+        return None if raw is None else GatewayAPIPlugin.model_validate(raw)
 
     @property
     def kinds(self) -> list[str]:
         """Every router in use (the fields set), in ROUTERS order; the CRD asks for one."""
         values = {
-            "gatewayAPI": self.gateway_api,
+            "gatewayAPI": self.gateway_api or self.plugins.get(GATEWAY_API_PLUGIN),
             "nginx": self.nginx,
             "istio": self.istio,
             "smi": self.smi,

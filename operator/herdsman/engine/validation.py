@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from herdsman.api.rollout import Rollout, SetHeaderRoute, SetMirrorRoute
+from pydantic import ValidationError
+
+from herdsman.api.rollout import CanaryStrategy, Rollout, SetHeaderRoute, SetMirrorRoute
+from herdsman.api.routing import GATEWAY_API_PLUGIN
 from herdsman.engine.world import World
 
 # Routers that can send a header-matched share of traffic to the canary, and a mirrored one.
@@ -92,6 +95,8 @@ def spec_problems(rollout: Rollout) -> list[Problem]:
                 " drop destinationRule",
             )
         )
+    if routing is not None and routing.plugins:
+        found.extend(_plugin_problems(canary, f"{prefix}.trafficRouting"))
     starting = canary.analysis.starting_step or 0 if canary.analysis is not None else None
     for i, step in enumerate(canary.steps):
         if step.chaos is not None and starting is not None and starting > i:
@@ -115,6 +120,45 @@ def spec_problems(rollout: Rollout) -> list[Problem]:
                     _route_problems(f"{prefix}.steps[{i}].{route_field}", route, kinds, managed)
                 )
     return found
+
+
+def _plugin_problems(canary: CanaryStrategy, where: str) -> list[Problem]:
+    """Argo's Gateway API plugin block, which the gatewayAPI router carries out: what of its
+    configuration does not parse, or is not carried (gRPC, TCP, TLS routes, selectors)."""
+    assert canary.traffic_routing is not None
+    field = f"{where}.plugins[{GATEWAY_API_PLUGIN}]"
+    try:
+        plugin = canary.traffic_routing.gateway_api_plugin
+    except ValidationError as err:
+        found = []
+        for e in err.errors():
+            path = ".".join(str(p) for p in e["loc"])
+            if e["type"] == "extra_forbidden":
+                found.append(
+                    Problem(
+                        f"{field}.{path}",
+                        "Forbidden",
+                        "the gatewayAPI router carries HTTPRoutes only: use httpRoute or"
+                        " httpRoutes (and namespace)",
+                    )
+                )
+            else:
+                found.append(Problem(f"{field}.{path}", "Invalid value", e["msg"]))
+        return found
+    if plugin is None:
+        return []  # another plugin: the CRD refuses it, naming the field
+    if not plugin.routes:
+        return [Problem(field, "Required value", "set httpRoute or httpRoutes")]
+    routed = any(s.set_header_route or s.set_mirror_route for s in canary.steps)
+    if routed and not any(r.use_header_routes for r in plugin.routes):
+        return [
+            Problem(
+                f"{field}.httpRoutes",
+                "Invalid value",
+                "the steps set header or mirror routes: give one HTTPRoute useHeaderRoutes: true",
+            )
+        ]
+    return []
 
 
 def _route_problems(
