@@ -25,6 +25,7 @@ from harness.routers import (
     apisix_routing,
     canary_weight_of,
     create_user_objects,
+    http_route,
     install_crds,
     mapping,
     mesh_weights,
@@ -37,6 +38,7 @@ from herdsman.naming import LABEL_GROUP
 from herdsman.simulate import TrafficSimulator, replica_ratio
 from herdsman.traffic.apisix import APISIX_ROUTES
 from herdsman.traffic.appmesh import NO_CANARY, VIRTUAL_NODES, VIRTUAL_ROUTERS
+from herdsman.traffic.gatewayapi import HTTP_ROUTES
 
 pytestmark = pytest.mark.e2e
 
@@ -507,4 +509,55 @@ def test_app_mesh_abort_puts_100_0_back_in_the_first_write(
     recorders.append(recorder)
     assert_abort_writes_weight_zero_first(cluster, rollouts, recorder, "appMesh")
     assert service_weights(cluster, ns, "appMesh") == {"checkout": 100, "checkout-canary": 0}
+    assert not operator.errors()
+
+
+# --- Argo's Gateway API plugin block ---------------------------------------------------------------------
+
+
+def test_argo_gateway_api_plugin_block_moves_every_http_route_and_abort_returns_them_first(
+    router_crds: None,
+    cluster: Cluster,
+    operator: OperatorProcess,
+    rollouts: Rollouts,
+    recorders: list[Recorder],
+) -> None:
+    # An Argo manifest's plugin block, unchanged: two HTTPRoutes, moved together.
+    ns = rollouts.ns
+    names = ("checkout", "checkout-internal")
+    for name in names:
+        cluster.rest.create(HTTP_ROUTES.url(ns), http_route(name))
+    plugin = {
+        "argoproj-labs/gatewayAPI": {
+            "httpRoutes": [{"name": n, "useHeaderRoutes": True} for n in names],
+            "namespace": ns,
+        }
+    }
+    rollouts.create(
+        rollout(
+            steps=[{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}],
+            trafficRouting={"plugins": plugin},
+            abortScaleDownDelaySeconds=0,
+        )
+    )
+    rollouts.wait_healthy("checkout-v001")
+    rollouts.set_image(IMAGE_V2)
+
+    def weights(name: str) -> dict[str, int]:
+        route = rollouts.rest.get(HTTP_ROUTES.url(ns, name))
+        assert route is not None
+        return {b["name"]: b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]}
+
+    for step, weight in (("2/4", 20), ("4/4", 60)):
+        status = rollouts.wait_phase("Paused", step=step, timeout=60)
+        for name in names:
+            assert weights(name) == {"checkout": 100 - weight, "checkout-canary": weight}
+        assert status["weights"]["canary"] == weight
+        if weight == 20:
+            actions.promote(rollouts.rest, ns, "checkout")
+    recorder = Recorder(cluster, ns, [HTTP_ROUTES, SERVICES, REPLICA_SETS]).start()
+    recorders.append(recorder)
+    assert_abort_writes_weight_zero_first(cluster, rollouts, recorder, "gatewayAPI")
+    for name in names:
+        assert weights(name) == {"checkout": 100, "checkout-canary": 0}
     assert not operator.errors()
