@@ -873,6 +873,38 @@ def test_nginx_never_takes_over_an_ingress_it_does_not_own() -> None:
     assert kube.obj(INGRESSES, "checkout-checkout-canary") is not None
 
 
+def test_nginx_stable_ingresses_each_get_a_canary_with_argos_annotations() -> None:
+    kube = world("nginx")
+    second = ingress()
+    second["metadata"]["name"] = "checkout-internal"
+    kube.put(INGRESSES, second)
+    r = rollout(
+        "nginx",
+        nginx={
+            "stableIngresses": ["checkout", "checkout-internal"],
+            "additionalIngressAnnotations": {"canary-by-header": "X-Canary"},
+            "canaryIngressAnnotations": {"team.example/owner": "shop"},
+        },
+    )
+    run(ROUTERS["nginx"].apply(kube, r, target(35), deadline()))
+    for name in ("checkout", "checkout-internal"):
+        canary = kube.obj(INGRESSES, f"checkout-{name}-canary")
+        assert canary is not None
+        assert canary["metadata"]["annotations"] == {
+            "kubernetes.io/ingress.class": "nginx",
+            "nginx.ingress.kubernetes.io/canary": "true",
+            "nginx.ingress.kubernetes.io/canary-weight": "35",
+            "nginx.ingress.kubernetes.io/canary-by-header": "X-Canary",  # under the prefix
+            "team.example/owner": "shop",  # as it is
+        }
+    assert run(ROUTERS["nginx"].observe(kube, r, deadline())).canary_weight == 35
+    # One canary Ingress deleted by hand: the two no longer agree, so no weight is held.
+    del kube.objects[INGRESSES.url(NS, "checkout-checkout-internal-canary")]
+    assert run(ROUTERS["nginx"].observe(kube, r, deadline())).canary_weight is None
+    run(ROUTERS["nginx"].apply(kube, r, target(0), deadline()))
+    assert [u for u in kube.objects if u.endswith("-canary")] == []
+
+
 # --- Istio specifics -----------------------------------------------------------------------------------
 
 

@@ -27,11 +27,40 @@ class GatewayAPIRouting(ApiModel):
 
 
 class NginxRouting(ApiModel):
-    stable_ingress: ShortName = Field(
-        ..., description="The Ingress a canary Ingress is generated from."
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "has(self.stableIngress) != (has(self.stableIngresses)"
+                " && size(self.stableIngresses) > 0)",
+                "set exactly one of stableIngress or stableIngresses",
+            )
+        )
+    )
+
+    stable_ingress: ShortName | None = Field(
+        None, description="The Ingress a canary Ingress is generated from."
+    )
+    stable_ingresses: list[ShortName] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Several Ingresses, each with its own canary Ingress, moved together.",
     )
     annotation_prefix: str = Field("nginx.ingress.kubernetes.io", max_length=253)
-    additional_ingress_annotations: dict[str, str] = Field(default_factory=dict)
+    additional_ingress_annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="Added to the canary Ingress under annotationPrefix (`canary-by-header:"
+        " X-Canary` becomes `<prefix>/canary-by-header`), as in Argo.",
+    )
+    canary_ingress_annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="Added to the canary Ingress as they are (no prefix).",
+    )
+
+    @property
+    def ingresses(self) -> list[str]:
+        """Every stable Ingress named, each once."""
+        found = [self.stable_ingress] if self.stable_ingress else []
+        return found + [i for i in self.stable_ingresses if i not in found]
 
 
 class IstioTLSRoute(ApiModel):
