@@ -30,6 +30,7 @@ from harness.routers import (
     mapping,
     mesh_weights,
     service_weights,
+    traefik_weights,
     weights_reader,
 )
 from herdsman.cli import actions
@@ -39,6 +40,7 @@ from herdsman.simulate import TrafficSimulator, replica_ratio
 from herdsman.traffic.apisix import APISIX_ROUTES
 from herdsman.traffic.appmesh import NO_CANARY, VIRTUAL_NODES, VIRTUAL_ROUTERS
 from herdsman.traffic.gatewayapi import HTTP_ROUTES
+from herdsman.traffic.traefik import TRAEFIK_SERVICES
 
 pytestmark = pytest.mark.e2e
 
@@ -560,4 +562,47 @@ def test_argo_gateway_api_plugin_block_moves_every_http_route_and_abort_returns_
     assert_abort_writes_weight_zero_first(cluster, rollouts, recorder, "gatewayAPI")
     for name in names:
         assert weights(name) == {"checkout": 100, "checkout-canary": 0}
+    assert not operator.errors()
+
+
+# --- Traefik -------------------------------------------------------------------------------------------
+
+
+def test_traefik_every_step_weight_lands_in_the_traefik_service_and_abort_puts_100_0_back_first(
+    router_crds: None,
+    cluster: Cluster,
+    operator: OperatorProcess,
+    rollouts: Rollouts,
+    simulators: list[TrafficSimulator],
+    recorders: list[Recorder],
+) -> None:
+    ns = rollouts.ns
+    url = TRAEFIK_SERVICES[0].url(ns, "checkout")
+    create_user_objects(cluster, ns, "traefik")
+    rollouts.create(
+        rollout(
+            steps=[{"setWeight": 15}, {"pause": {}}, {"setWeight": 55}, {"pause": {}}],
+            trafficRouting=ROUTING["traefik"],
+            abortScaleDownDelaySeconds=0,
+        )
+    )
+    rollouts.wait_healthy("checkout-v001")
+    traffic = TrafficSimulator(
+        replica_ratio(cluster.rest, ns, "checkout"), weights=weights_reader(cluster, ns, "traefik")
+    ).start()
+    simulators.append(traffic)
+    rollouts.set_image(IMAGE_V2)
+    for step, weight in (("2/4", 15), ("4/4", 55)):
+        rollouts.wait_phase("Paused", step=step, timeout=60)
+        held = traefik_weights(rollouts.rest.get(url))
+        assert held == {"checkout": 100 - weight, "checkout-canary": weight}
+        time.sleep(0.5)
+        share = measured_share(traffic, "checkout-v002")
+        assert abs(share - weight / 100) < 0.08, (weight, share)
+        if weight == 15:
+            actions.promote(rollouts.rest, ns, "checkout")
+    recorder = Recorder(cluster, ns, [TRAEFIK_SERVICES[0], SERVICES, REPLICA_SETS]).start()
+    recorders.append(recorder)
+    assert_abort_writes_weight_zero_first(cluster, rollouts, recorder, "traefik")
+    assert traefik_weights(rollouts.rest.get(url)) == {"checkout": 100, "checkout-canary": 0}
     assert not operator.errors()

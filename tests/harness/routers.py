@@ -41,6 +41,7 @@ from herdsman.traffic.gatewayapi import HTTP_ROUTES
 from herdsman.traffic.istio import DESTINATION_RULES, VIRTUAL_SERVICES
 from herdsman.traffic.nginx import INGRESSES
 from herdsman.traffic.smi import TRAFFIC_SPLITS
+from herdsman.traffic.traefik import TRAEFIK_SERVICES
 
 CRDS = Path(__file__).resolve().parents[1] / "cluster" / "router-crds"
 VS = VIRTUAL_SERVICES[0]
@@ -374,6 +375,32 @@ def mesh_weights(vrouter: dict[str, Any] | None) -> dict[str, int]:
     }
 
 
+TRAEFIK = TRAEFIK_SERVICES[0]
+
+
+def traefik_service(name: str = "checkout") -> dict[str, Any]:
+    """The user's TraefikService: the stable Service at 100, the canary's at 0."""
+    return {
+        "apiVersion": "traefik.io/v1alpha1",
+        "kind": "TraefikService",
+        "metadata": {"name": name},
+        "spec": {
+            "weighted": {
+                "services": [
+                    {"name": "checkout", "port": 80, "weight": 100},
+                    {"name": "checkout-canary", "port": 80, "weight": 0},
+                ]
+            }
+        },
+    }
+
+
+def traefik_weights(body: dict[str, Any] | None) -> dict[str, int]:
+    """{Service: weight} as Traefik splits a weighted service (default weight 1)."""
+    services = (((body or {}).get("spec") or {}).get("weighted") or {}).get("services") or []
+    return {s["name"]: int(s.get("weight", 1)) for s in services}
+
+
 # The router config and user objects each router's e2e test starts from.
 ROUTING: dict[str, dict[str, Any]] = {
     "gatewayAPI": {"gatewayAPI": {"httpRoute": "checkout"}},
@@ -383,6 +410,7 @@ ROUTING: dict[str, dict[str, Any]] = {
     "alb": {"alb": {"ingress": "checkout-alb", "servicePort": 80, "rootService": "checkout-root"}},
     "ambassador": {"ambassador": {"mappings": ["checkout"]}},
     "apisix": {"apisix": {"route": {"name": "checkout", "rules": ["main"]}}},
+    "traefik": {"traefik": {"weightedTraefikServiceName": "checkout"}},
     "appMesh": {
         "appMesh": {
             "virtualService": {"name": "checkout"},
@@ -409,6 +437,8 @@ def create_user_objects(cluster: Cluster, ns: str, kind: str) -> None:
         cluster.rest.create(MAPPING.url(ns), mapping())
     elif kind == "apisix":
         cluster.rest.create(APISIX_ROUTES.url(ns), apisix_route())
+    elif kind == "traefik":
+        cluster.rest.create(TRAEFIK.url(ns), traefik_service())
     elif kind == "appMesh":
         for path, body in mesh_objects():
             cluster.rest.create(path.url(ns), body)
@@ -454,6 +484,8 @@ def service_weights(cluster: Cluster, ns: str, kind: str) -> dict[str, int]:
         return ambassador_split(rest.list(MAPPING.url(ns)))
     if kind == "apisix":
         return apisix_backends(apisix_rule(rest.list(APISIX_ROUTES.url(ns)), {}))
+    if kind == "traefik":
+        return traefik_weights(rest.get(TRAEFIK.url(ns, "checkout")))
     if kind == "appMesh":
         # Each node reaches its pods through the Service its DNS name names.
         hosts = {
@@ -756,6 +788,7 @@ def router_paths(kind: str) -> list[KPath]:
         "ambassador": [MAPPING],
         "apisix": [APISIX_ROUTES],
         "appMesh": [VIRTUAL_ROUTERS],
+        "traefik": [TRAEFIK],
     }[kind]
 
 
@@ -766,6 +799,10 @@ def canary_weight_of(event: Event, kind: str) -> int | None:
         if event.name != "checkout-alb" or event.type == "DELETED":
             return None
         return alb_forward(obj).get("checkout-canary")
+    if kind == "traefik":
+        if event.kind != "traefikservices" or event.type == "DELETED":
+            return None
+        return traefik_weights(obj).get("checkout-canary")
     if kind == "appMesh":
         if event.kind != "virtualrouters" or event.type == "DELETED":
             return None

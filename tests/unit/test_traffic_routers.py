@@ -35,6 +35,7 @@ from herdsman.traffic.gatewayapi import HTTP_ROUTES
 from herdsman.traffic.istio import DESTINATION_RULES, VIRTUAL_SERVICES
 from herdsman.traffic.nginx import INGRESSES
 from herdsman.traffic.smi import TRAFFIC_SPLITS
+from herdsman.traffic.traefik import TRAEFIK_SERVICES
 
 pytestmark = pytest.mark.unit
 
@@ -211,6 +212,7 @@ ROUTING: dict[str, dict[str, Any]] = {
     "alb": {"alb": {"ingress": "checkout-alb", "servicePort": 80, "rootService": "checkout-root"}},
     "ambassador": {"ambassador": {"mappings": ["checkout", "checkout-api"]}},
     "apisix": {"apisix": {"route": {"name": "checkout", "rules": ["main"]}}},
+    "traefik": {"traefik": {"weightedTraefikServiceName": "checkout"}},
     "appMesh": {
         "appMesh": {
             "virtualService": {"name": "checkout"},
@@ -491,6 +493,23 @@ def mesh_objects() -> list[tuple[Path, dict[str, Any]]]:
     ]
 
 
+def traefik_service() -> dict[str, Any]:
+    return {
+        "apiVersion": "traefik.io/v1alpha1",
+        "kind": "TraefikService",
+        "metadata": {"name": "checkout"},
+        "spec": {
+            "weighted": {
+                "services": [
+                    {"name": "checkout", "port": 80, "weight": 100},
+                    {"name": "checkout-canary", "port": 80, "weight": 0},
+                ],
+                "sticky": {"cookie": {"name": "lb"}},
+            }
+        },
+    }
+
+
 def world(kind: str) -> FakeKube:
     """A cluster with the router's kinds installed and the user's objects in place."""
     if kind == "gatewayAPI":
@@ -505,6 +524,9 @@ def world(kind: str) -> FakeKube:
     elif kind == "alb":
         kube = FakeKube()
         kube.put(INGRESSES, alb_ingress())
+    elif kind == "traefik":
+        kube = FakeKube(TRAEFIK_SERVICES[0])
+        kube.put(TRAEFIK_SERVICES[0], traefik_service())
     elif kind == "appMesh":
         kube = FakeKube(MESH_SERVICES, VIRTUAL_ROUTERS, VIRTUAL_NODES)
         for path, body in mesh_objects():
@@ -551,6 +573,7 @@ def user_view(kube: FakeKube, kind: str) -> dict[str, Any] | None:
         "ambassador": (MAPPINGS[0], "checkout"),
         "apisix": (APISIX_ROUTES, "checkout"),
         "appMesh": (VIRTUAL_ROUTERS, "checkout"),
+        "traefik": (TRAEFIK_SERVICES[0], "checkout"),
     }[kind]
     body = kube.obj(path, name)
     if body is None:
@@ -571,6 +594,8 @@ def user_view(kube: FakeKube, kind: str) -> dict[str, Any] | None:
     for rule in (body.get("spec") or {}).get("http") or []:
         for backend in rule.get("backends") or []:
             backend.pop("weight", None)
+    for svc in ((body.get("spec") or {}).get("weighted") or {}).get("services") or []:
+        svc.pop("weight", None)
     for route in (body.get("spec") or {}).get("routes") or []:
         for target in (route.get("httpRoute") or {}).get("action", {}).get("weightedTargets", []):
             target.pop("weight", None)
@@ -721,7 +746,7 @@ def test_a_router_whose_kind_is_not_installed_says_so(kind: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "kind", ["gatewayAPI", "istio", "nginx", "ambassador", "apisix", "appMesh"]
+    "kind", ["gatewayAPI", "istio", "nginx", "ambassador", "apisix", "appMesh", "traefik"]
 )
 def test_a_router_whose_object_is_missing_says_which(kind: str) -> None:
     r = rollout(kind)
@@ -1144,6 +1169,26 @@ def test_apisix_rules_default_to_the_routes_name_and_must_exist() -> None:
     kube.put(APISIX_ROUTES, body)
     state = run(ROUTERS["apisix"].observe(kube, rollout("apisix"), deadline()))
     assert "rule 'main' has no backend for the canary Service 'checkout-canary'" in state.message
+
+
+# --- Traefik specifics -----------------------------------------------------------------------------------
+
+
+def test_traefik_reads_the_older_api_group_and_names_a_missing_service() -> None:
+    kube, r = FakeKube(TRAEFIK_SERVICES[1]), rollout("traefik")
+    kube.put(TRAEFIK_SERVICES[1], traefik_service())
+    run(ROUTERS["traefik"].apply(kube, r, target(45), deadline()))
+    body = kube.obj(TRAEFIK_SERVICES[1], "checkout")
+    assert body is not None
+    assert [s["weight"] for s in body["spec"]["weighted"]["services"]] == [55, 45]
+    body["spec"]["weighted"]["services"].pop()
+    kube.put(TRAEFIK_SERVICES[1], body)
+    state = run(ROUTERS["traefik"].observe(kube, r, deadline()))
+    assert state.message == (
+        "spec.strategy.canary.trafficRouting.traefik.weightedTraefikServiceName: TraefikService"
+        " 'checkout' has no weighted service for the canary Service 'checkout-canary' (add one"
+        " with weight 0)"
+    )
 
 
 # --- App Mesh specifics ---------------------------------------------------------------------------------

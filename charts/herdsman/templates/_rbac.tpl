@@ -97,6 +97,9 @@ handlers and Kopf's own peering and scanning) and fails when the two differ in e
 - apiGroups: [appmesh.k8s.aws]
   resources: [virtualrouters, virtualnodes]
   verbs: [get, patch]
+- apiGroups: [traefik.io, traefik.containo.us]
+  resources: [traefikservices]
+  verbs: [get, patch]
 {{- end -}}
 
 {{/* Cluster-scoped resources, in both modes. */}}

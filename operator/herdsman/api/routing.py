@@ -235,6 +235,15 @@ class AppMeshRouting(ApiModel):
     virtual_node_group: AppMeshVirtualNodeGroup
 
 
+class TraefikRouting(ApiModel):
+    """Traefik: the stable and canary Services' weights in a TraefikService's
+    `spec.weighted.services`."""
+
+    weighted_traefik_service_name: Name = Field(
+        ..., description="The TraefikService (traefik.io or traefik.containo.us) to weight."
+    )
+
+
 class PingPong(ApiModel):
     """Two Services that swap the stable and canary roles at each release (Argo's pingPong):
     the one that carried the canary to 100% becomes stable without its selector changing."""
@@ -260,7 +269,17 @@ class ManagedRoute(ApiModel):
 
 # The router fields of `trafficRouting`, in the order routers are written (the first one
 # written on an abort is the first that names the traffic going back to stable).
-ROUTERS = ["gatewayAPI", "nginx", "istio", "smi", "alb", "ambassador", "apisix", "appMesh"]
+ROUTERS = [
+    "gatewayAPI",
+    "nginx",
+    "istio",
+    "smi",
+    "alb",
+    "ambassador",
+    "apisix",
+    "appMesh",
+    "traefik",
+]
 
 
 # Argo's plugin block: the one traffic router plugin Herdsman carries out itself.
@@ -338,6 +357,7 @@ class TrafficRouting(ApiModel):
     ambassador: AmbassadorRouting | None = None
     apisix: ApisixRouting | None = None
     app_mesh: AppMeshRouting | None = None
+    traefik: TraefikRouting | None = None
     plugins: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description=f"Argo's traffic router plugins: {GATEWAY_API_PLUGIN} only, carried out by"
@@ -370,6 +390,7 @@ class TrafficRouting(ApiModel):
             "ambassador": self.ambassador,
             "apisix": self.apisix,
             "appMesh": self.app_mesh,
+            "traefik": self.traefik,
         }
         return [k for k in ROUTERS if values[k] is not None]
 

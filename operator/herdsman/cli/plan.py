@@ -172,6 +172,7 @@ _ROUTER_NAMES = {
     "ambassador": "Ambassador",
     "apisix": "Apache APISIX",
     "appMesh": "AWS App Mesh",
+    "traefik": "Traefik",
 }
 
 

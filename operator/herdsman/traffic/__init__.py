@@ -35,12 +35,23 @@ from herdsman.traffic.gatewayapi import GatewayAPI
 from herdsman.traffic.istio import Istio
 from herdsman.traffic.nginx import Nginx
 from herdsman.traffic.smi import SMI
+from herdsman.traffic.traefik import Traefik
 
 log = logging.getLogger("herdsman.traffic")
 
 ROUTERS: dict[str, Router] = {
     r.kind: r
-    for r in (GatewayAPI(), Nginx(), Istio(), SMI(), ALB(), Ambassador(), Apisix(), AppMesh())
+    for r in (
+        GatewayAPI(),
+        Nginx(),
+        Istio(),
+        SMI(),
+        ALB(),
+        Ambassador(),
+        Apisix(),
+        AppMesh(),
+        Traefik(),
+    )
 }
 
 # A write computed on an object someone changed meanwhile is recomputed on the fresh object;
