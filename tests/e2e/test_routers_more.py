@@ -26,6 +26,7 @@ from harness.routers import (
     canary_weight_of,
     create_user_objects,
     http_route,
+    ingress,
     install_crds,
     mapping,
     mesh_weights,
@@ -40,6 +41,7 @@ from herdsman.simulate import TrafficSimulator, replica_ratio
 from herdsman.traffic.apisix import APISIX_ROUTES
 from herdsman.traffic.appmesh import NO_CANARY, VIRTUAL_NODES, VIRTUAL_ROUTERS
 from herdsman.traffic.gatewayapi import HTTP_ROUTES
+from herdsman.traffic.nginx import INGRESSES
 from herdsman.traffic.traefik import TRAEFIK_SERVICES
 
 pytestmark = pytest.mark.e2e
@@ -605,4 +607,52 @@ def test_traefik_every_step_weight_lands_in_the_traefik_service_and_abort_puts_1
     recorders.append(recorder)
     assert_abort_writes_weight_zero_first(cluster, rollouts, recorder, "traefik")
     assert traefik_weights(rollouts.rest.get(url)) == {"checkout": 100, "checkout-canary": 0}
+    assert not operator.errors()
+
+
+# --- nginx: several stable Ingresses, Argo's annotations ----------------------------------------------------
+
+
+def test_nginx_stable_ingresses_each_get_a_canary_ingress_with_argos_annotations(
+    router_crds: None,
+    cluster: Cluster,
+    operator: OperatorProcess,
+    rollouts: Rollouts,
+    recorders: list[Recorder],
+) -> None:
+    ns = rollouts.ns
+    names = ("checkout", "checkout-internal")
+    for name in names:
+        cluster.rest.create(INGRESSES.url(ns), ingress(name))
+    routing = {
+        "nginx": {
+            "stableIngresses": list(names),
+            "additionalIngressAnnotations": {"canary-by-header": "X-Canary"},
+            "canaryIngressAnnotations": {"team.example/owner": "shop"},
+        }
+    }
+    rollouts.create(
+        rollout(
+            steps=[{"setWeight": 25}, {"pause": {}}],
+            trafficRouting=routing,
+            abortScaleDownDelaySeconds=0,
+        )
+    )
+    rollouts.wait_healthy("checkout-v001")
+    rollouts.set_image(IMAGE_V2)
+    rollouts.wait_phase("Paused", step="2/2", timeout=60)
+    for name in names:
+        canary = rollouts.rest.get(INGRESSES.url(ns, f"checkout-{name}-canary"))
+        assert canary is not None
+        notes = canary["metadata"]["annotations"]
+        assert notes["nginx.ingress.kubernetes.io/canary-weight"] == "25"
+        assert notes["nginx.ingress.kubernetes.io/canary-by-header"] == "X-Canary"
+        assert notes["team.example/owner"] == "shop"
+        paths = canary["spec"]["rules"][0]["http"]["paths"]
+        assert paths[0]["backend"]["service"]["name"] == "checkout-canary"
+    recorder = Recorder(cluster, ns, [INGRESSES, SERVICES, REPLICA_SETS]).start()
+    recorders.append(recorder)
+    assert_abort_writes_weight_zero_first(cluster, rollouts, recorder, "nginx")
+    for name in names:
+        assert rollouts.rest.get(INGRESSES.url(ns, f"checkout-{name}-canary")) is None
     assert not operator.errors()
