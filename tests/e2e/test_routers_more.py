@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from harness import prometheus
 from harness.cluster import Cluster, wait_until
 from harness.operator import OperatorProcess
-from harness.rollouts import IMAGE_V2, Rollouts, rollout
+from harness.rollouts import IMAGE_V1, IMAGE_V2, Rollouts, rollout
 from harness.routers import (
     MAPPING,
     ROUTING,
@@ -35,9 +36,9 @@ from harness.routers import (
     weights_reader,
 )
 from herdsman.cli import actions
-from herdsman.cluster.kube import REPLICA_SETS, ROLLOUTS, SERVICES
+from herdsman.cluster.kube import ANALYSIS_TEMPLATES, REPLICA_SETS, ROLLOUTS, SERVICES
 from herdsman.naming import LABEL_GROUP
-from herdsman.simulate import TrafficSimulator, replica_ratio
+from herdsman.simulate import Behaviour, TrafficSimulator, error_rate_query, replica_ratio
 from herdsman.traffic.apisix import APISIX_ROUTES
 from herdsman.traffic.appmesh import NO_CANARY, VIRTUAL_NODES, VIRTUAL_ROUTERS
 from herdsman.traffic.gatewayapi import HTTP_ROUTES
@@ -656,3 +657,71 @@ def test_nginx_stable_ingresses_each_get_a_canary_ingress_with_argos_annotations
     for name in names:
         assert rollouts.rest.get(INGRESSES.url(ns, f"checkout-{name}-canary")) is None
     assert not operator.errors()
+
+
+# --- a judged canary behind a new router --------------------------------------------------------------------
+
+
+def test_a_failing_analysis_behind_apisix_takes_its_weight_to_zero_first(
+    router_crds: None,
+    cluster: Cluster,
+    operator: OperatorProcess,
+    rollouts: Rollouts,
+    simulators: list[TrafficSimulator],
+    recorders: list[Recorder],
+) -> None:
+    # The synthetic service gets its split from the ApisixRoute; Prometheus scrapes it; the
+    # canary's errors, seen through its 20%, fail the analysis and the route goes back first.
+    ns = rollouts.ns
+    create_user_objects(cluster, ns, "apisix")
+    traffic = TrafficSimulator(
+        replica_ratio(cluster.rest, ns, "checkout"),
+        {IMAGE_V1: Behaviour(), IMAGE_V2: Behaviour(error_rate=0.3)},
+        weights=weights_reader(cluster, ns, "apisix"),
+    ).start()
+    simulators.append(traffic)
+    prom = prometheus.start([traffic.target], binary=prometheus.binary_or_skip())
+    try:
+        metric = {
+            "name": "error-rate",
+            "provider": {"prometheus": {"address": prom.url, "query": error_rate_query()}},
+            "interval": "2s",
+            "count": 3,
+            "initialDelay": "8s",
+            "successCondition": "result[0] < 0.05",
+            "failureCondition": "result[0] >= 0.05",
+        }
+        rollouts.rest.create(
+            ANALYSIS_TEMPLATES.url(ns),
+            {
+                "apiVersion": "herdsman.dev/v1alpha1",
+                "kind": "AnalysisTemplate",
+                "metadata": {"name": "errors"},
+                "spec": {"metrics": [metric]},
+            },
+        )
+        rollouts.create(
+            rollout(
+                steps=[
+                    {"setWeight": 20},
+                    {"analysis": {"templates": [{"templateName": "errors"}]}},
+                    {"setWeight": 50},
+                ],
+                trafficRouting=ROUTING["apisix"],
+                abortScaleDownDelaySeconds=0,
+            )
+        )
+        rollouts.wait_healthy("checkout-v001")
+        recorder = Recorder(cluster, ns, [APISIX_ROUTES, SERVICES, REPLICA_SETS]).start()
+        recorders.append(recorder)
+        rollouts.set_image(IMAGE_V2)
+        status = rollouts.wait_phase("Degraded", timeout=90)
+        assert "error-rate" in status["message"]
+        assert apisix_main(rollouts) == {"checkout": 100, "checkout-canary": 0}
+        assert traffic.sent.get("checkout-v002", 0) > 0  # it served while measured
+        time.sleep(0.5)
+        assert measured_share(traffic, "checkout-v002", 1.5) == 0.0
+        seen = [w for e in recorder.ordered() if (w := canary_weight_of(e, "apisix")) is not None]
+        assert [w for i, w in enumerate(seen) if i == 0 or seen[i - 1] != w] == [20, 0]
+    finally:
+        prom.stop()
