@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -41,7 +42,7 @@ from herdsman.naming import LABEL_GROUP
 from herdsman.simulate import Behaviour, TrafficSimulator, error_rate_query, replica_ratio
 from herdsman.traffic.apisix import APISIX_ROUTES
 from herdsman.traffic.appmesh import NO_CANARY, VIRTUAL_NODES, VIRTUAL_ROUTERS
-from herdsman.traffic.gatewayapi import HTTP_ROUTES
+from herdsman.traffic.gatewayapi import GRPC_ROUTES, HTTP_ROUTES, TCP_ROUTES
 from herdsman.traffic.nginx import INGRESSES
 from herdsman.traffic.traefik import TRAEFIK_SERVICES
 
@@ -565,6 +566,49 @@ def test_argo_gateway_api_plugin_block_moves_every_http_route_and_abort_returns_
     assert_abort_writes_weight_zero_first(cluster, rollouts, recorder, "gatewayAPI")
     for name in names:
         assert weights(name) == {"checkout": 100, "checkout-canary": 0}
+    assert not operator.errors()
+
+
+def test_argo_gateway_api_plugin_block_weights_grpc_and_tcp_routes(
+    router_crds: None,
+    cluster: Cluster,
+    operator: OperatorProcess,
+    rollouts: Rollouts,
+) -> None:
+    ns = rollouts.ns
+    for path, kind in ((GRPC_ROUTES, "GRPCRoute"), (TCP_ROUTES, "TCPRoute")):
+        body = http_route()
+        body["apiVersion"] = f"gateway.networking.k8s.io/{path.version}"
+        body["kind"] = kind
+        for rule in body["spec"]["rules"]:
+            rule.pop("matches", None)
+        cluster.rest.create(path.url(ns), body)
+    plugin = {"argoproj-labs/gatewayAPI": {"grpcRoute": "checkout", "tcpRoute": "checkout"}}
+    rollouts.create(
+        rollout(
+            steps=[{"setWeight": 30}, {"pause": {}}],
+            trafficRouting={"plugins": plugin},
+            abortScaleDownDelaySeconds=0,
+        )
+    )
+    rollouts.wait_healthy("checkout-v001")
+    rollouts.set_image(IMAGE_V2)
+    rollouts.wait_phase("Paused", step="2/2", timeout=60)
+
+    def weights(path: Any) -> dict[str, int]:
+        route = rollouts.rest.get(path.url(ns, "checkout"))
+        assert route is not None
+        return {b["name"]: b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]}
+
+    for path in (GRPC_ROUTES, TCP_ROUTES):
+        assert weights(path) == {"checkout": 70, "checkout-canary": 30}
+    actions.abort(rollouts.rest, ns, "checkout")
+    rollouts.wait(
+        lambda s: s.get("phase") == "Degraded" and s.get("weights", {}).get("canary") == 0,
+        what="aborted",
+    )
+    for path in (GRPC_ROUTES, TCP_ROUTES):
+        assert weights(path) == {"checkout": 100, "checkout-canary": 0}
     assert not operator.errors()
 
 

@@ -1341,15 +1341,40 @@ def test_the_plugin_block_names_what_it_cannot_carry() -> None:
         f"{where}: Invalid value: Herdsman runs no traffic router plugins; it carries out"
         f" {PLUGIN} itself (or use the gatewayAPI field), and no other"
     ]
-    assert errors({"plugins": {PLUGIN: {"grpcRoute": "x"}}}) == [
-        f"{where}[{PLUGIN}].grpcRoute: Forbidden: the gatewayAPI router carries HTTPRoutes only:"
-        " use httpRoute or httpRoutes (and namespace)"
+    assert errors({"plugins": {PLUGIN: {"tlsRoute": "x"}}}) == [
+        f"{where}[{PLUGIN}].tlsRoute: Forbidden: the gatewayAPI router carries HTTP, gRPC and"
+        " TCP routes: use httpRoute(s), grpcRoute(s), tcpRoute(s) and namespace"
     ]
     both = {"gatewayAPI": {"httpRoute": "a"}, "plugins": {PLUGIN: {"httpRoute": "a"}}}
     assert [e.split(": ", 1)[0] for e in errors(both)] == [where]
     assert errors({"plugins": {PLUGIN: {"httpRoute": "checkout", "namespace": "shop"}}}) == []
     # The operator says the same, holding the rollout, rather than failing a pass.
-    r = plugin_rollout({"tcpRoute": "x"})
+    r = plugin_rollout({"tlsRoute": "x"})
     state = run(ROUTERS["gatewayAPI"].observe(world("gatewayAPI"), r, deadline()))
     assert not state.available
-    assert state.message.startswith(f"{where}[{PLUGIN}].tcpRoute")
+    assert state.message.startswith(f"{where}[{PLUGIN}].tlsRoute")
+
+
+def test_the_plugin_block_weights_grpc_and_tcp_routes_too() -> None:
+    from herdsman.traffic.gatewayapi import GRPC_ROUTES, TCP_ROUTES
+
+    kube = FakeKube(HTTP_ROUTES, GRPC_ROUTES, TCP_ROUTES)
+    for path, kind in ((GRPC_ROUTES, "GRPCRoute"), (TCP_ROUTES, "TCPRoute")):
+        body = http_route()
+        body["kind"] = kind
+        for rule in body["spec"]["rules"]:
+            rule.pop("matches", None)
+        kube.put(path, body)
+    r = plugin_rollout({"grpcRoute": "checkout", "tcpRoutes": [{"name": "checkout"}]})
+    router = ROUTERS["gatewayAPI"]
+    run(router.apply(kube, r, target(40), deadline()))
+    assert run(router.observe(kube, r, deadline())).canary_weight == 40
+    for path in (GRPC_ROUTES, TCP_ROUTES):
+        route = kube.obj(path, "checkout")
+        assert route is not None
+        assert [b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]] == [60, 40]
+    with pytest.raises(RouterError, match="useHeaderRoutes"):
+        run(router.apply(kube, r, target(40, HEADER), deadline()))
+    missing = run(router.observe(FakeKube(HTTP_ROUTES), r, deadline()))
+    assert missing.message.startswith(f"spec.strategy.canary.trafficRouting.plugins[{PLUGIN}]")
+    assert "GRPCRoute" in missing.message

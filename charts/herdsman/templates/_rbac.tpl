@@ -74,7 +74,7 @@ handlers and Kopf's own peering and scanning) and fails when the two differ in e
 # the operator sets; the NGINX canary Ingress, the SMI TrafficSplit, the Ambassador canary
 # Mappings and the APISIX header-route ApisixRoutes are the operator's own.
 - apiGroups: [gateway.networking.k8s.io]
-  resources: [httproutes]
+  resources: [httproutes, grpcroutes, tcproutes]
   verbs: [get, patch]
 - apiGroups: [networking.istio.io]
   resources: [virtualservices, destinationrules]

@@ -295,8 +295,9 @@ class GatewayAPIPluginRoute(ApiModel):
 
 class GatewayAPIPlugin(ApiModel):
     """The configuration of Argo's Gateway API plugin (`plugins["argoproj-labs/gatewayAPI"]`),
-    carried out by the same router as `gatewayAPI`. HTTPRoutes only: the plugin's gRPC, TCP
-    and TLS routes and route selectors are refused by name."""
+    carried out by the same router as `gatewayAPI`: HTTPRoutes (weights, header and mirror
+    routes), GRPCRoutes and TCPRoutes (weights). TLS routes and route selectors are refused by
+    name."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -306,9 +307,27 @@ class GatewayAPIPlugin(ApiModel):
     http_routes: list[GatewayAPIPluginRoute] = Field(
         default_factory=list, alias="httpRoutes", max_length=16
     )
+    grpc_route: Name | None = Field(None, alias="grpcRoute", description="One GRPCRoute.")
+    grpc_routes: list[GatewayAPIPluginRoute] = Field(
+        default_factory=list, alias="grpcRoutes", max_length=16
+    )
+    tcp_route: Name | None = Field(None, alias="tcpRoute", description="One TCPRoute.")
+    tcp_routes: list[GatewayAPIPluginRoute] = Field(
+        default_factory=list, alias="tcpRoutes", max_length=16
+    )
     namespace: ShortName | None = Field(None, description="The routes' namespace.")
     # Where the plugin kept its header-route bookkeeping; Herdsman names its rules instead.
     config_map: Name | None = Field(None, alias="configMap")
+
+    @property
+    def grpc_names(self) -> list[str]:
+        found = [self.grpc_route] if self.grpc_route else []
+        return found + [r.name for r in self.grpc_routes if r.name not in found]
+
+    @property
+    def tcp_names(self) -> list[str]:
+        found = [self.tcp_route] if self.tcp_route else []
+        return found + [r.name for r in self.tcp_routes if r.name not in found]
 
     @property
     def routes(self) -> list[GatewayAPIPluginRoute]:

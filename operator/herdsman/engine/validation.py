@@ -138,8 +138,8 @@ def _plugin_problems(canary: CanaryStrategy, where: str) -> list[Problem]:
                     Problem(
                         f"{field}.{path}",
                         "Forbidden",
-                        "the gatewayAPI router carries HTTPRoutes only: use httpRoute or"
-                        " httpRoutes (and namespace)",
+                        "the gatewayAPI router carries HTTP, gRPC and TCP routes: use"
+                        " httpRoute(s), grpcRoute(s), tcpRoute(s) and namespace",
                     )
                 )
             else:
@@ -147,8 +147,8 @@ def _plugin_problems(canary: CanaryStrategy, where: str) -> list[Problem]:
         return found
     if plugin is None:
         return []  # another plugin: the CRD refuses it, naming the field
-    if not plugin.routes:
-        return [Problem(field, "Required value", "set httpRoute or httpRoutes")]
+    if not (plugin.routes or plugin.grpc_names or plugin.tcp_names):
+        return [Problem(field, "Required value", "set httpRoute(s), grpcRoute(s) or tcpRoute(s)")]
     routed = any(s.set_header_route or s.set_mirror_route for s in canary.steps)
     if routed and not any(r.use_header_routes for r in plugin.routes):
         return [

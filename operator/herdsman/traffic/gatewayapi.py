@@ -16,6 +16,11 @@ first in the list in managedRoutes order and removed when no step asks for them 
 
 Filters of the first managed rule (rewrites, header modifiers) are copied onto generated rules,
 so a request behaves the same whichever rule it lands on.
+
+Argo's Gateway API plugin block (`plugins["argoproj-labs/gatewayAPI"]`) is carried out here too:
+each HTTPRoute it names is weighted as above (header and mirror rules only on those with
+`useHeaderRoutes`), and its GRPCRoutes and TCPRoutes get the same backendRef weights, without
+header or mirror routes. Several routes hold a weight only when all of them hold it.
 """
 
 from __future__ import annotations
@@ -41,6 +46,10 @@ from herdsman.traffic import base
 from herdsman.traffic.base import RouterError
 
 HTTP_ROUTES = Path("gateway.networking.k8s.io", "v1", "httproutes")
+# Routes Argo's plugin block may name besides HTTPRoutes: weights only, their rules carry
+# backendRefs with weights the same way (GRPCRoute is GA, TCPRoute still v1alpha2).
+GRPC_ROUTES = Path("gateway.networking.k8s.io", "v1", "grpcroutes")
+TCP_ROUTES = Path("gateway.networking.k8s.io", "v1alpha2", "tcproutes")
 FIELD = f"{base.FIELD}.gatewayAPI.httpRoute"
 PLUGIN_FIELD = f"{base.FIELD}.plugins[{GATEWAY_API_PLUGIN}]"
 DEFAULT_MATCH: dict[str, Any] = {"path": {"type": "PathPrefix", "value": "/"}}
@@ -57,6 +66,7 @@ class RouteRef:
     # Whether header and mirror routes are added to it (the plugin's useHeaderRoutes).
     headers: bool = True
     field: str = FIELD
+    kind: str = "HTTPRoute"  # or GRPCRoute, TCPRoute
 
 
 def refs(rollout: Rollout) -> list[RouteRef]:
@@ -85,8 +95,16 @@ def refs(rollout: Rollout) -> list[RouteRef]:
         )
         for i, r in enumerate(plugin.routes)
     ]
+    for kind, field, names in (
+        ("GRPCRoute", "grpcRoute", plugin.grpc_names),
+        ("TCPRoute", "tcpRoute", plugin.tcp_names),
+    ):
+        found += [
+            RouteRef(n, plugin.namespace, headers=False, field=f"{PLUGIN_FIELD}.{field}", kind=kind)
+            for n in names
+        ]
     if not found:
-        raise RouterError(f"{PLUGIN_FIELD}: set httpRoute or httpRoutes")
+        raise RouterError(f"{PLUGIN_FIELD}: set httpRoute(s), grpcRoute(s) or tcpRoute(s)")
     return found
 
 
@@ -116,7 +134,7 @@ def managed_rules(body: dict[str, Any], rollout: Rollout, ref: RouteRef | None =
     ns, route_ns = base.namespace(rollout), route_namespace(rollout, ref)
     prefix = base.generated_prefix(rollout)
     rules = (body.get("spec") or {}).get("rules") or []
-    where = f"{ref.field}: HTTPRoute {route_ns}/{ref.name}"
+    where = f"{ref.field}: {ref.kind} {route_ns}/{ref.name}"
     users = [(i, r) for i, r in enumerate(rules) if not str(r.get("name", "")).startswith(prefix)]
     if ref.rule_names:
         by_name = {r.get("name"): i for i, r in users if r.get("name")}
@@ -323,11 +341,17 @@ class GatewayAPI:
         states = []
         for ref in found:
             ns = route_namespace(rollout, ref)
-            body = await kube.get(HTTP_ROUTES.url(ns, ref.name), deadline=deadline)
+            # Spelled out (not ref.path) so the RBAC test can tell which kinds are read.
+            path = (
+                HTTP_ROUTES
+                if ref.kind == "HTTPRoute"
+                else GRPC_ROUTES
+                if ref.kind == "GRPCRoute"
+                else TCP_ROUTES
+            )
+            body = await kube.get(path.url(ns, ref.name), deadline=deadline)
             if body is None:
-                return await base.missing(
-                    kube, HTTP_ROUTES, "HTTPRoute", ns, ref.name, ref.field, deadline
-                )
+                return await base.missing(kube, path, ref.kind, ns, ref.name, ref.field, deadline)
             held = state(body, rollout, ref)
             if not held.available:
                 return held
@@ -345,10 +369,17 @@ class GatewayAPI:
             )
         for ref in found:
             ns = route_namespace(rollout, ref)
-            url = HTTP_ROUTES.url(ns, ref.name)
+            path = (
+                HTTP_ROUTES
+                if ref.kind == "HTTPRoute"
+                else GRPC_ROUTES
+                if ref.kind == "GRPCRoute"
+                else TCP_ROUTES
+            )
+            url = path.url(ns, ref.name)
             body = await kube.get(url, deadline=deadline)
             if body is None:
-                raise base.gone("HTTPRoute", f"{ns}/{ref.name}")
+                raise base.gone(ref.kind, f"{ns}/{ref.name}")
             spec = desired_spec(body, rollout, target, ref)
             await base.patch_spec(kube, url, body, spec, deadline)
 
