@@ -335,7 +335,8 @@ def test_the_operator_runs_a_canary_on_the_charts_service_account_alone(
     assert not beyond, f"requests no rule of the chart grants: {sorted(set(beyond))}"
     # The traffic routers' rules need a mesh or gateway this scenario does not have.
     routers = {"gateway.networking.k8s.io", "networking.istio.io", "networking.k8s.io"}
-    routers.add("split.smi-spec.io")
+    routers |= {"split.smi-spec.io", "getambassador.io", "apisix.apache.org", "appmesh.k8s.aws"}
+    routers |= {"traefik.io", "traefik.containo.us"}
     # Grants for features this canary does not use, each exercised by its own e2e test
     # (with the test's credentials; tests/unit/test_chart_rbac.py derives them from the code):
     # experiments, workloadRef, the Job provider, ephemeral metadata, notifications. And the

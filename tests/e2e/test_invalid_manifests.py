@@ -411,6 +411,33 @@ CASES = [
             ],
         ),
     ),
+    Case(
+        "a traffic router plugin Herdsman does not carry out",
+        f"{CANARY}.trafficRouting.plugins",
+        lambda m: canary(m).update(
+            trafficRouting={"plugins": {"argoproj-labs/contour": {"httpProxy": "web"}}}
+        ),
+    ),
+    Case(
+        "both gatewayAPI and Argo's Gateway API plugin block",
+        f"{CANARY}.trafficRouting.plugins",
+        lambda m: canary(m).update(
+            trafficRouting={
+                "gatewayAPI": {"httpRoute": "web"},
+                "plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "web"}},
+            }
+        ),
+    ),
+    Case(
+        "ambassador without mappings",
+        f"{CANARY}.trafficRouting.ambassador.mappings",
+        lambda m: canary(m).update(trafficRouting={"ambassador": {"mappings": []}}),
+    ),
+    Case(
+        "appMesh without its virtual nodes",
+        f"{CANARY}.trafficRouting.appMesh.virtualNodeGroup",
+        lambda m: canary(m).update(trafficRouting={"appMesh": {"virtualService": {"name": "web"}}}),
+    ),
 ]
 
 

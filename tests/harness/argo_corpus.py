@@ -70,15 +70,6 @@ PENDING: dict[str, str] = {
         "11 a Rollout name over 48 characters (server group names must stay label values)"
     ),
     # issue 13: traffic routers
-    "docs__features__traffic-management__apisix.md__L57.yaml#0": "13 apisix",
-    "docs__getting-started__ambassador__index.md__L155.yaml#0": "13 ambassador",
-    "docs__getting-started__ambassador__index.md__L93.yaml#0": "13 ambassador",
-    "examples__ambassador__rollout.yaml#0": "13 ambassador",
-    "examples__apisix__rollout.yaml#0": "13 apisix",
-    "examples__appmesh__canary-rollout.yaml#1": "13 appMesh",
-    "test__e2e__apisix__rollout-apisix-canary-set-header.yaml#3": "13 apisix",
-    "test__e2e__apisix__rollout-apisix-canary.yaml#3": "13 apisix",
-    "test__e2e__appmesh__appmesh-canary-rollout.yaml#8": "13 appMesh",
 }
 
 

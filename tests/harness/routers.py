@@ -34,14 +34,19 @@ from herdsman.cluster.kube import SERVICES
 from herdsman.cluster.kube import Path as KPath
 from herdsman.naming import LABEL_GROUP
 from herdsman.simulate import Fault, FaultRoute, Route
+from herdsman.traffic.ambassador import MAPPINGS
+from herdsman.traffic.apisix import APISIX_ROUTES
+from herdsman.traffic.appmesh import MESH_SERVICES, VIRTUAL_NODES, VIRTUAL_ROUTERS
 from herdsman.traffic.gatewayapi import HTTP_ROUTES
 from herdsman.traffic.istio import DESTINATION_RULES, VIRTUAL_SERVICES
 from herdsman.traffic.nginx import INGRESSES
 from herdsman.traffic.smi import TRAFFIC_SPLITS
+from herdsman.traffic.traefik import TRAEFIK_SERVICES
 
 CRDS = Path(__file__).resolve().parents[1] / "cluster" / "router-crds"
 VS = VIRTUAL_SERVICES[0]
 DR = DESTINATION_RULES[0]
+MAPPING = MAPPINGS[0]
 NGINX = "nginx.ingress.kubernetes.io"
 ALB = "alb.ingress.kubernetes.io"
 
@@ -186,6 +191,216 @@ def virtual_service(
     }
 
 
+def mapping(name: str = "checkout", service: str = "checkout:80") -> dict[str, Any]:
+    """The user's Ambassador Mapping: a prefix to the stable Service, no weight."""
+    return {
+        "apiVersion": "getambassador.io/v3alpha1",
+        "kind": "Mapping",
+        "metadata": {"name": name},
+        "spec": {"hostname": "*", "prefix": "/", "rewrite": "/", "service": service},
+    }
+
+
+def ambassador_split(mappings: list[dict[str, Any]]) -> dict[str, int]:
+    """{Service: weight} for requests to `/`, as Ambassador splits a prefix: Mappings with the
+    same hostname and prefix share it, those with a weight get it, one without gets the rest."""
+    shares: dict[str, int] = {}
+    rest: list[str] = []
+    for m in mappings:
+        spec = m.get("spec") or {}
+        if spec.get("prefix") != "/":
+            continue
+        svc = str(spec.get("service", "")).split("://")[-1].split(":")[0].split(".")[0]
+        if spec.get("weight") is None:
+            rest.append(svc)
+        else:
+            shares[svc] = shares.get(svc, 0) + int(spec["weight"])
+    if rest:
+        shares[rest[0]] = shares.get(rest[0], 0) + max(0, 100 - sum(shares.values()))
+    return shares
+
+
+def apisix_route(name: str = "checkout") -> dict[str, Any]:
+    """The user's ApisixRoute: one rule, named `main`, stable at 100 and canary at 0."""
+    return {
+        "apiVersion": "apisix.apache.org/v2",
+        "kind": "ApisixRoute",
+        "metadata": {"name": name},
+        "spec": {
+            "http": [
+                {
+                    "name": "main",
+                    "match": {"paths": ["/*"], "hosts": ["shop.example"]},
+                    "backends": [
+                        {"serviceName": "checkout", "servicePort": 80, "weight": 100},
+                        {"serviceName": "checkout-canary", "servicePort": 80, "weight": 0},
+                    ],
+                }
+            ]
+        },
+    }
+
+
+def _apisix_expr_ok(expr: dict[str, Any], headers: dict[str, str]) -> bool:
+    subject = expr.get("subject") or {}
+    if subject.get("scope") != "Header":
+        return False
+    value = {k.lower(): v for k, v in headers.items()}.get(str(subject.get("name", "")).lower())
+    if value is None:
+        return False
+    if expr.get("op") == "Equal":
+        return bool(value == expr.get("value"))
+    if expr.get("op") == "RegexMatch":
+        return re.search(str(expr.get("value", "")), value) is not None
+    return False
+
+
+def apisix_rule(routes: list[dict[str, Any]], headers: dict[str, str]) -> dict[str, Any] | None:
+    """The rule APISIX sends a request for `/` on shop.example to: among the rules whose
+    paths, hosts and exprs all match, the highest priority (default 0); a tie goes to the
+    first."""
+    best: tuple[int, dict[str, Any]] | None = None
+    for route in routes:
+        for rule in (route.get("spec") or {}).get("http") or []:
+            match = rule.get("match") or {}
+            if not any(p in ("/*", "/") for p in match.get("paths") or ["/*"]):
+                continue
+            if "shop.example" not in (match.get("hosts") or ["shop.example"]):
+                continue
+            if not all(_apisix_expr_ok(e, headers) for e in match.get("exprs") or []):
+                continue
+            priority = int(rule.get("priority") or 0)
+            if best is None or priority > best[0]:
+                best = (priority, rule)
+    return best[1] if best else None
+
+
+def apisix_backends(rule: dict[str, Any] | None) -> dict[str, int]:
+    """{Service: weight} of a rule; APISIX's default weight is 100."""
+    out: dict[str, int] = {}
+    for b in (rule or {}).get("backends") or []:
+        out[b["serviceName"]] = out.get(b["serviceName"], 0) + int(b.get("weight", 100))
+    return out
+
+
+def apisix_routing(cluster: Cluster, ns: str) -> Callable[[], Route]:
+    """For `TrafficSimulator(routing=...)`: each request routed by the ApisixRoutes."""
+
+    def snapshot() -> Route:
+        routes = cluster.rest.list(APISIX_ROUTES.url(ns))
+        groups = service_groups(cluster, ns)
+
+        def decide(headers: dict[str, str]) -> tuple[dict[str, float], dict[str, float]]:
+            weights = apisix_backends(apisix_rule(routes, headers))
+            return to_groups({k: float(v) for k, v in weights.items()}, groups), {}
+
+        return decide
+
+    return snapshot
+
+
+def mesh_objects() -> list[tuple[KPath, dict[str, Any]]]:
+    """The user's App Mesh objects: a VirtualService provided by a VirtualRouter whose route
+    sends 100 to the stable VirtualNode and 0 to the canary's; each node finds its pods
+    through a Service's DNS name (the stable and canary Services)."""
+
+    def node(name: str, service: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "appmesh.k8s.aws/v1beta2",
+            "kind": "VirtualNode",
+            "metadata": {"name": name},
+            "spec": {
+                "podSelector": {"matchLabels": {"app": "checkout"}},
+                "listeners": [{"portMapping": {"port": 80, "protocol": "http"}}],
+                "serviceDiscovery": {"dns": {"hostname": f"{service}.svc.cluster.local"}},
+            },
+        }
+
+    meta = {"apiVersion": "appmesh.k8s.aws/v1beta2"}
+    return [
+        (
+            MESH_SERVICES,
+            {
+                **meta,
+                "kind": "VirtualService",
+                "metadata": {"name": "checkout"},
+                "spec": {"provider": {"virtualRouter": {"virtualRouterRef": {"name": "checkout"}}}},
+            },
+        ),
+        (
+            VIRTUAL_ROUTERS,
+            {
+                **meta,
+                "kind": "VirtualRouter",
+                "metadata": {"name": "checkout"},
+                "spec": {
+                    "listeners": [{"portMapping": {"port": 80, "protocol": "http"}}],
+                    "routes": [
+                        {
+                            "name": "primary",
+                            "httpRoute": {
+                                "match": {"prefix": "/"},
+                                "action": {
+                                    "weightedTargets": [
+                                        {
+                                            "virtualNodeRef": {"name": "checkout-stable"},
+                                            "weight": 100,
+                                        },
+                                        {
+                                            "virtualNodeRef": {"name": "checkout-canary"},
+                                            "weight": 0,
+                                        },
+                                    ]
+                                },
+                            },
+                        }
+                    ],
+                },
+            },
+        ),
+        (VIRTUAL_NODES, node("checkout-stable", "checkout")),
+        (VIRTUAL_NODES, node("checkout-canary", "checkout-canary")),
+    ]
+
+
+def mesh_weights(vrouter: dict[str, Any] | None) -> dict[str, int]:
+    """{VirtualNode: weight} of the router's first route."""
+    routes = ((vrouter or {}).get("spec") or {}).get("routes") or []
+    if not routes:
+        return {}
+    rule = routes[0].get("httpRoute") or {}
+    return {
+        t["virtualNodeRef"]["name"]: int(t.get("weight", 0))
+        for t in (rule.get("action") or {}).get("weightedTargets") or []
+    }
+
+
+TRAEFIK = TRAEFIK_SERVICES[0]
+
+
+def traefik_service(name: str = "checkout") -> dict[str, Any]:
+    """The user's TraefikService: the stable Service at 100, the canary's at 0."""
+    return {
+        "apiVersion": "traefik.io/v1alpha1",
+        "kind": "TraefikService",
+        "metadata": {"name": name},
+        "spec": {
+            "weighted": {
+                "services": [
+                    {"name": "checkout", "port": 80, "weight": 100},
+                    {"name": "checkout-canary", "port": 80, "weight": 0},
+                ]
+            }
+        },
+    }
+
+
+def traefik_weights(body: dict[str, Any] | None) -> dict[str, int]:
+    """{Service: weight} as Traefik splits a weighted service (default weight 1)."""
+    services = (((body or {}).get("spec") or {}).get("weighted") or {}).get("services") or []
+    return {s["name"]: int(s.get("weight", 1)) for s in services}
+
+
 # The router config and user objects each router's e2e test starts from.
 ROUTING: dict[str, dict[str, Any]] = {
     "gatewayAPI": {"gatewayAPI": {"httpRoute": "checkout"}},
@@ -193,6 +408,18 @@ ROUTING: dict[str, dict[str, Any]] = {
     "istio": {"istio": {"virtualService": {"name": "checkout", "routes": ["primary"]}}},
     "smi": {"smi": {}},
     "alb": {"alb": {"ingress": "checkout-alb", "servicePort": 80, "rootService": "checkout-root"}},
+    "ambassador": {"ambassador": {"mappings": ["checkout"]}},
+    "apisix": {"apisix": {"route": {"name": "checkout", "rules": ["main"]}}},
+    "traefik": {"traefik": {"weightedTraefikServiceName": "checkout"}},
+    "appMesh": {
+        "appMesh": {
+            "virtualService": {"name": "checkout"},
+            "virtualNodeGroup": {
+                "canaryVirtualNodeRef": {"name": "checkout-canary"},
+                "stableVirtualNodeRef": {"name": "checkout-stable"},
+            },
+        }
+    },
 }
 
 
@@ -206,6 +433,15 @@ def create_user_objects(cluster: Cluster, ns: str, kind: str) -> None:
         cluster.rest.create(VS.url(ns), virtual_service())
     elif kind == "alb":
         cluster.rest.create(INGRESSES.url(ns), alb_ingress())
+    elif kind == "ambassador":
+        cluster.rest.create(MAPPING.url(ns), mapping())
+    elif kind == "apisix":
+        cluster.rest.create(APISIX_ROUTES.url(ns), apisix_route())
+    elif kind == "traefik":
+        cluster.rest.create(TRAEFIK.url(ns), traefik_service())
+    elif kind == "appMesh":
+        for path, body in mesh_objects():
+            cluster.rest.create(path.url(ns), body)
 
 
 # --- reading weights the way the data plane would ---------------------------------------------------
@@ -244,6 +480,20 @@ def service_weights(cluster: Cluster, ns: str, kind: str) -> dict[str, int]:
         }
     if kind == "alb":
         return alb_forward(rest.get(INGRESSES.url(ns, "checkout-alb")))
+    if kind == "ambassador":
+        return ambassador_split(rest.list(MAPPING.url(ns)))
+    if kind == "apisix":
+        return apisix_backends(apisix_rule(rest.list(APISIX_ROUTES.url(ns)), {}))
+    if kind == "traefik":
+        return traefik_weights(rest.get(TRAEFIK.url(ns, "checkout")))
+    if kind == "appMesh":
+        # Each node reaches its pods through the Service its DNS name names.
+        hosts = {
+            n["metadata"]["name"]: n["spec"]["serviceDiscovery"]["dns"]["hostname"].split(".")[0]
+            for n in rest.list(VIRTUAL_NODES.url(ns))
+        }
+        by_node = mesh_weights(rest.get(VIRTUAL_ROUTERS.url(ns, "checkout")))
+        return {hosts.get(node, node): w for node, w in by_node.items()}
     split = rest.get(TRAFFIC_SPLITS.url(ns, "checkout"))
     return {
         b["service"]: int(b["weight"])
@@ -596,6 +846,10 @@ def router_paths(kind: str) -> list[KPath]:
         "istio": [VS],
         "smi": [TRAFFIC_SPLITS],
         "alb": [INGRESSES],
+        "ambassador": [MAPPING],
+        "apisix": [APISIX_ROUTES],
+        "appMesh": [VIRTUAL_ROUTERS],
+        "traefik": [TRAEFIK],
     }[kind]
 
 
@@ -606,6 +860,22 @@ def canary_weight_of(event: Event, kind: str) -> int | None:
         if event.name != "checkout-alb" or event.type == "DELETED":
             return None
         return alb_forward(obj).get("checkout-canary")
+    if kind == "traefik":
+        if event.kind != "traefikservices" or event.type == "DELETED":
+            return None
+        return traefik_weights(obj).get("checkout-canary")
+    if kind == "appMesh":
+        if event.kind != "virtualrouters" or event.type == "DELETED":
+            return None
+        return mesh_weights(obj).get("checkout-canary")
+    if kind == "apisix":
+        if event.name != "checkout" or event.type == "DELETED":
+            return None
+        return apisix_backends(apisix_rule([obj], {})).get("checkout-canary")
+    if kind == "ambassador":
+        if event.name != "checkout-canary":
+            return None
+        return 0 if event.type == "DELETED" else int(obj["spec"].get("weight", 0))
     if kind == "nginx":
         if not event.name.endswith("-canary"):
             return None

@@ -327,6 +327,53 @@ def test_a_route_step_waits_until_the_router_holds_the_route() -> None:
     assert sim.router.routes == {"beta"}
 
 
+def test_a_step_of_several_parts_scales_routes_and_then_pauses_as_in_argo() -> None:
+    # Argo's APISIX docs: setCanaryScale + setHeaderRoute + pause in one step. The pause
+    # starts only once the canary's pods are up and the router holds the route.
+    combined = {"setCanaryScale": {"replicas": 2}, **header("beta", "a"), "pause": {}}
+    sim = healthy(
+        routed(
+            [combined, {"setWeight": 20}, {"pause": {}}],
+            trafficRouting={"managedRoutes": [{"name": "beta"}]},
+        )
+    )
+    sim.set_image("app:v2")
+    sim.run_until(lambda s: s.status.current_step_index == 0 and sim.groups.get("checkout-v002"))
+    assert sim.router is not None
+    sim.router = replace(sim.router, routes=frozenset())  # written, not yet in effect
+    lost = lambda key: key == ("traffic", "router")  # noqa: E731
+    for _ in range(3):
+        sim.reconcile(drop=lost)
+        sim.tick()
+    assert sim.status.phase != "Paused"  # not pausing before the route holds
+    d = sim.run_until(lambda s: s.status.phase == "Paused")
+    assert sim.status.current_step_index == 0
+    assert sim.groups["checkout-v002"].replicas == 2
+    assert sim.router.routes == {"beta"}
+    assert held(sim) == 0  # no weight: only the header route reaches the canary
+    assert d.desired.traffic is not None
+    assert [r.name for r in d.desired.traffic.header_routes] == ["beta"]
+    sim.promote(0)
+    sim.run_until(lambda s: s.status.phase == "Paused" and s.status.current_step_index == 2)
+    assert held(sim) == 20
+    assert sim.router.routes == {"beta"}
+
+
+def test_a_step_may_hold_one_action_only() -> None:
+    from herdsman.cli.lint import lint_object
+
+    for extra in ({"setWeight": 10}, {"analysis": {"templates": [{"templateName": "t"}]}}):
+        found = lint_object(routed([{"pause": {}, **extra}])).errors
+        assert [str(e) for e in found] == [
+            "spec.strategy.canary.steps[0]: Invalid value: step: set at most one of setWeight,"
+            " pause, experiment, analysis, chaos (Argo's rule; setCanaryScale, setHeaderRoute,"
+            " setMirrorRoute may go with any of them)"
+        ]
+    ok = {"setCanaryScale": {"weight": 5}, "setWeight": 10, **header("beta", "a")}
+    body = routed([ok], trafficRouting={"managedRoutes": [{"name": "beta"}]})
+    assert lint_object(body).errors == []
+
+
 # --- an unavailable router ----------------------------------------------------------------------------------
 
 

@@ -27,11 +27,15 @@ from herdsman.engine.world import Decision, Desired, RouterState, TrafficTarget
 from herdsman.naming import LABEL_GROUP
 from herdsman.traffic import ROUTERS, kind_of, observe_router, router_for, write_traffic
 from herdsman.traffic import base as traffic_base
+from herdsman.traffic.ambassador import MAPPINGS
+from herdsman.traffic.apisix import APISIX_ROUTES
+from herdsman.traffic.appmesh import MESH_SERVICES, NO_CANARY, VIRTUAL_NODES, VIRTUAL_ROUTERS
 from herdsman.traffic.base import RouterError, json_patch
 from herdsman.traffic.gatewayapi import HTTP_ROUTES
 from herdsman.traffic.istio import DESTINATION_RULES, VIRTUAL_SERVICES
 from herdsman.traffic.nginx import INGRESSES
 from herdsman.traffic.smi import TRAFFIC_SPLITS
+from herdsman.traffic.traefik import TRAEFIK_SERVICES
 
 pytestmark = pytest.mark.unit
 
@@ -206,6 +210,18 @@ ROUTING: dict[str, dict[str, Any]] = {
     "istio": {"istio": {"virtualService": {"name": "checkout", "routes": ["primary"]}}},
     "smi": {"smi": {}},
     "alb": {"alb": {"ingress": "checkout-alb", "servicePort": 80, "rootService": "checkout-root"}},
+    "ambassador": {"ambassador": {"mappings": ["checkout", "checkout-api"]}},
+    "apisix": {"apisix": {"route": {"name": "checkout", "rules": ["main"]}}},
+    "traefik": {"traefik": {"weightedTraefikServiceName": "checkout"}},
+    "appMesh": {
+        "appMesh": {
+            "virtualService": {"name": "checkout"},
+            "virtualNodeGroup": {
+                "canaryVirtualNodeRef": {"name": "checkout-canary"},
+                "stableVirtualNodeRef": {"name": "checkout-stable"},
+            },
+        }
+    },
 }
 MANAGED = [{"name": "beta-users"}, {"name": "shadow"}]
 
@@ -375,6 +391,125 @@ def traffic_split() -> dict[str, Any]:
     }
 
 
+def mapping(name: str = "checkout", prefix: str = "/", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "getambassador.io/v3alpha1",
+        "kind": "Mapping",
+        "metadata": {"name": name, "labels": {"team": "shop"}},
+        "spec": {
+            "hostname": "shop.example",
+            "prefix": prefix,
+            "rewrite": "/",
+            "service": "checkout:8080",
+            **spec,
+        },
+    }
+
+
+def apisix_route() -> dict[str, Any]:
+    return {
+        "apiVersion": "apisix.apache.org/v2",
+        "kind": "ApisixRoute",
+        "metadata": {"name": "checkout", "labels": {"team": "shop"}},
+        "spec": {
+            "http": [
+                {
+                    "name": "main",
+                    "match": {"paths": ["/*"], "hosts": ["shop.example"], "methods": ["GET"]},
+                    "backends": [
+                        {"serviceName": "checkout", "servicePort": 80, "weight": 100},
+                        {"serviceName": "checkout-canary", "servicePort": 80, "weight": 0},
+                    ],
+                },
+                {
+                    "name": "static",
+                    "match": {"paths": ["/static/*"]},
+                    "backends": [{"serviceName": "static-files", "servicePort": 80}],
+                },
+            ]
+        },
+    }
+
+
+def mesh_objects() -> list[tuple[Path, dict[str, Any]]]:
+    """An App Mesh VirtualService provided by a VirtualRouter with an HTTP route to the stable
+    node at 100 and the canary node at 0, a TCP route elsewhere, and the two nodes."""
+
+    def node(name: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "appmesh.k8s.aws/v1beta2",
+            "kind": "VirtualNode",
+            "metadata": {"name": name},
+            "spec": {
+                "podSelector": {"matchLabels": {"app": "checkout"}},
+                "listeners": [{"portMapping": {"port": 80, "protocol": "http"}}],
+                "serviceDiscovery": {"dns": {"hostname": f"{name}.shop.svc.cluster.local"}},
+            },
+        }
+
+    return [
+        (
+            MESH_SERVICES,
+            {
+                "apiVersion": "appmesh.k8s.aws/v1beta2",
+                "kind": "VirtualService",
+                "metadata": {"name": "checkout"},
+                "spec": {"provider": {"virtualRouter": {"virtualRouterRef": {"name": "checkout"}}}},
+            },
+        ),
+        (
+            VIRTUAL_ROUTERS,
+            {
+                "apiVersion": "appmesh.k8s.aws/v1beta2",
+                "kind": "VirtualRouter",
+                "metadata": {"name": "checkout"},
+                "spec": {
+                    "listeners": [{"portMapping": {"port": 80, "protocol": "http"}}],
+                    "routes": [
+                        {
+                            "name": "primary",
+                            "httpRoute": {
+                                "match": {"prefix": "/"},
+                                "action": {
+                                    "weightedTargets": [
+                                        {
+                                            "virtualNodeRef": {"name": "checkout-stable"},
+                                            "weight": 100,
+                                        },
+                                        {
+                                            "virtualNodeRef": {"name": "checkout-canary"},
+                                            "weight": 0,
+                                        },
+                                    ]
+                                },
+                            },
+                        },
+                    ],
+                },
+            },
+        ),
+        (VIRTUAL_NODES, node("checkout-stable")),
+        (VIRTUAL_NODES, node("checkout-canary")),
+    ]
+
+
+def traefik_service() -> dict[str, Any]:
+    return {
+        "apiVersion": "traefik.io/v1alpha1",
+        "kind": "TraefikService",
+        "metadata": {"name": "checkout"},
+        "spec": {
+            "weighted": {
+                "services": [
+                    {"name": "checkout", "port": 80, "weight": 100},
+                    {"name": "checkout-canary", "port": 80, "weight": 0},
+                ],
+                "sticky": {"cookie": {"name": "lb"}},
+            }
+        },
+    }
+
+
 def world(kind: str) -> FakeKube:
     """A cluster with the router's kinds installed and the user's objects in place."""
     if kind == "gatewayAPI":
@@ -389,6 +524,20 @@ def world(kind: str) -> FakeKube:
     elif kind == "alb":
         kube = FakeKube()
         kube.put(INGRESSES, alb_ingress())
+    elif kind == "traefik":
+        kube = FakeKube(TRAEFIK_SERVICES[0])
+        kube.put(TRAEFIK_SERVICES[0], traefik_service())
+    elif kind == "appMesh":
+        kube = FakeKube(MESH_SERVICES, VIRTUAL_ROUTERS, VIRTUAL_NODES)
+        for path, body in mesh_objects():
+            kube.put(path, body)
+    elif kind == "apisix":
+        kube = FakeKube(APISIX_ROUTES)
+        kube.put(APISIX_ROUTES, apisix_route())
+    elif kind == "ambassador":
+        kube = FakeKube(MAPPINGS[0])
+        kube.put(MAPPINGS[0], mapping())
+        kube.put(MAPPINGS[0], mapping("checkout-api", "/api/", service="http://checkout"))
     else:
         kube = FakeKube(TRAFFIC_SPLITS)
         kube.put(TRAFFIC_SPLITS, traffic_split())
@@ -421,6 +570,10 @@ def user_view(kube: FakeKube, kind: str) -> dict[str, Any] | None:
         "istio": (VIRTUAL_SERVICES[0], "checkout"),
         "smi": (TRAFFIC_SPLITS, "checkout"),
         "alb": (INGRESSES, "checkout-alb"),
+        "ambassador": (MAPPINGS[0], "checkout"),
+        "apisix": (APISIX_ROUTES, "checkout"),
+        "appMesh": (VIRTUAL_ROUTERS, "checkout"),
+        "traefik": (TRAEFIK_SERVICES[0], "checkout"),
     }[kind]
     body = kube.obj(path, name)
     if body is None:
@@ -438,6 +591,14 @@ def user_view(kube: FakeKube, kind: str) -> dict[str, Any] | None:
             dest.pop("weight", None)
     for backend in (body.get("spec") or {}).get("backends") or []:
         backend.pop("weight", None)
+    for rule in (body.get("spec") or {}).get("http") or []:
+        for backend in rule.get("backends") or []:
+            backend.pop("weight", None)
+    for svc in ((body.get("spec") or {}).get("weighted") or {}).get("services") or []:
+        svc.pop("weight", None)
+    for route in (body.get("spec") or {}).get("routes") or []:
+        for target in (route.get("httpRoute") or {}).get("action", {}).get("weightedTargets", []):
+            target.pop("weight", None)
     return body
 
 
@@ -486,8 +647,10 @@ def test_every_router_writes_nothing_when_it_already_holds_the_target(kind: str)
     run(router.apply(kube, r, target(0), deadline()))
     assert kube.writes == writes, "a repeated target wrote again"
     # 0 -> 20 -> 0 is at most three writes (two for nginx: create and delete; one for a
-    # created SMI split and its two moves), never one per call.
-    assert len(writes) <= 3
+    # created SMI split and its two moves), never one per call; per Mapping for ambassador,
+    # whose fixture names two.
+    # appMesh: plus one selector write per VirtualNode, once.
+    assert len(writes) <= {"ambassador": 6, "appMesh": 5}.get(kind, 3)
 
 
 @pytest.mark.parametrize("kind", sorted(ROUTERS))
@@ -543,7 +706,7 @@ def test_routes_are_carried_exactly_by_routers_that_say_so_and_refused_by_the_ot
             with pytest.raises(RouterError, match="cannot carry header or mirror routes"):
                 run(router.apply(kube, r, target(10, route), deadline()))
         return
-    if not router.mirror_routes:  # alb: header routes only
+    if not router.mirror_routes:  # alb, apisix: header routes only
         with pytest.raises(RouterError, match="cannot mirror"):
             run(router.apply(kube, r, target(10, MIRROR), deadline()))
         run(router.apply(kube, r, target(10, HEADER), deadline()))
@@ -582,7 +745,9 @@ def test_a_router_whose_kind_is_not_installed_says_so(kind: str) -> None:
         assert "not installed in this cluster" in state.message
 
 
-@pytest.mark.parametrize("kind", ["gatewayAPI", "istio", "nginx"])
+@pytest.mark.parametrize(
+    "kind", ["gatewayAPI", "istio", "nginx", "ambassador", "apisix", "appMesh", "traefik"]
+)
 def test_a_router_whose_object_is_missing_says_which(kind: str) -> None:
     r = rollout(kind)
     kube = world(kind)
@@ -733,6 +898,38 @@ def test_nginx_never_takes_over_an_ingress_it_does_not_own() -> None:
     assert kube.obj(INGRESSES, "checkout-checkout-canary") is not None
 
 
+def test_nginx_stable_ingresses_each_get_a_canary_with_argos_annotations() -> None:
+    kube = world("nginx")
+    second = ingress()
+    second["metadata"]["name"] = "checkout-internal"
+    kube.put(INGRESSES, second)
+    r = rollout(
+        "nginx",
+        nginx={
+            "stableIngresses": ["checkout", "checkout-internal"],
+            "additionalIngressAnnotations": {"canary-by-header": "X-Canary"},
+            "canaryIngressAnnotations": {"team.example/owner": "shop"},
+        },
+    )
+    run(ROUTERS["nginx"].apply(kube, r, target(35), deadline()))
+    for name in ("checkout", "checkout-internal"):
+        canary = kube.obj(INGRESSES, f"checkout-{name}-canary")
+        assert canary is not None
+        assert canary["metadata"]["annotations"] == {
+            "kubernetes.io/ingress.class": "nginx",
+            "nginx.ingress.kubernetes.io/canary": "true",
+            "nginx.ingress.kubernetes.io/canary-weight": "35",
+            "nginx.ingress.kubernetes.io/canary-by-header": "X-Canary",  # under the prefix
+            "team.example/owner": "shop",  # as it is
+        }
+    assert run(ROUTERS["nginx"].observe(kube, r, deadline())).canary_weight == 35
+    # One canary Ingress deleted by hand: the two no longer agree, so no weight is held.
+    del kube.objects[INGRESSES.url(NS, "checkout-checkout-internal-canary")]
+    assert run(ROUTERS["nginx"].observe(kube, r, deadline())).canary_weight is None
+    run(ROUTERS["nginx"].apply(kube, r, target(0), deadline()))
+    assert [u for u in kube.objects if u.endswith("-canary")] == []
+
+
 # --- Istio specifics -----------------------------------------------------------------------------------
 
 
@@ -821,6 +1018,236 @@ def test_smi_creates_an_owned_split_and_patches_a_users_in_place() -> None:
     ]
 
 
+# --- Ambassador specifics ------------------------------------------------------------------------------
+
+
+def test_ambassador_canary_mappings_copy_yours_owned_and_removed_at_zero() -> None:
+    kube, r = world("ambassador"), rollout("ambassador")
+    run(ROUTERS["ambassador"].apply(kube, r, target(15), deadline()))
+    canary = kube.obj(MAPPINGS[0], "checkout-canary")
+    assert canary is not None
+    assert canary["metadata"]["ownerReferences"][0]["uid"] == UID
+    assert canary["spec"] == {
+        "hostname": "shop.example",
+        "prefix": "/",
+        "rewrite": "/",
+        "service": "checkout-canary:8080",  # the port kept
+        "weight": 15,
+    }
+    api = kube.obj(MAPPINGS[0], "checkout-api-canary")
+    assert api is not None
+    assert (api["spec"]["service"], api["spec"]["weight"]) == ("http://checkout-canary", 15)
+    run(ROUTERS["ambassador"].apply(kube, r, target(0), deadline()))
+    assert kube.obj(MAPPINGS[0], "checkout-canary") is None
+    assert kube.obj(MAPPINGS[0], "checkout-api-canary") is None
+    assert kube.obj(MAPPINGS[0], "checkout") == {
+        **mapping(),
+        "metadata": {**mapping()["metadata"], "namespace": NS, "resourceVersion": "100"},
+    }
+
+
+def test_ambassador_refuses_a_mapping_with_a_weight_and_one_it_does_not_own() -> None:
+    kube, r = world("ambassador"), rollout("ambassador")
+    kube.put(MAPPINGS[0], mapping(weight=10))
+    state = run(ROUTERS["ambassador"].observe(kube, r, deadline()))
+    assert not state.available
+    assert state.message.startswith(
+        "spec.strategy.canary.trafficRouting.ambassador.mappings: Mapping 'checkout' sets a weight"
+    )
+    with pytest.raises(RouterError, match="sets a weight"):
+        run(ROUTERS["ambassador"].apply(kube, r, target(10), deadline()))
+    kube = world("ambassador")
+    kube.put(MAPPINGS[0], mapping("checkout-canary", weight=50))
+    state = run(ROUTERS["ambassador"].observe(kube, r, deadline()))
+    assert "is not this Rollout's" in state.message
+    with pytest.raises(RouterError):
+        run(ROUTERS["ambassador"].apply(kube, r, target(0), deadline()))
+    assert kube.obj(MAPPINGS[0], "checkout-canary") is not None
+
+
+def test_ambassador_reads_and_writes_v2_when_v3alpha1_is_not_served() -> None:
+    kube, r = FakeKube(MAPPINGS[1]), rollout("ambassador")
+    kube.put(MAPPINGS[1], mapping())
+    kube.put(MAPPINGS[1], mapping("checkout-api", "/api/"))
+    run(ROUTERS["ambassador"].apply(kube, r, target(40), deadline()))
+    assert run(ROUTERS["ambassador"].observe(kube, r, deadline())) == RouterState(canary_weight=40)
+    canary = kube.obj(MAPPINGS[1], "checkout-canary")
+    assert canary is not None
+    assert canary["apiVersion"] == "getambassador.io/v2"
+
+
+def test_ambassador_mappings_that_disagree_hold_no_weight() -> None:
+    kube, r = world("ambassador"), rollout("ambassador")
+    run(ROUTERS["ambassador"].apply(kube, r, target(20), deadline()))
+    kube.objects[MAPPINGS[0].url(NS, "checkout-api-canary")]["spec"]["weight"] = 30
+    assert run(ROUTERS["ambassador"].observe(kube, r, deadline())).canary_weight is None
+    run(ROUTERS["ambassador"].apply(kube, r, target(20), deadline()))
+    assert run(ROUTERS["ambassador"].observe(kube, r, deadline())).canary_weight == 20
+
+
+# --- APISIX specifics -----------------------------------------------------------------------------------
+
+
+def test_apisix_weights_go_on_the_managed_rules_backends_only() -> None:
+    kube, r = world("apisix"), rollout("apisix")
+    run(ROUTERS["apisix"].apply(kube, r, target(7), deadline()))
+    (_, _, ops) = kube.writes[-1]
+    assert ops[1:] == [
+        {"op": "replace", "path": "/spec/http/0/backends/0/weight", "value": 93},
+        {"op": "replace", "path": "/spec/http/0/backends/1/weight", "value": 7},
+    ]
+
+
+def test_apisix_header_route_is_an_owned_route_to_the_canary_removed_with_the_step() -> None:
+    kube, r = world("apisix"), rollout("apisix")
+    prefix_header = SetHeaderRoute.model_validate(
+        {
+            "name": "beta-users",
+            "match": [
+                {"headerName": "x-beta", "headerValue": {"exact": "yes"}},
+                {"headerName": "x-tier", "headerValue": {"prefix": "gold."}},
+            ],
+        }
+    )
+    run(ROUTERS["apisix"].apply(kube, r, target(10, prefix_header), deadline()))
+    made = kube.obj(APISIX_ROUTES, "beta-users")
+    assert made is not None
+    assert made["metadata"]["ownerReferences"][0]["uid"] == UID
+    assert made["spec"]["http"] == [
+        {
+            "name": "main",
+            "priority": 1,
+            "match": {
+                "paths": ["/*"],
+                "hosts": ["shop.example"],
+                "methods": ["GET"],
+                "exprs": [
+                    {
+                        "subject": {"scope": "Header", "name": "x-beta"},
+                        "op": "Equal",
+                        "value": "yes",
+                    },
+                    {
+                        "subject": {"scope": "Header", "name": "x-tier"},
+                        "op": "RegexMatch",
+                        "value": r"^gold\..*",
+                    },
+                ],
+            },
+            "backends": [{"serviceName": "checkout-canary", "servicePort": 80, "weight": 100}],
+        }
+    ]
+    assert run(ROUTERS["apisix"].observe(kube, r, deadline())).routes == {"beta-users"}
+    empty = SetHeaderRoute.model_validate({"name": "beta-users"})
+    run(ROUTERS["apisix"].apply(kube, r, target(10, empty), deadline()))
+    assert kube.obj(APISIX_ROUTES, "beta-users") is None
+
+
+def test_apisix_never_takes_over_a_route_it_does_not_own() -> None:
+    kube, r = world("apisix"), rollout("apisix")
+    squatter = apisix_route()
+    squatter["metadata"] = {"name": "beta-users"}
+    kube.put(APISIX_ROUTES, squatter)
+    run(ROUTERS["apisix"].apply(kube, r, target(0), deadline()))  # not asked for: left alone
+    assert kube.obj(APISIX_ROUTES, "beta-users") is not None
+    with pytest.raises(RouterError, match="is not this Rollout's"):
+        run(ROUTERS["apisix"].apply(kube, r, target(10, HEADER), deadline()))
+    assert run(ROUTERS["apisix"].observe(kube, r, deadline())).routes == frozenset()
+
+
+def test_apisix_rules_default_to_the_routes_name_and_must_exist() -> None:
+    r = rollout("apisix", apisix={"route": {"name": "checkout"}})
+    state = run(ROUTERS["apisix"].observe(world("apisix"), r, deadline()))
+    assert not state.available
+    assert state.message == (
+        "spec.strategy.canary.trafficRouting.apisix.route: ApisixRoute 'checkout' has no http"
+        " rule named 'checkout'"
+    )
+    kube = FakeKube(APISIX_ROUTES)
+    body = apisix_route()
+    body["spec"]["http"][0]["backends"].pop()
+    kube.put(APISIX_ROUTES, body)
+    state = run(ROUTERS["apisix"].observe(kube, rollout("apisix"), deadline()))
+    assert "rule 'main' has no backend for the canary Service 'checkout-canary'" in state.message
+
+
+# --- Traefik specifics -----------------------------------------------------------------------------------
+
+
+def test_traefik_reads_the_older_api_group_and_names_a_missing_service() -> None:
+    kube, r = FakeKube(TRAEFIK_SERVICES[1]), rollout("traefik")
+    kube.put(TRAEFIK_SERVICES[1], traefik_service())
+    run(ROUTERS["traefik"].apply(kube, r, target(45), deadline()))
+    body = kube.obj(TRAEFIK_SERVICES[1], "checkout")
+    assert body is not None
+    assert [s["weight"] for s in body["spec"]["weighted"]["services"]] == [55, 45]
+    body["spec"]["weighted"]["services"].pop()
+    kube.put(TRAEFIK_SERVICES[1], body)
+    state = run(ROUTERS["traefik"].observe(kube, r, deadline()))
+    assert state.message == (
+        "spec.strategy.canary.trafficRouting.traefik.weightedTraefikServiceName: TraefikService"
+        " 'checkout' has no weighted service for the canary Service 'checkout-canary' (add one"
+        " with weight 0)"
+    )
+
+
+# --- App Mesh specifics ---------------------------------------------------------------------------------
+
+
+def test_app_mesh_weights_the_routes_targets_and_points_the_nodes_at_the_groups() -> None:
+    kube, r = world("appMesh"), rollout("appMesh")
+    run(ROUTERS["appMesh"].apply(kube, r, target(25), deadline()))
+    vrouter = kube.obj(VIRTUAL_ROUTERS, "checkout")
+    assert vrouter is not None
+    targets = vrouter["spec"]["routes"][0]["httpRoute"]["action"]["weightedTargets"]
+    assert [t["weight"] for t in targets] == [75, 25]
+    selectors = {
+        n: kube.obj(VIRTUAL_NODES, n)["spec"]["podSelector"]["matchLabels"]  # type: ignore[index]
+        for n in ("checkout-stable", "checkout-canary")
+    }
+    assert selectors == {
+        "checkout-stable": {"app": "checkout", LABEL_GROUP: "checkout-v001"},
+        "checkout-canary": {"app": "checkout", LABEL_GROUP: "checkout-v002"},
+    }
+    # Completed: the canary node selects no pod (App Mesh refuses two equal selectors).
+    done = TrafficTarget(canary_weight=0, canary_group=None, stable_group="checkout-v002")
+    run(ROUTERS["appMesh"].apply(kube, r, done, deadline()))
+    canary = kube.obj(VIRTUAL_NODES, "checkout-canary")
+    assert canary is not None
+    assert canary["spec"]["podSelector"]["matchLabels"][LABEL_GROUP] == NO_CANARY
+    assert run(ROUTERS["appMesh"].observe(kube, r, deadline())).canary_weight == 0
+
+
+def test_app_mesh_names_what_is_missing() -> None:
+    r = rollout(
+        "appMesh",
+        appMesh={
+            "virtualService": {"name": "checkout", "routes": ["nope"]},
+            "virtualNodeGroup": {
+                "canaryVirtualNodeRef": {"name": "checkout-canary"},
+                "stableVirtualNodeRef": {"name": "checkout-stable"},
+            },
+        },
+    )
+    state = run(ROUTERS["appMesh"].observe(world("appMesh"), r, deadline()))
+    assert state.message == (
+        "spec.strategy.canary.trafficRouting.appMesh.virtualService.routes: VirtualRouter"
+        " 'checkout' has no route named 'nope'"
+    )
+    kube = world("appMesh")
+    del kube.objects[VIRTUAL_NODES.url(NS, "checkout-canary")]
+    state = run(ROUTERS["appMesh"].observe(kube, rollout("appMesh"), deadline()))
+    assert state.message == (
+        "spec.strategy.canary.trafficRouting.appMesh.virtualNodeGroup.canaryVirtualNodeRef.name:"
+        " VirtualNode 'checkout-canary' not found in namespace 'shop'"
+    )
+    kube = world("appMesh")
+    vsvc = kube.objects[MESH_SERVICES.url(NS, "checkout")]
+    vsvc["spec"] = {"provider": {"virtualNode": {"virtualNodeRef": {"name": "checkout-stable"}}}}
+    state = run(ROUTERS["appMesh"].observe(kube, rollout("appMesh"), deadline()))
+    assert "is not provided by a virtualRouter" in state.message
+
+
 # --- the diff --------------------------------------------------------------------------------------------
 
 
@@ -855,3 +1282,99 @@ def test_generated_route_names_are_rule_names_even_for_dotted_rollouts() -> None
     )
     body["metadata"]["name"] = "checkout.v2"
     assert traffic_base.generated_prefix(Rollout.model_validate(body)) == "herdsman-checkout-v2-"
+
+
+# --- Argo's Gateway API plugin block ---------------------------------------------------------------------
+
+PLUGIN = "argoproj-labs/gatewayAPI"
+
+
+def plugin_rollout(config: dict[str, Any]) -> Rollout:
+    body = manifest(
+        stableService="checkout",
+        canaryService="checkout-canary",
+        trafficRouting={"plugins": {PLUGIN: config}, "managedRoutes": MANAGED},
+    )
+    body["metadata"]["uid"] = UID
+    return Rollout.model_validate(body)
+
+
+def test_the_gateway_api_plugin_block_is_carried_by_the_gateway_api_router() -> None:
+    kube = world("gatewayAPI")
+    other = http_route()
+    other["metadata"]["name"] = "checkout-internal"
+    kube.put(HTTP_ROUTES, other)
+    r = plugin_rollout(
+        {
+            "httpRoutes": [
+                {"name": "checkout", "useHeaderRoutes": True},
+                {"name": "checkout-internal"},
+            ],
+            "namespace": NS,
+        }
+    )
+    assert kind_of(r) == "gatewayAPI"
+    router = ROUTERS["gatewayAPI"]
+    run(router.apply(kube, r, target(30, HEADER), deadline()))
+    held = run(router.observe(kube, r, deadline()))
+    assert (held.canary_weight, held.routes) == (30, {"beta-users"})
+    for name, rules in (
+        ("checkout", ["herdsman-checkout-beta-users", "main", "static"]),
+        ("checkout-internal", ["main", "static"]),  # no useHeaderRoutes: weights only
+    ):
+        route = kube.obj(HTTP_ROUTES, name)
+        assert route is not None
+        assert [rule["name"] for rule in route["spec"]["rules"]] == rules
+        assert [b["weight"] for b in route["spec"]["rules"][-2]["backendRefs"]] == [70, 30]
+
+
+def test_the_plugin_block_names_what_it_cannot_carry() -> None:
+    from herdsman.cli.lint import lint_object
+
+    def errors(routing: dict[str, Any]) -> list[str]:
+        body = manifest(stableService="checkout", canaryService="checkout-canary")
+        body["spec"]["strategy"]["canary"]["trafficRouting"] = routing
+        return [str(e) for e in lint_object(body).errors]
+
+    where = "spec.strategy.canary.trafficRouting.plugins"
+    assert errors({"plugins": {"argoproj-labs/contour": {"httpProxy": "x"}}}) == [
+        f"{where}: Invalid value: Herdsman runs no traffic router plugins; it carries out"
+        f" {PLUGIN} itself (or use the gatewayAPI field), and no other"
+    ]
+    assert errors({"plugins": {PLUGIN: {"tlsRoute": "x"}}}) == [
+        f"{where}[{PLUGIN}].tlsRoute: Forbidden: the gatewayAPI router carries HTTP, gRPC and"
+        " TCP routes: use httpRoute(s), grpcRoute(s), tcpRoute(s) and namespace"
+    ]
+    both = {"gatewayAPI": {"httpRoute": "a"}, "plugins": {PLUGIN: {"httpRoute": "a"}}}
+    assert [e.split(": ", 1)[0] for e in errors(both)] == [where]
+    assert errors({"plugins": {PLUGIN: {"httpRoute": "checkout", "namespace": "shop"}}}) == []
+    # The operator says the same, holding the rollout, rather than failing a pass.
+    r = plugin_rollout({"tlsRoute": "x"})
+    state = run(ROUTERS["gatewayAPI"].observe(world("gatewayAPI"), r, deadline()))
+    assert not state.available
+    assert state.message.startswith(f"{where}[{PLUGIN}].tlsRoute")
+
+
+def test_the_plugin_block_weights_grpc_and_tcp_routes_too() -> None:
+    from herdsman.traffic.gatewayapi import GRPC_ROUTES, TCP_ROUTES
+
+    kube = FakeKube(HTTP_ROUTES, GRPC_ROUTES, TCP_ROUTES)
+    for path, kind in ((GRPC_ROUTES, "GRPCRoute"), (TCP_ROUTES, "TCPRoute")):
+        body = http_route()
+        body["kind"] = kind
+        for rule in body["spec"]["rules"]:
+            rule.pop("matches", None)
+        kube.put(path, body)
+    r = plugin_rollout({"grpcRoute": "checkout", "tcpRoutes": [{"name": "checkout"}]})
+    router = ROUTERS["gatewayAPI"]
+    run(router.apply(kube, r, target(40), deadline()))
+    assert run(router.observe(kube, r, deadline())).canary_weight == 40
+    for path in (GRPC_ROUTES, TCP_ROUTES):
+        route = kube.obj(path, "checkout")
+        assert route is not None
+        assert [b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]] == [60, 40]
+    with pytest.raises(RouterError, match="useHeaderRoutes"):
+        run(router.apply(kube, r, target(40, HEADER), deadline()))
+    missing = run(router.observe(FakeKube(HTTP_ROUTES), r, deadline()))
+    assert missing.message.startswith(f"spec.strategy.canary.trafficRouting.plugins[{PLUGIN}]")
+    assert "GRPCRoute" in missing.message

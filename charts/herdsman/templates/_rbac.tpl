@@ -71,9 +71,10 @@ handlers and Kopf's own peering and scanning) and fails when the two differ in e
   resources: [events]
   verbs: [create, list, watch]
 # Traffic routers (operator/herdsman/traffic/): the route objects a Rollout names, whose weights
-# the operator sets; the NGINX canary Ingress and the SMI TrafficSplit are the operator's own.
+# the operator sets; the NGINX canary Ingress, the SMI TrafficSplit, the Ambassador canary
+# Mappings and the APISIX header-route ApisixRoutes are the operator's own.
 - apiGroups: [gateway.networking.k8s.io]
-  resources: [httproutes]
+  resources: [httproutes, grpcroutes, tcproutes]
   verbs: [get, patch]
 - apiGroups: [networking.istio.io]
   resources: [virtualservices, destinationrules]
@@ -84,6 +85,21 @@ handlers and Kopf's own peering and scanning) and fails when the two differ in e
 - apiGroups: [split.smi-spec.io]
   resources: [trafficsplits]
   verbs: [create, get, patch]
+- apiGroups: [getambassador.io]
+  resources: [mappings]
+  verbs: [create, delete, get, patch]
+- apiGroups: [apisix.apache.org]
+  resources: [apisixroutes]
+  verbs: [create, delete, get, patch]
+- apiGroups: [appmesh.k8s.aws]
+  resources: [virtualservices]
+  verbs: [get]
+- apiGroups: [appmesh.k8s.aws]
+  resources: [virtualrouters, virtualnodes]
+  verbs: [get, patch]
+- apiGroups: [traefik.io, traefik.containo.us]
+  resources: [traefikservices]
+  verbs: [get, patch]
 {{- end -}}
 
 {{/* Cluster-scoped resources, in both modes. */}}

@@ -178,6 +178,10 @@ _ROUTER_NAMES = {
     "istio": "Istio",
     "smi": "SMI",
     "alb": "AWS ALB",
+    "ambassador": "Ambassador",
+    "apisix": "Apache APISIX",
+    "appMesh": "AWS App Mesh",
+    "traefik": "Traefik",
 }
 
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from herdsman.api.rollout import Rollout, SetHeaderRoute, SetMirrorRoute
+from pydantic import ValidationError
+
+from herdsman.api.rollout import CanaryStrategy, Rollout, SetHeaderRoute, SetMirrorRoute
+from herdsman.api.routing import GATEWAY_API_PLUGIN
 from herdsman.engine.chaos_checks import http_fault_problems
 from herdsman.engine.world import World
 
 # Routers that can send a header-matched share of traffic to the canary, and a mirrored one.
-ROUTERS_WITH_ROUTES = {"gatewayAPI", "istio", "alb"}
+ROUTERS_WITH_ROUTES = {"gatewayAPI", "istio", "alb", "apisix"}
 ROUTERS_WITH_MIRRORS = {"gatewayAPI", "istio"}
 # Routers that can split traffic three ways (stable, canary, baseline). An NGINX canary Ingress
 # carries exactly one canary backend per host and path.
@@ -110,6 +113,8 @@ def spec_problems(rollout: Rollout) -> list[Problem]:
                 " drop destinationRule",
             )
         )
+    if routing is not None and routing.plugins:
+        found.extend(_plugin_problems(canary, f"{prefix}.trafficRouting"))
     starting = canary.analysis.starting_step or 0 if canary.analysis is not None else None
     for i, step in enumerate(canary.steps):
         if step.chaos is not None and starting is not None and starting > i:
@@ -133,6 +138,45 @@ def spec_problems(rollout: Rollout) -> list[Problem]:
                 where = f"{prefix}.steps[{i}].{kind}"
                 found.extend(_route_problems(where, route, kinds, managed))
     return found
+
+
+def _plugin_problems(canary: CanaryStrategy, where: str) -> list[Problem]:
+    """Argo's Gateway API plugin block, which the gatewayAPI router carries out: what of its
+    configuration does not parse, or is not carried (gRPC, TCP, TLS routes, selectors)."""
+    assert canary.traffic_routing is not None
+    field = f"{where}.plugins[{GATEWAY_API_PLUGIN}]"
+    try:
+        plugin = canary.traffic_routing.gateway_api_plugin
+    except ValidationError as err:
+        found = []
+        for e in err.errors():
+            path = ".".join(str(p) for p in e["loc"])
+            if e["type"] == "extra_forbidden":
+                found.append(
+                    Problem(
+                        f"{field}.{path}",
+                        "Forbidden",
+                        "the gatewayAPI router carries HTTP, gRPC and TCP routes: use"
+                        " httpRoute(s), grpcRoute(s), tcpRoute(s) and namespace",
+                    )
+                )
+            else:
+                found.append(Problem(f"{field}.{path}", "Invalid value", e["msg"]))
+        return found
+    if plugin is None:
+        return []  # another plugin: the CRD refuses it, naming the field
+    if not (plugin.routes or plugin.grpc_names or plugin.tcp_names):
+        return [Problem(field, "Required value", "set httpRoute(s), grpcRoute(s) or tcpRoute(s)")]
+    routed = any(s.set_header_route or s.set_mirror_route for s in canary.steps)
+    if routed and not any(r.use_header_routes for r in plugin.routes):
+        return [
+            Problem(
+                f"{field}.httpRoutes",
+                "Invalid value",
+                "the steps set header or mirror routes: give one HTTPRoute useHeaderRoutes: true",
+            )
+        ]
+    return []
 
 
 def _route_problems(

@@ -27,15 +27,32 @@ from herdsman.cluster.budget import Deadline
 from herdsman.cluster.kube import Kube, KubeError
 from herdsman.engine.world import Decision, RouterState
 from herdsman.traffic.alb import ALB
+from herdsman.traffic.ambassador import Ambassador
+from herdsman.traffic.apisix import Apisix
+from herdsman.traffic.appmesh import AppMesh
 from herdsman.traffic.base import Router, RouterError
 from herdsman.traffic.gatewayapi import GatewayAPI
 from herdsman.traffic.istio import Istio
 from herdsman.traffic.nginx import Nginx
 from herdsman.traffic.smi import SMI
+from herdsman.traffic.traefik import Traefik
 
 log = logging.getLogger("herdsman.traffic")
 
-ROUTERS: dict[str, Router] = {r.kind: r for r in (GatewayAPI(), Nginx(), Istio(), SMI(), ALB())}
+ROUTERS: dict[str, Router] = {
+    r.kind: r
+    for r in (
+        GatewayAPI(),
+        Nginx(),
+        Istio(),
+        SMI(),
+        ALB(),
+        Ambassador(),
+        Apisix(),
+        AppMesh(),
+        Traefik(),
+    )
+}
 
 # A write computed on an object someone changed meanwhile is recomputed on the fresh object;
 # this many times, then the pass fails and is retried with backoff.

@@ -16,12 +16,20 @@ first in the list in managedRoutes order and removed when no step asks for them 
 
 Filters of the first managed rule (rewrites, header modifiers) are copied onto generated rules,
 so a request behaves the same whichever rule it lands on.
+
+Argo's Gateway API plugin block (`plugins["argoproj-labs/gatewayAPI"]`) is carried out here too:
+each HTTPRoute it names is weighted as above (header and mirror rules only on those with
+`useHeaderRoutes`), and its GRPCRoutes and TCPRoutes get the same backendRef weights, without
+header or mirror routes. Several routes hold a weight only when all of them hold it.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any, ClassVar
+
+from pydantic import ValidationError
 
 from herdsman.api.rollout import (
     Rollout,
@@ -30,7 +38,7 @@ from herdsman.api.rollout import (
     SetMirrorRoute,
     StringMatch,
 )
-from herdsman.api.routing import GatewayAPIRouting
+from herdsman.api.routing import GATEWAY_API_PLUGIN
 from herdsman.cluster.budget import Deadline
 from herdsman.cluster.kube import Kube, Path
 from herdsman.engine.world import RouterState, TrafficTarget
@@ -38,19 +46,70 @@ from herdsman.traffic import base
 from herdsman.traffic.base import RouterError
 
 HTTP_ROUTES = Path("gateway.networking.k8s.io", "v1", "httproutes")
+# Routes Argo's plugin block may name besides HTTPRoutes: weights only, their rules carry
+# backendRefs with weights the same way (GRPCRoute is GA, TCPRoute still v1alpha2).
+GRPC_ROUTES = Path("gateway.networking.k8s.io", "v1", "grpcroutes")
+TCP_ROUTES = Path("gateway.networking.k8s.io", "v1alpha2", "tcproutes")
 FIELD = f"{base.FIELD}.gatewayAPI.httpRoute"
+PLUGIN_FIELD = f"{base.FIELD}.plugins[{GATEWAY_API_PLUGIN}]"
 DEFAULT_MATCH: dict[str, Any] = {"path": {"type": "PathPrefix", "value": "/"}}
 
 
-def config(rollout: Rollout) -> GatewayAPIRouting:
+@dataclass(frozen=True)
+class RouteRef:
+    """One HTTPRoute the router weights: from `gatewayAPI`, or one of the routes of Argo's
+    Gateway API plugin block (which may name several)."""
+
+    name: str
+    namespace: str | None
+    rule_names: tuple[str, ...] = ()
+    # Whether header and mirror routes are added to it (the plugin's useHeaderRoutes).
+    headers: bool = True
+    field: str = FIELD
+    kind: str = "HTTPRoute"  # or GRPCRoute, TCPRoute
+
+
+def refs(rollout: Rollout) -> list[RouteRef]:
+    """The HTTPRoutes this rollout weights; RouterError naming the field when the plugin's
+    configuration does not parse or names what Herdsman does not carry."""
     routing = base.strategy(rollout).traffic_routing
-    if routing is None or routing.gateway_api is None:
+    if routing is None:
         raise RouterError("not a gatewayAPI rollout")
-    return routing.gateway_api
+    if routing.gateway_api is not None:
+        cfg = routing.gateway_api
+        return [RouteRef(cfg.http_route, cfg.namespace, tuple(cfg.rule_names))]
+    try:
+        plugin = routing.gateway_api_plugin
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise RouterError(f"{PLUGIN_FIELD}.{where}: {first['msg']}") from err
+    if plugin is None:
+        raise RouterError("not a gatewayAPI rollout")
+    found = [
+        RouteRef(
+            r.name,
+            plugin.namespace,
+            headers=r.use_header_routes,
+            field=f"{PLUGIN_FIELD}.httpRoute" + ("" if i == 0 and plugin.http_route else "s"),
+        )
+        for i, r in enumerate(plugin.routes)
+    ]
+    for kind, field, names in (
+        ("GRPCRoute", "grpcRoute", plugin.grpc_names),
+        ("TCPRoute", "tcpRoute", plugin.tcp_names),
+    ):
+        found += [
+            RouteRef(n, plugin.namespace, headers=False, field=f"{PLUGIN_FIELD}.{field}", kind=kind)
+            for n in names
+        ]
+    if not found:
+        raise RouterError(f"{PLUGIN_FIELD}: set httpRoute(s), grpcRoute(s) or tcpRoute(s)")
+    return found
 
 
-def route_namespace(rollout: Rollout) -> str:
-    return config(rollout).namespace or base.namespace(rollout)
+def route_namespace(rollout: Rollout, ref: RouteRef) -> str:
+    return ref.namespace or base.namespace(rollout)
 
 
 # --- reading the route ---------------------------------------------------------------------------
@@ -68,21 +127,21 @@ def _find_ref(rule: dict[str, Any], service: str, ns: str, route_ns: str) -> int
     return None
 
 
-def managed_rules(body: dict[str, Any], rollout: Rollout) -> list[int]:
+def managed_rules(body: dict[str, Any], rollout: Rollout, ref: RouteRef | None = None) -> list[int]:
     """Indices of the rules whose weights we manage; RouterError naming what is missing."""
-    cfg = config(rollout)
+    ref = ref or refs(rollout)[0]
     stable, canary = base.services(rollout)
-    ns, route_ns = base.namespace(rollout), route_namespace(rollout)
+    ns, route_ns = base.namespace(rollout), route_namespace(rollout, ref)
     prefix = base.generated_prefix(rollout)
     rules = (body.get("spec") or {}).get("rules") or []
-    where = f"{FIELD}: HTTPRoute {route_ns}/{cfg.http_route}"
+    where = f"{ref.field}: {ref.kind} {route_ns}/{ref.name}"
     users = [(i, r) for i, r in enumerate(rules) if not str(r.get("name", "")).startswith(prefix)]
-    if cfg.rule_names:
+    if ref.rule_names:
         by_name = {r.get("name"): i for i, r in users if r.get("name")}
-        absent = [n for n in cfg.rule_names if n not in by_name]
+        absent = [n for n in ref.rule_names if n not in by_name]
         if absent:
             raise RouterError(f"{where} has no rule named {', '.join(map(repr, absent))}")
-        chosen = [by_name[n] for n in cfg.rule_names]
+        chosen = [by_name[n] for n in ref.rule_names]
     else:
         chosen = [i for i, r in users if _find_ref(r, stable, ns, route_ns) is not None]
         if not chosen:
@@ -107,15 +166,16 @@ def _weight(rule: dict[str, Any], service: str | None, ns: str, route_ns: str) -
     return int(ref.get("weight", 1))
 
 
-def state(body: dict[str, Any], rollout: Rollout) -> RouterState:
+def state(body: dict[str, Any], rollout: Rollout, ref: RouteRef | None = None) -> RouterState:
     """What an HTTPRoute holds for this rollout (pure: unit tests feed it objects)."""
+    ref = ref or refs(rollout)[0]
     try:
-        chosen = managed_rules(body, rollout)
+        chosen = managed_rules(body, rollout, ref)
     except RouterError as err:
         return RouterState(available=False, message=str(err))
     stable, canary = base.services(rollout)
     baseline = base.baseline_service(rollout)
-    ns, route_ns = base.namespace(rollout), route_namespace(rollout)
+    ns, route_ns = base.namespace(rollout), route_namespace(rollout, ref)
     rules = body["spec"]["rules"]
     rows = [
         (
@@ -225,11 +285,15 @@ def _mirror_rule(
     return rule
 
 
-def desired_spec(body: dict[str, Any], rollout: Rollout, target: TrafficTarget) -> dict[str, Any]:
-    """The route's spec holding exactly `target` (pure: unit tests feed it objects)."""
-    chosen = managed_rules(body, rollout)
+def desired_spec(
+    body: dict[str, Any], rollout: Rollout, target: TrafficTarget, ref: RouteRef | None = None
+) -> dict[str, Any]:
+    """The route's spec holding exactly `target` (pure: unit tests feed it objects); header
+    and mirror rules only on a route that takes them (`ref.headers`)."""
+    ref = ref or refs(rollout)[0]
+    chosen = managed_rules(body, rollout, ref)
     stable, canary = base.services(rollout)
-    ns, route_ns = base.namespace(rollout), route_namespace(rollout)
+    ns, route_ns = base.namespace(rollout), route_namespace(rollout, ref)
     prefix = base.generated_prefix(rollout)
     spec: dict[str, Any] = copy.deepcopy(body["spec"])
     rules: list[dict[str, Any]] = spec["rules"]
@@ -237,15 +301,15 @@ def desired_spec(body: dict[str, Any], rollout: Rollout, target: TrafficTarget) 
     weights = base.split(rollout, target.canary_weight, target.baseline_weight)
     shares = list(zip((stable, canary, baseline), weights, strict=True))
     for i in chosen:
-        refs = rules[i]["backendRefs"]
+        backend_refs = rules[i]["backendRefs"]
         for service, share in shares:
             if service is not None:
-                refs[_find_ref(rules[i], service, ns, route_ns) or 0]["weight"] = share
+                backend_refs[_find_ref(rules[i], service, ns, route_ns) or 0]["weight"] = share
     first = rules[chosen[0]]
     canary_ref = first["backendRefs"][_find_ref(first, canary, ns, route_ns) or 0]
     bases = _base_matches(rules, chosen)
     generated = []
-    for name, route in base.ordered_routes(rollout, target):
+    for name, route in base.ordered_routes(rollout, target) if ref.headers else []:
         if not route.match:
             continue  # an empty match removes the route
         rule_name = prefix + name
@@ -270,18 +334,66 @@ class GatewayAPI:
     baseline_share: ClassVar[bool] = True
 
     async def observe(self, kube: Kube, rollout: Rollout, deadline: Deadline) -> RouterState:
-        name, ns = config(rollout).http_route, route_namespace(rollout)
-        body = await kube.get(HTTP_ROUTES.url(ns, name), deadline=deadline)
-        if body is None:
-            return await base.missing(kube, HTTP_ROUTES, "HTTPRoute", ns, name, FIELD, deadline)
-        return state(body, rollout)
+        try:
+            found = refs(rollout)
+        except RouterError as err:
+            return RouterState(available=False, message=str(err))
+        states = []
+        for ref in found:
+            ns = route_namespace(rollout, ref)
+            # Spelled out (not ref.path) so the RBAC test can tell which kinds are read.
+            path = (
+                HTTP_ROUTES
+                if ref.kind == "HTTPRoute"
+                else GRPC_ROUTES
+                if ref.kind == "GRPCRoute"
+                else TCP_ROUTES
+            )
+            body = await kube.get(path.url(ns, ref.name), deadline=deadline)
+            if body is None:
+                return await base.missing(kube, path, ref.kind, ns, ref.name, ref.field, deadline)
+            held = state(body, rollout, ref)
+            if not held.available:
+                return held
+            states.append((ref, held))
+        return _combined(states)
 
     async def apply(
         self, kube: Kube, rollout: Rollout, target: TrafficTarget, deadline: Deadline
     ) -> None:
-        name, ns = config(rollout).http_route, route_namespace(rollout)
-        url = HTTP_ROUTES.url(ns, name)
-        body = await kube.get(url, deadline=deadline)
-        if body is None:
-            raise base.gone("HTTPRoute", f"{ns}/{name}")
-        await base.patch_spec(kube, url, body, desired_spec(body, rollout, target), deadline)
+        found = refs(rollout)
+        if (target.header_routes or target.mirror_routes) and not any(r.headers for r in found):
+            raise RouterError(
+                f"{PLUGIN_FIELD}.httpRoutes: no HTTPRoute has useHeaderRoutes: true for the"
+                " header and mirror routes of the steps"
+            )
+        for ref in found:
+            ns = route_namespace(rollout, ref)
+            path = (
+                HTTP_ROUTES
+                if ref.kind == "HTTPRoute"
+                else GRPC_ROUTES
+                if ref.kind == "GRPCRoute"
+                else TCP_ROUTES
+            )
+            url = path.url(ns, ref.name)
+            body = await kube.get(url, deadline=deadline)
+            if body is None:
+                raise base.gone(ref.kind, f"{ns}/{ref.name}")
+            spec = desired_spec(body, rollout, target, ref)
+            await base.patch_spec(kube, url, body, spec, deadline)
+
+
+def _combined(states: list[tuple[RouteRef, RouterState]]) -> RouterState:
+    """Several HTTPRoutes as one state: a weight when all hold the same; the header and mirror
+    routes those that take them all carry."""
+    if len(states) == 1:
+        return states[0][1]
+    canary = {s.canary_weight for _, s in states}
+    baseline = {s.baseline_weight for _, s in states}
+    with_routes = [s.routes for r, s in states if r.headers]
+    return RouterState(
+        canary_weight=canary.pop() if len(canary) == 1 else None,
+        baseline_weight=baseline.pop() if len(baseline) == 1 else None,
+        routes=frozenset.intersection(*with_routes) if with_routes else frozenset(),
+    )

@@ -1,12 +1,14 @@
 """NGINX Ingress: a canary Ingress generated from the stable one, weighted by annotation.
 
-The user owns the stable Ingress and the operator never writes it. While the canary has a
-weight above 0, the operator keeps an Ingress of its own, `<rollout>-<stableIngress>-canary`:
-the stable Ingress's spec with every backend naming the stable Service renamed to the canary
-Service, annotated `<prefix>/canary: "true"` and `<prefix>/canary-weight: "<w>"` (plus any
-`additionalIngressAnnotations`; with `maxTrafficWeight`, `<prefix>/canary-weight-total` too, so
-the weight is out of that total as Argo writes it), owned by the Rollout. At weight 0 — an abort, a completed
-rollout, a step at 0 — it is deleted: for ingress-nginx no canary Ingress *is* weight 0, and
+The user owns the stable Ingress (or each of `stableIngresses`) and the operator never writes
+it. While the canary has a weight above 0, the operator keeps an Ingress of its own per stable
+one, `<rollout>-<stableIngress>-canary`: the stable Ingress's spec with every backend naming the
+stable Service renamed to the canary Service, annotated `<prefix>/canary: "true"` and
+`<prefix>/canary-weight: "<w>"` (plus `additionalIngressAnnotations` under the prefix and
+`canaryIngressAnnotations` as they are, as in Argo; with `maxTrafficWeight`,
+`<prefix>/canary-weight-total` too, so the weight is out of that total as Argo writes it),
+owned by the Rollout. At weight 0 — an abort, a completed rollout, a step at 0 — it is
+deleted: for ingress-nginx no canary Ingress *is* weight 0, and
 nothing is left behind. An Ingress of that name the Rollout does not own is never touched.
 
 Header and mirror routes are not offered: ingress-nginx has one canary-by-header per Ingress and
@@ -27,7 +29,7 @@ from herdsman.traffic import base
 from herdsman.traffic.base import RouterError
 
 INGRESSES = Path("networking.k8s.io", "v1", "ingresses")
-FIELD = f"{base.FIELD}.nginx.stableIngress"
+FIELD = f"{base.FIELD}.nginx.stableIngress"  # or stableIngresses
 # Copied from the stable Ingress so the canary is served by the same controller.
 CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 
@@ -39,8 +41,8 @@ def config(rollout: Rollout) -> NginxRouting:
     return routing.nginx
 
 
-def canary_name(rollout: Rollout) -> str:
-    name = f"{rollout.metadata.name}-{config(rollout).stable_ingress}-canary"
+def canary_name(rollout: Rollout, ingress: str) -> str:
+    name = f"{rollout.metadata.name}-{ingress}-canary"
     if len(name) > 253:
         name = name[:246].rstrip("-.") + "-canary"
     return name
@@ -64,7 +66,7 @@ def check_stable(stable: dict[str, Any], rollout: Rollout) -> None:
     svc, _ = base.services(rollout)
     if not any(b.get("name") == svc for b in _backends(stable.get("spec") or {})):
         raise RouterError(
-            f"{FIELD}: Ingress {config(rollout).stable_ingress!r} has no backend for the stable"
+            f"{FIELD}: Ingress {stable['metadata']['name']!r} has no backend for the stable"
             f" Service {svc!r}"
         )
 
@@ -79,8 +81,8 @@ def state(stable: dict[str, Any], canary: dict[str, Any] | None, rollout: Rollou
     if not base.owned_by(canary, rollout):
         return RouterState(
             available=False,
-            message=f"{FIELD}: Ingress {canary_name(rollout)!r} exists and is not this Rollout's;"
-            " the operator will not take it over",
+            message=f"{FIELD}: Ingress {canary['metadata']['name']!r} exists and is not this"
+            " Rollout's; the operator will not take it over",
         )
     prefix = config(rollout).annotation_prefix
     notes = canary["metadata"].get("annotations") or {}
@@ -92,24 +94,35 @@ def state(stable: dict[str, Any], canary: dict[str, Any] | None, rollout: Rollou
         return RouterState(canary_weight=None)
 
 
+def canary_annotations(rollout: Rollout, weight: int) -> dict[str, str]:
+    """The canary Ingress's own annotations: additionalIngressAnnotations under the prefix
+    (unless already under it, as in Argo), canaryIngressAnnotations as they are, then the
+    canary and its weight, which nothing overrides."""
+    cfg = config(rollout)
+    prefix = cfg.annotation_prefix
+    notes = {
+        (k if k.startswith(prefix) else f"{prefix}/{k}"): v
+        for k, v in cfg.additional_ingress_annotations.items()
+    }
+    notes.update(cfg.canary_ingress_annotations)
+    notes[f"{prefix}/canary"] = "true"
+    canary = rollout.spec.strategy.canary
+    total = canary.max_weight if canary is not None else 100
+    notes[f"{prefix}/canary-weight"] = str(max(0, min(total, weight)))
+    if total != 100:
+        notes[f"{prefix}/canary-weight-total"] = str(total)
+    return notes
+
+
 def desired_canary(stable: dict[str, Any], rollout: Rollout, weight: int) -> dict[str, Any]:
     """The canary Ingress for `weight` (pure: unit tests feed it objects)."""
     check_stable(stable, rollout)
-    cfg = config(rollout)
     stable_svc, canary_svc = base.services(rollout)
     spec = copy.deepcopy(stable.get("spec") or {})
     for backend in _backends(spec):
         if backend.get("name") == stable_svc:
             backend["name"] = canary_svc
-    canary = rollout.spec.strategy.canary
-    total = canary.max_weight if canary is not None else 100
-    notes = {
-        **cfg.additional_ingress_annotations,
-        f"{cfg.annotation_prefix}/canary": "true",
-        f"{cfg.annotation_prefix}/canary-weight": str(max(0, min(total, weight))),
-    }
-    if total != 100:
-        notes[f"{cfg.annotation_prefix}/canary-weight-total"] = str(total)
+    notes = canary_annotations(rollout, weight)
     source = stable["metadata"].get("annotations") or {}
     if CLASS_ANNOTATION in source:
         notes[CLASS_ANNOTATION] = source[CLASS_ANNOTATION]
@@ -117,7 +130,7 @@ def desired_canary(stable: dict[str, Any], rollout: Rollout, weight: int) -> dic
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
         "metadata": {
-            "name": canary_name(rollout),
+            "name": canary_name(rollout, stable["metadata"]["name"]),
             "namespace": base.namespace(rollout),
             "labels": base.labels(rollout),
             "annotations": notes,
@@ -134,14 +147,22 @@ class Nginx:
     baseline_share: ClassVar[bool] = False
 
     async def observe(self, kube: Kube, rollout: Rollout, deadline: Deadline) -> RouterState:
-        ns, name = base.namespace(rollout), config(rollout).stable_ingress
-        stable = await kube.get(INGRESSES.url(ns, name), deadline=deadline)
-        if stable is None:
-            return RouterState(
-                available=False, message=f"{FIELD}: Ingress {name!r} not found in namespace {ns!r}"
-            )
-        canary = await kube.get(INGRESSES.url(ns, canary_name(rollout)), deadline=deadline)
-        return state(stable, canary, rollout)
+        ns = base.namespace(rollout)
+        weights: set[int | None] = set()
+        for name in config(rollout).ingresses:
+            stable = await kube.get(INGRESSES.url(ns, name), deadline=deadline)
+            if stable is None:
+                return RouterState(
+                    available=False,
+                    message=f"{FIELD}: Ingress {name!r} not found in namespace {ns!r}",
+                )
+            canary_url = INGRESSES.url(ns, canary_name(rollout, name))
+            canary = await kube.get(canary_url, deadline=deadline)
+            held = state(stable, canary, rollout)
+            if not held.available:
+                return held
+            weights.add(held.canary_weight)
+        return RouterState(canary_weight=weights.pop() if len(weights) == 1 else None)
 
     async def apply(
         self, kube: Kube, rollout: Rollout, target: TrafficTarget, deadline: Deadline
@@ -149,29 +170,33 @@ class Nginx:
         base.refuse_routes(self.kind, target)
         if target.baseline_weight > 0:
             raise RouterError("the nginx router cannot give a baseline group its own share")
+        for name in config(rollout).ingresses:
+            await self._apply_one(kube, rollout, name, target.canary_weight, deadline)
+
+    async def _apply_one(
+        self, kube: Kube, rollout: Rollout, name: str, weight: int, deadline: Deadline
+    ) -> None:
         ns = base.namespace(rollout)
-        url = INGRESSES.url(ns, canary_name(rollout))
+        canary = canary_name(rollout, name)
+        url = INGRESSES.url(ns, canary)
         current = await kube.get(url, deadline=deadline)
         if current is not None and not base.owned_by(current, rollout):
-            raise RouterError(f"Ingress {canary_name(rollout)!r} is not this Rollout's")
-        if target.canary_weight <= 0:
+            raise RouterError(f"Ingress {canary!r} is not this Rollout's")
+        if weight <= 0:
             if current is not None:
                 await kube.delete(url, deadline=deadline)
             return
-        name = config(rollout).stable_ingress
         stable = await kube.get(INGRESSES.url(ns, name), deadline=deadline)
         if stable is None:
             raise base.gone("Ingress", name)
-        want = desired_canary(stable, rollout, target.canary_weight)
+        want = desired_canary(stable, rollout, weight)
         if current is None:
             try:
                 await kube.create(INGRESSES.url(ns), want, deadline=deadline)
             except KubeError as err:
                 if not err.conflict:
                     raise
-                raise KubeError(
-                    409, "Conflict", f"Ingress {canary_name(rollout)!r} appeared"
-                ) from err
+                raise KubeError(409, "Conflict", f"Ingress {canary!r} appeared") from err
             return
         old = {
             "metadata": {

@@ -82,29 +82,30 @@ def progress(c: Canary, stable: ServerGroup) -> None:
 
 
 def step_done(c: Canary, step: CanaryStep, idx: int, weight: int, stable: ServerGroup) -> bool:
-    """A step is done when every part of it is: a pause over, the scale or weight reached, an
-    experiment or analysis passed, its routes seen held — checked in Argo's order, each only
-    once the ones before it are done (an analysis judges the canary at the step's scale).
+    """A step is done when every part of it is, each checked only once the ones before it are
+    done: the scale or weight reached, then its routes seen held, then its action (a pause over,
+    an experiment or analysis passed, chaos over). So a pause counts down, and an analysis
+    judges, only once what the step set is in place.
 
     Argo's controller lets the first part alone decide a combined step (a pause, then the scale,
     ...), which would leave an analysis beside a setCanaryScale unjudged; Herdsman waits for
     all of them (lint warns about the difference)."""
-    if step.pause is not None and not pause_over(c, step, idx):
-        return False
     if (step.set_weight is not None or step.set_canary_scale is not None) and not weight_reached(
         c, stable, weight, step
     ):
+        return False
+    routes: list[SetHeaderRoute | SetMirrorRoute] = [
+        r for r in (step.set_header_route, step.set_mirror_route) if r is not None
+    ]
+    if not all(route_held(c, r.name) for r in routes):
+        return False
+    if step.pause is not None and not pause_over(c, step, idx):
         return False
     if step.experiment is not None and not experiment.experiment_passed(c, step, idx, stable):
         return False
     if step.analysis is not None and not analysis.analysis_passed(c, step, idx, stable):
         return False
-    if step.chaos is not None and not chaos.step_done(c, step):
-        return False
-    routes: list[SetHeaderRoute | SetMirrorRoute] = [
-        r for r in (step.set_header_route, step.set_mirror_route) if r is not None
-    ]
-    return all(route_held(c, r.name) for r in routes)
+    return step.chaos is None or chaos.step_done(c, step)
 
 
 def route_held(c: Canary, name: str) -> bool:
