@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from harness.operator import OperatorProcess
-from harness.rollouts import IMAGE_V1, IMAGE_V2, IMAGE_V3, Rollouts
+from harness.rollouts import IMAGE_V1, IMAGE_V2, IMAGE_V3, Rollouts, service
 from herdsman.cli import actions
-from herdsman.cluster.kube import ANALYSIS_RUNS, ANALYSIS_TEMPLATES
+from herdsman.cluster.kube import ANALYSIS_RUNS, ANALYSIS_TEMPLATES, SERVICES
 from herdsman.naming import (
     LABEL_GROUP,
     LABEL_ROLLOUT,
@@ -58,6 +58,14 @@ def manifest(name: str, steps: list[dict[str, Any]], **canary: Any) -> dict[str,
             },
         },
     }
+
+
+def create(rollouts: Rollouts, body: dict[str, Any]) -> None:
+    """The Services first, selecting app=long: the harness would select app=<rollout name>,
+    which is no label value for a long name."""
+    for svc in ("long", "long-canary"):
+        rollouts.rest.create(SERVICES.url(rollouts.ns), service(svc, "long"))
+    rollouts.create(body)
 
 
 def smoke_template(rollouts: Rollouts) -> None:
@@ -107,7 +115,7 @@ def test_a_long_named_canary_with_a_baseline_and_analysis_completes_and_aborts(
         {"setWeight": 50},
         {"pause": {}},
     ]
-    rollouts.create(manifest(LONG, steps, baseline=True))
+    create(rollouts, manifest(LONG, steps, baseline=True))
     v1, v2, v3 = (group_name(LONG, r) for r in (1, 2, 3))
     assert len(label_value(v1)) == 63
     assert label_value(v1) != v1
@@ -199,7 +207,7 @@ def test_a_rollout_with_a_name_of_the_maximum_length_rolls_out(
     name = ("max-" + "n" * MAX_ROLLOUT_NAME)[: MAX_ROLLOUT_NAME - 1] + "x"
     assert len(name) == MAX_ROLLOUT_NAME
     steps = [{"setWeight": 50}, {"pause": {"duration": "1s"}}]
-    rollouts.create(manifest(name, steps, baseline=True))
+    create(rollouts, manifest(name, steps, baseline=True))
     v1, v2 = group_name(name, 1), group_name(name, 2)
     rollouts.wait_healthy(v1, name=name, timeout=120)
     rollouts.set_image(IMAGE_V2, name=name)
