@@ -58,6 +58,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
 # starts any daemon, and runs the indexers of an event before its other handlers, so a pass a
 # watch event wakes already reads that event's object. The indexers are `async` so Kopf calls
 # them on the event loop: a plain `def` would cost a thread-pool hop for every watch event.
+# Keyed by the herdsman.dev/rollout label: the label_value() of the rollout's name.
 @kopf.index("apps", "v1", "replicasets", labels={LABEL_ROLLOUT: kopf.PRESENT})
 async def server_groups(
     namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
@@ -104,13 +105,15 @@ async def group_changed(
     name: str,
     type: str | None,
     labels: Mapping[str, str],
+    meta: Mapping[str, Any],
     memo: Any,
     **_: Any,
 ) -> None:
     runtime = _runtime(memo)
     if type == "DELETED" and runtime.cache is not None:
         runtime.cache.forget("ReplicaSet", namespace or "", labels.get(LABEL_ROLLOUT), name)
-    runtime.wake(namespace, labels.get(LABEL_ROLLOUT))
+    # The owner, not the label: a long rollout name is only a label_value() of itself there.
+    runtime.wake(namespace, _owner(meta, "Rollout") or labels.get(LABEL_ROLLOUT))
 
 
 @kopf.on.event("apps", "v1", "deployments")
@@ -125,13 +128,15 @@ async def run_changed(
     name: str,
     type: str | None,
     labels: Mapping[str, str],
+    meta: Mapping[str, Any],
     memo: Any,
     **_: Any,
 ) -> None:
     runtime = _runtime(memo)
     if type == "DELETED" and runtime.cache is not None:
         runtime.cache.forget("AnalysisRun", namespace or "", labels.get(LABEL_ROLLOUT), name)
-    runtime.wake(namespace, labels.get(LABEL_ROLLOUT))
+    # The owner, not the label: a long rollout name is only a label_value() of itself there.
+    runtime.wake(namespace, _owner(meta, "Rollout") or labels.get(LABEL_ROLLOUT))
 
 
 # --- Experiments: the same shape, one daemon per Experiment --------------------------------------

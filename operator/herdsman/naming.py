@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 PREFIX = "herdsman.dev"
@@ -27,19 +28,49 @@ ANNOTATION_IMPORTED_FROM = f"{PREFIX}/imported-from"
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the Kubernetes safe alphabet: no vowels, no 0/1/3
 
 
-def template_hash(template: dict[str, Any]) -> str:
-    """A stable 10-character hash of a pod template: same template, same server group."""
-    canonical = json.dumps(template, sort_keys=True, separators=(",", ":")).encode()
-    digest = int.from_bytes(hashlib.sha256(canonical).digest()[:8], "big")
+MAX_LABEL_VALUE = 63
+MAX_OBJECT_NAME = 253  # a DNS subdomain: ReplicaSet, AnalysisRun, Experiment names
+HASH_LENGTH = 10
+# A label value: empty, or alphanumerics at both ends with `-_.` allowed between.
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+_NOT_IN_LABEL = re.compile(r"[^-A-Za-z0-9_.]")
+
+
+def _safe_hash(data: bytes) -> str:
+    """HASH_LENGTH characters of the safe alphabet from sha256(data): ~47 bits."""
+    digest = int.from_bytes(hashlib.sha256(data).digest()[:8], "big")
     chars = []
-    for _ in range(10):
+    for _ in range(HASH_LENGTH):
         digest, rem = divmod(digest, len(_ALPHABET))
         chars.append(_ALPHABET[rem])
     return "".join(chars)
 
 
+def template_hash(template: dict[str, Any]) -> str:
+    """A stable 10-character hash of a pod template: same template, same server group."""
+    return _safe_hash(json.dumps(template, sort_keys=True, separators=(",", ":")).encode())
+
+
+def label_value(name: str) -> str:
+    """`name` as a label value (at most 63 characters, alphanumeric at both ends), e.g. a
+    server group's name in the herdsman.dev/server-group label, or a Service name.
+
+    A name that is already one comes back unchanged (existing clusters carry those labels).
+    A longer one becomes a prefix of it plus `-` and a hash of the whole: computed from the
+    name alone, so a restarted operator derives the same value and its selectors still match;
+    names sharing a long prefix still differ in the hash.
+    """
+    if len(name) <= MAX_LABEL_VALUE and _LABEL_VALUE.match(name):
+        return name
+    digest = _safe_hash(name.encode())
+    room = MAX_LABEL_VALUE - HASH_LENGTH - 1
+    prefix = _NOT_IN_LABEL.sub("", name)[:room].strip("-_.")
+    return f"{prefix}-{digest}" if prefix else digest
+
+
 def group_name(rollout: str, revision: int) -> str:
-    """Spinnaker's convention: checkout-v007."""
+    """Spinnaker's convention: checkout-v007. The ReplicaSet's name, kept whole however long
+    the rollout's name is; its label (herdsman.dev/server-group) is label_value() of it."""
     return f"{rollout}-v{revision:03d}"
 
 
@@ -53,3 +84,16 @@ def analysis_run_name(
     """e.g. checkout-v007-step2-a0, checkout-v007-background-a1."""
     where = f"{kind}{step}" if step is not None else kind
     return f"{group_name(rollout, revision)}-{where.lower()}-a{attempt}"
+
+
+def experiment_name(rollout: str, revision: int, index: int, attempt: int) -> str:
+    """An experiment step's Experiment, e.g. checkout-v007-exp2-a0."""
+    return f"{group_name(rollout, revision)}-exp{index}-a{attempt}"
+
+
+# The longest object name Herdsman derives from a rollout's: a blue-green post-promotion
+# AnalysisRun, with room for revisions up to 99999 and attempts up to 999 (26 characters).
+# Label values and Service names made from these go through label_value(); the objects keep
+# their whole names, and an object name is a DNS subdomain (253 characters).
+LONGEST_SUFFIX = analysis_run_name("", 99_999, "postPromotion", None, 999)
+MAX_ROLLOUT_NAME = MAX_OBJECT_NAME - len(LONGEST_SUFFIX)

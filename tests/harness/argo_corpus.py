@@ -64,13 +64,7 @@ HERDSMAN_REFUSES: dict[str, str] = {
 }
 
 # Not supported yet: document -> the issue that brings it.
-PENDING: dict[str, str] = {
-    # issue 11: the Rollout API
-    "test__e2e__istio__istio-subset-split-in-stable-downscale-after-canary-abort.yaml#3": (
-        "11 a Rollout name over 48 characters (server group names must stay label values)"
-    ),
-    # issue 13: traffic routers
-}
+PENDING: dict[str, str] = {}
 
 
 @dataclass(frozen=True)

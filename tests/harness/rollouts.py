@@ -7,7 +7,7 @@ from typing import Any
 
 from harness.cluster import Cluster, wait_until
 from herdsman.cluster.kube import PODS, REPLICA_SETS, ROLLOUTS, SERVICES
-from herdsman.naming import LABEL_ROLLOUT
+from herdsman.naming import LABEL_ROLLOUT, label_value
 
 IMAGE_V1 = "registry.k8s.io/pause:3.9"
 IMAGE_V2 = "registry.k8s.io/pause:3.10"
@@ -105,7 +105,8 @@ class Rollouts:
         return self.get(name).get("status") or {}
 
     def groups(self, name: str = "checkout") -> dict[str, dict[str, Any]]:
-        items = self.rest.list(REPLICA_SETS.url(self.ns), labels=f"{LABEL_ROLLOUT}={name}")
+        selector = f"{LABEL_ROLLOUT}={label_value(name)}"  # a long name's label is shortened
+        items = self.rest.list(REPLICA_SETS.url(self.ns), labels=selector)
         return {rs["metadata"]["name"]: rs for rs in items}
 
     def sizes(self, name: str = "checkout") -> dict[str, tuple[int, int]]:
@@ -136,7 +137,7 @@ class Rollouts:
         )
 
     def pods(self, name: str = "checkout") -> list[dict[str, Any]]:
-        return self.rest.list(PODS.url(self.ns), labels=f"{LABEL_ROLLOUT}={name}")
+        return self.rest.list(PODS.url(self.ns), labels=f"{LABEL_ROLLOUT}={label_value(name)}")
 
     def selector(self, service_name: str) -> dict[str, str]:
         body = self.rest.get(SERVICES.url(self.ns, service_name))

@@ -132,8 +132,8 @@ class CrdSpec:
     description: str = ""
     categories: tuple[str, ...] = ("herdsman",)
     extra_validations: list[dict[str, str]] = field(default_factory=list)
-    # metadata.name is the one metadata field a CRD may constrain; names that end up inside
-    # label values of the objects we create need it.
+    # metadata.name is the one metadata field a CRD may constrain; a kind whose name is the
+    # prefix of the names of the objects we create needs room left for their suffixes.
     max_name_length: int | None = None
 
     @property

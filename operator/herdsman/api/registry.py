@@ -9,9 +9,7 @@ from herdsman.api.analysis import AnalysisRunSpec, AnalysisRunStatus, AnalysisTe
 from herdsman.api.crd import AGE, CrdSpec, PrinterColumn
 from herdsman.api.experiment import ExperimentSpec, ExperimentStatus
 from herdsman.api.rollout import RolloutSpec, RolloutStatus
-
-# "-v1000-baseline" is 15 characters; a label value is at most 63.
-MAX_ROLLOUT_NAME = 48
+from herdsman.naming import MAX_ROLLOUT_NAME  # room for the longest name derived from it
 
 ROLLOUT = CrdSpec(
     kind="Rollout",

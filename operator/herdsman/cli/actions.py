@@ -21,7 +21,7 @@ from herdsman.cluster.kube import (
     KubeError,
     Rest,
 )
-from herdsman.naming import LABEL_KIND, LABEL_REVISION, LABEL_ROLLOUT
+from herdsman.naming import LABEL_KIND, LABEL_REVISION, LABEL_ROLLOUT, label_value
 
 
 class ActionError(Exception):
@@ -193,7 +193,7 @@ def set_images(rest: Rest, ns: str, name: str, images: dict[str, str]) -> dict[s
 def revisions(rest: Rest, ns: str, name: str) -> dict[int, dict[str, Any]]:
     """Revision number -> the pod template exactly as the user wrote it, for each kept group."""
     found: dict[int, dict[str, Any]] = {}
-    for rs in rest.list(REPLICA_SETS.url(ns), labels=f"{LABEL_ROLLOUT}={name}"):
+    for rs in rest.list(REPLICA_SETS.url(ns), labels=f"{LABEL_ROLLOUT}={label_value(name)}"):
         meta = rs["metadata"]
         if meta.get("labels", {}).get(LABEL_KIND, "release") != "release":
             continue

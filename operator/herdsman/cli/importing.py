@@ -50,6 +50,7 @@ from herdsman.naming import (
     LABEL_REVISION,
     LABEL_ROLLOUT,
     MANAGED_BY,
+    label_value,
     template_hash,
 )
 
@@ -84,7 +85,7 @@ class AdoptedGroup:
         return {
             LABEL_REVISION: str(self.revision),
             LABEL_HASH: self.pod_hash,
-            LABEL_GROUP: self.name,
+            LABEL_GROUP: label_value(self.name),
             LABEL_KIND: "release",
         }
 
@@ -287,7 +288,7 @@ def describe(p: ImportPlan) -> list[str]:
     for svc in p.services:
         lines.append(
             f"Service {svc}: selector {ARGO_HASH}={p.stable.argo_hash} ->"
-            f" {LABEL_GROUP}={p.stable.name} (the same pods)"
+            f" {LABEL_GROUP}={label_value(p.stable.name)} (the same pods)"
         )
     lines.append(
         f"release the hold: the operator takes over; argoproj.io Rollout {p.name} is left"
@@ -344,7 +345,7 @@ def execute(rest: Rest, p: ImportPlan, say: Callable[[str], None]) -> None:
     say(f"status: stable server group {p.stable.name}, revision {p.stable.revision}")
     owner = _owner(created)
     for g in p.groups:
-        ours = {LABEL_ROLLOUT: p.name, **g.labels}
+        ours = {LABEL_ROLLOUT: label_value(p.name), **g.labels}
         # Pods first: once the template changes, new pods are born with the labels anyway.
         for pod in g.pods:
             try:
@@ -375,7 +376,9 @@ def execute(rest: Rest, p: ImportPlan, say: Callable[[str], None]) -> None:
                 SERVICES.url(ns, svc),
                 {
                     "metadata": {"annotations": {ARGO_SERVICE_OWNER: None}},
-                    "spec": {"selector": {ARGO_HASH: None, LABEL_GROUP: p.stable.name}},
+                    "spec": {
+                        "selector": {ARGO_HASH: None, LABEL_GROUP: label_value(p.stable.name)}
+                    },
                 },
             )
         except KubeError as err:
@@ -383,7 +386,7 @@ def execute(rest: Rest, p: ImportPlan, say: Callable[[str], None]) -> None:
                 raise
             say(f"Service {svc} not found: the operator reports it (InvalidSpec)")
             continue
-        say(f"Service {svc} now selects {LABEL_GROUP}={p.stable.name}")
+        say(f"Service {svc} now selects {LABEL_GROUP}={label_value(p.stable.name)}")
     rest.patch(
         ROLLOUTS.url(ns, p.name), {"metadata": {"annotations": {ANNOTATION_IMPORTING: None}}}
     )

@@ -49,6 +49,7 @@ from herdsman.naming import (
     LABEL_ROLLOUT,
     MANAGED_BY,
     PREFIX,
+    label_value,
     template_hash,
 )
 
@@ -105,7 +106,7 @@ class KubeJobs:
     async def delete_run_jobs(self, namespace: str, run: str, *, deadline: Deadline) -> int:
         """Delete every Job of `run` (its pods go with them); the number deleted."""
         jobs = await self.kube.list(
-            JOBS.url(namespace), deadline=deadline, labels=f"{LABEL_RUN}={run}"
+            JOBS.url(namespace), deadline=deadline, labels=f"{LABEL_RUN}={label_value(run)}"
         )
         for job in jobs:
             await self.kube.delete(
@@ -214,7 +215,7 @@ class Analysis:
         labels = {
             **(extra.labels if extra else {}),
             **rollout.spec.match_labels,
-            LABEL_ROLLOUT: rollout.metadata.name,
+            LABEL_ROLLOUT: label_value(rollout.metadata.name),
             LABEL_REVISION: str(request.revision),
             LABEL_ANALYSIS_KIND: request.kind,
             LABEL_ATTEMPT: str(request.attempt),

@@ -44,6 +44,7 @@ from herdsman.naming import (
     LABEL_ROLLOUT,
     MANAGED_BY,
     PREFIX,
+    label_value,
 )
 
 log = logging.getLogger("herdsman.apply")
@@ -70,12 +71,13 @@ def owner_reference(rollout: Rollout) -> dict[str, Any]:
 
 
 def replica_set(rollout: Rollout, group: NewGroup, template: dict[str, Any]) -> dict[str, Any]:
-    """A server group: the user's template plus our labels, never to be changed again."""
+    """A server group: the user's template plus our labels, never to be changed again. Names
+    go into labels as label_value()s: a long rollout's group keeps its whole name."""
     ours = {
-        LABEL_ROLLOUT: rollout.metadata.name,
+        LABEL_ROLLOUT: label_value(rollout.metadata.name),
         LABEL_REVISION: str(group.revision),
         LABEL_HASH: group.pod_hash,
-        LABEL_GROUP: group.name,
+        LABEL_GROUP: label_value(group.name),
         LABEL_KIND: group.kind,
     }
     meta = template.get("metadata") or {}
@@ -107,7 +109,8 @@ def replica_set(rollout: Rollout, group: NewGroup, template: dict[str, Any]) -> 
 def _group_selector(rollout: Rollout, group: str) -> dict[str, Any]:
     """The rollout's selector (matchLabels and matchExpressions) narrowed to one group."""
     selector = rollout.spec.selector_wire
-    return {**selector, "matchLabels": {**selector.get("matchLabels", {}), LABEL_GROUP: group}}
+    narrowed = {**selector.get("matchLabels", {}), LABEL_GROUP: label_value(group)}
+    return {**selector, "matchLabels": narrowed}
 
 
 def merge_patch(old: Any, new: Any) -> Any:
@@ -257,7 +260,7 @@ class Applier:
             # A merge patch adds our one key and leaves the user's selector keys alone.
             await self.kube.patch(
                 SERVICES.url(ns, svc),
-                {"spec": {"selector": {LABEL_GROUP: group}}},
+                {"spec": {"selector": {LABEL_GROUP: label_value(group)}}},
                 deadline=deadline,
             )
 

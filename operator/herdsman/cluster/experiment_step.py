@@ -27,7 +27,13 @@ from herdsman.cluster.experiment_paths import (
 from herdsman.cluster.kube import Kube, KubeError
 from herdsman.cluster.observe import Observed
 from herdsman.engine.world import Decision, NewExperiment
-from herdsman.naming import LABEL_MANAGED, LABEL_REVISION, LABEL_ROLLOUT, MANAGED_BY
+from herdsman.naming import (
+    LABEL_MANAGED,
+    LABEL_REVISION,
+    LABEL_ROLLOUT,
+    MANAGED_BY,
+    label_value,
+)
 
 log = logging.getLogger("herdsman.experiment")
 
@@ -123,7 +129,7 @@ def experiment_body(rollout: Rollout, request: NewExperiment, observed: Observed
             "name": request.name,
             "namespace": rollout.metadata.namespace,
             "labels": {
-                LABEL_ROLLOUT: rollout.metadata.name,
+                LABEL_ROLLOUT: label_value(rollout.metadata.name),
                 LABEL_REVISION: str(request.revision),
                 LABEL_STEP: str(request.step_index),
                 LABEL_ATTEMPT: str(request.attempt),

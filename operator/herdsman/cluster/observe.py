@@ -35,7 +35,14 @@ from herdsman.engine.world import (
     ServiceState,
     World,
 )
-from herdsman.naming import LABEL_GROUP, LABEL_HASH, LABEL_KIND, LABEL_REVISION, LABEL_ROLLOUT
+from herdsman.naming import (
+    LABEL_GROUP,
+    LABEL_HASH,
+    LABEL_KIND,
+    LABEL_REVISION,
+    LABEL_ROLLOUT,
+    label_value,
+)
 from herdsman.traffic import observe_router
 
 
@@ -99,7 +106,7 @@ async def observe(
 ) -> Observed:
     ns = rollout.metadata.namespace or "default"
     name = rollout.metadata.name
-    selector = f"{LABEL_ROLLOUT}={name}"
+    selector = f"{LABEL_ROLLOUT}={label_value(name)}"
     refs = {
         (t.template_name, t.cluster_scope)
         for a in referenced_analyses(rollout)
@@ -129,13 +136,13 @@ async def observe(
         return await kube.list(PODS.url(ns), deadline=deadline, labels=selector)
 
     if cache is not None and cache.ready("ReplicaSet"):
-        rs_task = _ready(cache.owned("ReplicaSet", ns, name))
+        rs_task = _ready(cache.owned("ReplicaSet", ns, label_value(name)))
     else:
         rs_task = kube.list(REPLICA_SETS.url(ns), deadline=deadline, labels=selector)
     if not refs:
         runs_task = _empty()
     elif cache is not None and cache.ready("AnalysisRun"):
-        runs_task = _ready(cache.owned("AnalysisRun", ns, name))
+        runs_task = _ready(cache.owned("AnalysisRun", ns, label_value(name)))
     else:
         runs_task = kube.list(ANALYSIS_RUNS.url(ns), deadline=deadline, labels=selector)
     # (ReplicaSets, Experiments) as one item: asyncio.gather is typed for up to six.
@@ -151,11 +158,14 @@ async def observe(
     uid = rollout.metadata.uid
     owned = [rs for rs in rs_items if _owned_by(rs, uid)]
     groups = tuple(group_from(rs) for rs in owned)
+    # The engine speaks of groups by name; Services and pods carry the label_value() of it.
+    by_label = {label_value(g.name): g.name for g in groups}
+    named = [_named_selector(s, by_label) for s in services]
     runs = tuple(run_from(r) for r in run_items if _owned_by(r, uid))
     pod_views = tuple(
         PodView(
             name=p["metadata"]["name"],
-            group=p["metadata"].get("labels", {}).get(LABEL_GROUP, ""),
+            group=_group_of(p["metadata"].get("labels", {}).get(LABEL_GROUP, ""), by_label),
             created_at=_time(p["metadata"].get("creationTimestamp")) or datetime.now(UTC),
             ready=_pod_ready(p),
         )
@@ -164,7 +174,7 @@ async def observe(
     )
     world = World(
         groups=groups,
-        services={s.name: s for s in services},
+        services={s.name: s for s in named},
         analysis_runs=runs,
         missing_templates=frozenset(
             f"{'ClusterAnalysisTemplate' if k[1] else 'AnalysisTemplate'}/{k[0]}"
@@ -190,6 +200,19 @@ async def observe(
         runs={r["metadata"]["name"]: r for r in run_items},
         templates={k: body for k, body in templates if body is not None},
     )
+
+
+def _group_of(label: str, by_label: dict[str, str]) -> str:
+    """The name of the group whose server-group label is `label` (itself when none is)."""
+    return by_label.get(label, label)
+
+
+def _named_selector(state: ServiceState, by_label: dict[str, str]) -> ServiceState:
+    group = state.selector.get(LABEL_GROUP)
+    if group is None or _group_of(group, by_label) == group:
+        return state
+    selector = {**state.selector, LABEL_GROUP: _group_of(group, by_label)}
+    return ServiceState(state.name, exists=state.exists, selector=selector)
 
 
 async def _experiments(

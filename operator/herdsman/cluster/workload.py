@@ -15,7 +15,7 @@ from herdsman.cluster.kube import ANALYSIS_RUNS, DEPLOYMENTS, PODS, Kube, KubeEr
 from herdsman.engine.history import runs_to_delete
 from herdsman.engine.metadata import managed_keys, pod_patch, roles
 from herdsman.engine.workload import deployment_replicas
-from herdsman.naming import LABEL_GROUP, LABEL_ROLLOUT
+from herdsman.naming import LABEL_GROUP, LABEL_ROLLOUT, label_value
 
 log = logging.getLogger("herdsman.workload")
 
@@ -63,11 +63,14 @@ async def label_pods(
     ns = rollout.metadata.namespace or "default"
     name = rollout.metadata.name
     wanted = roles(rollout, status)
-    pods = await kube.list(PODS.url(ns), deadline=deadline, labels=f"{LABEL_ROLLOUT}={name}")
+    selector = f"{LABEL_ROLLOUT}={label_value(name)}"
+    pods = await kube.list(PODS.url(ns), deadline=deadline, labels=selector)
+    by_label = {label_value(group): group for group in replica_sets}  # pods carry label values
     patched: dict[str, int] = {}
     for pod in pods:
         meta = pod.get("metadata") or {}
-        group = (meta.get("labels") or {}).get(LABEL_GROUP, "")
+        label = (meta.get("labels") or {}).get(LABEL_GROUP, "")
+        group = by_label.get(label, label)
         rs = replica_sets.get(group)
         if rs is None or meta.get("deletionTimestamp"):
             continue  # a group created this pass: its pods are labelled by the next

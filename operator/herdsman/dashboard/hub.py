@@ -17,7 +17,6 @@ from typing import Any
 
 from herdsman.dashboard import views
 from herdsman.dashboard.watch import Event, Sink
-from herdsman.naming import LABEL_ROLLOUT
 
 Ref = tuple[str, str]
 QUEUE_LIMIT = 500
@@ -156,7 +155,6 @@ class Hub:
         rows = [
             views.run_row(run)
             for (ns, _), run in self.runs.items()
-            if ns == ref[0]
-            and ((run.get("metadata") or {}).get("labels") or {}).get(LABEL_ROLLOUT) == ref[1]
+            if ns == ref[0] and views.rollout_of(run.get("metadata") or {}) == ref[1]
         ]
         return sorted(rows, key=lambda r: str(r.get("created") or ""), reverse=True)

@@ -174,13 +174,23 @@ def event_row(event: Obj) -> dict[str, Any]:
     }
 
 
+def rollout_of(meta: Obj) -> str | None:
+    """The Rollout an object belongs to: its owner (the label holds only a label_value() of a
+    long name), or the label for an object with no owner reference."""
+    for ref in meta.get("ownerReferences") or []:
+        if isinstance(ref, Mapping) and ref.get("kind") == "Rollout":
+            return str(ref.get("name"))
+    label = _map(meta.get("labels")).get(LABEL_ROLLOUT)
+    return str(label) if label is not None else None
+
+
 def run_row(run: Obj) -> dict[str, Any]:
     meta, status = _map(run.get("metadata")), _map(run.get("status"))
     score = _map(status.get("score"))
     return {
         "namespace": meta.get("namespace"),
         "name": meta.get("name"),
-        "rollout": _map(meta.get("labels")).get(LABEL_ROLLOUT),
+        "rollout": rollout_of(meta),
         "created": meta.get("creationTimestamp"),
         "phase": status.get("phase") or "Pending",
         "message": status.get("message", ""),

@@ -14,7 +14,7 @@ import copy
 from typing import Any
 
 from herdsman.api.rollout import AntiAffinity
-from herdsman.naming import LABEL_GROUP
+from herdsman.naming import LABEL_GROUP, label_value
 
 HOST = "kubernetes.io/hostname"
 
@@ -28,7 +28,10 @@ def with_anti_affinity(
     out = copy.deepcopy(template)
     spec = out.setdefault("spec", {})
     anti = spec.setdefault("affinity", {}).setdefault("podAntiAffinity", {})
-    term = {"labelSelector": {"matchLabels": {LABEL_GROUP: older}}, "topologyKey": HOST}
+    term = {
+        "labelSelector": {"matchLabels": {LABEL_GROUP: label_value(older)}},
+        "topologyKey": HOST,
+    }
     preferred = rule.preferred_during_scheduling_ignored_during_execution
     if preferred is not None:
         anti.setdefault("preferredDuringSchedulingIgnoredDuringExecution", []).append(

@@ -41,7 +41,7 @@ from herdsman.api.experiment_step import (
     ExperimentArgument,
 )
 from herdsman.engine.world import Transition
-from herdsman.naming import template_hash
+from herdsman.naming import label_value, template_hash
 
 _PLACEHOLDER = re.compile(TEMPLATE_HASH_PLACEHOLDER)
 
@@ -129,11 +129,12 @@ def replica_set_name(experiment: str, template: str) -> str:
 
 
 def service_name(experiment: str, template: ExperimentTemplate) -> str | None:
-    """The Service a template with `service` gets: its own name, or the ReplicaSet's (cut to
-    the 63 characters a Service name may have)."""
+    """The Service a template with `service` gets: its own name, or the ReplicaSet's as a
+    label_value() (a Service name has at most 63 characters; the hash keeps two templates of a
+    long-named experiment apart)."""
     if template.service is None:
         return None
-    return template.service.name or replica_set_name(experiment, template.name)[:63].rstrip("-")
+    return template.service.name or label_value(replica_set_name(experiment, template.name))
 
 
 def run_name(experiment: str, analysis: str) -> str:

@@ -34,7 +34,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 from herdsman.cluster.kube import REPLICA_SETS, ROLLOUTS, Rest
-from herdsman.naming import LABEL_ROLLOUT
+from herdsman.naming import LABEL_ROLLOUT, label_value
 
 
 def error_rate_query(group: str = "{{rollout.canaryGroup}}") -> str:
@@ -100,7 +100,9 @@ def replica_ratio(rest: Rest, namespace: str, rollout: str) -> Callable[[], dict
 
     def read() -> dict[str, GroupInfo]:
         out = {}
-        for rs in rest.list(REPLICA_SETS.url(namespace), labels=f"{LABEL_ROLLOUT}={rollout}"):
+        for rs in rest.list(
+            REPLICA_SETS.url(namespace), labels=f"{LABEL_ROLLOUT}={label_value(rollout)}"
+        ):
             image = rs["spec"]["template"]["spec"]["containers"][0]["image"]
             available = int((rs.get("status") or {}).get("availableReplicas", 0) or 0)
             out[rs["metadata"]["name"]] = GroupInfo(image=image, available=available)

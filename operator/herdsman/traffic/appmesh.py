@@ -26,7 +26,7 @@ from herdsman.api.routing import AppMeshRouting
 from herdsman.cluster.budget import Deadline
 from herdsman.cluster.kube import Kube, KubeError, Path
 from herdsman.engine.world import RouterState, TrafficTarget
-from herdsman.naming import LABEL_GROUP
+from herdsman.naming import LABEL_GROUP, label_value
 from herdsman.traffic import base
 from herdsman.traffic.base import RouterError
 
@@ -148,7 +148,10 @@ def desired_node(node: dict[str, Any], group: str) -> dict[str, Any]:
     """The VirtualNode's spec selecting the pods of `group` (pure)."""
     spec: dict[str, Any] = copy.deepcopy(node.get("spec") or {})
     selector = spec.setdefault("podSelector", {})
-    selector["matchLabels"] = {**(selector.get("matchLabels") or {}), LABEL_GROUP: group}
+    selector["matchLabels"] = {
+        **(selector.get("matchLabels") or {}),
+        LABEL_GROUP: label_value(group),
+    }
     return spec
 
 

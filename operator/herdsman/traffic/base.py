@@ -30,7 +30,7 @@ from herdsman.api.routing import ping_pong_roles
 from herdsman.cluster.budget import Deadline
 from herdsman.cluster.kube import JSON_PATCH, Kube, KubeError, Path
 from herdsman.engine.world import RouterState, TrafficTarget
-from herdsman.naming import LABEL_MANAGED, LABEL_ROLLOUT, MANAGED_BY
+from herdsman.naming import LABEL_MANAGED, LABEL_ROLLOUT, MANAGED_BY, label_value
 
 FIELD = "spec.strategy.canary.trafficRouting"
 
@@ -178,7 +178,7 @@ def owner_reference(rollout: Rollout) -> dict[str, Any]:
 
 
 def labels(rollout: Rollout) -> dict[str, str]:
-    return {LABEL_ROLLOUT: rollout.metadata.name, LABEL_MANAGED: MANAGED_BY}
+    return {LABEL_ROLLOUT: label_value(rollout.metadata.name), LABEL_MANAGED: MANAGED_BY}
 
 
 def owned_by(obj: dict[str, Any], rollout: Rollout) -> bool:

@@ -56,7 +56,7 @@ from herdsman.cluster.budget import Deadline
 from herdsman.cluster.kube import Kube, Path
 from herdsman.engine.chaos_checks import CHAOS_ROUTE
 from herdsman.engine.world import RouterState, TrafficTarget
-from herdsman.naming import LABEL_GROUP
+from herdsman.naming import LABEL_GROUP, label_value
 from herdsman.traffic import base
 from herdsman.traffic.base import RouterError
 
@@ -403,7 +403,7 @@ def desired_dr(dr: dict[str, Any], rollout: Rollout, target: TrafficTarget) -> d
         (canary_i, target.canary_group or target.stable_group),
     ):
         subset = spec["subsets"][i]
-        subset["labels"] = {**(subset.get("labels") or {}), LABEL_GROUP: group}
+        subset["labels"] = {**(subset.get("labels") or {}), LABEL_GROUP: label_value(group)}
     return spec
 
 

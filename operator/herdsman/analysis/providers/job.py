@@ -25,7 +25,7 @@ from herdsman.analysis.providers.base import MeasurementInProgress, Provider, Pr
 from herdsman.api.base import API_VERSION
 from herdsman.api.job import JobMetric
 from herdsman.cluster.budget import Deadline
-from herdsman.naming import PREFIX
+from herdsman.naming import PREFIX, label_value
 
 LABEL_RUN = f"{PREFIX}/analysis-run"
 LABEL_METRIC = f"{PREFIX}/metric"
@@ -53,8 +53,9 @@ def job_body(spec: JobMetric, context: ProviderContext, name: str) -> dict[str, 
     meta = spec.metadata
     labels = {
         **(meta.labels if meta else {}),
-        LABEL_RUN: context.run_name,
-        LABEL_METRIC: context.metric,
+        # A long rollout's run names exceed a label value's 63 characters.
+        LABEL_RUN: label_value(context.run_name),
+        LABEL_METRIC: label_value(context.metric),
         LABEL_MEASUREMENT: str(context.measurement),
     }
     metadata: dict[str, Any] = {

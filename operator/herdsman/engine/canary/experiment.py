@@ -20,12 +20,12 @@ from herdsman.api.rollout import CanaryStep
 from herdsman.engine.canary import rollback
 from herdsman.engine.canary.context import Canary
 from herdsman.engine.world import NewExperiment, ServerGroup
-from herdsman.naming import group_name
+from herdsman.naming import experiment_name as _experiment_name
 
 
 def experiment_name(c: Canary, idx: int) -> str:
     """e.g. checkout-v007-exp2-a0: the experiment of step 2 of revision 7, first attempt."""
-    return f"{group_name(c.plan.name, c.revision)}-exp{idx}-a{c.st.attempt}"
+    return _experiment_name(c.plan.name, c.revision, idx, c.st.attempt)
 
 
 def experiment_passed(c: Canary, step: CanaryStep, idx: int, stable: ServerGroup) -> bool:
