@@ -189,8 +189,41 @@ def check_no_double_action(
 # --- the test -----------------------------------------------------------------------------------
 
 
+def forged_checks_fail(
+    namespace: str, processes: list[OperatorProcess], killed_at: float, tmp_path: Path
+) -> None:
+    """The log check itself can fail: a transition forged into d's log for a shard d never
+    held, and a forged acquisition overlapping another replica's, are both caught."""
+    d = processes[-1]
+    held = {i.shard for i in ownership(d, None)}
+    foreign = next(s for s in range(SHARDS) if s not in held)
+    victim = next(n for n in NAMES if shard_of(namespace, n, SHARDS) == foreign)
+    # In the middle of another replica's ownership of that shard.
+    other = next(i for p in processes[:-1] for i in ownership(p, killed_at) if i.shard == foreign)
+    middle = (other.start + min(other.end, time.time())) / 2
+    stamp = datetime.fromtimestamp(middle, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    for forged, expected in [
+        (
+            f"{stamp} {namespace}/{victim} rev=3 step=1/4 weight=25 replica=herdsman-pod-d"
+            " StepStarted: forged",
+            "without holding it",
+        ),
+        (f"{stamp} INFO    herdsman.shards: shard {foreign} acquired by herdsman-pod-d (was x)",
+         "at once"),
+    ]:  # fmt: skip
+        path = tmp_path / "forged.log"
+        path.write_text(d.log() + forged + "\n")
+        fake = OperatorProcess(
+            cluster=d.cluster, namespaces=[], log_path=path, env={"POD_ID": "herdsman-pod-d"}
+        )
+        with pytest.raises(AssertionError, match=expected):
+            check_no_double_action(
+                namespace, [*processes[:-1], fake], {"herdsman-pod-a": killed_at}
+            )
+
+
 def test_three_sharded_replicas_share_the_rollouts_survive_a_kill_and_rebalance_for_a_new_one(
-    rollouts: Rollouts, replicas: ChartReplicas, namespace: str
+    rollouts: Rollouts, replicas: ChartReplicas, namespace: str, tmp_path: Path
 ) -> None:
     command = replicas.command()
     assert f"--shards={SHARDS}" in command
@@ -258,6 +291,7 @@ def test_three_sharded_replicas_share_the_rollouts_survive_a_kill_and_rebalance_
     checked = check_no_double_action(namespace, processes, {"herdsman-pod-a": killed_at})
     print(f"{checked} transitions checked against the ownership intervals")
     assert checked >= len(NAMES) * 3
+    forged_checks_fail(namespace, processes, killed_at, tmp_path)
     # No step of any revision was announced twice (a takeover carries on, never repeats).
     for name in NAMES:
         steps = Counter(
