@@ -199,7 +199,12 @@ def forged_checks_fail(
     foreign = next(s for s in range(SHARDS) if s not in held)
     victim = next(n for n in NAMES if shard_of(namespace, n, SHARDS) == foreign)
     # In the middle of another replica's ownership of that shard.
-    other = next(i for p in processes[:-1] for i in ownership(p, killed_at) if i.shard == foreign)
+    other = next(
+        i
+        for p in processes[:-1]
+        for i in ownership(p, killed_at if p is processes[0] else None)
+        if i.shard == foreign
+    )
     middle = (other.start + min(other.end, time.time())) / 2
     stamp = datetime.fromtimestamp(middle, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     for forged, expected in [
