@@ -37,7 +37,7 @@ pytestmark = pytest.mark.e2e
 SHARDS = 6
 LEASE = 4.0
 RENEW = 1.0
-NAMES = [f"app{i:02d}" for i in range(12)]
+PER_SHARD = 2
 STEPS = [
     {"setWeight": 25},
     {"pause": {"duration": "8s"}},
@@ -89,11 +89,26 @@ def wait_split(replicas: ChartReplicas, expected: dict[str, int], timeout: float
     )
 
 
+def spread(namespace: str) -> list[str]:
+    """Rollout names, PER_SHARD in each shard (the namespace is random: so is the hash)."""
+    names: dict[int, list[str]] = defaultdict(list)
+    for i in range(10_000):
+        name = f"app{i:02d}"
+        shard = shard_of(namespace, name, SHARDS)
+        if len(names[shard]) < PER_SHARD:
+            names[shard].append(name)
+        if sum(map(len, names.values())) == SHARDS * PER_SHARD:
+            break
+    return sorted(n for found in names.values() for n in found)
+
+
 def wait_all_healthy(rollouts: Rollouts, revision: str, timeout: float) -> None:
+    names = spread(rollouts.ns)
+
     def healthy() -> list[str]:
         return [
             n
-            for n in NAMES
+            for n in names
             if not (
                 (s := rollouts.status(n)).get("phase") == "Healthy"
                 and s.get("stableServerGroup") == f"{n}-{revision}"
@@ -238,13 +253,14 @@ def test_three_sharded_replicas_share_the_rollouts_survive_a_kill_and_rebalance_
     assert "--standalone" in command
     assert "--require-peering" not in command
     started = time.monotonic()
+    names = spread(namespace)
     a, b, c = (replicas.start(f"herdsman-pod-{n}") for n in "abc")
     wait_split(replicas, {"herdsman-pod-a": 2, "herdsman-pod-b": 2, "herdsman-pod-c": 2}, 30)
 
-    for name in NAMES:
+    for name in names:
         rollouts.create(rollout(name, replicas=2, steps=STEPS))
     wait_all_healthy(rollouts, "v001", timeout=90)
-    for name in NAMES:  # the owner records each Rollout's shard as a label
+    for name in names:  # the owner records each Rollout's shard as a label
         labels = rollouts.get(name)["metadata"].get("labels") or {}
         assert labels.get(LABEL_SHARD) == str(shard_of(namespace, name, SHARDS))
     assert {t.replica for p in (a, b, c) for t in p.transitions()} == {
@@ -255,10 +271,11 @@ def test_three_sharded_replicas_share_the_rollouts_survive_a_kill_and_rebalance_
 
     # v2: kill a mid-canary, during the 8 s pause.
     held_by_a = {s for s, who in holders(replicas).items() if who == "herdsman-pod-a"}
-    of_a = [n for n in NAMES if shard_of(namespace, n, SHARDS) in held_by_a]
-    for name in NAMES:
+    of_a = [n for n in names if shard_of(namespace, n, SHARDS) in held_by_a]
+    for name in names:
         rollouts.set_image(IMAGE_V2, name)
-    for name in of_a or NAMES[:1]:
+    assert len(of_a) == 2 * PER_SHARD
+    for name in of_a:
         rollouts.wait(lambda s: s.get("step") == "2/4", name=name, timeout=30, what="the pause")
     killed_at = time.time()
     a.kill()
@@ -285,7 +302,7 @@ def test_three_sharded_replicas_share_the_rollouts_survive_a_kill_and_rebalance_
         assert len(finished) == 1, f"{name}: finished by {finished}"
 
     # v3: a fourth replica joins mid-canary; b and c release one shard each for it.
-    for name in NAMES:
+    for name in names:
         rollouts.set_image(IMAGE_V3, name)
     d = replicas.start("herdsman-pod-d")
     wait_split(replicas, {"herdsman-pod-b": 2, "herdsman-pod-c": 2, "herdsman-pod-d": 2}, 30)
@@ -298,10 +315,10 @@ def test_three_sharded_replicas_share_the_rollouts_survive_a_kill_and_rebalance_
     processes = [a, b, c, d]
     checked = check_no_double_action(namespace, processes, {"herdsman-pod-a": killed_at})
     print(f"{checked} transitions checked against the ownership intervals")
-    assert checked >= len(NAMES) * 3
+    assert checked >= len(names) * 3
     forged_checks_fail(namespace, processes, killed_at, tmp_path)
     # No step of any revision was announced twice (a takeover carries on, never repeats).
-    for name in NAMES:
+    for name in names:
         steps = Counter(
             (t.revision, t.step) for p in processes for t in p.transitions(name)
             if t.reason == "StepStarted"
