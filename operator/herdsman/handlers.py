@@ -55,8 +55,8 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     shards = getattr(memo, "shards", None)
     if shards is not None:
-        # Every replica watches every Rollout (Kopf has no server-side label selector for its
-        # watches); the shard gate in each loop decides which ones this replica acts on.
+        # Every replica watches every Rollout: Kopf's server-side label selectors are fixed for a
+        # watch stream's life, while shard ownership moves. The gate in each loop decides.
         memo.shard_task = asyncio.get_running_loop().create_task(shards.run())
     log.info("herdsman operator started (version %s)", __version__)
 
