@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import socket
 import sys
 import time
 from typing import Any
@@ -77,6 +78,40 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=int(os.environ.get("HERDSMAN_PEERING_LIFETIME", "60")),
         help="seconds a replica's keep-alive counts: the bound on takeover after a crash",
+    )
+    run.add_argument(
+        "--shards",
+        type=int,
+        default=int(os.environ.get("HERDSMAN_SHARDS", "0")),
+        help="split the Rollouts into this many shards, each acted on by the replica holding its"
+        " Lease (0 or 1: no sharding; Kopf peering decides which one replica acts)",
+    )
+    run.add_argument(
+        "--shard-lease-seconds",
+        type=float,
+        default=float(os.environ.get("HERDSMAN_SHARD_LEASE_SECONDS", "15")),
+        help="a dead replica's shards move to live ones within about this",
+    )
+    run.add_argument(
+        "--shard-renew-seconds",
+        type=float,
+        default=float(os.environ.get("HERDSMAN_SHARD_RENEW_SECONDS", "5")),
+    )
+    run.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("HERDSMAN_LEASE_NAMESPACE")
+        or os.environ.get("POD_NAMESPACE", "default"),
+        help="where the shard Leases live (the operator's own namespace)",
+    )
+    run.add_argument(
+        "--lease-prefix",
+        default=os.environ.get("HERDSMAN_LEASE_PREFIX", "herdsman"),
+        help="names the Leases <prefix>-shard-<i> and <prefix>-member-<replica>",
+    )
+    run.add_argument(
+        "--identity",
+        default=os.environ.get("POD_ID") or f"{socket.gethostname()}-{os.getpid()}",
+        help="this replica's name in the Leases and the logs (default: $POD_ID)",
     )
     run.add_argument(
         "--liveness",
@@ -149,6 +184,25 @@ def _notifier(kube: Any, policy: Any, configmap: str, secret: str) -> Any:
     return Notifier(source=source, deliverer=Deliverer().start())
 
 
+def _shards(args: argparse.Namespace, kube: Any) -> Any:
+    """The shard manager when --shards asks for more than one shard, else None."""
+    if args.shards <= 1:
+        return None
+    from herdsman.sharding import KubeLeases, Shards
+
+    if args.shard_renew_seconds >= args.shard_lease_seconds:
+        raise SystemExit("--shard-renew-seconds must be shorter than --shard-lease-seconds")
+    store = KubeLeases(kube, args.lease_namespace, args.lease_prefix)
+    return Shards(
+        store=store,
+        identity=args.identity,
+        shards=args.shards,
+        prefix=args.lease_prefix,
+        lease_seconds=args.shard_lease_seconds,
+        renew_seconds=args.shard_renew_seconds,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "simulate":
@@ -158,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     from herdsman import (
         handlers,  # noqa: F401  (registers the Kopf handlers)
         metrics,
+        telemetry,
     )
     from herdsman.cluster import experiment_step
     from herdsman.cluster.analysis import Analysis
@@ -213,15 +268,22 @@ def main(argv: list[str] | None = None) -> int:
         notifier=_notifier(kube, policy, args.notifications_configmap, args.notifications_secret),
     )
     experiments = ExperimentRuntime(kube=kube, policy=policy, analysis=analysis)
+    shards = _shards(args, kube)
+    if shards is not None:
+        runtime.shards = experiments.shards = shards
+        shards.listeners += [runtime.wake_shard, experiments.wake_shard]
+        telemetry.REPLICA = args.identity
     memo = kopf.Memo(
         runtime=runtime,
         experiments=experiments,
+        shards=shards,
         peering={
             "name": args.peering,
             "priority": args.priority,  # argparse applies _priority to the default too
             "lifetime": args.peering_lifetime,
-            "standalone": args.standalone,
-            "mandatory": args.require_peering and not args.standalone,
+            # Sharded, every replica acts (on its own shards): peering would pause all but one.
+            "standalone": args.standalone or shards is not None,
+            "mandatory": args.require_peering and not args.standalone and shards is None,
         },
     )
     loop = asyncio.new_event_loop()

@@ -25,7 +25,8 @@ from herdsman.cluster.kube import Kube, KubeError
 from herdsman.cluster.observe import Observed
 from herdsman.engine.experiment import decide
 from herdsman.engine.world import World
-from herdsman.reconcile import GONE, MAX_BACKOFF, RESYNC_SECONDS, Gone, _sleep
+from herdsman.reconcile import _UNTIL, GONE, MAX_BACKOFF, RESYNC_SECONDS, Gone, _sleep, capped
+from herdsman.sharding import Shards
 
 log = logging.getLogger("herdsman.experiment")
 
@@ -36,7 +37,11 @@ class ExperimentRuntime:
     policy: AccessPolicy = field(default_factory=AccessPolicy)
     analysis: Analysis | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # Sharded mode: an Experiment is acted on by the holder of its owning Rollout's shard (of
+    # its own name's when it has no owner), so a Rollout and its experiments move together.
+    shards: Shards | None = None
     _wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
+    _shard_keys: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def wake(self, namespace: str | None, name: str | None) -> None:
         if namespace and name:
@@ -44,8 +49,15 @@ class ExperimentRuntime:
             if event is not None:
                 event.set()
 
+    def wake_shard(self, shard: int) -> None:
+        if self.shards is None:
+            return
+        for (namespace, name), key in list(self._shard_keys.items()):
+            if self.shards.shard_of(namespace, key) == shard:
+                self.wake(namespace, name)
+
     async def reconcile(self, namespace: str, name: str) -> float | Gone | None:
-        deadline = self.policy.reconcile_deadline()
+        deadline = capped(self.policy.reconcile_deadline())
         body = await self.kube.get(EXPERIMENTS.url(namespace, name), deadline=deadline)
         if body is None:
             return GONE
@@ -74,35 +86,32 @@ class ExperimentRuntime:
             due = until if due is None else min(due, until)
         return due
 
-    async def run(self, namespace: str, name: str, stopped: Any) -> None:
-        """The per-Experiment loop (a Kopf daemon): reconcile, then sleep until due or woken."""
+    async def run(self, namespace: str, name: str, stopped: Any, owner: str | None = None) -> None:
+        """The per-Experiment loop (a Kopf daemon): reconcile, then sleep until due or woken.
+
+        `owner`: the Rollout that started it, whose shard it goes with (sharded mode)."""
         key = (namespace, name)
         waker = self._wakers.setdefault(key, asyncio.Event())
+        self._shard_keys[key] = owner or name
         failures = 0
         try:
             while not stopped:
                 waker.clear()
-                try:
-                    due = await self.reconcile(namespace, name)
-                    failures = 0
-                except Exception as err:
-                    failures += 1
-                    due = min(MAX_BACKOFF, 0.5 * 2**failures)
-                    if isinstance(err, KubeError | TimeoutError | ConnectionError):
-                        log.warning(
-                            "experiment %s/%s: pass failed (%s); retrying in %.1fs",
-                            namespace,
-                            name,
-                            err,
-                            due,
-                        )
-                    else:
-                        log.exception(
-                            "experiment %s/%s: unexpected error; retrying in %.1fs",
-                            namespace,
-                            name,
-                            due,
-                        )
+                until: float | None = None
+                if self.shards is not None:
+                    shard = self.shards.shard_of(namespace, owner or name)
+                    with self.shards.acting(shard) as until:
+                        if until is not None:
+                            token = _UNTIL.set(until)
+                            try:
+                                due, failures = await self._attempt(namespace, name, failures)
+                            finally:
+                                _UNTIL.reset(token)
+                    if until is None:
+                        await _sleep(waker, stopped, RESYNC_SECONDS)  # not ours: no API call
+                        continue
+                else:
+                    due, failures = await self._attempt(namespace, name, failures)
                 if isinstance(due, Gone):
                     return
                 wait = RESYNC_SECONDS if due is None else min(due, RESYNC_SECONDS)
@@ -111,6 +120,30 @@ class ExperimentRuntime:
         finally:
             if self._wakers.get(key) is waker:
                 del self._wakers[key]
+                self._shard_keys.pop(key, None)
+
+    async def _attempt(
+        self, namespace: str, name: str, failures: int
+    ) -> tuple[float | Gone | None, int]:
+        """One pass, its failures turned into a back-off: (seconds until the next, failures)."""
+        try:
+            return await self.reconcile(namespace, name), 0
+        except Exception as err:
+            failures += 1
+            due = min(MAX_BACKOFF, 0.5 * 2**failures)
+            if isinstance(err, KubeError | TimeoutError | ConnectionError):
+                log.warning(
+                    "experiment %s/%s: pass failed (%s); retrying in %.1fs",
+                    namespace,
+                    name,
+                    err,
+                    due,
+                )
+            else:
+                log.exception(
+                    "experiment %s/%s: unexpected error; retrying in %.1fs", namespace, name, due
+                )
+            return due, failures
 
     async def _unparseable(
         self, namespace: str, name: str, body: dict[str, Any], err: ValidationError
@@ -137,5 +170,5 @@ class ExperimentRuntime:
         await self.kube.patch(
             EXPERIMENTS.url(namespace, name, "status"),
             patch,
-            deadline=self.policy.reconcile_deadline(),
+            deadline=capped(self.policy.reconcile_deadline()),
         )

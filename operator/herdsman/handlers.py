@@ -13,6 +13,8 @@ ends when its Rollout is gone (404). So the daemon is registered without it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Collection, Mapping
@@ -51,7 +53,26 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.persistence.finalizer = f"{GROUP}/finalizer"
+    shards = getattr(memo, "shards", None)
+    if shards is not None:
+        # Every replica watches every Rollout: Kopf's server-side label selectors are fixed for a
+        # watch stream's life, while shard ownership moves. The gate in each loop decides.
+        memo.shard_task = asyncio.get_running_loop().create_task(shards.run())
     log.info("herdsman operator started (version %s)", __version__)
+
+
+@kopf.on.cleanup()
+async def release_shards(memo: Any, **_: Any) -> None:
+    """A clean stop hands this replica's shards over at once instead of after the lease time."""
+    shards = getattr(memo, "shards", None)
+    task = getattr(memo, "shard_task", None)
+    if shards is None:
+        return
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await shards.stop()
 
 
 # The watch-fed cache (cluster/cache.py): Kopf fills every index by a full list before it
@@ -154,11 +175,16 @@ def _owner(meta: Mapping[str, Any], kind: str) -> str | None:
 
 @kopf.daemon(GROUP, VERSION, "experiments", id="experiment", cancellation_timeout=10.0)
 async def experiment_loop(
-    namespace: str | None, name: str, stopped: kopf.DaemonStopped, memo: Any, **_: Any
+    namespace: str | None,
+    name: str,
+    meta: Mapping[str, Any],
+    stopped: kopf.DaemonStopped,
+    memo: Any,
+    **_: Any,
 ) -> None:
     runtime = _experiments(memo)
     if runtime is not None:
-        await runtime.run(namespace or "default", name, stopped)
+        await runtime.run(namespace or "default", name, stopped, owner=_owner(meta, "Rollout"))
 
 
 @kopf.on.event(GROUP, VERSION, "experiments")

@@ -9,9 +9,11 @@ stopped. A pass never raises: API trouble backs off, a spec that cannot be parse
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +25,7 @@ from herdsman.api.rollout import Rollout
 from herdsman.cluster.analysis import Analysis, with_updates
 from herdsman.cluster.analysis import problems as analysis_problems
 from herdsman.cluster.apply import Applier
-from herdsman.cluster.budget import AccessPolicy
+from herdsman.cluster.budget import AccessPolicy, Deadline
 from herdsman.cluster.cache import Cache
 from herdsman.cluster.kube import DEPLOYMENTS, ROLLOUTS, Kube, KubeError
 from herdsman.cluster.observe import observe
@@ -33,12 +35,26 @@ from herdsman.engine.workload import resolve
 from herdsman.naming import ANNOTATION_IMPORTING
 from herdsman.notify import subscriptions
 from herdsman.notify.notifier import Notifier
+from herdsman.sharding import LABEL_SHARD, Shards
 
 log = logging.getLogger("herdsman.reconcile")
 
 RESYNC_SECONDS = 300.0
 IMPORT_RECHECK_SECONDS = 5.0
 MAX_BACKOFF = 60.0
+
+
+# Until when the pass in progress may make API calls (monotonic; None: only its own budget):
+# the end of this replica's trust in the shard's Lease. Per task: each Rollout's loop is one.
+_UNTIL: contextvars.ContextVar[float | None] = contextvars.ContextVar("until", default=None)
+
+
+def capped(deadline: Deadline) -> Deadline:
+    """`deadline`, or earlier if this pass's ownership of its shard ends earlier."""
+    until = _UNTIL.get()
+    if until is not None and until < deadline.when:
+        return Deadline.at(until, clock=deadline.clock, margin=deadline.margin)
+    return deadline
 
 
 class Gone:
@@ -57,6 +73,8 @@ class Runtime:
     # None: notifications are not configured (subscriptions are then ignored).
     notifier: Notifier | None = None
     cache: Cache | None = None
+    # Sharded mode: a pass runs only while this replica holds the Rollout's shard.
+    shards: Shards | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     _wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
     # (namespace, Deployment) -> the Rollouts whose workloadRef names it, as last seen by a
@@ -68,6 +86,14 @@ class Runtime:
             event = self._wakers.get((namespace, name))
             if event is not None:
                 event.set()
+
+    def wake_shard(self, shard: int) -> None:
+        """This replica acquired `shard`: its Rollouts' loops, idle until now, start a pass."""
+        if self.shards is None:
+            return
+        for namespace, name in list(self._wakers):
+            if self.shards.shard_of(namespace, name) == shard:
+                self.wake(namespace, name)
 
     def wake_workload(self, namespace: str | None, deployment: str | None) -> None:
         """A Deployment changed: wake every Rollout that takes its template from it."""
@@ -95,8 +121,12 @@ class Runtime:
         finally:
             metrics.reconcile_duration.labels(result).observe(time.perf_counter() - started)
 
+    def _deadline(self) -> Deadline:
+        # No call of a pass may outlive this replica's ownership of the Rollout's shard.
+        return capped(self.policy.reconcile_deadline())
+
     async def _pass(self, namespace: str, name: str) -> float | Gone | None:
-        deadline = self.policy.reconcile_deadline()
+        deadline = self._deadline()
         body = self.cache.rollout(namespace, name) if self.cache is not None else None
         if body is None:
             body = await self.kube.get(ROLLOUTS.url(namespace, name), deadline=deadline)
@@ -104,6 +134,8 @@ class Runtime:
             metrics.forget(namespace, name)
             self._note_workload(namespace, name, None)
             return GONE
+        if self.shards is not None:
+            await self._record_shard(namespace, name, body, deadline)
         if ANNOTATION_IMPORTING in ((body.get("metadata") or {}).get("annotations") or {}):
             # `kubectl herdsman import` is still handing the ReplicaSets over: hold off, or this
             # pass would find no server group and start one. Removing the mark wakes us.
@@ -163,6 +195,29 @@ class Runtime:
             due = until if due is None else min(due, until)
         return due
 
+    async def _record_shard(
+        self, namespace: str, name: str, body: Mapping[str, Any], deadline: Deadline
+    ) -> None:
+        """Label the Rollout with its shard (only a record; the hash decides) once, by its owner."""
+        assert self.shards is not None
+        shard = str(self.shards.shard_of(namespace, name))
+        if ((body.get("metadata") or {}).get("labels") or {}).get(LABEL_SHARD) != shard:
+            patch = {"metadata": {"labels": {LABEL_SHARD: shard}}}
+            await self.kube.patch(ROLLOUTS.url(namespace, name), patch, deadline=deadline)
+
+    @contextlib.contextmanager
+    def _turn(self, namespace: str, name: str) -> Iterator[bool]:
+        """Whether this replica may run a pass on the Rollout now (always, unless sharded)."""
+        if self.shards is None:
+            yield True
+            return
+        with self.shards.acting(self.shards.shard_of(namespace, name)) as until:
+            token = _UNTIL.set(until)
+            try:
+                yield until is not None
+            finally:
+                _UNTIL.reset(token)
+
     async def run(
         self, namespace: str, name: str, stopped: Any, live: Mapping[str, Any] | None = None
     ) -> None:
@@ -174,26 +229,22 @@ class Runtime:
             self.cache.bind_rollout(namespace, name, live)
         waker = self._wakers.setdefault(key, asyncio.Event())
         failures = 0
+        acted = False
         try:
             while not stopped:
                 waker.clear()
-                try:
-                    due = await self.reconcile(namespace, name)
-                    failures = 0
-                except (KubeError, TimeoutError, ConnectionError) as err:
-                    failures += 1
-                    due = min(MAX_BACKOFF, 0.5 * 2**failures)
-                    log.warning(
-                        "%s/%s: reconcile failed (%s); retrying in %.1fs", namespace, name, err, due
-                    )
-                    if isinstance(err, KubeError) and err.status in (400, 403, 422):
-                        await self._report_refusal(namespace, name, err)
-                except Exception:
-                    failures += 1
-                    due = min(MAX_BACKOFF, 0.5 * 2**failures)
-                    log.exception(
-                        "%s/%s: unexpected error; retrying in %.1fs", namespace, name, due
-                    )
+                with self._turn(namespace, name) as mine:
+                    if mine:
+                        acted = True
+                        due, failures = await self._attempt(namespace, name, failures)
+                if not mine:
+                    # Another replica's shard (or nobody's yet): no API call at all. Acquiring
+                    # the shard wakes this loop (wake_shard); until then, only watch events do.
+                    if acted:
+                        acted = False
+                        metrics.forget(namespace, name)  # its owner exports them now
+                    await _sleep(waker, stopped, RESYNC_SECONDS)
+                    continue
                 if isinstance(due, Gone):
                     return
                 wait = RESYNC_SECONDS if due is None else min(due, RESYNC_SECONDS)
@@ -207,12 +258,32 @@ class Runtime:
             # Stopped (deleted, or this replica paused by peering): its gauges would go stale.
             metrics.forget(namespace, name)
 
+    async def _attempt(
+        self, namespace: str, name: str, failures: int
+    ) -> tuple[float | Gone | None, int]:
+        """One pass, its failures turned into a back-off: (seconds until the next, failures)."""
+        try:
+            return await self.reconcile(namespace, name), 0
+        except (KubeError, TimeoutError, ConnectionError) as err:
+            failures += 1
+            due = min(MAX_BACKOFF, 0.5 * 2**failures)
+            log.warning(
+                "%s/%s: reconcile failed (%s); retrying in %.1fs", namespace, name, err, due
+            )
+            if isinstance(err, KubeError) and err.status in (400, 403, 422):
+                await self._report_refusal(namespace, name, err)
+        except Exception:
+            failures += 1
+            due = min(MAX_BACKOFF, 0.5 * 2**failures)
+            log.exception("%s/%s: unexpected error; retrying in %.1fs", namespace, name, due)
+        return due, failures
+
     async def _report_refusal(self, namespace: str, name: str, err: KubeError) -> None:
         """A write the API server refuses will be refused again: say so in status, once.
 
         The next pass that gets through clears it (the Plan starts without the condition).
         """
-        deadline = self.policy.reconcile_deadline()
+        deadline = self._deadline()
         try:
             body = await self.kube.get(ROLLOUTS.url(namespace, name), deadline=deadline)
             if body is None:
@@ -268,7 +339,7 @@ class Runtime:
         await self.kube.patch(
             ROLLOUTS.url(namespace, name, "status"),
             patch,
-            deadline=self.policy.reconcile_deadline(),
+            deadline=self._deadline(),
         )
 
 

@@ -1,7 +1,11 @@
 """Log formatting: one line per transition, readable with `kubectl logs -f` alone.
 
-Plain (default):  2026-11-23T19:40:01Z shop/checkout rev=7 step=2/5 weight=20 StepStarted: step 2/5: setWeight 20
+Plain (default):  2026-11-23T19:40:01.237Z shop/checkout rev=7 step=2/5 weight=20 StepStarted: step 2/5: setWeight 20
 JSON (--log-format json): the same fields as keys, for log collectors.
+
+With sharding (several replicas acting at once) each transition also names the replica that made
+it (`replica=<pod>` after the weight): who acted on which Rollout when, from the logs alone.
+Milliseconds, because replicas hand shards over within one second.
 """
 
 from __future__ import annotations
@@ -17,15 +21,24 @@ from herdsman.engine.world import Decision, Transition
 
 transitions = logging.getLogger("herdsman.transitions")
 
-_FIELDS = ("rollout", "revision", "step", "weight", "reason")
+_FIELDS = ("rollout", "revision", "step", "weight", "replica", "reason")
+
+# This replica's identity when several act at once (sharding); None: not named in the lines.
+REPLICA: str | None = None
+
+
+def _stamp(created: float) -> str:
+    moment = datetime.fromtimestamp(created, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 class PlainFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        stamp = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = _stamp(record.created)
         if hasattr(record, "rollout"):
             f = record.__dict__
-            head = f"{f['rollout']} rev={f['revision']} step={f['step']} weight={f['weight']} {f['reason']}"
+            by = f" replica={f['replica']}" if f.get("replica") else ""
+            head = f"{f['rollout']} rev={f['revision']} step={f['step']} weight={f['weight']}{by} {f['reason']}"
             line = f"{stamp} {head}: {record.getMessage()}"
         else:
             line = f"{stamp} {record.levelname:<7} {record.name}: {record.getMessage()}"
@@ -43,7 +56,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for key in _FIELDS:
-            if hasattr(record, key):
+            if hasattr(record, key) and (key != "replica" or getattr(record, key)):
                 entry[key] = getattr(record, key)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
@@ -75,5 +88,6 @@ def announce(rollout: Rollout, decision: Decision, transition: Transition) -> No
             "step": st.step or "-",
             "weight": st.canary_weight,
             "reason": transition.reason,
+            "replica": REPLICA,
         },
     )

@@ -17,10 +17,10 @@ from typing import Any
 from harness.cluster import CHART, Cluster, token_kubeconfig, wait_until
 from harness.local_http import free_port
 
-# One transition line: "<time> <ns>/<name> rev=<r> step=<s> weight=<w> <Reason>: <message>"
+# One transition line: "<time> <ns>/<name> rev=<r> step=<s> weight=<w>[ replica=<id>] <Reason>: <message>"
 TRANSITION = re.compile(
-    r"^\S+ (?P<rollout>\S+/\S+) rev=(?P<rev>\S+) step=(?P<step>\S+) weight=(?P<weight>\d+)"
-    r" (?P<reason>\w+): (?P<message>.*)$"
+    r"^(?P<time>\S+) (?P<rollout>\S+/\S+) rev=(?P<rev>\S+) step=(?P<step>\S+)"
+    r" weight=(?P<weight>\d+)(?: replica=(?P<replica>\S+))? (?P<reason>\w+): (?P<message>.*)$"
 )
 
 
@@ -32,6 +32,8 @@ class Transition:
     weight: int
     reason: str
     message: str
+    time: str = ""
+    replica: str | None = None
 
 
 @dataclass
@@ -116,6 +118,8 @@ class OperatorProcess:
                         int(m["weight"]),
                         m["reason"],
                         m["message"],
+                        m["time"],
+                        m["replica"],
                     )
                 )
         return found
@@ -149,13 +153,16 @@ class ChartReplicas:
     is plain, for `transitions()`.
     """
 
-    def __init__(self, cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    def __init__(
+        self, cluster: Cluster, namespace: str, tmp_path: Path, values: tuple[str, ...] = ()
+    ) -> None:
         self.cluster, self.namespace, self.tmp_path = cluster, namespace, tmp_path
         suffix = secrets.token_hex(3)
         self.release, self.operator_ns = f"herdsman-{suffix}", f"herdsman-ha-{suffix}"
+        more = [arg for value in values for arg in ("--set", value)]
         cluster.helm(
             "install", self.release, str(CHART), "-n", self.operator_ns, "--create-namespace",
-            "--set", f"watchNamespaces={{{namespace}}}", "--wait", "--timeout", "90s",
+            "--set", f"watchNamespaces={{{namespace}}}", *more, "--wait", "--timeout", "90s",
         )  # fmt: skip
         token = cluster.kubectl(
             "create", "token", self.release, "-n", self.operator_ns, "--duration=1h"
@@ -201,6 +208,14 @@ class ChartReplicas:
         ).start()
         self.processes.append(process)
         return process
+
+    def leases(self) -> list[dict[str, Any]]:
+        """The Leases in the operator's namespace (sharding: shard and member Leases)."""
+        body = json.loads(
+            self.cluster.kubectl("get", "leases", "-n", self.operator_ns, "-o", "json")
+        )
+        items: list[dict[str, Any]] = body.get("items") or []
+        return items
 
     def peers(self) -> dict[str, Any]:
         body = json.loads(

@@ -77,6 +77,8 @@ def test_helm_lint_passes_in_strict_mode() -> None:
 VARIANTS = {
     "defaults": [],
     "namespaced": ["watchNamespaces={shop,payments}"],
+    "sharded": ["sharding.shards=12", "replicaCount=3"],
+    "sharded-namespaced": ["sharding.shards=6", "watchNamespaces={shop}"],
     "everything-on": [
         "metrics.serviceMonitor.enabled=true",
         "webDashboard.enabled=true",
@@ -124,6 +126,9 @@ def test_the_values_schema_refuses_what_would_break_the_install() -> None:
         ("metrics.serviceMonitor.interval=30sec", "does not match pattern"),
         # An env value must be a string: Kubernetes would refuse the Deployment.
         ("extraEnv[0].name=X,extraEnv[0].value=1", "got number, want string"),
+        ("sharding.shards=-1", "minimum"),
+        ("sharding.leaseSeconds=1", "minimum"),
+        ("sharding.shard=6", "additional properties"),
     ]:
         out = helm("template", RELEASE, str(CHART), "--set", bad, check=False)
         assert why in out, f"{bad}: {out[-500:]}"
@@ -271,6 +276,38 @@ def test_namespaced_mode_puts_a_peering_object_in_each_watched_namespace(
     peerings = [d for d in namespaced if d["kind"] == "KopfPeering"]
     assert sorted(p["metadata"]["namespace"] for p in peerings) == ["payments", "shop"]
     assert not [d for d in namespaced if d["kind"] == "ClusterKopfPeering"]
+
+
+# --- sharding: every replica acts, each on its own shards ---------------------------------------
+
+
+def test_one_value_turns_sharding_on_and_peering_off() -> None:
+    from herdsman.__main__ import parser
+
+    docs = render("sharding.shards=12", "replicaCount=3")
+    assert find(docs, "Deployment")["spec"]["replicas"] == 3
+    args = container(docs)["args"]
+    parsed = parser().parse_args(["run", *args])
+    assert parsed.shards == 12
+    assert parsed.standalone  # sharded replicas do not peer: the Leases decide
+    assert not parsed.require_peering
+    assert parsed.shard_lease_seconds == 15
+    assert parsed.shard_renew_seconds == 5
+    assert parsed.lease_namespace == NAMESPACE  # the release's own namespace
+    assert parsed.lease_prefix == f"{RELEASE}-herdsman"  # two installs never share Leases
+    assert not [d for d in docs if d["kind"] in ("ClusterKopfPeering", "KopfPeering")]
+    # POD_ID names the replica in its Leases and its transition lines.
+    env = {e["name"]: e for e in container(docs)["env"]}
+    assert env["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+
+
+@pytest.mark.parametrize("shards", ["0", "1"])
+def test_zero_or_one_shard_is_todays_single_acting_replica(shards: str) -> None:
+    docs = render(f"sharding.shards={shards}")
+    args = container(docs)["args"]
+    assert "--require-peering" in args
+    assert not [a for a in args if a.startswith("--shards")]
+    find(docs, "ClusterKopfPeering")
 
 
 # --- hardening ----------------------------------------------------------------------------------

@@ -401,18 +401,21 @@ def known_paths() -> dict[tuple[str, str], KPath]:
 # --- 2. Kopf handlers and 3. Kopf's machinery ---------------------------------------------------
 
 
-def kopf_settings(*, clusterwide: bool) -> kopf.OperatorSettings:
-    """The settings as herdsman's startup handler leaves them, for the chart's flags."""
+def kopf_settings(*, clusterwide: bool, sharded: bool = False) -> kopf.OperatorSettings:
+    """The settings as herdsman's startup handler leaves them, for the chart's flags (sharded:
+    `--shards` turns peering off, every replica acting on its own shards)."""
     from herdsman import handlers
 
     settings = kopf.OperatorSettings()
     settings.peering.clusterwide = clusterwide
-    memo = kopf.Memo(peering={"name": "p", "priority": 0, "standalone": False, "mandatory": True})
+    memo = kopf.Memo(
+        peering={"name": "p", "priority": 0, "standalone": sharded, "mandatory": not sharded}
+    )
     asyncio.run(handlers.configure(settings=settings, memo=memo))
     return settings
 
 
-def kopf_needs(*, clusterwide: bool) -> dict[Perm, str]:
+def kopf_needs(*, clusterwide: bool, sharded: bool = False) -> dict[Perm, str]:
     from herdsman import handlers  # noqa: F401  (registers the handlers)
 
     registry = kopf.get_default_registry()
@@ -443,7 +446,7 @@ def kopf_needs(*, clusterwide: bool) -> dict[Perm, str]:
                 verbs.append("patch")
             add(selector.group or "", plural, verbs, f"kopf {kind} handler {h.id}")
 
-    settings = kopf_settings(clusterwide=clusterwide)
+    settings = kopf_settings(clusterwide=clusterwide, sharded=sharded)
     if not settings.peering.standalone:
         plural = "clusterkopfpeerings" if clusterwide else "kopfpeerings"
         add("kopf.dev", plural, ["list", "watch", "patch"], "kopf peering")
@@ -456,11 +459,21 @@ def kopf_needs(*, clusterwide: bool) -> dict[Perm, str]:
     return needs
 
 
-def operator_needs(*, clusterwide: bool) -> dict[Perm, str]:
-    needs = {c.perm: c.where for c in code_calls()}
-    for perm, why in kopf_needs(clusterwide=clusterwide).items():
+def operator_needs(*, clusterwide: bool, sharded: bool = False) -> dict[Perm, str]:
+    """What the operator calls outside its own namespace (the shard Leases live there, in a
+    Role of their own: see `lease_needs`)."""
+    needs = {c.perm: c.where for c in code_calls() if c.perm[0] != LEASE_GROUP}
+    for perm, why in kopf_needs(clusterwide=clusterwide, sharded=sharded).items():
         needs.setdefault(perm, why)
     return needs
+
+
+LEASE_GROUP = "coordination.k8s.io"
+
+
+def lease_needs() -> dict[Perm, str]:
+    """The shard and member Leases (herdsman.sharding), in the operator's own namespace."""
+    return {c.perm: c.where for c in code_calls() if c.perm[0] == LEASE_GROUP}
 
 
 def is_namespaced(group: str, resource: str) -> bool:
@@ -559,11 +572,12 @@ def test_a_cluster_wide_install_grants_exactly_what_the_operator_calls() -> None
     assert not problems, f"the chart's ClusterRole and the code disagree:\n{problems}"
 
 
-def test_a_namespaced_install_grants_roles_in_the_watched_namespaces_only() -> None:
-    docs = render("watchNamespaces={shop,payments}")
+@pytest.mark.parametrize("sharded", [False, True], ids=["peering", "sharded"])
+def test_a_namespaced_install_grants_roles_in_the_watched_namespaces_only(sharded: bool) -> None:
+    docs = render("watchNamespaces={shop,payments}", f"sharding.shards={6 if sharded else 0}")
     roles = operator_roles(docs, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["payments", "shop"]
-    needed = operator_needs(clusterwide=False)
+    needed = operator_needs(clusterwide=False, sharded=sharded)
     in_namespace = {p: w for p, w in needed.items() if is_namespaced(p[0], p[1])}
     cluster_scoped = {p: w for p, w in needed.items() if not is_namespaced(p[0], p[1])}
     for role in roles:
@@ -572,11 +586,35 @@ def test_a_namespaced_install_grants_roles_in_the_watched_namespaces_only() -> N
     (cluster_role,) = operator_roles(docs, "ClusterRole")
     problems = diff(cluster_scoped, granted(cluster_role))
     assert not problems, f"the namespaced install's ClusterRole:\n{problems}"
-    bindings = [d for d in docs if d["kind"] == "RoleBinding"]
+    bindings = operator_roles(docs, "RoleBinding")
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["payments", "shop"]
     for binding in bindings + [d for d in docs if d["kind"] == "ClusterRoleBinding"]:
         (subject,) = binding["subjects"]
         assert subject == {"kind": "ServiceAccount", "name": FULLNAME, "namespace": "ops"}
+
+
+def test_a_sharded_install_grants_the_leases_in_its_own_namespace_and_no_peering() -> None:
+    docs = render("sharding.shards=6")
+    (role,) = operator_roles(docs, "ClusterRole")
+    problems = diff(operator_needs(clusterwide=True, sharded=True), granted(role))
+    assert not problems, f"the sharded install's ClusterRole:\n{problems}"
+    leases = [
+        d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == f"{FULLNAME}-shards"
+    ]
+    (lease_role,) = leases
+    assert lease_role["metadata"]["namespace"] == "ops"  # the release's, not the watched ones
+    needed = lease_needs()
+    assert {p[2] for p in needed} >= {"create", "update", "list"}, "the walk found no Lease calls"
+    problems = diff(needed, granted(lease_role))
+    assert not problems, f"the shard Leases Role:\n{problems}"
+    (binding,) = [
+        d
+        for d in docs
+        if d["kind"] == "RoleBinding" and d["metadata"]["name"] == f"{FULLNAME}-shards"
+    ]
+    assert binding["subjects"][0]["name"] == FULLNAME
+    # Unsharded, no Lease is ever touched: no Role for them.
+    assert not [d for d in render() if d["metadata"]["name"] == f"{FULLNAME}-shards"]
 
 
 def test_the_walk_fails_a_new_call_the_chart_does_not_grant() -> None:

@@ -53,3 +53,8 @@ app.kubernetes.io/part-of: herdsman
 {{- define "herdsman.clusterwide" -}}
 {{- if not .Values.watchNamespaces -}}true{{- end -}}
 {{- end -}}
+
+{{/* Sharded mode: more than one shard; each replica acts on the shards whose Leases it holds. */}}
+{{- define "herdsman.sharded" -}}
+{{- if gt (int .Values.sharding.shards) 1 -}}true{{- end -}}
+{{- end -}}

@@ -6,10 +6,11 @@ handlers and Kopf's own peering and scanning) and fails when the two differ in e
 
 {{/* Namespaced resources: in a ClusterRole when cluster-wide, in a Role per watched namespace. */}}
 {{- define "herdsman.rules.namespaced" -}}
-# Rollouts: watched by Kopf, read by each reconcile; only the status is written.
+# Rollouts: watched by Kopf, read by each reconcile; the status is written, and (sharded) the
+# herdsman.dev/shard label that records a Rollout's shard.
 - apiGroups: [herdsman.dev]
   resources: [rollouts]
-  verbs: [get, list, watch]
+  verbs: [get, list, patch, watch]
 - apiGroups: [herdsman.dev]
   resources: [rollouts/status]
   verbs: [patch]
@@ -124,6 +125,13 @@ handlers and Kopf's own peering and scanning) and fails when the two differ in e
 - apiGroups: [kopf.dev]
   resources: [kopfpeerings]
   verbs: [list, patch, watch]
+{{- end -}}
+
+{{/* Sharding: the shard and member Leases, in the release's namespace only. */}}
+{{- define "herdsman.rules.leases" -}}
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [create, delete, list, update]
 {{- end -}}
 
 {{/* A namespace-limited Kopf lists and watches namespaces to serve the listed ones as they come and go. */}}
