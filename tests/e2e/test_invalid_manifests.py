@@ -67,6 +67,17 @@ def container(m: Manifest) -> dict[str, Any]:
 
 _ABORT = {"abort": {"httpStatus": 503, "percentage": {"value": 10}}}
 
+
+def _background_chaos(**fields: Any) -> dict[str, Any]:
+    """Background analysis with a chaos option (analysis.chaos); None drops a field."""
+    chaos = {"action": "killPods", "percent": 50, "duration": "30s", "startingStep": 1}
+    chaos.update(fields)
+    return {
+        "templates": [{"templateName": "t"}],
+        "chaos": {k: v for k, v in chaos.items() if v is not None},
+    }
+
+
 CASES = [
     Case(
         "both strategies",
@@ -408,6 +419,46 @@ CASES = [
                         "httpFault": {"abort": {"httpStatus": 503, "percentage": {"value": 101}}},
                     }
                 }
+            ],
+        ),
+    ),
+    Case(
+        "a background chaos fault killing over 100 percent",
+        f"{CANARY}.analysis.chaos.percent",
+        lambda m: canary(m).update(analysis=_background_chaos(percent=101)),
+    ),
+    Case(
+        "a background chaos killPods without percent",
+        f"{CANARY}.analysis.chaos.percent",
+        lambda m: canary(m).update(analysis=_background_chaos(percent=None)),
+    ),
+    Case(
+        "a background chaos httpFault without the Istio router",
+        f"{CANARY}.analysis.chaos.httpFault",
+        lambda m: canary(m).update(
+            analysis=_background_chaos(percent=None, action="httpFault", httpFault=_ABORT)
+        ),
+    ),
+    Case(
+        "a background chaos starting past the last step",
+        f"{CANARY}.analysis.chaos.startingStep",
+        lambda m: canary(m).update(analysis=_background_chaos(startingStep=2)),
+    ),
+    Case(
+        "a background chaos starting before its analysis",
+        f"{CANARY}.analysis.chaos.startingStep",
+        lambda m: canary(m).update(
+            analysis={**_background_chaos(startingStep=0), "startingStep": 1}
+        ),
+    ),
+    Case(
+        "a background chaos beside a chaos step",
+        f"{CANARY}.analysis.chaos",
+        lambda m: canary(m).update(
+            analysis=_background_chaos(),
+            steps=[
+                {"setWeight": 20},
+                {"chaos": {"action": "killPods", "percent": 50, "duration": "30s"}},
             ],
         ),
     ),

@@ -316,8 +316,10 @@ def rollouts(
     max_replicas: int = 50,
     max_steps: int = 6,
     scale_with_dynamic: bool = True,
+    background_chaos: bool = False,
 ) -> dict[str, Any]:
-    """A Rollout manifest (the dict a user applies) for the canary strategy."""
+    """A Rollout manifest (the dict a user applies) for the canary strategy; with
+    `background_chaos`, its background analysis may carry a killPods fault (analysis.chaos)."""
     replicas = draw(st.integers(0, max_replicas))
     baseline = draw(st.booleans())
     is_routed = draw(st.booleans()) if routed is None else routed
@@ -377,6 +379,14 @@ def rollouts(
             "templates": [{"templateName": TEMPLATE}],
             "startingStep": draw(st.integers(0, len(steps))),
         }
+        start = canary["analysis"]["startingStep"]
+        if background_chaos and start < len(steps) and draw(st.integers(0, 3)) > 0:
+            canary["analysis"]["chaos"] = {
+                "action": "killPods",
+                "percent": draw(st.integers(1, 100)),
+                "duration": draw(st.sampled_from([1, 5, "10s", "30s", "1m"])),
+                "startingStep": draw(st.integers(start, len(steps) - 1)),
+            }
     body = manifest(replicas=replicas, steps=steps, **canary)
     body["spec"]["revisionHistoryLimit"] = draw(st.integers(0, 3))
     return body

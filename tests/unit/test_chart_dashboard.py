@@ -39,6 +39,9 @@ TOPICS = {
     "time per step": "herdsman_step_duration_seconds_bucket",
     "analysis scores": "herdsman_analysis_score",
     "release cost": "herdsman_release_cost_replica_seconds",
+    # Issue 15: a fault injected into a canary is on the dashboard while it is in force.
+    "canary pods a chaos fault keeps down": "herdsman_chaos_active",
+    "an httpFault route to the canary in force": "herdsman_chaos_http_fault_active",
 }
 
 

@@ -170,6 +170,7 @@ class Checker:
             # first (traffic_first), but an arbitrary subset may keep the growth alone.
             self.check_ceiling(rollout, world, after)
         self.check_steps(rollout, world, d, now)
+        self.check_chaos(rollout, d, now)
         if not B5:
             self.check_router_agrees(d)
         if not B10:
@@ -216,6 +217,8 @@ class Checker:
             return
         if any(s.set_canary_scale is not None for s in canary.steps):
             return
+        if injected_into(d) == t.canary_group:
+            return  # a killPods fault: the canary keeps its weight with fewer pods, on purpose
         group = world.group(t.canary_group)
         have = group.available if group else 0
         need = needed(
@@ -318,6 +321,8 @@ class Checker:
         exempt: set[str] = set()
         if d.status.abort:
             exempt = {d.status.canary_server_group or "", d.status.baseline_server_group or ""}
+        if injected_into(d) is not None:
+            exempt.add(injected_into(d) or "")  # the canary's pods a fault keeps down, on purpose
         had = {g.name: g.available for g in before.groups}
         has = {g.name: g.available for g in after.groups}
         excused = sum(max(0, had[n] - has.get(n, 0)) for n in exempt if n in had)
@@ -450,6 +455,32 @@ class Checker:
                 # A run the operator terminated (a rollout abandoned) is no evidence.
                 assert B8 or not run.terminated, f"left analysis step {k} on a stopped run"
 
+    # A chaos fault (here the background analysis's, analysis.chaos) goes into the canary alone,
+    # only while the rollout runs, and never past its window or its size.
+    @staticmethod
+    def check_chaos(rollout: Rollout, d: Decision, now: datetime) -> None:
+        ch = d.status.chaos
+        if ch is None or ch.phase != "Injected":
+            return
+        st_ = d.status
+        assert ch.server_group == st_.canary_server_group, (ch, st_.canary_server_group)
+        assert ch.server_group not in (st_.stable_server_group, st_.baseline_server_group)
+        assert not st_.abort, "a fault outlived an abort"
+        assert not rollout.spec.paused, "a fault outlived a user's pause"
+        assert all(p.reason == "PauseStep" for p in st_.pause_conditions), st_.pause_conditions
+        assert ch.revision == st_.current_revision, ch
+        assert ch.attempt == st_.attempt, ch
+        assert ch.started_at <= now < ch.ends_at, f"injected at {now} outside its window {ch}"
+        canary = rollout.spec.strategy.canary
+        assert canary is not None
+        assert canary.analysis is not None
+        assert canary.analysis.chaos is not None
+        seconds = duration_seconds(canary.analysis.chaos.duration) or 0.0
+        assert ch.ends_at - ch.started_at == timedelta(seconds=seconds), ch
+        assert 1 <= ch.pods_killed <= ch.canary_pods or ch.canary_pods == 0, ch
+        size = d.desired.scale.get(ch.server_group)
+        assert size is None or size == ch.canary_pods - ch.pods_killed, (size, ch)
+
     def remember_steps(self, d: Decision, now: datetime) -> None:
         st = d.status
         if st.current_step_index is not None:
@@ -481,6 +512,12 @@ class Checker:
 
 
 # --- driving to the end -------------------------------------------------------------------------
+
+
+def injected_into(d: Decision) -> str | None:
+    """The group a chaos fault in force keeps pods of, per this pass's status."""
+    ch = d.status.chaos
+    return ch.server_group if ch is not None and ch.phase == "Injected" else None
 
 
 def converged(sim: Sim) -> bool:
@@ -650,7 +687,7 @@ WALK_SETTINGS = settings(
 
 
 @given(
-    body=rollouts(max_replicas=20, scale_with_dynamic=not B4),
+    body=rollouts(max_replicas=20, scale_with_dynamic=not B4, background_chaos=True),
     actions=st.lists(ACTIONS, min_size=5, max_size=40),
     seed=st.integers(0, 2**16),
     lag=st.booleans(),
@@ -686,7 +723,7 @@ def all_on_stable(sim: Sim) -> bool:
 
 
 @given(
-    body=rollouts(max_replicas=20, scale_with_dynamic=not B4),
+    body=rollouts(max_replicas=20, scale_with_dynamic=not B4, background_chaos=True),
     actions=st.lists(ACTIONS, max_size=25),
     seed=st.integers(0, 2**16),
 )

@@ -28,6 +28,24 @@ and behaviour are never touched; the client, edge or load generator tags the req
 part in the experiment. The fault is in `status.chaos.httpFault`, and the router's desired
 VirtualService holds the route only while the engine asks for it, so the route goes with the step,
 an abort, a pause or a restarted operator's first pass, like every other generated route.
+
+The same fault can be an option of the background analysis instead of a step of its own:
+`spec.strategy.canary.analysis.chaos` (action, percent, httpFault, duration, and `startingStep`).
+A step stops the walk for its duration; the background option runs *beside* the steps, so the
+canary is judged under the fault while the walk goes on (a timed pause, a setWeight with a
+router, header routes...). It is injected when the walk enters `startingStep` (0-based, like the
+analysis's own; default: the analysis's `startingStep`, so the judge is already running), lasts
+`duration` (at most 1h), and is injected once per background analysis run: once per revision,
+and again after a retry or a promote past an Inconclusive verdict, which start a new run to
+judge it. The rollout does not complete while the fault is in force, nor before it was injected:
+leaving the last step waits for the fault's end, so the judge always sees the whole fault. A
+killPods fault keeps the canary smaller on purpose, so a step that scales the canary waits for
+the fault to end before it counts as reached. A user's pause or an Inconclusive verdict ends the
+fault early, as for a step, and it is not injected again within the same run; a timed `pause`
+step does not (it is the walk's own wait). One fault at a time: a rollout has chaos steps or the
+background option, not both. In status it is the step's fault with `source: background` (and
+the `attempt` whose run judges it): the same undo on abort, pause, new revision or restart, the
+same metrics, Events and plugin rows.
 """
 
 from __future__ import annotations
@@ -37,10 +55,15 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from herdsman.api.base import ApiModel, Duration, cel, validations
+from herdsman.api.base import MAX_LIST, ApiModel, Duration, cel, validations
 
 ChaosAction = Literal["killPods", "httpFault"]
 ChaosPhase = Literal["Injected", "Removed"]
+ChaosSource = Literal["step", "background"]
+
+# The longest background fault: it holds the rollout's completion while it lasts, and a chaos
+# experiment is minutes, not hours (a step's fault is bounded by its own step instead).
+MAX_BACKGROUND_CHAOS_SECONDS = 3600
 
 # The header a request carries to take part in an httpFault experiment when the step names none;
 # its value is the rollout's name, so two rollouts behind one VirtualService never share it.
@@ -88,8 +111,9 @@ class HttpFault(ApiModel):
     abort: FaultAbort | None = None
 
 
-class ChaosStep(ApiModel):
-    """Inject a failure into the canary group for `duration`, judged by background analysis."""
+class ChaosFault(ApiModel):
+    """The failure injected into the canary group: what and for how long (a chaos step's, or
+    the background analysis's chaos option)."""
 
     model_config = ConfigDict(
         json_schema_extra=validations(
@@ -128,10 +152,44 @@ class ChaosStep(ApiModel):
     )
 
 
-class ChaosStatus(ApiModel):
-    """The fault injected by the current (or last) chaos step: what, where, until when."""
+class ChaosStep(ChaosFault):
+    """Inject a failure into the canary group for `duration`, judged by background analysis."""
 
-    step_index: int
+
+class BackgroundChaos(ChaosFault):
+    """A failure injected into the canary while the background analysis judges it, beside the
+    steps: from `startingStep`, for `duration`, once per background analysis run."""
+
+    duration: Duration = Field(
+        ...,
+        description="How long the failure lasts (e.g. 30s, 2m; more than 0, at most 1h). The"
+        " steps go on meanwhile; the rollout does not complete before it is over.",
+    )
+    starting_step: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_LIST,
+        description="Index (0-based) of the step on whose entry the fault is injected; at least"
+        " the analysis's startingStep (its default), and below the number of steps.",
+    )
+
+
+class ChaosStatus(ApiModel):
+    """The fault injected by the current (or last) chaos step, or by the background analysis's
+    chaos option: what, where, until when."""
+
+    step_index: int = Field(
+        ..., description="The chaos step; for source background, the step it was injected at."
+    )
+    source: ChaosSource = Field(
+        "step",
+        description="step: a chaos step's fault; background: spec.strategy.canary.analysis.chaos.",
+    )
+    attempt: int | None = Field(
+        None,
+        description="background: the attempt (status.attempt) whose background analysis run"
+        " judges the fault; one fault per run.",
+    )
     revision: int
     server_group: str
     action: ChaosAction
@@ -165,7 +223,7 @@ def describe_fault(fault: HttpFault) -> str:
     return ", ".join(parts)
 
 
-def describe_chaos(step: ChaosStep) -> str:
+def describe_chaos(step: ChaosFault) -> str:
     """A chaos step in a few words: `killPods 50% for 30s`, `httpFault abort 503 on 10% ...`."""
     if step.http_fault is not None:
         return f"httpFault {describe_fault(step.http_fault)} for {step.duration}"

@@ -34,7 +34,7 @@ from herdsman.api.base import (
     exactly_one,
     validations,
 )
-from herdsman.api.chaos import ChaosStatus, ChaosStep
+from herdsman.api.chaos import BackgroundChaos, ChaosStatus, ChaosStep
 from herdsman.api.experiment_step import RolloutExperimentStep
 from herdsman.api.routing import PingPong, StablePingPong, TrafficRouting
 
@@ -272,7 +272,24 @@ class RolloutAnalysis(ApiModel):
 class BackgroundAnalysis(RolloutAnalysis):
     """Analysis that runs beside the steps from `startingStep` until the rollout completes."""
 
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!has(self.chaos) || !has(self.chaos.startingStep)"
+                " || self.chaos.startingStep >= (has(self.startingStep) ? self.startingStep : 0)",
+                "chaos.startingStep must be at least the analysis's startingStep: the background"
+                " analysis judges the fault, so it runs before the fault starts",
+                ".chaos.startingStep",
+            ),
+        )
+    )
+
     starting_step: int | None = Field(None, ge=0, le=MAX_LIST)
+    chaos: BackgroundChaos | None = Field(
+        None,
+        description="Inject a failure into the canary only while this analysis judges it,"
+        " beside the steps (herdsman.dev; see api/chaos.py).",
+    )
 
 
 # --- canary steps ---------------------------------------------------------------------------------
@@ -531,6 +548,30 @@ class CanaryStrategy(ApiModel):
                 "a chaos step's httpFault (steps[].chaos.httpFault) needs trafficRouting.istio:"
                 " Istio's VirtualService carries the fault on a route to the canary only",
                 ".trafficRouting",
+            ),
+            cel(
+                "!has(self.analysis) || !has(self.analysis.chaos)"
+                " || self.steps.all(s, !has(s.chaos))",
+                "analysis.chaos and chaos steps do not go together: one fault at a time, one"
+                " status.chaos",
+                ".analysis.chaos",
+            ),
+            cel(
+                "!has(self.analysis) || !has(self.analysis.chaos)"
+                " || !has(self.analysis.chaos.httpFault)"
+                " || (has(self.trafficRouting) && has(self.trafficRouting.istio))",
+                "analysis.chaos.httpFault needs trafficRouting.istio: Istio's VirtualService"
+                " carries the fault on a route to the canary only",
+                ".analysis.chaos.httpFault",
+            ),
+            cel(
+                "!has(self.analysis) || !has(self.analysis.chaos)"
+                " || (has(self.analysis.chaos.startingStep) ? self.analysis.chaos.startingStep"
+                " : has(self.analysis.startingStep) ? self.analysis.startingStep : 0)"
+                " < size(self.steps)",
+                "analysis.chaos starts on entering a step: its startingStep (default: the"
+                " analysis's) must be below the number of steps",
+                ".analysis.chaos.startingStep",
             ),
         )
     )

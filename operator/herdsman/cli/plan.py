@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from herdsman.api.base import duration_seconds
-from herdsman.api.chaos import describe_fault, fault_headers
+from herdsman.api.chaos import BackgroundChaos, describe_fault, fault_headers
 from herdsman.api.rollout import BlueGreenStrategy, CanaryStep, CanaryStrategy, Rollout
 from herdsman.engine import weights
 from herdsman.engine.canary import describe
@@ -81,6 +81,11 @@ def canary_timeline(rollout: Rollout, strategy: CanaryStrategy) -> Timeline:
     )
     background = strategy.analysis
     start = (background.starting_step or 0) if background else None
+    chaos_start = None
+    if background is not None and background.chaos is not None:
+        chaos_start = background.chaos.starting_step
+        if chaos_start is None:
+            chaos_start = start
     weight, elapsed = 0, 0.0
     override = None  # the setCanaryScale in force (routed mode), cleared by a setWeight
     steps = strategy.steps
@@ -88,6 +93,8 @@ def canary_timeline(rollout: Rollout, strategy: CanaryStrategy) -> Timeline:
         notes: list[str] = []
         if start == i:
             notes.append(_background_note(strategy))
+        if background is not None and background.chaos is not None and chaos_start == i:
+            notes.append(_background_chaos_note(rollout, background.chaos))
         if step.set_weight is not None:
             weight, override = step.set_weight, None
         if step.set_canary_scale is not None:
@@ -154,6 +161,8 @@ def canary_timeline(rollout: Rollout, strategy: CanaryStrategy) -> Timeline:
         final_notes.append("previous stable scaled down as the new group grows")
     if steps and weight < 100:
         final_notes.append(f"{weight}% → 100% in one move")
+    if background is not None and background.chaos is not None:
+        final_notes.append("not before the background chaos is over")
     if not steps:
         final_notes.append("no steps: the new revision takes all traffic at once")
     plan.rows.append(
@@ -197,6 +206,23 @@ def _background_note(strategy: CanaryStrategy) -> str:
     assert strategy.analysis is not None
     names = ", ".join(t.template_name for t in strategy.analysis.templates)
     return f"background analysis starts ({names})"
+
+
+def _background_chaos_note(rollout: Rollout, chaos: BackgroundChaos) -> str:
+    """The background analysis's fault, on the row of the step whose entry injects it."""
+    if chaos.http_fault is not None:
+        headers = fault_headers(chaos.http_fault, rollout.metadata.name)
+        tagged = ", ".join(f"{k}: {v}" for k, v in headers.items())
+        what = (
+            f"Istio {describe_fault(chaos.http_fault)} on requests with {tagged}, routed to the"
+            " canary only"
+        )
+    else:
+        what = f"{chaos.percent}% of the canary's pods kept down"
+    return (
+        f"background chaos starts: {what} for {chaos.duration} while the steps go on; the"
+        " background analysis judges it, a failure aborts"
+    )
 
 
 def _pause_seconds(step: CanaryStep) -> float | None:

@@ -272,10 +272,17 @@ def _header(body: Obj, now: datetime) -> RenderableType:
 
 
 def _chaos_text(chaos: Obj, now: datetime) -> Text:
-    """The fault of the current (or last) chaos step: injected and until when, or removed why."""
+    """The fault of the current (or last) chaos step, or of the background analysis's chaos
+    option: injected and until when, or removed why."""
+    step = int(chaos.get("stepIndex", 0)) + 1
+    where = (
+        f"background analysis, from step {step}"
+        if chaos.get("source") == "background"
+        else f"step {step}"
+    )
     what = (
         f"{chaos.get('action', '')} {chaos.get('podsKilled', 0)} of {chaos.get('canaryPods', 0)}"
-        f" pods of {chaos.get('serverGroup', '')} (step {int(chaos.get('stepIndex', 0)) + 1})"
+        f" pods of {chaos.get('serverGroup', '')} ({where})"
     )
     fault = _map(chaos.get("httpFault"))
     if fault:
@@ -286,10 +293,7 @@ def _chaos_text(chaos: Obj, now: datetime) -> Text:
         else:
             tagged = ", ".join(f"{k}: {v}" for k, v in parsed.headers.items())
             described = f"{describe_fault(parsed)} on requests with {tagged}"
-        what = (
-            f"httpFault {described} to canary {chaos.get('serverGroup', '')}"
-            f" (step {int(chaos.get('stepIndex', 0)) + 1})"
-        )
+        what = f"httpFault {described} to canary {chaos.get('serverGroup', '')} ({where})"
     if chaos.get("phase") == "Injected":
         ends = parse_time(chaos.get("endsAt"))
         until = f", ends in {span((ends - now).total_seconds())}" if ends else ""

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from herdsman.api.rollout import CanaryStrategy, Rollout, SetHeaderRoute, SetMirrorRoute
 from herdsman.api.routing import GATEWAY_API_PLUGIN
-from herdsman.engine.chaos_checks import http_fault_problems
+from herdsman.engine.chaos_checks import background_chaos_problems, http_fault_problems
 from herdsman.engine.world import World
 
 # Routers that can send a header-matched share of traffic to the canary, and a mirrored one.
@@ -129,6 +129,7 @@ def spec_problems(rollout: Rollout) -> list[Problem]:
                 )
             )
     found += http_fault_problems(canary, prefix)
+    found += background_chaos_problems(canary, prefix)
     for i, step in enumerate(canary.steps):
         for kind, route in (
             ("setHeaderRoute", step.set_header_route),

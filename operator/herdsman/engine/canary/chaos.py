@@ -17,6 +17,13 @@ a restarted operator — leaves the VirtualService without the fault, from statu
 
 The judge is the background analysis (see api/chaos.py): the step itself only waits for its
 duration, and counts as measuring meanwhile, so the progress deadline does not fire.
+
+The background analysis's chaos option (`analysis.chaos`) is the same fault with another
+window: `hold` injects it on the first pass that finds the walk at or past its startingStep,
+running, with no fault recorded for this revision and attempt, and keeps it from `status.chaos`
+(`source: background`) until its own `endsAt`, whatever step the walk is at; `settle` removes it
+the same way. `background_done` holds the last step until the fault has been and gone, so the
+rollout never completes, making the faulted canary stable, under it or without it.
 """
 
 from __future__ import annotations
@@ -25,7 +32,13 @@ import dataclasses
 from datetime import datetime, timedelta
 
 from herdsman.api.base import duration_seconds
-from herdsman.api.chaos import ChaosStatus, describe_fault, fault_headers
+from herdsman.api.chaos import (
+    BackgroundChaos,
+    ChaosFault,
+    ChaosStatus,
+    describe_fault,
+    fault_headers,
+)
 from herdsman.api.rollout import CanaryStep
 from herdsman.engine.canary import traffic
 from herdsman.engine.canary.context import Canary
@@ -70,66 +83,179 @@ def _active_step(c: Canary) -> tuple[int, CanaryStep] | None:
     return idx, step
 
 
+def background_chaos(c: Canary) -> BackgroundChaos | None:
+    analysis = c.strategy.analysis
+    return analysis.chaos if analysis is not None else None
+
+
+def background_start(c: Canary) -> int:
+    """The step on whose entry the background fault starts (default: the analysis's start)."""
+    analysis = c.strategy.analysis
+    assert analysis is not None
+    assert analysis.chaos is not None
+    if analysis.chaos.starting_step is not None:
+        return analysis.chaos.starting_step
+    return analysis.starting_step or 0
+
+
+def _walking(c: Canary) -> bool:
+    """The walk is on a step and running: not aborted, not paused by a person or a verdict (a
+    timed pause step is the walk's own wait, and keeps a background fault)."""
+    st = c.st
+    idx = st.current_step_index
+    if idx is None or idx >= len(c.steps) or st.abort or c.plan.spec.paused:
+        return False
+    return all(p.reason == "PauseStep" for p in st.pause_conditions)
+
+
+def _background_record(c: Canary) -> ChaosStatus | None:
+    """The background fault of this revision's current background analysis run, if any."""
+    ch = c.st.chaos
+    if (
+        ch is not None
+        and ch.source == "background"
+        and ch.revision == c.revision
+        and ch.attempt == c.st.attempt
+    ):
+        return ch
+    return None
+
+
+def _background_holds(c: Canary, ch: ChaosStatus) -> bool:
+    return (
+        background_chaos(c) is not None
+        and _walking(c)
+        and _background_record(c) is ch
+        and ch.phase == "Injected"
+        and c.now < ch.ends_at
+    )
+
+
+def background_done(c: Canary) -> bool:
+    """Whether the rollout may complete: the background fault (if the spec has one) was
+    injected for this run and is over. Otherwise the last step waits; `hold` injects it in
+    this pass if it has not yet."""
+    if background_chaos(c) is None:
+        return True
+    ch = _background_record(c)
+    if ch is not None and (ch.phase == "Removed" or c.now >= ch.ends_at):
+        return True
+    c.plan.measuring = True
+    if ch is not None:
+        c.plan.due_at(ch.ends_at)
+    return False
+
+
+def _new_record(
+    c: Canary, fault: ChaosFault, idx: int, started: datetime, ends: datetime
+) -> ChaosStatus:
+    """The fault as status keeps it, announced: an httpFault with its headers resolved, a
+    killPods with the canary's pods counted now."""
+    st, plan = c.st, c.plan
+    background = isinstance(fault, BackgroundChaos)
+    where = (
+        f"background analysis chaos at step {idx + 1}/{len(c.steps)}"
+        if background
+        else f"step {idx + 1}/{len(c.steps)}"
+    )
+    common: dict[str, object] = {
+        "step_index": idx,
+        "source": "background" if background else "step",
+        "attempt": st.attempt if background else None,
+        "revision": c.revision,
+        "server_group": c.current_name,
+        "started_at": started,
+        "ends_at": ends,
+    }
+    if fault.http_fault is not None:
+        headers = fault_headers(fault.http_fault, plan.name)
+        ch = ChaosStatus.model_validate(
+            {
+                **common,
+                "action": "httpFault",
+                "http_fault": fault.http_fault.model_copy(update={"headers": headers}),
+            }
+        )
+        tagged = ", ".join(f"{k}: {v}" for k, v in headers.items())
+        plan.transition(
+            "ChaosInjected",
+            f"{where}: httpFault: {describe_fault(fault.http_fault)} on requests"
+            f" with {tagged}, routed to canary {c.current_name} only, for {fault.duration}",
+            warning=True,
+        )
+        return ch
+    full = c.sizes.get(c.current_name, c.current.replicas if c.current else 0)
+    killed = pods_to_kill(fault.percent or 0, full)
+    ch = ChaosStatus.model_validate(
+        {
+            **common,
+            "action": fault.action,
+            "percent": fault.percent or 0,
+            "canary_pods": full,
+            "pods_killed": killed,
+        }
+    )
+    plan.transition(
+        "ChaosInjected",
+        f"{where}: killPods: {killed} of {full} pods of canary"
+        f" {c.current_name} down for {fault.duration}",
+        warning=True,
+    )
+    return ch
+
+
 def hold(c: Canary) -> None:
-    """Inject (first pass of the step) or keep (later passes) the fault on the canary group."""
+    """Inject (first pass of the fault's window) or keep (later passes) the fault on the
+    canary group: a chaos step's, or the background analysis's."""
     active = _active_step(c)
     if active is None:
+        _hold_background(c)
         return
     idx, step = active
     assert step.chaos is not None
-    st, plan = c.st, c.plan
+    st = c.st
     started = st.step_started_at or c.now
     ch = st.chaos
     mine = (
         ch is not None
+        and ch.source == "step"
         and ch.step_index == idx
         and ch.revision == c.revision
         and ch.started_at == started
     )
-    if not mine and step.chaos.http_fault is not None:
-        fault = step.chaos.http_fault
-        headers = fault_headers(fault, c.plan.name)
-        ch = ChaosStatus(
-            step_index=idx,
-            revision=c.revision,
-            server_group=c.current_name,
-            action="httpFault",
-            http_fault=fault.model_copy(update={"headers": headers}),
-            started_at=started,
-            ends_at=window_end(c, step),
-        )
+    if not mine:
+        ch = _new_record(c, step.chaos, idx, started, window_end(c, step))
         st.chaos = ch
-        tagged = ", ".join(f"{k}: {v}" for k, v in headers.items())
-        plan.transition(
-            "ChaosInjected",
-            f"step {idx + 1}/{len(c.steps)}: httpFault: {describe_fault(fault)} on requests"
-            f" with {tagged}, routed to canary {c.current_name} only, for {step.chaos.duration}",
-            warning=True,
-        )
-    elif not mine:
-        full = c.sizes.get(c.current_name, c.current.replicas if c.current else 0)
-        killed = pods_to_kill(step.chaos.percent or 0, full)
-        ch = ChaosStatus(
-            step_index=idx,
-            revision=c.revision,
-            server_group=c.current_name,
-            action=step.chaos.action,
-            percent=step.chaos.percent or 0,
-            canary_pods=full,
-            pods_killed=killed,
-            started_at=started,
-            ends_at=window_end(c, step),
-        )
-        st.chaos = ch
-        plan.transition(
-            "ChaosInjected",
-            f"step {idx + 1}/{len(c.steps)}: killPods: {killed} of {full} pods of canary"
-            f" {c.current_name} down for {step.chaos.duration}",
-            warning=True,
-        )
     assert ch is not None
     if ch.phase != "Injected":
         return  # removed early (a pause): not injected again within the same step
+    _apply(c, ch)
+
+
+def _hold_background(c: Canary) -> None:
+    fault = background_chaos(c)
+    if fault is None or not _walking(c):
+        return
+    st = c.st
+    idx = st.current_step_index
+    assert idx is not None
+    ch = _background_record(c)
+    if ch is None:
+        if idx < background_start(c):
+            return
+        # Once per background run: injected now, its window in status from here on.
+        seconds = duration_seconds(fault.duration) or 0.0
+        ch = _new_record(c, fault, idx, c.now, c.now + timedelta(seconds=seconds))
+        st.chaos = ch
+    if ch.phase != "Injected" or c.now >= ch.ends_at:
+        return  # over (or ended early by a pause): not injected again in this run
+    c.plan.measuring = True  # the judge is measuring the canary under the fault
+    _apply(c, ch)
+
+
+def _apply(c: Canary, ch: ChaosStatus) -> None:
+    """The fault recorded in status on this pass's writes: a smaller canary, or its route."""
+    plan = c.plan
     if ch.action == "httpFault":
         # The fault as status recorded it, on the target this pass writes anyway.
         target = plan.desired.traffic
@@ -169,6 +295,15 @@ def clear(c: Canary) -> None:
     )
 
 
+def _paused_for(c: Canary, ch: ChaosStatus) -> bool:
+    """Paused in a way that ends this fault: any pause condition ends a step's (a chaos step
+    has none of its own); a background fault outlives the walk's timed pause steps."""
+    conditions = c.st.pause_conditions
+    if ch.source == "step":
+        return bool(conditions)
+    return any(p.reason != "PauseStep" for p in conditions)
+
+
 def settle(c: Canary) -> None:
     """Mark the fault removed when this pass no longer holds it, saying why."""
     clear(c)
@@ -176,19 +311,30 @@ def settle(c: Canary) -> None:
     if ch is None or ch.phase != "Injected":
         return
     st = c.st
-    active = _active_step(c)
-    if active is not None and active[0] == ch.step_index and ch.revision == c.revision:
-        return
+    if ch.source == "background":
+        if _background_holds(c, ch):
+            return
+    else:
+        active = _active_step(c)
+        if active is not None and active[0] == ch.step_index and ch.revision == c.revision:
+            return
+    idx = st.current_step_index
     if st.abort:
         why = "rollout aborted"
     elif ch.revision != c.revision or st.current_pod_hash != c.pod_hash:
         why = "new revision"
-    elif c.plan.spec.paused or st.pause_conditions:
+    elif c.plan.spec.paused or _paused_for(c, ch):
         why = "rollout paused"
     elif c.now >= ch.ends_at:
         why = "duration over"
-    else:
+    elif ch.source == "step":
         why = "step left"
+    elif idx is None or idx >= len(c.steps):
+        why = "rollout promoted"
+    elif ch.attempt != st.attempt:
+        why = "new analysis run"
+    else:
+        why = "background chaos removed from the spec"
     ch.phase = "Removed"
     ch.removed_at = c.now
     ch.removed_reason = why
@@ -196,8 +342,9 @@ def settle(c: Canary) -> None:
         what = "its fault route leaves the VirtualService"
     else:
         what = f"its {ch.pods_killed} pods come back"
+    where = f"step {ch.step_index + 1}/{len(c.steps)}"
+    if ch.source == "background":
+        where = f"background analysis chaos (from {where})"
     c.plan.transition(
-        "ChaosRemoved",
-        f"step {ch.step_index + 1}/{len(c.steps)}: {ch.action} on {ch.server_group} ended"
-        f" ({why}); {what}",
+        "ChaosRemoved", f"{where}: {ch.action} on {ch.server_group} ended ({why}); {what}"
     )

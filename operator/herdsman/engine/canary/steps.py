@@ -89,7 +89,13 @@ def step_done(c: Canary, step: CanaryStep, idx: int, weight: int, stable: Server
 
     Argo's controller lets the first part alone decide a combined step (a pause, then the scale,
     ...), which would leave an analysis beside a setCanaryScale unjudged; Herdsman waits for
-    all of them (lint warns about the difference)."""
+    all of them (lint warns about the difference).
+
+    The last step also waits for the background analysis's fault to have been and gone (see
+    api/chaos.py), checked first: its own parts (an analysis passing, announced once) are
+    looked at only when leaving it completes the rollout."""
+    if idx == len(c.steps) - 1 and not chaos.background_done(c):
+        return False
     if (step.set_weight is not None or step.set_canary_scale is not None) and not weight_reached(
         c, stable, weight, step
     ):
