@@ -44,6 +44,7 @@ for role, w in (("stable", 70), ("canary", 20), ("baseline", 10)):
 m.analysis_score.labels(**r, run="checkout-v002-step2-a0").set(87)
 m.release_cost_money.labels(**r, team="payments", currency="USD").set(1.25)
 m.chaos_active.labels(**r).set(2)
+m.chaos_http_fault.labels(**r).set(1)
 children = [
     m.transitions.labels(**r, reason="StepStarted"),
     m.releases.labels(**r, result="completed"),

@@ -463,12 +463,18 @@ def operator_needs(*, clusterwide: bool, sharded: bool = False) -> dict[Perm, st
     """What the operator calls outside its own namespace (the shard Leases live there, in a
     Role of their own: see `lease_needs`)."""
     needs = {c.perm: c.where for c in code_calls() if c.perm[0] != LEASE_GROUP}
+    if not sharded:
+        # reconcile.py patches a Rollout only to record its shard label, and only with --shards
+        # above 1: an install without sharding must not be able to touch the user's spec.
+        assert SHARD_LABEL_PATCH in needs, "the shard label is no longer patched: drop this"
+        del needs[SHARD_LABEL_PATCH]
     for perm, why in kopf_needs(clusterwide=clusterwide, sharded=sharded).items():
         needs.setdefault(perm, why)
     return needs
 
 
 LEASE_GROUP = "coordination.k8s.io"
+SHARD_LABEL_PATCH = ("herdsman.dev", "rollouts", "patch")
 
 
 def lease_needs() -> dict[Perm, str]:

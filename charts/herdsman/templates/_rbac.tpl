@@ -6,11 +6,11 @@ handlers and Kopf's own peering and scanning) and fails when the two differ in e
 
 {{/* Namespaced resources: in a ClusterRole when cluster-wide, in a Role per watched namespace. */}}
 {{- define "herdsman.rules.namespaced" -}}
-# Rollouts: watched by Kopf, read by each reconcile; the status is written, and (sharded) the
-# herdsman.dev/shard label that records a Rollout's shard.
+# Rollouts: watched by Kopf, read by each reconcile; only the status is written — and, sharded
+# only, the herdsman.dev/shard label that records a Rollout's shard (the spec is the user's).
 - apiGroups: [herdsman.dev]
   resources: [rollouts]
-  verbs: [get, list, patch, watch]
+  verbs: [get, list, {{ if include "herdsman.sharded" . }}patch, {{ end }}watch]
 - apiGroups: [herdsman.dev]
   resources: [rollouts/status]
   verbs: [patch]
