@@ -116,14 +116,20 @@ async def rollout_loop(
 
 
 @kopf.on.event(GROUP, VERSION, "rollouts")
-async def rollout_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    _runtime(memo).wake(namespace, name)
+async def rollout_changed(
+    namespace: str | None, name: str, body: kopf.Body, memo: Any, **_: Any
+) -> None:
+    runtime = _runtime(memo)
+    if runtime.cache is not None:
+        runtime.cache.seen("Rollout", namespace or "", None, body)
+    runtime.wake(namespace, name)
 
 
 @kopf.on.event("apps", "v1", "replicasets", labels={LABEL_ROLLOUT: kopf.PRESENT})
 async def group_changed(
     namespace: str | None,
     name: str,
+    body: kopf.Body,
     type: str | None,
     labels: Mapping[str, str],
     meta: Mapping[str, Any],
@@ -133,6 +139,8 @@ async def group_changed(
     runtime = _runtime(memo)
     if type == "DELETED" and runtime.cache is not None:
         runtime.cache.forget("ReplicaSet", namespace or "", labels.get(LABEL_ROLLOUT), name)
+    elif runtime.cache is not None:
+        runtime.cache.seen("ReplicaSet", namespace or "", labels.get(LABEL_ROLLOUT), body)
     # The owner, not the label: a long rollout name is only a label_value() of itself there.
     runtime.wake(namespace, _owner(meta, "Rollout") or labels.get(LABEL_ROLLOUT))
 
@@ -147,6 +155,7 @@ async def workload_changed(namespace: str | None, name: str | None, memo: Any, *
 async def run_changed(
     namespace: str | None,
     name: str,
+    body: kopf.Body,
     type: str | None,
     labels: Mapping[str, str],
     meta: Mapping[str, Any],
@@ -156,6 +165,8 @@ async def run_changed(
     runtime = _runtime(memo)
     if type == "DELETED" and runtime.cache is not None:
         runtime.cache.forget("AnalysisRun", namespace or "", labels.get(LABEL_ROLLOUT), name)
+    elif runtime.cache is not None:
+        runtime.cache.seen("AnalysisRun", namespace or "", labels.get(LABEL_ROLLOUT), body)
     # The owner, not the label: a long rollout name is only a label_value() of itself there.
     runtime.wake(namespace, _owner(meta, "Rollout") or labels.get(LABEL_ROLLOUT))
 

@@ -10,47 +10,23 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 from herdsman.api.analysis import AnalysisRunStatus
 from herdsman.api.rollout import Rollout
 from herdsman.cluster.retry import RetryHooks
 from herdsman.engine import cost
 from herdsman.engine.world import Decision
+from herdsman.rollout_gauges import PHASES as PHASES  # re-exported: part of this interface
+from herdsman.rollout_gauges import ROLES, TRAFFIC_ROLES, RolloutGauges, RolloutSeries
 
 REGISTRY = CollectorRegistry()
 ROLLOUT = ["namespace", "rollout"]
 
-rollout_phase = Gauge(
-    "herdsman_rollout_phase",
-    "1 for the rollout's current phase (Progressing, Paused, Healthy, Degraded), 0 otherwise.",
-    [*ROLLOUT, "phase"],
-    registry=REGISTRY,
-)
-rollout_step = Gauge(
-    "herdsman_rollout_step",
-    "Current step (1-based; steps+1 when done).",
-    ROLLOUT,
-    registry=REGISTRY,
-)
-rollout_steps = Gauge(
-    "herdsman_rollout_steps", "Number of steps in the strategy.", ROLLOUT, registry=REGISTRY
-)
-rollout_canary_weight = Gauge(
-    "herdsman_rollout_canary_weight",
-    "The weight the current step asks for, in percent.",
-    ROLLOUT,
-    registry=REGISTRY,
-)
-rollout_traffic_weight = Gauge(
-    "herdsman_rollout_traffic_weight",
-    "Traffic in effect per role (stable, canary, baseline), in percent.",
-    [*ROLLOUT, "role"],
-    registry=REGISTRY,
-)
-rollout_replicas = Gauge(
-    "herdsman_rollout_replicas", "Pods asked for per role.", [*ROLLOUT, "role"], registry=REGISTRY
-)
+# Phase, step, weights, replicas, cost, chaos and score of every rollout (rollout_gauges.py).
+rollout_gauges = RolloutGauges()
+REGISTRY.register(rollout_gauges)
+
 transitions = Counter(
     "herdsman_rollout_transitions",
     "State transitions, by reason (the same vocabulary as the Events).",
@@ -82,41 +58,10 @@ analysis_runs = Counter(
     [*ROLLOUT, "phase"],
     registry=REGISTRY,
 )
-analysis_score = Gauge(
-    "herdsman_analysis_score",
-    "The judge's latest score (0..100) for the rollout's current analysis run.",
-    [*ROLLOUT, "run"],
-    registry=REGISTRY,
-)
-release_cost = Gauge(
-    "herdsman_release_cost_replica_seconds",
-    "Extra replica-seconds the current release consumed beyond the stable size, by role.",
-    [*ROLLOUT, "role"],
-    registry=REGISTRY,
-)
-chaos_active = Gauge(
-    "herdsman_chaos_active",
-    "Canary pods a chaos step keeps down right now (0: no fault injected).",
-    ROLLOUT,
-    registry=REGISTRY,
-)
-chaos_http_fault = Gauge(
-    "herdsman_chaos_http_fault_active",
-    "1 while a chaos step's httpFault route to the canary is in force (Istio), else 0.",
-    ROLLOUT,
-    registry=REGISTRY,
-)
 chaos_faults = Counter(
     "herdsman_chaos_faults",
     "Chaos faults injected into canaries and removed, by event (ChaosInjected, ChaosRemoved).",
     [*ROLLOUT, "event"],
-    registry=REGISTRY,
-)
-release_cost_money = Gauge(
-    "herdsman_release_cost",
-    "Money the current release spent on extra pods (their CPU and memory requests at the"
-    " operator's prices), by team (the rollout's label named by --cost-team-label).",
-    [*ROLLOUT, "team", "currency"],
     registry=REGISTRY,
 )
 # The Rollout label that names its team on cost metrics (set once at startup).
@@ -153,9 +98,6 @@ deadline_expiries = Counter(
     ["call"],
     registry=REGISTRY,
 )
-
-ROLES = ("stable", "canary", "baseline", "preview", "old")
-PHASES = ("Progressing", "Paused", "Healthy", "Degraded")
 
 
 def serve(port: int, addr: str = "0.0.0.0") -> None:
@@ -205,31 +147,31 @@ def api_error(verb: str, code: int) -> None:
 def record_pass(rollout: Rollout, decision: Decision, now: datetime) -> None:
     ns, name = rollout.metadata.namespace or "default", rollout.metadata.name
     st, old = decision.status, rollout.status
-    for phase in PHASES:
-        rollout_phase.labels(ns, name, phase).set(1 if st.phase == phase else 0)
     steps = rollout.spec.strategy.canary.steps if rollout.spec.strategy.canary else []
-    rollout_steps.labels(ns, name).set(len(steps))
-    rollout_step.labels(ns, name).set((st.current_step_index or 0) + 1 if steps else 0)
-    rollout_canary_weight.labels(ns, name).set(st.canary_weight)
-    for role in ("stable", "canary", "baseline"):
-        rollout_traffic_weight.labels(ns, name, role).set(getattr(st.weights, role))
     pods = dict.fromkeys(ROLES, 0)
     for row in st.server_groups:
         role = "stable" if row.role == "active" else row.role
         pods[role] = pods.get(role, 0) + row.replicas
-    for role, count in pods.items():
-        rollout_replicas.labels(ns, name, role).set(count)
     live = cost.live(st.cost, st.server_groups, rollout.spec.replicas, now)
-    for role, seconds in live.items():
-        release_cost.labels(ns, name, role).set(seconds)
-    team = (rollout.metadata.labels or {}).get(TEAM_LABEL, "")
-    release_cost_money.labels(ns, name, team, cost.PRICES.currency).set(
-        cost.live_amount(st.cost, live, rollout.spec.template)
-    )
     injected = st.chaos is not None and st.chaos.phase == "Injected"
-    chaos_active.labels(ns, name).set(st.chaos.pods_killed if st.chaos and injected else 0)
-    http = injected and st.chaos is not None and st.chaos.action == "httpFault"
-    chaos_http_fault.labels(ns, name).set(1 if http else 0)
+    rollout_gauges.put(
+        ns,
+        name,
+        RolloutSeries(
+            phase=st.phase or "",
+            steps=len(steps),
+            step=(st.current_step_index or 0) + 1 if steps else 0,
+            canary_weight=st.canary_weight,
+            traffic=tuple(float(getattr(st.weights, role)) for role in TRAFFIC_ROLES),
+            replicas=tuple(pods[role] for role in ROLES),
+            cost=tuple(live.items()),
+            team=(rollout.metadata.labels or {}).get(TEAM_LABEL, ""),
+            currency=cost.PRICES.currency,
+            money=cost.live_amount(st.cost, live, rollout.spec.template),
+            chaos_pods=st.chaos.pods_killed if st.chaos and injected else 0,
+            http_fault=injected and st.chaos is not None and st.chaos.action == "httpFault",
+        ),
+    )
     for t in decision.transitions:
         transitions.labels(ns, name, t.reason).inc()
         if t.reason in ("ChaosInjected", "ChaosRemoved"):
@@ -268,24 +210,9 @@ def record_runs(
         ):
             analysis_runs.labels(ns, name, status.phase).inc()
         if status.score is not None and status.score.score is not None:
-            analysis_score.labels(ns, name, run).set(status.score.score)
+            rollout_gauges.score(ns, name, run, status.score.score)
 
 
 def forget(namespace: str, name: str) -> None:
-    """A deleted rollout leaves no stale series behind."""
-    for family in (
-        rollout_phase,
-        rollout_step,
-        rollout_steps,
-        rollout_canary_weight,
-        rollout_traffic_weight,
-        rollout_replicas,
-        release_cost,
-        release_cost_money,
-        chaos_active,
-        chaos_http_fault,
-        analysis_score,
-    ):
-        for labels in list(family._metrics):  # prometheus_client keeps children by label tuple
-            if labels[:2] == (namespace, name):
-                family.remove(*labels)
+    """A deleted rollout (or one another replica now owns) leaves no stale gauges behind."""
+    rollout_gauges.forget(namespace, name)

@@ -32,7 +32,8 @@ and why (pods Pending, the operator's warnings), instead of only a traceback.
 Run: N=1000 python tests/bench/bench_scale.py   (make bench-scale N=1000)
 Env: N (default 100), IDLE (seconds at rest, default 60), PHASE_TIMEOUT (seconds per phase),
 SETTLE (seconds between the last Healthy and the rest, default N/50, at least 5),
-PROFILE=path (run the operator under py-spy and write a speedscope profile there), PATCH=0 (skip
+PROFILE=path (run the operator under py-spy and write a speedscope profile there),
+MEMORY_PROFILE=path (run it under tracemalloc and write where its memory is there), PATCH=0 (skip
 phase 2: the "idle" run at N=10,000, where only the cost of carrying N settled rollouts is asked).
 
 Memory per rollout: the operator's RSS settled at the end minus its RSS before the first create
@@ -76,6 +77,7 @@ PROFILE = os.environ.get("PROFILE", "")
 TIMEOUT = float(os.environ.get("PHASE_TIMEOUT", str(max(300.0, N * 0.6))))
 SETTLE = float(os.environ.get("SETTLE", str(max(5.0, N / 50))))
 PATCH = os.environ.get("PATCH", "1") != "0"
+MEMORY_PROFILE = os.environ.get("MEMORY_PROFILE", "")
 IMAGE_V2 = "registry.k8s.io/pause:3.10"
 
 NAMESPACES = KPath("", "v1", "namespaces", namespaced=False)
@@ -427,11 +429,16 @@ def main() -> int:
             sys.executable, "-m", "herdsman", "run", "--standalone", "--namespace", ns,
             "--metrics-port", str(port),
         ]  # fmt: skip
+    if MEMORY_PROFILE:
+        command = [
+            sys.executable, str(Path(__file__).with_name("memory_profile.py")),
+            "run", "--standalone", "--namespace", ns, "--metrics-port", str(port),
+        ]  # fmt: skip
     op = OperatorProcess(
         cluster=cluster,
         namespaces=[ns],
         log_path=tmp / "operator.log",
-        env={"KUBECONFIG": str(kubeconfig)},
+        env={"KUBECONFIG": str(kubeconfig), "MEMORY_PROFILE": MEMORY_PROFILE},
         command=command,
         extra_args=["--metrics-port", str(port)],
     ).start()
@@ -517,6 +524,9 @@ def main() -> int:
         cpu5 = sampler.cpu()
         m5 = own.read()
         settled = sampler.rss()
+        if MEMORY_PROFILE:
+            os.kill(sampler.pid, signal.SIGUSR2)
+            time.sleep(min(120.0, 5.0 + N / 50))  # the report walks every live allocation
         out.append(
             f"operator RSS: peak {sampler.peak / 2**20:.0f} MB, settled {settled / 2**20:.0f} MB"
             f" (before the first create {rss0 / 2**20:.0f} MB:"

@@ -31,20 +31,26 @@ import sys, time
 from herdsman import metrics as m
 port = int(sys.argv[1])
 r = dict(namespace="shop", rollout="checkout")
-for phase in m.PHASES:
-    m.rollout_phase.labels(**r, phase=phase).set(1 if phase == "Paused" else 0)
-m.rollout_phase.labels(namespace="shop", rollout="cart", phase="Degraded").set(1)
-m.rollout_step.labels(**r).set(3)
-m.rollout_steps.labels(**r).set(5)
-m.rollout_canary_weight.labels(**r).set(20)
-for role, w in (("stable", 70), ("canary", 20), ("baseline", 10)):
-    m.rollout_traffic_weight.labels(**r, role=role).set(w)
-    m.rollout_replicas.labels(**r, role=role).set(w // 10)
-    m.release_cost.labels(**r, role=role).set(w * 30)
-m.analysis_score.labels(**r, run="checkout-v002-step2-a0").set(87)
-m.release_cost_money.labels(**r, team="payments", currency="USD").set(1.25)
-m.chaos_active.labels(**r).set(2)
-m.chaos_http_fault.labels(**r).set(1)
+m.rollout_gauges.put("shop", "cart", m.RolloutSeries(phase="Degraded"))
+m.rollout_gauges.put(
+    "shop",
+    "checkout",
+    m.RolloutSeries(
+        phase="Paused",
+        step=3,
+        steps=5,
+        canary_weight=20,
+        traffic=(70, 20, 10),
+        replicas=(7, 2, 1, 0, 0),
+        cost=(("stable", 2100), ("canary", 600), ("baseline", 300)),
+        team="payments",
+        currency="USD",
+        money=1.25,
+        chaos_pods=2,
+        http_fault=True,
+    ),
+)
+m.rollout_gauges.score("shop", "checkout", "checkout-v002-step2-a0", 87)
 children = [
     m.transitions.labels(**r, reason="StepStarted"),
     m.releases.labels(**r, result="completed"),

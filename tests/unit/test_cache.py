@@ -154,3 +154,22 @@ def test_a_rollout_read_is_a_copy_the_pass_may_change() -> None:
     assert live["spec"]["steps"] == [{"setWeight": 5}]
     assert live["spec"]["template"]["metadata"]["labels"] == {"a": "b"}
     assert live["metadata"]["name"] == "r"
+
+
+def test_a_write_the_watch_caught_up_with_is_let_go_at_once() -> None:
+    """A settled rollout is read again only at its resync, minutes later: the copy of its last
+    write must not be held until then."""
+    clock = Clock()
+    cache = cache_with({("shop", "checkout"): [rs("a", 5, 2)]}, clock)
+    cache.bind_rollout("shop", "checkout", rollout_body(5, "Progressing"))
+    cache.note(rollout_body(7, "Healthy"))
+    cache.note(rs("a", 8, 3))
+    assert cache.overlays() == 2
+    cache.seen("Rollout", "shop", None, rollout_body(6, "Progressing"))  # older than our write
+    cache.seen("ReplicaSet", "shop", "checkout", rs("a", 7, 2))
+    assert cache.overlays() == 2
+    cache.seen("Rollout", "shop", None, rollout_body(7, "Healthy"))
+    cache.seen("ReplicaSet", "shop", "checkout", rs("a", 8, 3))
+    assert cache.overlays() == 0
+    cache.seen("ReplicaSet", "shop", "other", rs("b", 9, 1))  # nothing held for it: no error
+    assert sizes(cache.owned("ReplicaSet", "shop", "checkout")) == {"a": 2}

@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
 from harness.cluster import CHART
-from herdsman import metrics
+from herdsman import metrics, rollout_gauges
 
 pytestmark = pytest.mark.unit
 
@@ -79,6 +79,8 @@ def labels_of() -> dict[str, set[str]]:
             found[f"{base}_bucket"] = labels | {"le"}
         else:
             found[base] = labels
+    for name, (_help, names) in rollout_gauges.FAMILIES.items():
+        found[name] = set(names)
     return found
 
 

@@ -41,7 +41,8 @@ from typing import Any, Literal, TypeVar
 from pydantic import ValidationError
 from pydantic.alias_generators import to_snake
 
-from herdsman.analysis.judge import classify, score
+from herdsman.analysis import judge
+from herdsman.analysis.judge import score
 from herdsman.api.analysis import (
     MEASUREMENT_HISTORY,
     TERMINAL_PHASES,
@@ -636,7 +637,9 @@ def _judge(
     if "baseline" not in samples or "canary" not in samples:
         return "Error", "", "judged measurement without baseline and canary samples", None
     try:
-        judgement = classify(metric.name, list(samples["baseline"]), list(samples["canary"]), spec)
+        judgement = judge.classify(
+            metric.name, list(samples["baseline"]), list(samples["canary"]), spec
+        )
     except Exception as exc:  # the judge is pure; a crash in it is this measurement's error
         return "Error", "", f"judge failed: {exc}", None
     times = measured.timestamps or {}

@@ -104,6 +104,27 @@ class Cache:
         key = (response["kind"], meta.get("namespace", ""), rollout)
         self._written.setdefault(key, {})[meta.get("name", "")] = (self.clock(), slim(response))
 
+    def seen(self, kind: str, namespace: str, rollout: str | None, body: Mapping[str, Any]) -> None:
+        """The watch delivered `body`: an overlay it has caught up with is dropped now rather
+        than at the next read, which for a settled rollout is minutes away (memory)."""
+        meta = body.get("metadata") or {}
+        if kind == "Rollout":
+            key = (namespace, meta.get("name", ""))
+            own = self._own.get(key)
+            if own is not None and _version(body) >= _version(own):
+                del self._own[key]
+            return
+        written = self._written.get((kind, namespace, rollout or ""))
+        entry = written.get(meta.get("name", "")) if written else None
+        if written and entry is not None and _version(body) >= _version(entry[1]):
+            del written[meta.get("name", "")]
+            if not written:
+                del self._written[(kind, namespace, rollout or "")]
+
+    def overlays(self) -> int:
+        """How many written bodies are held over the watch's view (each one a copy in memory)."""
+        return len(self._own) + sum(len(w) for w in self._written.values())
+
     def forget(self, kind: str, namespace: str, rollout: str | None, name: str) -> None:
         """The object is gone (deleted by us, or the watch said so): no overlay may revive it."""
         if rollout:

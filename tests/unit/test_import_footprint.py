@@ -1,0 +1,52 @@
+"""The operator's base memory: what `herdsman run` imports before its first rollout.
+
+SciPy and NumPy (the judge) cost about 80 MB of RSS and boto3 about 25 MB; an operator that
+never runs a judged measurement or a CloudWatch metric must not pay for them (issue 17's memory
+goals). A regression here is a new eager import somewhere on the operator's path.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+# What `herdsman run` imports (herdsman/__main__.py's run path), in one fresh interpreter.
+OPERATOR_PATH = """
+import sys
+import herdsman.__main__
+from herdsman import handlers, metrics
+from herdsman.cluster import experiment_step
+from herdsman.cluster.analysis import Analysis
+from herdsman.cluster.apply import Applier
+from herdsman.reconcile import Runtime
+from herdsman.experiments import ExperimentRuntime
+from herdsman.traffic import writer
+from herdsman.notify.notifier import Notifier
+from herdsman.sharding import Shards
+print(" ".join(sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY})))
+"""
+HEAVY = {"numpy", "scipy", "boto3", "botocore", "plotly", "influxdb_client", "apprise"}
+
+
+def loaded(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", code.replace("{HEAVY}", repr(HEAVY))],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {m.split(".")[0] for m in out.stdout.split()}
+
+
+def test_the_operator_starts_without_the_heavy_libraries() -> None:
+    assert loaded(OPERATOR_PATH) == set()
+
+
+def test_the_judge_loads_them_when_it_classifies() -> None:
+    code = OPERATOR_PATH.replace(
+        "print(",
+        "from herdsman.analysis import judge\n"
+        "judge.classify('m', [1.0] * 20, [1.0] * 20, judge.JudgeSpec())\nprint(",
+        1,
+    )
+    assert {"numpy", "scipy"} <= loaded(code)
