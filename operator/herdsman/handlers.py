@@ -50,8 +50,8 @@ def _runtime(memo: Any) -> Runtime:
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     peering = getattr(memo, "peering", None) or {}
-    # Set here rather than through kopf.run(): either standalone or mandatory peering, never
-    # Kopf's auto-detection (__main__ says why).
+    # Set here rather than through kopf.run(): there a peering name makes peering mandatory,
+    # while by default we want Kopf's auto-detection (peer when the CRD exists, else alone).
     settings.peering.name = peering.get("name", "herdsman")
     settings.peering.priority = peering.get("priority", 0)
     settings.peering.standalone = peering.get("standalone", False)
@@ -77,9 +77,8 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
 
 
 @kopf.on.cleanup()
-async def shutdown(memo: Any, **_: Any) -> None:
-    """Stop the workqueue; a clean stop hands this replica's shards over at once instead of
-    after the lease time."""
+async def release_shards(memo: Any, **_: Any) -> None:
+    """A clean stop hands this replica's shards over at once instead of after the lease time."""
     queue_task = getattr(memo, "queue_task", None)
     if queue_task is not None:
         queue_task.cancel()
@@ -97,8 +96,8 @@ async def shutdown(memo: Any, **_: Any) -> None:
 
 
 # The watch-fed cache (cluster/cache.py): Kopf fills every index by a full list before it
-# calls any other handler, and runs the indexers of an event before its other handlers, so a
-# pass a watch event queues already reads that event's object. The indexers are `async` so Kopf calls
+# starts any daemon, and runs the indexers of an event before its other handlers, so a pass a
+# watch event wakes already reads that event's object. The indexers are `async` so Kopf calls
 # them on the event loop: a plain `def` would cost a thread-pool hop for every watch event.
 # Keyed by the herdsman.dev/rollout label: the label_value() of the rollout's name.
 @kopf.index("apps", "v1", "replicasets", labels={LABEL_ROLLOUT: kopf.PRESENT})
