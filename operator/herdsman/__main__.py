@@ -84,7 +84,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--workers",
         type=int,
-        default=int(os.environ.get("HERDSMAN_WORKERS", "64")),
+        default=int(os.environ.get("HERDSMAN_WORKERS", "16")),
         help="reconcile passes that may run at once, over all Rollouts (each Rollout has at most"
         " one in flight; the rest wait in a first-come, first-served queue)",
     )

@@ -77,7 +77,7 @@ class Runtime:
     shards: Shards | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     # How many passes may run at once (each is mostly waiting on the API server).
-    workers: int = 64
+    workers: int = 16
     queue: WorkQueue[tuple[str, str]] = field(init=False)
     # Every Rollout the watch has shown (its shard's owner may be another replica).
     _known: set[tuple[str, str]] = field(default_factory=set)
@@ -100,7 +100,7 @@ class Runtime:
             else:
                 self.cache.put_rollout(namespace, name, body)
         self._known.add(key)
-        self.queue.add(key, urgent=body is not None and spec_unseen(body))
+        self.queue.add(key)
 
     def wake(self, namespace: str | None, name: str | None) -> None:
         """Something a Rollout depends on changed: queue a pass (coalesced with any queued)."""
@@ -368,13 +368,3 @@ class Runtime:
             patch,
             deadline=self._deadline(),
         )
-
-
-def spec_unseen(body: Mapping[str, Any]) -> bool:
-    """Whether the Rollout's spec changed since the last pass recorded it (a user's request:
-    served ahead of status-driven wake-ups)."""
-    generation = (body.get("metadata") or {}).get("generation")
-    return (
-        generation is not None
-        and (body.get("status") or {}).get("observedGeneration") != generation
-    )

@@ -10,10 +10,7 @@ Here the work is:
 - **wake-ups coalesced**: a key already queued is not queued twice, however many watch events
   arrive;
 - **fair**: keys are served first come, first served, and a key goes to the back when woken
-  again, so one busy rollout cannot starve the rest — except that a key added as `urgent` (a
-  user changed the Rollout's spec) goes ahead of the keys woken by status changes: the time from
-  `kubectl apply` to the first action is what people feel, and it no longer waits behind
-  every ReplicaSet status update of every other release;
+  again, so one busy rollout cannot starve the rest;
 - **timers in one heap**: pauses, measurements, back-offs and resyncs are (when, key) entries;
   only a key's earliest timer counts, later ones are dropped when they come up;
 - **gated**: workers take keys only while the gate is open (this replica is the one acting, see
@@ -51,14 +48,12 @@ Due = float | None | Done
 @dataclass
 class WorkQueue(Generic[K]):
     handler: Callable[[K], Coroutine[Any, Any, Due]]
-    workers: int = 64
+    workers: int = 16
     clock: Callable[[], float] = time.monotonic
-    # (0: urgent, 1: not; arrival number, key); an entry whose key is no longer in _queued at
-    # that priority is stale (served already, or promoted) and skipped.
-    _fifo: asyncio.PriorityQueue[tuple[int, int, K]] = field(default_factory=asyncio.PriorityQueue)
-    _queued: dict[K, int] = field(default_factory=dict)
+    _fifo: asyncio.Queue[K] = field(default_factory=asyncio.Queue)
+    _queued: set[K] = field(default_factory=set)
     _running: dict[K, asyncio.Task[Due]] = field(default_factory=dict)
-    _again: dict[K, bool] = field(default_factory=dict)  # woken mid-pass -> urgent
+    _again: set[K] = field(default_factory=set)
     _due: dict[K, float] = field(default_factory=dict)
     _heap: list[tuple[float, int, K]] = field(default_factory=list)
     _seq: itertools.count[int] = field(default_factory=itertools.count)
@@ -67,16 +62,15 @@ class WorkQueue(Generic[K]):
 
     # --- what the watch handlers and the passes call -------------------------------------------
 
-    def add(self, key: K, *, urgent: bool = False) -> None:
+    def add(self, key: K) -> None:
         """Queue `key` for a pass now (a watch event, or a timer that came up)."""
         if not self._open:
             return  # not acting: what is due now is found again when acting resumes
-        priority = 0 if urgent else 1
         if key in self._running:
-            self._again[key] = urgent or self._again.get(key, False)
-        elif self._queued.get(key, 2) > priority:
-            self._queued[key] = priority
-            self._fifo.put_nowait((priority, next(self._seq), key))
+            self._again.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._fifo.put_nowait(key)
 
     def add_after(self, key: K, seconds: float) -> None:
         """Queue `key` in `seconds`, unless an earlier timer for it is already set."""
@@ -95,7 +89,7 @@ class WorkQueue(Generic[K]):
     def forget(self, key: K) -> None:
         """No more passes for `key` unless it is added again (its timers are dropped)."""
         self._due.pop(key, None)
-        self._again.pop(key, None)
+        self._again.discard(key)
 
     def recheck(self) -> None:
         """Look at the timers now rather than when the earliest is due (the clock was moved)."""
@@ -103,7 +97,7 @@ class WorkQueue(Generic[K]):
 
     def pending(self) -> int:
         """Keys waiting for a worker."""
-        return len(self._queued)
+        return self._fifo.qsize()
 
     def timers(self) -> int:
         """Keys with a timer set."""
@@ -149,10 +143,8 @@ class WorkQueue(Generic[K]):
 
     async def _worker(self) -> None:
         while True:
-            priority, _, key = await self._fifo.get()
-            if self._queued.get(key) != priority:
-                continue  # stale: served already, or promoted to urgent
-            del self._queued[key]
+            key = await self._fifo.get()
+            self._queued.discard(key)
             if not self._open:
                 continue
             self._due.pop(key, None)  # this pass serves any timer that was set for it
@@ -174,7 +166,8 @@ class WorkQueue(Generic[K]):
             if isinstance(due, Done):
                 self.forget(key)
             elif key in self._again:
-                self.add(key, urgent=self._again.pop(key))
+                self._again.discard(key)
+                self.add(key)
             elif due is not None:
                 self.add_after(key, due)
 

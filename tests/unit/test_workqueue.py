@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from herdsman.reconcile import spec_unseen
 from herdsman.workqueue import DONE, Due, WorkQueue
 
 pytestmark = pytest.mark.unit
@@ -207,48 +206,3 @@ def test_every_woken_key_gets_a_pass_after_its_last_wake_and_never_two_at_once(
         task.cancel()
 
     run(scenario())
-
-
-def test_an_urgent_key_goes_ahead_of_status_wake_ups_and_is_served_once() -> None:
-    async def scenario() -> None:
-        rec = Recorder()
-        queue: WorkQueue[str] = WorkQueue(rec, workers=1)
-        for key in ("a", "b", "c"):
-            queue.add(key)
-        queue.add("c", urgent=True)  # promoted: a user changed its spec
-        queue.add("d", urgent=True)
-        queue.add("a", urgent=False)  # already queued: no second pass
-        task = asyncio.create_task(queue.run())
-        await settle()
-        assert rec.started == ["c", "d", "a", "b"]
-        task.cancel()
-
-    run(scenario())
-
-
-def test_urgency_woken_during_a_pass_is_kept_for_the_pass_after_it() -> None:
-    async def scenario() -> None:
-        rec = Recorder()
-        rec.release.clear()
-        queue: WorkQueue[str] = WorkQueue(rec, workers=1)
-        task = asyncio.create_task(queue.run())
-        queue.add("a")
-        await settle()
-        queue.add("b")
-        queue.add("a", urgent=True)  # its spec changed while its pass ran
-        rec.release.set()
-        await settle()
-        assert rec.started == ["a", "a", "b"]
-        task.cancel()
-
-    run(scenario())
-
-
-def test_a_spec_the_last_pass_has_not_recorded_is_urgent() -> None:
-    def body(generation: int | None, observed: int | None) -> dict[str, Any]:
-        return {"metadata": {"generation": generation}, "status": {"observedGeneration": observed}}
-
-    assert spec_unseen(body(2, 1))  # kubectl apply: a new generation
-    assert spec_unseen(body(1, None))  # created, no pass yet
-    assert not spec_unseen(body(2, 2))  # a status update of a recorded spec
-    assert not spec_unseen({"metadata": {}})
