@@ -137,10 +137,11 @@ async def group_changed(
     **_: Any,
 ) -> None:
     runtime = _runtime(memo)
-    if type == "DELETED" and runtime.cache is not None:
-        runtime.cache.forget("ReplicaSet", namespace or "", labels.get(LABEL_ROLLOUT), name)
-    elif runtime.cache is not None:
-        runtime.cache.seen("ReplicaSet", namespace or "", labels.get(LABEL_ROLLOUT), body)
+    if runtime.cache is not None:
+        if type == "DELETED":
+            runtime.cache.forget("ReplicaSet", namespace or "", labels.get(LABEL_ROLLOUT), name)
+        else:
+            runtime.cache.seen("ReplicaSet", namespace or "", labels.get(LABEL_ROLLOUT), body)
     # The owner, not the label: a long rollout name is only a label_value() of itself there.
     runtime.wake(namespace, _owner(meta, "Rollout") or labels.get(LABEL_ROLLOUT))
 
@@ -163,10 +164,11 @@ async def run_changed(
     **_: Any,
 ) -> None:
     runtime = _runtime(memo)
-    if type == "DELETED" and runtime.cache is not None:
-        runtime.cache.forget("AnalysisRun", namespace or "", labels.get(LABEL_ROLLOUT), name)
-    elif runtime.cache is not None:
-        runtime.cache.seen("AnalysisRun", namespace or "", labels.get(LABEL_ROLLOUT), body)
+    if runtime.cache is not None:
+        if type == "DELETED":
+            runtime.cache.forget("AnalysisRun", namespace or "", labels.get(LABEL_ROLLOUT), name)
+        else:
+            runtime.cache.seen("AnalysisRun", namespace or "", labels.get(LABEL_ROLLOUT), body)
     # The owner, not the label: a long rollout name is only a label_value() of itself there.
     runtime.wake(namespace, _owner(meta, "Rollout") or labels.get(LABEL_ROLLOUT))
 

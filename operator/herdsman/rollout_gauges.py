@@ -113,16 +113,13 @@ class RolloutGauges(Collector):
         with self._lock:
             self._series.pop((namespace, name), None)
 
-    def __len__(self) -> int:
-        return len(self._series)
-
     def describe(self) -> Iterable[Metric]:
-        return [GaugeMetricFamily(n, h, labels=list(ls)) for n, (h, ls) in FAMILIES.items()]
+        return _families().values()
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             rows = [(key, series, dict(series.scores)) for key, series in self._series.items()]
-        out = {n: GaugeMetricFamily(n, h, labels=list(ls)) for n, (h, ls) in FAMILIES.items()}
+        out = _families()
         for (ns, name), s, scores in rows:
             key = [ns, name]
             for phase in PHASES:
@@ -145,3 +142,8 @@ class RolloutGauges(Collector):
             for run, value in scores.items():
                 out["herdsman_analysis_score"].add_metric([*key, run], value)
         yield from out.values()
+
+
+def _families() -> dict[str, GaugeMetricFamily]:
+    """Every family this collector serves, empty."""
+    return {n: GaugeMetricFamily(n, h, labels=list(ls)) for n, (h, ls) in FAMILIES.items()}
