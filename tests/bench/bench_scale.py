@@ -242,7 +242,8 @@ class OwnMetrics:
         self.url = f"http://127.0.0.1:{port}/metrics"
 
     def read(self) -> dict[str, float]:
-        with urllib.request.urlopen(self.url, timeout=10) as response:
+        # At 10,000 rollouts a scrape is about 22 MB of text and takes seconds on a busy operator.
+        with urllib.request.urlopen(self.url, timeout=120) as response:
             text = response.read().decode()
         out: dict[str, float] = {}
         for m in self.SAMPLE.finditer(text):
