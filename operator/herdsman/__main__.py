@@ -193,15 +193,29 @@ def _notifier(kube: Any, policy: Any, configmap: str, secret: str) -> Any:
     return Notifier(source=source, deliverer=Deliverer().start())
 
 
-def _shards(args: argparse.Namespace, kube: Any) -> Any:
+def _shards(args: argparse.Namespace, policy: Any) -> Any:
     """The shard manager when --shards asks for more than one shard, else None."""
     if args.shards <= 1:
         return None
-    from herdsman.sharding import KubeLeases, Shards
+    from herdsman import metrics
+    from herdsman.cluster.kube import Kube, load_config
+    from herdsman.cluster.leases import KubeLeases
+    from herdsman.sharding import Shards
 
     if args.shard_renew_seconds >= args.shard_lease_seconds:
         raise SystemExit("--shard-renew-seconds must be shorter than --shard-lease-seconds")
-    store = KubeLeases(kube, args.lease_namespace, args.lease_prefix)
+    # The Leases get a client of their own (two threads, two connections): sharing the
+    # reconcilers' pool, a renewal waited behind every pass's calls under load, and a live
+    # replica's shards could lapse or a dead one's be taken late.
+    leases = Kube(
+        load_config(args.kubeconfig, connections=2),
+        policy,
+        on_error=metrics.api_error,
+        on_request=metrics.api_request,
+        hooks=metrics.retry_hooks("kubernetes"),
+        workers=2,
+    )
+    store = KubeLeases(leases, args.lease_namespace, args.lease_prefix)
     return Shards(
         store=store,
         identity=args.identity,
@@ -298,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         notifier=_notifier(kube, policy, args.notifications_configmap, args.notifications_secret),
     )
     experiments = ExperimentRuntime(kube=kube, policy=policy, analysis=analysis)
-    shards = _shards(args, kube)
+    shards = _shards(args, policy)
     if shards is not None:
         runtime.shards = experiments.shards = shards
         shards.listeners += [runtime.wake_shard, experiments.wake_shard]

@@ -9,7 +9,8 @@ the ones over it (after the passes in flight on them have ended).
 
 The pure part (which shard a Rollout is in, which shards a replica should take or give up) is
 separate from the doing part (`Shards`, one small async loop) and is what the unit tests
-exercise; the doing part talks to a `LeaseStore`, the API server in production.
+exercise; the doing part talks to a `LeaseStore`, the API server in production
+(`herdsman.cluster.leases`).
 
 Why expiry is judged by *observation*, not by comparing `renewTime` with our clock: replicas'
 clocks may disagree. As in client-go's leader election, a Lease counts as expired when we have
@@ -33,17 +34,15 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from herdsman.cluster.budget import Deadline
-from herdsman.cluster.kube import Kube, KubeError, Path
+from herdsman.cluster.kube import KubeError
 
 log = logging.getLogger("herdsman.shards")
 
-LEASES = Path("coordination.k8s.io", "v1", "leases")
 # On each Rollout: the record of its shard (the hash is the truth), for `kubectl get -l`.
 LABEL_SHARD = "herdsman.dev/shard"
 # On our Leases: which install they belong to (one LIST per tick finds them all).
@@ -142,51 +141,6 @@ class LeaseStore(Protocol):
     async def delete(self, name: str) -> None: ...
 
 
-@dataclass
-class KubeLeases:
-    """Our Leases in the operator's namespace, through the operator's own client.
-
-    `replace` is a PUT carrying the resourceVersion we listed: the API server refuses it (409)
-    when anyone wrote the Lease since, which is what makes taking a shard a compare-and-swap.
-    """
-
-    kube: Kube
-    namespace: str
-    group: str
-    seconds: float = 5.0
-
-    async def list(self) -> list[dict[str, Any]]:
-        return await self.kube.list(
-            LEASES.url(self.namespace),
-            deadline=Deadline(self.seconds),
-            labels=f"{LABEL_LEASE_GROUP}={self.group}",
-        )
-
-    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return await self.kube.create(
-                LEASES.url(self.namespace), body, deadline=Deadline(self.seconds)
-            )
-        except KubeError as err:
-            if err.status == 409:
-                raise Conflict(str(err)) from err
-            raise
-
-    async def replace(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        try:
-            result: dict[str, Any] = await self.kube.request(
-                "PUT", LEASES.url(self.namespace, name), body=body, deadline=Deadline(self.seconds)
-            )
-        except KubeError as err:
-            if err.status in (404, 409):
-                raise Conflict(str(err)) from err
-            raise
-        return result
-
-    async def delete(self, name: str) -> None:
-        await self.kube.delete(LEASES.url(self.namespace, name), deadline=Deadline(self.seconds))
-
-
 # --- the doing part -----------------------------------------------------------------------------
 
 
@@ -278,7 +232,16 @@ class Shards:
                 log.warning("sharding: tick failed (%s); held shards run out unless renewed", err)
             except Exception:
                 log.exception("sharding: unexpected error in a tick")
-            await asyncio.sleep(max(0.0, self.renew_seconds - (self.clock() - started)))
+            took = self.clock() - started
+            if took > self.renew_seconds:
+                # Said, because it is the first sign of a takeover coming late or of a shard
+                # about to lapse: the API server (or this process's loop) is slower than a tick.
+                log.warning(
+                    "sharding: a tick took %.1fs, longer than the renew interval (%.0fs)",
+                    took,
+                    self.renew_seconds,
+                )
+            await asyncio.sleep(max(0.0, self.renew_seconds - took))
 
     async def tick(self) -> None:
         items = await self.store.list()
@@ -317,8 +280,7 @@ class Shards:
         step = plan(self.shards, self.identity, members, leases)
         for shard in step.release:
             await self._release(shard, bodies[shard], "for rebalancing", len(members))
-        for shard in step.acquire:
-            await self._acquire(shard, bodies.get(shard), leases.get(shard))
+        await _all(self._acquire(s, bodies.get(s), leases.get(s)) for s in step.acquire)
 
     async def stop(self) -> None:
         """A clean stop: close every gate, let passes in flight end, then free the Leases at
@@ -384,38 +346,45 @@ class Shards:
     async def _renew(
         self, leases: Mapping[int, Seen], bodies: Mapping[int, dict[str, Any]]
     ) -> None:
-        for shard in sorted(
-            set(self.held) | {s for s, v in leases.items() if v.holder == self.identity}
-        ):
-            seen = leases.get(shard)
-            if seen is None or seen.holder != self.identity:
-                self._lose(shard, f"now held by {seen.holder if seen else 'nobody'}")
-                continue
-            body = bodies[shard]
-            sent = self.clock()
-            try:
-                written = await self.store.replace(
-                    str(body["metadata"]["name"]),
-                    _lease(body, self._spec(body.get("spec"), acquire=False)),
-                )
-            except Conflict:
-                self._lose(shard, "its Lease changed under us")
-                continue
-            if shard not in self.held:
-                # Our own name on a Lease we did not know: this replica restarted with the same
-                # identity (a container restart keeps the pod's name); the old process is gone.
-                log.info(
-                    "shard %d acquired by %s (was %s, restarted)",
-                    shard,
-                    self.identity,
-                    self.identity,
-                )
-                self.held[shard] = Held(_version(written), sent + TRUST * self.lease_seconds)
-                self._notify(shard)
-            else:
-                held = self.held[shard]
-                held.version = _version(written)
-                held.until = sent + TRUST * self.lease_seconds
+        # All at once: a tick costs one round trip, not one per shard held, when the API
+        # server is slow (each renewal is its own compare-and-swap on its own Lease).
+        await _all(
+            self._renew_shard(shard, leases.get(shard), bodies.get(shard))
+            for shard in sorted(
+                set(self.held) | {s for s, v in leases.items() if v.holder == self.identity}
+            )
+        )
+
+    async def _renew_shard(
+        self, shard: int, seen: Seen | None, body: dict[str, Any] | None
+    ) -> None:
+        if seen is None or seen.holder != self.identity or body is None:
+            self._lose(shard, f"now held by {seen.holder if seen else 'nobody'}")
+            return
+        sent = self.clock()
+        try:
+            written = await self.store.replace(
+                str(body["metadata"]["name"]),
+                _lease(body, self._spec(body.get("spec"), acquire=False)),
+            )
+        except Conflict:
+            self._lose(shard, "its Lease changed under us")
+            return
+        if shard not in self.held:
+            # Our own name on a Lease we did not know: this replica restarted with the same
+            # identity (a container restart keeps the pod's name); the old process is gone.
+            log.info(
+                "shard %d acquired by %s (was %s, restarted)",
+                shard,
+                self.identity,
+                self.identity,
+            )
+            self.held[shard] = Held(_version(written), sent + TRUST * self.lease_seconds)
+            self._notify(shard)
+        else:
+            held = self.held[shard]
+            held.version = _version(written)
+            held.until = sent + TRUST * self.lease_seconds
 
     async def _acquire(self, shard: int, body: dict[str, Any] | None, seen: Seen | None) -> None:
         name = lease_name(self.prefix, "shard", str(shard))
@@ -481,6 +450,14 @@ class Shards:
     def _notify(self, shard: int) -> None:
         for listener in self.listeners:
             listener(shard)
+
+
+async def _all(calls: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run the calls at once and let every one finish before the first failure is raised (a
+    tick never leaves a Lease write running behind it)."""
+    for outcome in await asyncio.gather(*calls, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 def _lease(body: Mapping[str, Any], spec: dict[str, Any]) -> dict[str, Any]:

@@ -199,6 +199,39 @@ def test_three_replicas_split_six_shards_two_each() -> None:
     run(scenario())
 
 
+class SlowLeases(MemoryLeases):
+    """Every write waits on the API server: counts how many are in flight at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight = self.most = 0
+
+    async def replace(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            await asyncio.sleep(0.01)
+            return await super().replace(name, body)
+        finally:
+            self.in_flight -= 1
+
+
+def test_a_tick_renews_every_held_shard_in_one_round_trip() -> None:
+    # One write after another, a slow API server stretched a tick past the lease time and a
+    # dead replica's shards were taken late (19 s against a 4 s lease, under CI load).
+    async def scenario() -> None:
+        store, clock = SlowLeases(), FakeTime()
+        lone = replica(store, clock, "a", 6)
+        await settle([lone], clock)
+        assert all(lone.owns(s) for s in range(6))
+        store.most = 0
+        await lone.tick()
+        assert store.most >= 6, f"renewals in flight at once: {store.most}"
+        assert all(lone.owns(s) for s in range(6))
+
+    run(scenario())
+
+
 def test_a_crashed_replicas_shards_move_only_after_it_stopped_trusting_its_leases() -> None:
     async def scenario() -> None:
         store, clock = MemoryLeases(), FakeTime()

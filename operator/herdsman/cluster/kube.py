@@ -90,7 +90,7 @@ CONFIG_MAPS = Path("", "v1", "configmaps")
 EVENTS = Path("", "v1", "events")
 
 
-def load_config(kubeconfig: str | None = None) -> client.ApiClient:
+def load_config(kubeconfig: str | None = None, *, connections: int = WORKERS) -> client.ApiClient:
     """In a pod: the service account; elsewhere: $KUBECONFIG or the given file."""
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
@@ -98,7 +98,7 @@ def load_config(kubeconfig: str | None = None) -> client.ApiClient:
         config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
     configuration = client.Configuration.get_default_copy()
     # One connection per call in flight (Kube's workers), not urllib3's default handful.
-    configuration.connection_pool_maxsize = WORKERS
+    configuration.connection_pool_maxsize = connections
     # Retries belong to our deadline-aware layer, not to urllib3 behind its back.
     configuration.retries = 0
     return client.ApiClient(configuration)
@@ -192,6 +192,7 @@ class Kube:
         hooks: RetryHooks = NO_HOOKS,
         on_write: Callable[[Any], None] | None = None,
         on_request: Callable[[str], None] | None = None,
+        workers: int = WORKERS,
     ) -> None:
         self.rest = Rest(api)
         self.policy = policy or AccessPolicy()
@@ -204,7 +205,8 @@ class Kube:
         # Our own pool, sized to the connections (asyncio's default one has cpu+4 threads), and
         # a semaphore in front of it: a call waits for a slot *before* its deadline starts
         # counting, so a queue of our own making slows passes down but never times them out.
-        self._executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="kube")
+        self.workers = max(1, workers)
+        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="kube")
         self._slots: asyncio.Semaphore | None = None
 
     async def request(
@@ -233,7 +235,7 @@ class Kube:
             return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
         if self._slots is None:
-            self._slots = asyncio.Semaphore(WORKERS)
+            self._slots = asyncio.Semaphore(self.workers)
         queued = deadline.clock()
         try:
             async with self._slots:
