@@ -10,7 +10,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
 
 from herdsman.api.analysis import AnalysisRunStatus
 from herdsman.api.rollout import Rollout
@@ -19,6 +25,10 @@ from herdsman.engine import cost
 from herdsman.engine.world import Decision
 from herdsman.rollout_gauges import PHASES as PHASES  # re-exported: part of this interface
 from herdsman.rollout_gauges import ROLES, TRAFFIC_ROLES, RolloutGauges, RolloutSeries
+
+# Counters and histograms without their `_created` series: no panel or alert reads them, and at
+# 10,000 rollouts they were a fifth of a 22 MB scrape (one per labelled child).
+disable_created_metrics()
 
 REGISTRY = CollectorRegistry()
 ROLLOUT = ["namespace", "rollout"]
