@@ -19,8 +19,9 @@ from herdsman.simulate import Behaviour
 pytestmark = pytest.mark.e2e
 
 
-def background_chaos_rollout(duration: str) -> dict[str, Any]:
-    # The fault starts on entering step 2 (index 1) and outlives it: step 3 starts under it.
+def background_chaos_rollout(duration: str, starting_step: int = 1) -> dict[str, Any]:
+    # The fault starts on entering step `starting_step` + 1 and outlives it: the next step
+    # starts under it.
     return rollout(
         steps=[
             {"setWeight": 40},
@@ -34,7 +35,7 @@ def background_chaos_rollout(duration: str) -> dict[str, Any]:
                 "action": "killPods",
                 "percent": 50,
                 "duration": duration,
-                "startingStep": 1,
+                "startingStep": starting_step,
             },
         },
     )
@@ -91,7 +92,11 @@ def test_a_fragile_canary_is_rolled_back_by_the_judge_under_a_background_fault(
     setup: Any,  # noqa: F811
 ) -> None:
     s = setup(FRAGILE)
-    rollouts.create(background_chaos_rollout("30s"))
+    # From step 3: the simulated service errs only once it has fewer pods available than it
+    # had, so it must see the canary at full size first. From step 2, the fault came within
+    # 0.1 s of the canary's creation, and once in a CI run the service never saw its 4 pods
+    # up, so it never erred and the judge rightly passed it.
+    rollouts.create(background_chaos_rollout("30s", starting_step=2))
     rollouts.wait_healthy("checkout-v001")
     rollouts.set_image(IMAGE_V2)
     injected(rollouts)
