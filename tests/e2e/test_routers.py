@@ -505,9 +505,7 @@ def test_the_baseline_gets_the_canarys_share_through_the_router_and_the_judge_co
             },
             "interval": "3s",
             "count": 3,
-            # Room for Prometheus to hold 20 s of the new groups' points (the lookback) before
-            # the first judgement: the step starts as soon as the weights hold.
-            "initialDelay": "20s",
+            "initialDelay": "10s",
             "judge": {"direction": "increase", "allowedIncrease": 1.1, "critical": True},
         }
         scoring = {"step": "1s", "lookback": "20s"}
