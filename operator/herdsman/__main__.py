@@ -15,6 +15,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -184,12 +185,34 @@ def _notifier(kube: Any, policy: Any, configmap: str, secret: str) -> Any:
     return Notifier(source=source, deliverer=Deliverer().start())
 
 
+def _kube(
+    args: argparse.Namespace,
+    policy: Any,
+    *,
+    workers: int | None = None,
+    on_write: Callable[[Any], None] | None = None,
+) -> Any:
+    """A Kubernetes client reporting to the operator's metrics: `workers` calls in flight at
+    once, on as many connections (default: the module's WORKERS)."""
+    from herdsman import metrics
+    from herdsman.cluster.kube import WORKERS, Kube, load_config
+
+    size = workers or WORKERS
+    return Kube(
+        load_config(args.kubeconfig, connections=size),
+        policy,
+        on_error=metrics.api_error,
+        on_request=metrics.api_request,
+        hooks=metrics.retry_hooks("kubernetes"),
+        on_write=on_write,
+        workers=size,
+    )
+
+
 def _shards(args: argparse.Namespace, policy: Any) -> Any:
     """The shard manager when --shards asks for more than one shard, else None."""
     if args.shards <= 1:
         return None
-    from herdsman import metrics
-    from herdsman.cluster.kube import Kube, load_config
     from herdsman.cluster.leases import KubeLeases
     from herdsman.sharding import Shards
 
@@ -198,15 +221,7 @@ def _shards(args: argparse.Namespace, policy: Any) -> Any:
     # The Leases get a client of their own (two threads, two connections): sharing the
     # reconcilers' pool, a renewal waited behind every pass's calls under load, and a live
     # replica's shards could lapse or a dead one's be taken late.
-    leases = Kube(
-        load_config(args.kubeconfig, connections=2),
-        policy,
-        on_error=metrics.api_error,
-        on_request=metrics.api_request,
-        hooks=metrics.retry_hooks("kubernetes"),
-        workers=2,
-    )
-    store = KubeLeases(leases, args.lease_namespace, args.lease_prefix)
+    store = KubeLeases(_kube(args, policy, workers=2), args.lease_namespace, args.lease_prefix)
     return Shards(
         store=store,
         identity=args.identity,
@@ -233,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     from herdsman.cluster.apply import Applier
     from herdsman.cluster.budget import AccessPolicy
     from herdsman.cluster.cache import Cache
-    from herdsman.cluster.kube import Kube, load_config
+    from herdsman.cluster.kube import load_config
     from herdsman.experiments import ExperimentRuntime
     from herdsman.reconcile import Runtime
     from herdsman.telemetry import announce, configure_logging
@@ -246,14 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics.TEAM_LABEL = args.cost_team_label
     policy = AccessPolicy.from_env()
     cache = Cache()
-    kube = Kube(
-        load_config(args.kubeconfig),
-        policy,
-        on_error=metrics.api_error,
-        on_request=metrics.api_request,
-        hooks=metrics.retry_hooks("kubernetes"),
-        on_write=cache.note,
-    )
+    kube = _kube(args, policy, on_write=cache.note)
     analysis = Analysis(kube, policy, hooks=metrics.retry_hooks("analysis"))
     metrics.serve(args.metrics_port)
     if args.dashboard_port:

@@ -14,7 +14,8 @@ LEASES = Path("coordination.k8s.io", "v1", "leases")
 
 @dataclass
 class KubeLeases:
-    """Our Leases in the operator's namespace, through the operator's own client.
+    """Our Leases in the operator's namespace, through the client it is given (a small one of
+    their own, so that a renewal never waits behind the reconcilers' calls).
 
     `replace` is a PUT carrying the resourceVersion we listed: the API server refuses it (409)
     when anyone wrote the Lease since, which is what makes taking a shard a compare-and-swap.
