@@ -114,7 +114,7 @@ def test_a_healthy_canary_is_promoted_through_its_analysis(
     assert result["successful"] == 3
     assert all(m["phase"] == "Successful" for m in result["measurements"])
     assert s.traffic.sent.get("checkout-v002", 0) > 0
-    assert "AnalysisPassed" in operator.reasons("checkout")
+    assert "AnalysisPassed" in operator.logged("checkout", "AnalysisPassed")
 
 
 def test_a_canary_whose_error_rate_rises_is_rolled_back(

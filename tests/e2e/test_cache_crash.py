@@ -101,8 +101,10 @@ def test_killed_right_after_each_write_repeats_and_skips_nothing(
     kills = 0
     steps_seen: list[int] = []
     v002_uid = None
+    # Counted when the operator is (re)started, not after: a restarted operator may write its
+    # next step before this loop looks again, and that write must be the next one cut.
+    seen = len(operator.transitions("checkout"))
     for _ in range(12):
-        seen = len(operator.transitions("checkout"))
         done = rollouts.status()
         if done.get("step") == "6/6" and done.get("phase") == "Paused":
             break  # a restarted operator got there before we looked: nothing left to cut
@@ -126,6 +128,7 @@ def test_killed_right_after_each_write_repeats_and_skips_nothing(
             assert group["metadata"]["uid"] == v002_uid, "checkout-v002 was created twice"
         if step == "6/6" and status.get("phase") == "Paused":
             break
+        seen = len(operator.transitions("checkout"))
         operator.start()
     assert kills >= 4, "the run should have been interrupted after several writes"
     # The step never went back: no restart acted on a state older than its own last write.

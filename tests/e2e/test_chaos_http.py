@@ -189,7 +189,7 @@ def test_a_canary_failing_under_a_503_abort_fault_is_rolled_back_and_the_fault_r
     assert [d["weight"] for d in primary["route"]] == [100, 0]
     # The canary's errors were the injected 503s: it answers every request itself with 200.
     assert setup.traffic.sent.get("checkout-v002", 0) > 0
-    assert "ChaosRemoved" in operator.reasons("checkout")
+    assert "ChaosRemoved" in operator.logged("checkout", "ChaosRemoved")
 
 
 def test_the_fault_is_removed_by_an_operator_back_after_a_crash(
@@ -216,7 +216,7 @@ def test_the_fault_is_removed_by_an_operator_back_after_a_crash(
     assert status["chaos"]["removedReason"] == "duration over"
     assert chaos_route(cluster, ns) is None
     rollouts.wait_healthy("checkout-v002", timeout=60)
-    assert operator.reasons("checkout").count("ChaosInjected") == 1
+    assert operator.logged("checkout", "ChaosInjected").count("ChaosInjected") == 1
 
 
 def test_a_pause_removes_the_fault_and_keeps_the_weights(
@@ -242,4 +242,4 @@ def test_a_pause_removes_the_fault_and_keeps_the_weights(
     actions.resume(rollouts.rest, ns, "checkout")
     time.sleep(3)
     assert chaos_route(cluster, ns) is None
-    assert operator.reasons("checkout").count("ChaosInjected") == 1
+    assert operator.logged("checkout", "ChaosInjected").count("ChaosInjected") == 1

@@ -110,7 +110,7 @@ def test_set_image_status_get_promote_and_promote_full(
     # --full skipped the rest: the 75% step never started.
     started = [t.message for t in operator.transitions("checkout") if t.reason == "StepStarted"]
     assert not any("setWeight 75" in m for m in started)
-    assert "PromotedFull" in operator.reasons("checkout")
+    assert "PromotedFull" in operator.logged("checkout", "PromotedFull")
 
 
 def test_abort_then_retry(operator: OperatorProcess, rollouts: Rollouts, plugin: Plugin) -> None:

@@ -129,7 +129,7 @@ def test_the_judge_promotes_release_2_and_rolls_back_release_3_on_its_own(story:
     assert 1.2 < verdicts["latency"]["ratio"] < 1.4  # +30%, measured
     assert verdicts["error-rate"]["classification"] == "High"
     assert failed["score"]["score"] == 0
-    reasons = story.operator.reasons("checkout")
+    reasons = story.operator.logged("checkout", "RolloutAborted")
     assert "RolloutAborted" in reasons
     assert not {"Promoted", "PromotedFull"} & set(reasons), "nobody promoted anything"
     rollouts.wait(lambda _: rollouts.sizes()["checkout-v003"] == (0, 0), what="release 3 drained")
@@ -307,7 +307,7 @@ def test_the_dashboard_shows_the_story_live_and_acts_only_as_rbac_allows(story: 
             30,
         )
         assert page.execute_script("return window.__stillTheSamePage === true")
-        assert "Promoted" in story.operator.reasons("cart")
+        assert "Promoted" in story.operator.logged("cart", "Promoted")
 
 
 def _post(url: str, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:

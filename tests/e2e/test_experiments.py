@@ -311,7 +311,7 @@ def test_an_experiment_step_that_passes_lets_the_rollout_go_on(
     status = rollouts.wait_healthy("checkout-v002", timeout=90)
     assert experiments.status(name)["phase"] == "Successful"
     assert status["weights"]["canary"] == 0
-    reasons = operator.reasons("checkout")
+    reasons = operator.logged("checkout", "ExperimentStarted", "ExperimentPassed")
     assert "ExperimentStarted" in reasons
     assert "ExperimentPassed" in reasons
     assert "RolloutAborted" not in reasons
@@ -346,7 +346,7 @@ def test_an_experiment_step_that_fails_aborts_the_rollout(
     )
     assert rollouts.selector("checkout")["herdsman.dev/server-group"] == "checkout-v001"
     assert rollouts.selector("checkout-canary")["herdsman.dev/server-group"] == "checkout-v001"
-    assert "RolloutAborted" in operator.reasons("checkout")
+    assert "RolloutAborted" in operator.logged("checkout", "RolloutAborted")
     assert not errors(operator)
 
 

@@ -171,7 +171,7 @@ def test_a_long_named_canary_with_a_baseline_and_analysis_completes_and_aborts(
         what="v002 alone serves",
     )
     assert rollouts.selector("long")[LABEL_GROUP] == label_value(v2)
-    assert operator.reasons(LONG).count("RolloutCompleted") == 1
+    assert operator.logged(LONG, "RolloutCompleted").count("RolloutCompleted") == 1
 
     # A third revision, aborted at its last pause: traffic and pods back to v002.
     rollouts.set_image(IMAGE_V3, name=LONG)
@@ -197,7 +197,7 @@ def test_a_long_named_canary_with_a_baseline_and_analysis_completes_and_aborts(
     assert v3 in rollouts.groups(LONG)
     assert rollouts.selector("long")[LABEL_GROUP] == label_value(v2)
     assert rollouts.selector("long-canary")[LABEL_GROUP] == label_value(v2)
-    assert operator.reasons(LONG).count("RolloutAborted") == 1
+    assert operator.logged(LONG, "RolloutAborted").count("RolloutAborted") == 1
     assert not operator.errors()
 
 

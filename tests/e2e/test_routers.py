@@ -224,7 +224,7 @@ def test_abort_returns_the_router_to_zero_before_anything_else_moves(
     assert service_weights(cluster, ns, kind) == split(kind, 0)
 
     router_went_first(recorder, kind, canary_pods=3)
-    assert operator.reasons("checkout").count("RolloutAborted") == 1
+    assert operator.logged("checkout", "RolloutAborted").count("RolloutAborted") == 1
 
 
 def router_went_first(recorder: Recorder, kind: str, *, canary_pods: int) -> None:
@@ -380,7 +380,7 @@ def test_a_missing_route_holds_the_rollout_with_a_clear_condition_until_it_exist
     cluster.rest.patch(HTTP_ROUTES.url(ns, "checkout"), {"spec": route["spec"]})
     wake(rollouts)
     rollouts.wait_healthy("checkout-v001")
-    assert "SpecValid" in operator.reasons("checkout")
+    assert "SpecValid" in operator.logged("checkout", "SpecValid")
 
 
 def wake(rollouts: Rollouts) -> None:

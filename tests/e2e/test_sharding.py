@@ -16,6 +16,7 @@ What is checked, from the cluster and from the operators' own logs:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import time
@@ -165,6 +166,17 @@ def ownership(process: OperatorProcess, died: float | None) -> list[Interval]:
     return intervals
 
 
+def finishers(processes: tuple[OperatorProcess, ...], name: str) -> list[str] | None:
+    """The replicas that logged revision 2's RolloutCompleted for `name`, or None if none has."""
+    found = [
+        p.env["POD_ID"]
+        for p in processes
+        for t in p.transitions(name)
+        if t.reason == "RolloutCompleted" and t.revision == "2"
+    ]
+    return found or None
+
+
 def check_no_double_action(
     namespace: str, processes: list[OperatorProcess], deaths: dict[str, float]
 ) -> int:
@@ -293,12 +305,12 @@ def test_three_sharded_replicas_share_the_rollouts_survive_a_kill_and_rebalance_
     assert Counter(moved.values()) == {"herdsman-pod-b": 3, "herdsman-pod-c": 3}
     wait_all_healthy(rollouts, "v002", timeout=90)
     for name in of_a:
-        finished = [
-            p.env["POD_ID"]
-            for p in (b, c)
-            for t in p.transitions(name)
-            if t.reason == "RolloutCompleted" and t.revision == "2"
-        ]
+        # The line follows the status write the wait above saw by a few milliseconds.
+        finished = wait_until(
+            functools.partial(finishers, (b, c), name),
+            timeout=10,
+            what=f"{name}'s RolloutCompleted line",
+        )
         assert len(finished) == 1, f"{name}: finished by {finished}"
 
     # v3: a fourth replica joins mid-canary; b and c release one shard each for it.

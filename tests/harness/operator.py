@@ -127,6 +127,26 @@ class OperatorProcess:
     def reasons(self, rollout: str | None = None) -> list[str]:
         return [t.reason for t in self.transitions(rollout)]
 
+    def logged(self, rollout: str, *expected: str, timeout: float = 10.0) -> list[str]:
+        """The rollout's reasons once each of `expected` is in the log (as often as listed).
+
+        The operator writes a transition's line just after the status write that carries it
+        succeeds, so a test that has just seen that status can read the log a few milliseconds
+        before the line is there. A test that checks for a line it expects waits for it here;
+        a line that never comes still fails the test, after `timeout`.
+        """
+
+        def out() -> list[str] | None:
+            reasons = self.reasons(rollout)
+            return reasons if all(reasons.count(r) >= expected.count(r) for r in expected) else None
+
+        return wait_until(
+            out,
+            timeout=timeout,
+            what=f"{', '.join(expected)} logged for {rollout}",
+            describe=lambda: self.log()[-3000:],
+        )
+
     def wait_for(
         self, reason: str, *, rollout: str | None = None, timeout: float = 30.0, count: int = 1
     ) -> Transition:
