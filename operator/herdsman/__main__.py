@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import os
 import socket
 import sys
@@ -65,7 +66,8 @@ def parser() -> argparse.ArgumentParser:
         "--require-peering",
         action="store_true",
         default=os.environ.get("HERDSMAN_REQUIRE_PEERING") == "1",
-        help="wait for the peering CRD rather than run alone without it (HA installs)",
+        help="peer with the other replicas through the peering object, only the elected one acting"
+        " (HA installs: the chart sets it); without it the operator acts alone",
     )
     run.add_argument(
         "--priority",
@@ -79,6 +81,13 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=int(os.environ.get("HERDSMAN_PEERING_LIFETIME", "60")),
         help="seconds a replica's keep-alive counts: the bound on takeover after a crash",
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("HERDSMAN_WORKERS", "64")),
+        help="reconcile passes that may run at once, over all Rollouts (each Rollout has at most"
+        " one in flight; the rest wait in a first-come, first-served queue)",
     )
     run.add_argument(
         "--shards",
@@ -232,14 +241,34 @@ def _shards(args: argparse.Namespace, policy: Any) -> Any:
     )
 
 
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas (as MALLOC_ARENA_MAX=2 would) before any thread starts.
+
+    Why: glibc gives each thread that allocates an arena of its own, up to 8 per core, and the
+    Kubernetes client's thread pool spread the operator's heap over them; memory freed in one
+    arena cannot serve another. Measured at 1,000 rollouts: 211 MB settled RSS by default,
+    149 MB with two arenas, for the same CPU. A no-op off glibc, or when the environment
+    already sets MALLOC_ARENA_MAX. Returns whether the cap was applied.
+    """
+    if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False  # not glibc (musl has no arenas to cap)
+    m_arena_max = -8  # from glibc's malloc.h
+    return bool(libc.mallopt(m_arena_max, arenas))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "simulate":
         from herdsman.simulate.cli import run as simulate
 
         return simulate(args)
+    limit_malloc_arenas()
     from herdsman import (
-        handlers,  # noqa: F401  (registers the Kopf handlers)
+        handlers,  # registers the Kopf handlers on import
         metrics,
         telemetry,
     )
@@ -287,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         policy=policy,
         analysis=analysis,
         cache=cache,
+        workers=max(1, args.workers),
         notifier=_notifier(kube, policy, args.notifications_configmap, args.notifications_secret),
     )
     experiments = ExperimentRuntime(kube=kube, policy=policy, analysis=analysis)
@@ -295,17 +325,25 @@ def main(argv: list[str] | None = None) -> int:
         runtime.shards = experiments.shards = shards
         shards.listeners += [runtime.wake_shard, experiments.wake_shard]
         telemetry.REPLICA = args.identity
+    # Peering only when asked for: Kopf's auto-detection (peer if the peering CRD exists) would
+    # leave the workqueue no way to tell, without a call of its own, whether it may act.
+    peered = args.require_peering and not args.standalone and shards is None
+    if peered:
+        handlers.register_acting(
+            kopf.get_default_registry(), args.peering, clusterwide=not args.namespace
+        )
     memo = kopf.Memo(
         runtime=runtime,
         experiments=experiments,
         shards=shards,
+        acting=handlers.Acting() if peered else None,
         peering={
             "name": args.peering,
             "priority": args.priority,  # argparse applies _priority to the default too
             "lifetime": args.peering_lifetime,
             # Sharded, every replica acts (on its own shards): peering would pause all but one.
-            "standalone": args.standalone or shards is not None,
-            "mandatory": args.require_peering and not args.standalone and shards is None,
+            "standalone": not peered,
+            "mandatory": peered,
         },
     )
     loop = asyncio.new_event_loop()

@@ -25,7 +25,7 @@ from herdsman.cluster.kube import Kube, KubeError
 from herdsman.cluster.observe import Observed
 from herdsman.engine.experiment import decide
 from herdsman.engine.world import World
-from herdsman.reconcile import _UNTIL, GONE, MAX_BACKOFF, RESYNC_SECONDS, Gone, _sleep, capped
+from herdsman.reconcile import _UNTIL, GONE, MAX_BACKOFF, RESYNC_SECONDS, Gone, capped
 from herdsman.sharding import Shards
 
 log = logging.getLogger("herdsman.experiment")
@@ -172,3 +172,15 @@ class ExperimentRuntime:
             patch,
             deadline=capped(self.policy.reconcile_deadline()),
         )
+
+
+async def _sleep(waker: asyncio.Event, stopped: Any, seconds: float) -> None:
+    """Sleep until woken, stopped, or `seconds` pass — whichever comes first."""
+    wake = asyncio.ensure_future(waker.wait())
+    stop = asyncio.ensure_future(stopped.wait()) if hasattr(stopped, "wait") else None
+    pending = {wake} | ({stop} if stop is not None else set())
+    try:
+        await asyncio.wait(pending, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in pending:
+            task.cancel()

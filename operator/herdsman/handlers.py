@@ -1,14 +1,23 @@
-"""Kopf wiring only: one daemon per Rollout runs its reconcile loop; watch events wake it.
+"""Kopf wiring only: watch events feed the cache and the workqueue (reconcile.py); Experiments
+keep a daemon each.
 
-Why a daemon and not on.create/on.update handlers: rollouts are level-triggered and time-driven
-(pauses, delays, measurements), so a loop that re-reads the world and sleeps until the next due
-time is the natural shape. Kopf stops daemons when peering pauses the operator, which gives
-"exactly one acts" for free in HA.
+Why a workqueue and not a daemon per Rollout (as before): at thousands of rollouts the daemons,
+their stoppers and Kopf's live copy of each body were most of the operator's memory, and all of
+them could run a pass at once. Rollouts are level-triggered and time-driven (pauses, delays,
+measurements): a bounded set of workers with a timer per Rollout serves that, as client-go's
+controllers do.
 
-Why no finalizer: Kopf puts one on objects with daemons by default, which would make deleting a
-Rollout hang while the operator is down. Nothing needs cleaning up on deletion — every object
-we create carries an owner reference and the garbage collector removes it — and the loop itself
-ends when its Rollout is gone (404). So the daemon is registered without it.
+Exactly one replica acts (HA with Kopf peering): Kopf pauses every replica but the leader, and a
+paused replica's watches stop — but timers would not. So the queue runs only while this replica
+acts, and the one public signal Kopf gives for that is a daemon: Kopf stops every daemon when
+peering pauses the operator and starts them again when it resumes. `acting` is such a daemon on
+the peering object itself (__main__ registers it when peering is on): it opens the queue while
+it runs and closes it when stopped.
+
+Why no finalizer: Kopf puts one on objects with daemons by default, which would make deleting an
+Experiment (or the peering object) hang while the operator is down. Nothing needs cleaning up
+on deletion — every object we create carries an owner reference and the garbage collector
+removes it. So the daemons are registered without it.
 """
 
 from __future__ import annotations
@@ -41,8 +50,8 @@ def _runtime(memo: Any) -> Runtime:
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     peering = getattr(memo, "peering", None) or {}
-    # Set here rather than through kopf.run(): there a peering name makes peering mandatory,
-    # while by default we want Kopf's auto-detection (peer when the CRD exists, else alone).
+    # Set here rather than through kopf.run(): either standalone or mandatory peering, never
+    # Kopf's auto-detection (__main__ says why).
     settings.peering.name = peering.get("name", "herdsman")
     settings.peering.priority = peering.get("priority", 0)
     settings.peering.standalone = peering.get("standalone", False)
@@ -53,17 +62,29 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.persistence.finalizer = f"{GROUP}/finalizer"
+    loop = asyncio.get_running_loop()
     shards = getattr(memo, "shards", None)
     if shards is not None:
         # Every replica watches every Rollout: Kopf's server-side label selectors are fixed for a
-        # watch stream's life, while shard ownership moves. The gate in each loop decides.
-        memo.shard_task = asyncio.get_running_loop().create_task(shards.run())
+        # watch stream's life, while shard ownership moves. The gate in each pass decides.
+        memo.shard_task = loop.create_task(shards.run())
+    runtime: Runtime | None = getattr(memo, "runtime", None)
+    if runtime is not None:
+        if getattr(memo, "acting", None) is not None:
+            runtime.queue.close()  # until the `acting` daemon says this replica leads
+        memo.queue_task = loop.create_task(runtime.queue.run())
     log.info("herdsman operator started (version %s)", __version__)
 
 
 @kopf.on.cleanup()
-async def release_shards(memo: Any, **_: Any) -> None:
-    """A clean stop hands this replica's shards over at once instead of after the lease time."""
+async def shutdown(memo: Any, **_: Any) -> None:
+    """Stop the workqueue; a clean stop hands this replica's shards over at once instead of
+    after the lease time."""
+    queue_task = getattr(memo, "queue_task", None)
+    if queue_task is not None:
+        queue_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await queue_task
     shards = getattr(memo, "shards", None)
     task = getattr(memo, "shard_task", None)
     if shards is None:
@@ -76,8 +97,8 @@ async def release_shards(memo: Any, **_: Any) -> None:
 
 
 # The watch-fed cache (cluster/cache.py): Kopf fills every index by a full list before it
-# starts any daemon, and runs the indexers of an event before its other handlers, so a pass a
-# watch event wakes already reads that event's object. The indexers are `async` so Kopf calls
+# calls any other handler, and runs the indexers of an event before its other handlers, so a
+# pass a watch event queues already reads that event's object. The indexers are `async` so Kopf calls
 # them on the event loop: a plain `def` would cost a thread-pool hop for every watch event.
 # Keyed by the herdsman.dev/rollout label: the label_value() of the rollout's name.
 @kopf.index("apps", "v1", "replicasets", labels={LABEL_ROLLOUT: kopf.PRESENT})
@@ -95,34 +116,23 @@ async def analysis_runs(
 
 
 def _bind(runtime: Runtime, kwargs: Mapping[str, Any]) -> None:
-    if runtime.cache is not None:
+    if runtime.cache is not None and not runtime.cache.ready("ReplicaSet"):
         runtime.cache.bind("ReplicaSet", kwargs["server_groups"])
         runtime.cache.bind("AnalysisRun", kwargs["analysis_runs"])
 
 
-@kopf.daemon(GROUP, VERSION, "rollouts", id="rollout", cancellation_timeout=10.0)
-async def rollout_loop(
+@kopf.on.event(GROUP, VERSION, "rollouts")
+async def rollout_changed(
     namespace: str | None,
     name: str,
     body: kopf.Body,
-    stopped: kopf.DaemonStopped,
+    type: str | None,
     memo: Any,
     **kwargs: Any,
 ) -> None:
     runtime = _runtime(memo)
     _bind(runtime, kwargs)
-    # `body` is Kopf's live view: replaced by each watch event before the handlers that wake us.
-    await runtime.run(namespace or "default", name, stopped, live=body)
-
-
-@kopf.on.event(GROUP, VERSION, "rollouts")
-async def rollout_changed(
-    namespace: str | None, name: str, body: kopf.Body, memo: Any, **_: Any
-) -> None:
-    runtime = _runtime(memo)
-    if runtime.cache is not None:
-        runtime.cache.seen("Rollout", namespace or "", None, body)
-    runtime.wake(namespace, name)
+    runtime.observed(namespace or "default", name, None if type == "DELETED" else body)
 
 
 @kopf.on.event("apps", "v1", "replicasets", labels={LABEL_ROLLOUT: kopf.PRESENT})
@@ -141,7 +151,7 @@ async def group_changed(
         if type == "DELETED":
             runtime.cache.forget("ReplicaSet", namespace or "", labels.get(LABEL_ROLLOUT), name)
         else:
-            runtime.cache.seen("ReplicaSet", namespace or "", labels.get(LABEL_ROLLOUT), body)
+            runtime.cache.seen("ReplicaSet", namespace or "", labels.get(LABEL_ROLLOUT, ""), body)
     # The owner, not the label: a long rollout name is only a label_value() of itself there.
     runtime.wake(namespace, _owner(meta, "Rollout") or labels.get(LABEL_ROLLOUT))
 
@@ -168,7 +178,7 @@ async def run_changed(
         if type == "DELETED":
             runtime.cache.forget("AnalysisRun", namespace or "", labels.get(LABEL_ROLLOUT), name)
         else:
-            runtime.cache.seen("AnalysisRun", namespace or "", labels.get(LABEL_ROLLOUT), body)
+            runtime.cache.seen("AnalysisRun", namespace or "", labels.get(LABEL_ROLLOUT, ""), body)
     # The owner, not the label: a long rollout name is only a label_value() of itself there.
     runtime.wake(namespace, _owner(meta, "Rollout") or labels.get(LABEL_ROLLOUT))
 
@@ -229,8 +239,48 @@ async def experiment_run_changed(
         runtime.wake(namespace, _owner(meta, "Experiment"))
 
 
+# --- whether this replica acts (peering) --------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Acting:
+    """How many `acting` daemons run (one per peering object: one per namespace when namespaced).
+    Kopf stops them all together when it pauses, so the queue is open while any runs."""
+
+    running: int = 0
+
+
+async def acting(stopped: kopf.DaemonStopped, memo: Any, **_: Any) -> None:
+    """Runs on the peering object while Kopf lets this replica act (see the module docstring)."""
+    runtime = _runtime(memo)
+    gate: Acting = memo.acting
+    gate.running += 1
+    if gate.running == 1:
+        runtime.start_acting()
+    try:
+        await stopped.wait()
+    finally:
+        gate.running -= 1
+        if gate.running == 0:
+            runtime.stop_acting()
+
+
+def register_acting(registry: kopf.OperatorRegistry, peering: str, *, clusterwide: bool) -> None:
+    """Gate the workqueue on Kopf peering: the `acting` daemon on the peering object `peering`."""
+    plural = "clusterkopfpeerings" if clusterwide else "kopfpeerings"
+
+    def ours(name: str, **_: Any) -> bool:
+        return name == peering
+
+    kopf.daemon(
+        "kopf.dev", "v1", plural, id=ACTING, when=ours, registry=registry, cancellation_timeout=1.0
+    )(acting)
+    drop_daemon_finalizer(registry, (ACTING,))
+
+
+ACTING = "acting"
 # Handler ids whose objects must never carry Kopf's finalizer (see the module docstring).
-NO_FINALIZER = ("rollout", "experiment")
+NO_FINALIZER = ("experiment",)
 
 
 def drop_daemon_finalizer(registry: kopf.OperatorRegistry, ids: Collection[str]) -> None:

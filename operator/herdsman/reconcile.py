@@ -1,14 +1,13 @@
-"""One reconcile pass — observe, decide, apply — and the loop that runs it for each Rollout.
+"""One reconcile pass — observe, decide, apply — and the workqueue that runs it for each Rollout.
 
-The loop keeps nothing but a wake-up flag per Rollout: every pass starts from a fresh read of
-the cluster, so a restarted (or newly elected) operator carries on exactly where the last one
-stopped. A pass never raises: API trouble backs off, a spec that cannot be parsed becomes an
-`InvalidSpec` condition.
+The operator keeps nothing between passes but the watch-fed cache and a timer per Rollout: every
+pass starts from the cluster's truth as the watches deliver it, so a restarted (or newly
+elected) operator carries on exactly where the last one stopped. A pass never raises: API
+trouble backs off, a spec that cannot be parsed becomes an `InvalidSpec` condition.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import logging
@@ -36,6 +35,7 @@ from herdsman.naming import ANNOTATION_IMPORTING
 from herdsman.notify import subscriptions
 from herdsman.notify.notifier import Notifier
 from herdsman.sharding import LABEL_SHARD, Shards
+from herdsman.workqueue import DONE, Due, WorkQueue
 
 log = logging.getLogger("herdsman.reconcile")
 
@@ -45,7 +45,7 @@ MAX_BACKOFF = 60.0
 
 
 # Until when the pass in progress may make API calls (monotonic; None: only its own budget):
-# the end of this replica's trust in the shard's Lease. Per task: each Rollout's loop is one.
+# the end of this replica's trust in the shard's Lease. Per task: each pass runs in its own.
 _UNTIL: contextvars.ContextVar[float | None] = contextvars.ContextVar("until", default=None)
 
 
@@ -76,24 +76,63 @@ class Runtime:
     # Sharded mode: a pass runs only while this replica holds the Rollout's shard.
     shards: Shards | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    _wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
+    # How many passes may run at once (each is mostly waiting on the API server).
+    workers: int = 64
+    queue: WorkQueue[tuple[str, str]] = field(init=False)
+    # Every Rollout the watch has shown (its shard's owner may be another replica).
+    _known: set[tuple[str, str]] = field(default_factory=set)
+    _failures: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Rollouts whose last pass ran here (their gauges are this replica's to export).
+    _acted: set[tuple[str, str]] = field(default_factory=set)
     # (namespace, Deployment) -> the Rollouts whose workloadRef names it, as last seen by a
     # pass: rebuilt by the first pass of each Rollout after a restart.
     _workload_users: dict[tuple[str, str], set[str]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.queue = WorkQueue(self._handle, workers=self.workers)
+
+    def observed(self, namespace: str, name: str, body: Mapping[str, Any] | None) -> None:
+        """The watch delivered the Rollout (None: its deletion): keep it and queue a pass."""
+        key = (namespace, name)
+        if self.cache is not None:
+            if body is None:
+                self.cache.drop_rollout(namespace, name)
+            else:
+                self.cache.put_rollout(namespace, name, body)
+        self._known.add(key)
+        self.queue.add(key, urgent=body is not None and spec_unseen(body))
+
     def wake(self, namespace: str | None, name: str | None) -> None:
-        if namespace and name:
-            event = self._wakers.get((namespace, name))
-            if event is not None:
-                event.set()
+        """Something a Rollout depends on changed: queue a pass (coalesced with any queued)."""
+        if namespace and name and (namespace, name) in self._known:
+            self.queue.add((namespace, name))
 
     def wake_shard(self, shard: int) -> None:
-        """This replica acquired `shard`: its Rollouts' loops, idle until now, start a pass."""
+        """This replica acquired `shard`: its Rollouts, idle here until now, get a pass."""
         if self.shards is None:
             return
-        for namespace, name in list(self._wakers):
+        for namespace, name in list(self._known):
             if self.shards.shard_of(namespace, name) == shard:
                 self.wake(namespace, name)
+
+    def start_acting(self) -> None:
+        """This replica became the one that acts (peering): every Rollout it knows gets a pass.
+        Those the watch has not re-listed yet get theirs when it does."""
+        self.queue.open()
+        for key in list(self._known):
+            self.queue.add(key)
+
+    def stop_acting(self) -> None:
+        """Another replica acts now: no pass runs here, and what the (paused) watch showed is
+        forgotten, so that acting again starts from the re-list, never from a stale view."""
+        self.queue.close()
+        for namespace, name in list(self._known):
+            metrics.forget(namespace, name)
+            if self.cache is not None:
+                self.cache.drop_rollout(namespace, name)
+        self._known.clear()
+        self._failures.clear()
+        self._acted.clear()
 
     def wake_workload(self, namespace: str | None, deployment: str | None) -> None:
         """A Deployment changed: wake every Rollout that takes its template from it."""
@@ -218,45 +257,33 @@ class Runtime:
             finally:
                 _UNTIL.reset(token)
 
-    async def run(
-        self, namespace: str, name: str, stopped: Any, live: Mapping[str, Any] | None = None
-    ) -> None:
-        """The per-Rollout loop (a Kopf daemon): reconcile, then sleep until due or woken.
-
-        `live`: Kopf's live view of the Rollout, read instead of a GET per pass (see Cache)."""
-        key = (namespace, name)
-        if self.cache is not None and live is not None:
-            self.cache.bind_rollout(namespace, name, live)
-        waker = self._wakers.setdefault(key, asyncio.Event())
-        failures = 0
-        acted = False
-        try:
-            while not stopped:
-                waker.clear()
-                with self._turn(namespace, name) as mine:
-                    if mine:
-                        acted = True
-                        due, failures = await self._attempt(namespace, name, failures)
-                if not mine:
-                    # Another replica's shard (or nobody's yet): no API call at all. Acquiring
-                    # the shard wakes this loop (wake_shard); until then, only watch events do.
-                    if acted:
-                        acted = False
-                        metrics.forget(namespace, name)  # its owner exports them now
-                    await _sleep(waker, stopped, RESYNC_SECONDS)
-                    continue
-                if isinstance(due, Gone):
-                    return
-                wait = RESYNC_SECONDS if due is None else min(due, RESYNC_SECONDS)
-                if wait > 0:
-                    await _sleep(waker, stopped, wait)
-        finally:
-            if self._wakers.get(key) is waker:
-                del self._wakers[key]
-                if self.cache is not None:
-                    self.cache.unbind_rollout(namespace, name)
-            # Stopped (deleted, or this replica paused by peering): its gauges would go stale.
-            metrics.forget(namespace, name)
+    async def _handle(self, key: tuple[str, str]) -> Due:
+        """The workqueue's handler: one pass (if this replica may act on the Rollout now), and
+        when the next is due. Failures become a per-Rollout back-off."""
+        namespace, name = key
+        due: float | Gone | None = None
+        with self._turn(namespace, name) as mine:
+            if mine:
+                self._acted.add(key)
+                failures = self._failures.pop(key, 0)
+                due, failures = await self._attempt(namespace, name, failures)
+                if failures:
+                    self._failures[key] = failures
+        if not mine:
+            # Another replica's shard (or nobody's yet): no API call at all. Acquiring the
+            # shard queues it (wake_shard); until then, only watch events and the resync do.
+            if key in self._acted:
+                self._acted.discard(key)
+                metrics.forget(namespace, name)  # its owner exports them now
+            return RESYNC_SECONDS
+        if isinstance(due, Gone):
+            self._known.discard(key)
+            self._acted.discard(key)
+            self._failures.pop(key, None)
+            if self.cache is not None:
+                self.cache.drop_rollout(namespace, name)
+            return DONE
+        return RESYNC_SECONDS if due is None else min(due, RESYNC_SECONDS)
 
     async def _attempt(
         self, namespace: str, name: str, failures: int
@@ -343,13 +370,11 @@ class Runtime:
         )
 
 
-async def _sleep(waker: asyncio.Event, stopped: Any, seconds: float) -> None:
-    """Sleep until woken, stopped, or `seconds` pass — whichever comes first."""
-    wake = asyncio.ensure_future(waker.wait())
-    stop = asyncio.ensure_future(stopped.wait()) if hasattr(stopped, "wait") else None
-    pending = {wake} | ({stop} if stop is not None else set())
-    try:
-        await asyncio.wait(pending, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in pending:
-            task.cancel()
+def spec_unseen(body: Mapping[str, Any]) -> bool:
+    """Whether the Rollout's spec changed since the last pass recorded it (a user's request:
+    served ahead of status-driven wake-ups)."""
+    generation = (body.get("metadata") or {}).get("generation")
+    return (
+        generation is not None
+        and (body.get("status") or {}).get("observedGeneration") != generation
+    )

@@ -505,7 +505,9 @@ def test_the_baseline_gets_the_canarys_share_through_the_router_and_the_judge_co
             },
             "interval": "3s",
             "count": 3,
-            "initialDelay": "10s",
+            # Room for Prometheus to hold 20 s of the new groups' points (the lookback) before
+            # the first judgement: the step starts as soon as the weights hold.
+            "initialDelay": "20s",
             "judge": {"direction": "increase", "allowedIncrease": 1.1, "critical": True},
         }
         scoring = {"step": "1s", "lookback": "20s"}

@@ -121,21 +121,21 @@ def test_a_rollout_reads_from_the_watch_unless_our_write_is_newer_or_a_race_was_
     cache = Cache(clock=Clock())
     assert cache.rollout("shop", "checkout") is None  # not bound: the caller GETs
     live = rollout_body(5, "Progressing")
-    cache.bind_rollout("shop", "checkout", live)
+    cache.put_rollout("shop", "checkout", live)
     read = cache.rollout("shop", "checkout")
     assert read == live
     assert read is not live
     cache.note(rollout_body(7, "Paused"))  # our status write; the watch still at 5
     assert (cache.rollout("shop", "checkout") or {})["status"]["phase"] == "Paused"
-    live.update(rollout_body(9, "Healthy"))  # the watch moved past our write
+    cache.put_rollout("shop", "checkout", rollout_body(9, "Healthy"))  # the watch moved past it
     assert (cache.rollout("shop", "checkout") or {})["status"]["phase"] == "Healthy"
     cache.refresh("shop", "checkout")  # a 409: the next read is the API server's
     assert cache.rollout("shop", "checkout") is None
     assert cache.rollout("shop", "checkout") is not None
-    cache.unbind_rollout("shop", "checkout")
-    cache.note(rollout_body(11, "Degraded"))  # no loop for it any more: nothing kept
+    cache.drop_rollout("shop", "checkout")
+    cache.note(rollout_body(11, "Degraded"))  # deleted: nothing kept for it
     assert cache.rollout("shop", "checkout") is None
-    assert cache._own == {}
+    assert cache.overlays() == 0
 
 
 def test_a_rollout_read_is_a_copy_the_pass_may_change() -> None:
@@ -144,7 +144,7 @@ def test_a_rollout_read_is_a_copy_the_pass_may_change() -> None:
         "spec": {"steps": [{"setWeight": 5}], "template": {"metadata": {"labels": {"a": "b"}}}},
     }
     cache = Cache()
-    cache.bind_rollout("ns", "r", live)
+    cache.put_rollout("ns", "r", live)
     body = cache.rollout("ns", "r")
     assert body == live
     assert body is not None
@@ -161,14 +161,14 @@ def test_a_write_the_watch_caught_up_with_is_let_go_at_once() -> None:
     write must not be held until then."""
     clock = Clock()
     cache = cache_with({("shop", "checkout"): [rs("a", 5, 2)]}, clock)
-    cache.bind_rollout("shop", "checkout", rollout_body(5, "Progressing"))
+    cache.put_rollout("shop", "checkout", rollout_body(5, "Progressing"))
     cache.note(rollout_body(7, "Healthy"))
     cache.note(rs("a", 8, 3))
     assert cache.overlays() == 2
-    cache.seen("Rollout", "shop", None, rollout_body(6, "Progressing"))  # older than our write
+    cache.put_rollout("shop", "checkout", rollout_body(6, "Progressing"))  # older than our write
     cache.seen("ReplicaSet", "shop", "checkout", rs("a", 7, 2))
     assert cache.overlays() == 2
-    cache.seen("Rollout", "shop", None, rollout_body(7, "Healthy"))
+    cache.put_rollout("shop", "checkout", rollout_body(7, "Healthy"))
     cache.seen("ReplicaSet", "shop", "checkout", rs("a", 8, 3))
     assert cache.overlays() == 0
     cache.seen("ReplicaSet", "shop", "other", rs("b", 9, 1))  # nothing held for it: no error

@@ -1,4 +1,5 @@
-"""The daemons are registered without Kopf's finalizer (deleting a Rollout never waits for us).
+"""The daemons are registered without Kopf's finalizer (deleting an Experiment, or the peering
+object, never waits for us; Rollouts have no daemon at all).
 
 The e2e proof is tests/e2e/test_foundation.py (no finalizer on a live Rollout); this one fails
 at once, without a cluster, when a Kopf upgrade changes what `drop_daemon_finalizer` relies on.
@@ -20,10 +21,25 @@ def _daemons(registry: kopf.OperatorRegistry) -> dict[str, Any]:
     return {h.id: h for h in registry._spawning.get_all_handlers()}
 
 
-def test_rollout_and_experiment_daemons_need_no_finalizer() -> None:
+def test_the_experiment_daemon_needs_no_finalizer_and_rollouts_have_no_daemon() -> None:
     daemons = _daemons(kopf.get_default_registry())
     for handler_id in handlers.NO_FINALIZER:
         assert daemons[handler_id].requires_finalizer is False
+    assert all(h.selector.any_name != "rollouts" for h in daemons.values())
+
+
+def test_the_acting_daemon_watches_only_our_peering_object_without_a_finalizer() -> None:
+    registry = kopf.OperatorRegistry()
+    handlers.register_acting(registry, "herdsman", clusterwide=True)
+    acting = _daemons(registry)[handlers.ACTING]
+    assert acting.requires_finalizer is False
+    assert acting.selector.any_name == "clusterkopfpeerings"
+    assert acting.when is not None
+    assert acting.when(name="herdsman")
+    assert not acting.when(name="someone-else")
+    namespaced = kopf.OperatorRegistry()
+    handlers.register_acting(namespaced, "herdsman", clusterwide=False)
+    assert _daemons(namespaced)[handlers.ACTING].selector.any_name == "kopfpeerings"
 
 
 def test_kopf_still_adds_one_by_default() -> None:

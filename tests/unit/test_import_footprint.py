@@ -2,13 +2,19 @@
 
 SciPy and NumPy (the judge) cost about 80 MB of RSS and boto3 about 25 MB; an operator that
 never runs a judged measurement or a CloudWatch metric must not pay for them (issue 17's memory
-goals). A regression here is a new eager import somewhere on the operator's path.
+goals). A regression here is a new eager import somewhere on the operator's path. The other
+half of the base memory is glibc's per-thread malloc arenas, capped at start.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+
+import pytest
+
+pytestmark = pytest.mark.unit
 
 # What `herdsman run` imports (herdsman/__main__.py's run path), in one fresh interpreter.
 OPERATOR_PATH = """
@@ -50,3 +56,18 @@ def test_the_judge_loads_them_when_it_classifies() -> None:
         1,
     )
     assert {"numpy", "scipy"} <= loaded(code)
+
+
+def capped(env: dict[str, str]) -> str:
+    code = "from herdsman.__main__ import limit_malloc_arenas; print(limit_malloc_arenas())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    return out.stdout.strip()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc arenas")
+def test_the_operator_caps_malloc_arenas_unless_the_environment_does() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    assert capped(env) == "True"
+    assert capped({**env, "MALLOC_ARENA_MAX": "4"}) == "False"

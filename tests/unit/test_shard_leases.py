@@ -386,17 +386,6 @@ class RecordingKube:
         return {}
 
 
-class Stopped:
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-
-    def __bool__(self) -> bool:
-        return self.event.is_set()
-
-    async def wait(self) -> None:
-        await self.event.wait()
-
-
 def test_a_replica_without_the_shard_makes_no_call_and_starts_when_it_acquires_it() -> None:
     async def scenario() -> None:
         store, clock = MemoryLeases(), FakeTime()
@@ -406,18 +395,23 @@ def test_a_replica_without_the_shard_makes_no_call_and_starts_when_it_acquires_i
         kube = RecordingKube()
         runtime = Runtime(kube=kube, applier=None, shards=me)  # type: ignore[arg-type]
         me.listeners.append(runtime.wake_shard)
-        stopped = Stopped()
-        loop = asyncio.create_task(runtime.run("shop", "checkout", stopped))
+        workers = asyncio.create_task(runtime.queue.run())
+        runtime.observed("shop", "checkout", None)  # the watch shows it (no cache: GETs)
         for _ in range(5):
             runtime.wake("shop", "checkout")  # watch events keep coming
             await asyncio.sleep(0.01)
         assert kube.calls == [], "a replica acted on a shard it does not hold"
         await other.stop()  # hands the shards over
-        await me.tick()
-        await asyncio.wait_for(loop, 2)  # woken by the acquisition; the pass finds it gone
+        await me.tick()  # acquires them: the Rollout is queued again
+        for _ in range(100):
+            if kube.calls:
+                break
+            await asyncio.sleep(0.01)
         assert kube.calls[:1] == [
             ("get", "/apis/herdsman.dev/v1alpha1/namespaces/shop/rollouts/checkout")
         ]
+        assert runtime.queue.timers() == 0, "the pass found it gone: no timer left for it"
+        workers.cancel()
 
     run(scenario())
 

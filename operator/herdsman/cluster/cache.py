@@ -8,8 +8,8 @@ watch — so a (re)started operator still begins from the cluster's truth, crash
 Writes still go to the API server. A write's response is kept here as an overlay until the watch
 delivers that version (or a newer one), so a pass never acts on a state older than its own
 write; a Rollout's status write that loses a race (409) makes its next read a fresh GET. The
-Rollout itself is Kopf's live view of it (a daemon's `body`). Bodies are kept without
-managedFields and the last-applied annotation (memory).
+Rollouts themselves are kept here as their watch events deliver them (handlers.py). Bodies are
+kept without managedFields and the last-applied annotation (memory).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class Cache:
         default_factory=dict
     )
 
-    _live: dict[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    _live: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _own: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _fresh: set[tuple[str, str]] = field(default_factory=set)
 
@@ -104,22 +104,16 @@ class Cache:
         key = (response["kind"], meta.get("namespace", ""), rollout)
         self._written.setdefault(key, {})[meta.get("name", "")] = (self.clock(), slim(response))
 
-    def seen(self, kind: str, namespace: str, rollout: str | None, body: Mapping[str, Any]) -> None:
+    def seen(self, kind: str, namespace: str, rollout: str, body: Mapping[str, Any]) -> None:
         """The watch delivered `body`: an overlay it has caught up with is dropped now rather
         than at the next read, which for a settled rollout is minutes away (memory)."""
         meta = body.get("metadata") or {}
-        if kind == "Rollout":
-            key = (namespace, meta.get("name", ""))
-            own = self._own.get(key)
-            if own is not None and _version(body) >= _version(own):
-                del self._own[key]
-            return
-        written = self._written.get((kind, namespace, rollout or ""))
+        written = self._written.get((kind, namespace, rollout))
         entry = written.get(meta.get("name", "")) if written else None
         if written and entry is not None and _version(body) >= _version(entry[1]):
             del written[meta.get("name", "")]
             if not written:
-                del self._written[(kind, namespace, rollout or "")]
+                del self._written[(kind, namespace, rollout)]
 
     def overlays(self) -> int:
         """How many written bodies are held over the watch's view (each one a copy in memory)."""
@@ -132,11 +126,16 @@ class Cache:
 
     # --- the Rollouts themselves ---------------------------------------------------------------
 
-    def bind_rollout(self, namespace: str, name: str, live: Mapping[str, Any]) -> None:
-        """Kopf's live view of a Rollout (a daemon's `body`: replaced by every watch event)."""
-        self._live[(namespace, name)] = live
+    def put_rollout(self, namespace: str, name: str, body: Mapping[str, Any]) -> None:
+        """The Rollout as the watch just delivered it, kept slim (the watch's own copy is let
+        go once its handlers return: this is the only one held)."""
+        key = (namespace, name)
+        self._live[key] = slim(body)
+        own = self._own.get(key)
+        if own is not None and _version(body) >= _version(own):
+            del self._own[key]
 
-    def unbind_rollout(self, namespace: str, name: str) -> None:
+    def drop_rollout(self, namespace: str, name: str) -> None:
         self._live.pop((namespace, name), None)
         self._own.pop((namespace, name), None)
         self._fresh.discard((namespace, name))
