@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -14,16 +13,11 @@ import pytest
 
 from harness import prometheus
 from harness.cluster import Cluster, wait_until
+from harness.local_http import free_port
 from harness.operator import OperatorProcess
 from harness.rollouts import IMAGE_V2, Rollouts, rollout
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def query(prom: prometheus.PrometheusServer, expr: str) -> list[dict[str, Any]]:

@@ -11,11 +11,13 @@ that never answers, without leaving a thread behind after the test.
 from __future__ import annotations
 
 import json
+import random
 import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -41,12 +43,40 @@ class Reply:
 Handler = Callable[[Request], Reply]
 
 
+def _listen_ports() -> range:
+    """Ports below the kernel's ephemeral range, and below the few kwokctl takes under 32768."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    top = min(low, 32768) - 1000
+    return range(max(1024, top - 15000), top)
+
+
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A port nothing listens on (at the moment of asking)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A port nothing listens on, for a server a test is about to start.
+
+    Not one the kernel hands out for port 0: that is an ephemeral port, and any outgoing
+    connection (the operator's own, to the API server) may take it before the server meant to
+    listen on it binds — an operator's health port was lost that way in CI. Below the ephemeral
+    range only listeners take ports, and this process never hands the same one out twice.
+    """
+    ports = _listen_ports()
+    for _ in range(500):
+        port = random.choice(ports)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
         return port
+    raise RuntimeError(f"no free port in {ports}")
 
 
 class LocalHttpServer:
