@@ -31,6 +31,20 @@ def _priority(value: str) -> int:
     return int(value)
 
 
+def _non_negative(value: str) -> float:
+    number = float(value)
+    if not number >= 0:  # also NaN
+        raise argparse.ArgumentTypeError(f"{value!r}: must be a number >= 0")
+    return number
+
+
+def _count(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: must be a whole number >= 0")
+    return number
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="herdsman", description="The Herdsman operator.")
     p.add_argument("--version", action="version", version=__version__)
@@ -88,6 +102,20 @@ def parser() -> argparse.ArgumentParser:
         default=int(os.environ.get("HERDSMAN_WORKERS", "64")),
         help="reconcile passes that may run at once, over all Rollouts (each Rollout has at most"
         " one in flight; the rest wait in a first-come, first-served queue)",
+    )
+    run.add_argument(
+        "--kube-qps",
+        type=_non_negative,
+        default=os.environ.get("HERDSMAN_KUBE_QPS", "200"),
+        help="Kubernetes API requests per second the reconcilers may send on average (0: no"
+        " limit); the watches and the shard Leases are not counted",
+    )
+    run.add_argument(
+        "--kube-burst",
+        type=_count,
+        default=os.environ.get("HERDSMAN_KUBE_BURST", "400"),
+        help="requests the reconcilers may send at once, after a quiet spell, before the"
+        " --kube-qps pace applies",
     )
     run.add_argument(
         "--shards",
@@ -200,11 +228,13 @@ def _kube(
     *,
     workers: int | None = None,
     on_write: Callable[[Any], None] | None = None,
+    limited: bool = True,
 ) -> Any:
     """A Kubernetes client reporting to the operator's metrics: `workers` calls in flight at
-    once, on as many connections (default: the module's WORKERS)."""
+    once, on as many connections (default: the module's WORKERS), under the --kube-qps and
+    --kube-burst rate limit when `limited`."""
     from herdsman import metrics
-    from herdsman.cluster.kube import WORKERS, Kube, load_config
+    from herdsman.cluster.kube import WORKERS, Kube, RateLimit, load_config
 
     size = workers or WORKERS
     return Kube(
@@ -215,6 +245,8 @@ def _kube(
         hooks=metrics.retry_hooks("kubernetes"),
         on_write=on_write,
         workers=size,
+        rate=RateLimit(args.kube_qps, args.kube_burst) if limited else RateLimit(),
+        on_throttle=metrics.api_throttle,
     )
 
 
@@ -230,7 +262,9 @@ def _shards(args: argparse.Namespace, policy: Any) -> Any:
     # The Leases get a client of their own (two threads, two connections): sharing the
     # reconcilers' pool, a renewal waited behind every pass's calls under load, and a live
     # replica's shards could lapse or a dead one's be taken late.
-    store = KubeLeases(_kube(args, policy, workers=2), args.lease_namespace, args.lease_prefix)
+    # Nor do they queue behind the reconcilers' rate limit: a renewal is a few calls a tick.
+    leases = _kube(args, policy, workers=2, limited=False)
+    store = KubeLeases(leases, args.lease_namespace, args.lease_prefix)
     return Shards(
         store=store,
         identity=args.identity,

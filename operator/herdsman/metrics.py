@@ -96,6 +96,12 @@ api_requests = Counter(
     ["verb"],
     registry=REGISTRY,
 )
+api_throttled = Counter(
+    "herdsman_api_throttled_seconds",
+    "Seconds Kubernetes API calls waited for the client-side rate limit (--kube-qps,"
+    " --kube-burst): when this climbs steadily, raise them, if the API server has room.",
+    registry=REGISTRY,
+)
 retries = Counter(
     "herdsman_retries",
     "Outbound calls retried, by call kind (kubernetes, prometheus, web).",
@@ -148,6 +154,10 @@ def retry_hooks(call: str) -> RetryHooks:
 
 def api_request(verb: str) -> None:
     api_requests.labels(verb).inc()
+
+
+def api_throttle(seconds: float) -> None:
+    api_throttled.inc(seconds)
 
 
 def api_error(verb: str, code: int) -> None:

@@ -250,6 +250,7 @@ class OwnMetrics:
         for m in self.SAMPLE.finditer(text):
             if m["name"] in (
                 "herdsman_api_requests_total",
+                "herdsman_api_throttled_seconds_total",
                 "herdsman_reconcile_duration_seconds_count",
                 "herdsman_reconcile_duration_seconds_sum",
             ):
@@ -270,7 +271,11 @@ class OwnMetrics:
         kinds = ", ".join(
             f"{d(k):.0f} {k.split()[1]}" for k in sorted(after) if k.startswith("passes ") and d(k)
         )
-        return f"{n:.0f} passes ({kinds}; mean {mean:.0f} ms), {calls:.0f} API calls"
+        throttled = d("herdsman_api_throttled_seconds_total")
+        return (
+            f"{n:.0f} passes ({kinds}; mean {mean:.0f} ms), {calls:.0f} API calls"
+            f" ({throttled:.1f} s waited for the rate limit in all)"
+        )
 
 
 def operator_pid(proc: OperatorProcess) -> int:

@@ -129,6 +129,8 @@ def test_the_values_schema_refuses_what_would_break_the_install() -> None:
         ("sharding.shards=-1", "minimum"),
         ("sharding.leaseSeconds=1", "minimum"),
         ("sharding.shard=6", "additional properties"),
+        ("kubeApi.qps=-1", "minimum"),
+        ("kubeApi.burst=-1", "minimum"),
     ]:
         out = helm("template", RELEASE, str(CHART), "--set", bad, check=False)
         assert why in out, f"{bad}: {out[-500:]}"
@@ -251,8 +253,17 @@ def test_every_flag_the_chart_passes_is_one_the_operator_accepts(
         assert parsed.metrics_port == 8080
         assert parsed.liveness == "http://0.0.0.0:8081/healthz"
         assert parsed.log_format == "json"
+        assert (parsed.kube_qps, parsed.kube_burst) == (200.0, 400)
     args = container(namespaced)["args"]
     assert parser().parse_args(["run", *args]).namespace == ["shop", "payments"]
+
+
+def test_the_api_rate_limit_is_one_value_away() -> None:
+    args = container(render("kubeApi.qps=1000", "kubeApi.burst=2000"))["args"]
+    from herdsman.__main__ import parser
+
+    parsed = parser().parse_args(["run", *args])
+    assert (parsed.kube_qps, parsed.kube_burst) == (1000.0, 2000)
 
 
 def test_a_disruption_budget_keeps_one_replica(default: list[dict[str, Any]]) -> None:

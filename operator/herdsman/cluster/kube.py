@@ -5,6 +5,9 @@ and plain dicts are what the pydantic models parse; the typed models would be co
 Every call runs in one of WORKERS threads with a request timeout taken from the caller's
 deadline — which starts counting when a thread is free, not while the call waits for one — and
 is retried (bounded, jittered) only when retrying can help: connection errors, 429 and 5xx.
+A client-side rate limit (requests per second, with a burst, as client-go's QPS and Burst)
+keeps an operator waking thousands of Rollouts at once from flooding the API server; time spent
+waiting for it, like time spent waiting for a thread, is not taken from the call's deadline.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from aiolimiter import AsyncLimiter
 from kubernetes import client, config
 from urllib3.exceptions import HTTPError, ReadTimeoutError
 
@@ -33,6 +37,26 @@ WORKERS = int(os.environ.get("HERDSMAN_KUBE_WORKERS", "32"))
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most `qps` requests per second on average and `burst` at once; qps 0: no limit."""
+
+    qps: float = 0.0
+    burst: int = 0
+
+    def __post_init__(self) -> None:
+        if self.qps < 0 or self.burst < 0:
+            raise ValueError(f"a rate limit needs qps and burst >= 0, not {self.qps}/{self.burst}")
+
+    def limiter(self) -> AsyncLimiter | None:
+        if self.qps == 0:
+            return None
+        # A leaky bucket holding `burst` requests that drains at `qps`: aiolimiter's max_rate is
+        # the bucket's size, and max_rate / time_period its rate.
+        size = max(1, self.burst)  # burst 0: one at a time, at the qps pace
+        return AsyncLimiter(size, size / self.qps)
 
 
 class KubeError(Exception):
@@ -193,6 +217,8 @@ class Kube:
         on_write: Callable[[Any], None] | None = None,
         on_request: Callable[[str], None] | None = None,
         workers: int = WORKERS,
+        rate: RateLimit = RateLimit(),
+        on_throttle: Callable[[float], None] | None = None,
     ) -> None:
         self.rest = Rest(api)
         self.policy = policy or AccessPolicy()
@@ -208,6 +234,9 @@ class Kube:
         self.workers = max(1, workers)
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="kube")
         self._slots: asyncio.Semaphore | None = None
+        # One token per request (retries are spaced by their own backoff, and few).
+        self._limiter = rate.limiter()
+        self._on_throttle = on_throttle  # told the seconds a request waited for the rate limit
 
     async def request(
         self,
@@ -237,6 +266,11 @@ class Kube:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.workers)
         queued = deadline.clock()
+        if self._limiter is not None:
+            await self._limiter.acquire()
+            throttled = deadline.clock() - queued
+            if throttled > 0.001 and self._on_throttle is not None:
+                self._on_throttle(throttled)
         try:
             async with self._slots:
                 deadline.postpone(deadline.clock() - queued)
