@@ -18,7 +18,7 @@ from prometheus_client import (
     start_http_server,
 )
 
-from herdsman.api.analysis import AnalysisRunStatus
+from herdsman.api.analysis_run import AnalysisRunStatus
 from herdsman.api.rollout import Rollout
 from herdsman.cluster.retry import RetryHooks
 from herdsman.engine import cost

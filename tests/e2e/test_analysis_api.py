@@ -14,7 +14,7 @@ from harness.analysis import CONTEXT, metric, run_of
 from harness.argo_corpus import corpus_dir, documents
 from harness.cluster import Cluster
 from herdsman.analysis.runs import MeasurementResult, record
-from herdsman.api.analysis import AnalysisRun
+from herdsman.api.analysis_run import AnalysisRun
 from herdsman.cluster.kube import ANALYSIS_RUNS, ANALYSIS_TEMPLATES, KubeError
 
 pytestmark = pytest.mark.e2e

@@ -20,7 +20,7 @@ from harness.local_http import free_port
 from harness.prometheus import Exporter, PrometheusServer, binary_or_skip, running
 from herdsman.analysis.measure import measure
 from herdsman.analysis.runs import due, record
-from herdsman.api.analysis import AnalysisRun
+from herdsman.api.analysis_run import AnalysisRun
 from herdsman.cluster.budget import AccessPolicy, Deadline
 
 pytestmark = pytest.mark.e2e

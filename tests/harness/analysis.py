@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from herdsman.analysis.runs import build_run
-from herdsman.api.analysis import AnalysisRun, AnalysisRunContext, AnalysisTemplate, Argument
+from herdsman.api.analysis import AnalysisTemplate, Argument
+from herdsman.api.analysis_run import AnalysisRun, AnalysisRunContext
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 

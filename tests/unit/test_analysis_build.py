@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from herdsman.analysis.runs import retention_limit
-from herdsman.api.analysis import AnalysisRun
-from herdsman.api.rollout import Rollout, RolloutAnalysis
+from herdsman.api.analysis_ref import RolloutAnalysis
+from herdsman.api.analysis_run import AnalysisRun
+from herdsman.api.rollout import Rollout
 from herdsman.cli.lint import lint_object
 from herdsman.cluster.analysis import Analysis, problems
 from herdsman.cluster.budget import AccessPolicy

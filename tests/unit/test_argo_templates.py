@@ -24,8 +24,9 @@ from herdsman.analysis.runs import (
     flatten_templates,
     record,
 )
-from herdsman.api.analysis import AnalysisRun, AnalysisTemplate, Argument, MeasurementPhase
-from herdsman.api.rollout import AnalysisTemplateRef, SecretKeyRef
+from herdsman.api.analysis import AnalysisTemplate, Argument, MeasurementPhase
+from herdsman.api.analysis_ref import AnalysisTemplateRef, SecretKeyRef
+from herdsman.api.analysis_run import AnalysisRun
 from herdsman.cluster.budget import Deadline
 
 pytestmark = pytest.mark.unit

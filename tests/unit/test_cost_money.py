@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sim import Sim, manifest
 
-from herdsman.api.rollout import CostStatus
+from herdsman.api.rollout_status import CostStatus
 from herdsman.engine import cost
 from herdsman.engine.cost import Prices, charge, money, quantity
 

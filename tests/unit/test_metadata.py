@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from sim import manifest
 
-from herdsman.api.rollout import PodMetadata, Rollout, RolloutStatus
+from herdsman.api.pod_template import PodMetadata
+from herdsman.api.rollout import Rollout, RolloutStatus
 from herdsman.engine.metadata import managed_keys, pod_patch, roles
 
 pytestmark = pytest.mark.unit

@@ -18,8 +18,9 @@ from herdsman.analysis.providers.job import LABEL_METRIC, LABEL_RUN, job_body, j
 from herdsman.api.base import LabelSelector
 from herdsman.api.experiment import ExperimentTemplate
 from herdsman.api.job import JobMetric
+from herdsman.api.pod_template import AntiAffinity
 from herdsman.api.registry import ROLLOUT
-from herdsman.api.rollout import AntiAffinity, Rollout
+from herdsman.api.rollout import Rollout
 from herdsman.cli.lint import lint_object
 from herdsman.cluster.apply import replica_set
 from herdsman.cluster.budget import AccessPolicy

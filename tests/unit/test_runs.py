@@ -22,15 +22,10 @@ from herdsman.analysis.runs import (
     next_due_at,
     record,
 )
-from herdsman.api.analysis import (
-    MEASUREMENT_HISTORY,
-    AnalysisRun,
-    AnalysisRunSpec,
-    Argument,
-    MeasurementPhase,
-)
+from herdsman.api.analysis import MEASUREMENT_HISTORY, Argument, MeasurementPhase
+from herdsman.api.analysis_ref import AnalysisRunArgument, DryRunMetric
+from herdsman.api.analysis_run import AnalysisRun, AnalysisRunSpec
 from herdsman.api.judge import MAX_SERIES_POINTS
-from herdsman.api.rollout import AnalysisRunArgument, DryRunMetric
 
 pytestmark = pytest.mark.unit
 

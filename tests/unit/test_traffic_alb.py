@@ -24,7 +24,8 @@ from test_traffic_routers import (
     target,
 )
 
-from herdsman.api.rollout import Rollout, RolloutStatus, SetHeaderRoute
+from herdsman.api.canary_steps import SetHeaderRoute
+from herdsman.api.rollout import Rollout, RolloutStatus
 from herdsman.engine.world import Decision, Desired
 from herdsman.traffic import observe_router, write_traffic
 from herdsman.traffic.alb import ALB, INGRESSES, MANAGED, desired, read_weights

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from sim import manifest
 
-from herdsman.api.rollout import Rollout, SetHeaderRoute, SetMirrorRoute
+from herdsman.api.canary_steps import SetHeaderRoute, SetMirrorRoute
+from herdsman.api.rollout import Rollout
 from herdsman.api.routing import ROUTERS as API_ROUTERS
 from herdsman.cluster.budget import Deadline
 from herdsman.cluster.kube import JSON_PATCH, KubeError, Path

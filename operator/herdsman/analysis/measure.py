@@ -36,7 +36,8 @@ from herdsman.analysis.providers.templating import (
     render_tree,
 )
 from herdsman.analysis.runs import Due, MeasurementResult, run_start
-from herdsman.api.analysis import AnalysisRun, Argument, Metric
+from herdsman.api.analysis import Argument, Metric
+from herdsman.api.analysis_run import AnalysisRun
 from herdsman.api.base import ApiModel, duration_seconds
 from herdsman.api.judge import ScoringSpec
 from herdsman.cluster.budget import AccessPolicy, Deadline

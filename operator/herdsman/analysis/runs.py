@@ -47,21 +47,27 @@ from herdsman.api.analysis import (
     MEASUREMENT_HISTORY,
     TERMINAL_PHASES,
     AnalysisPhase,
+    AnalysisTemplate,
+    Argument,
+    ArgumentValueFrom,
+    MeasurementPhase,
+    Metric,
+)
+from herdsman.api.analysis_ref import (
+    AnalysisRunArgument,
+    AnalysisTemplateRef,
+    DryRunMetric,
+    MeasurementRetention,
+)
+from herdsman.api.analysis_run import (
     AnalysisRun,
     AnalysisRunContext,
     AnalysisRunSpec,
     AnalysisRunStatus,
-    AnalysisTemplate,
-    Argument,
-    ArgumentValueFrom,
     InProgress,
     Measurement,
-    MeasurementPhase,
-    Metric,
     MetricResult,
     RunSummary,
-    has_placeholder,
-    int_value,
 )
 from herdsman.api.base import API_VERSION, ObjectMeta, duration_seconds
 from herdsman.api.judge import (
@@ -71,12 +77,7 @@ from herdsman.api.judge import (
     ScoreResult,
     ScoringSpec,
 )
-from herdsman.api.rollout import (
-    AnalysisRunArgument,
-    AnalysisTemplateRef,
-    DryRunMetric,
-    MeasurementRetention,
-)
+from herdsman.api.placeholders import has_placeholder, int_value
 
 ERROR_RETRY = timedelta(seconds=10)
 IN_PROGRESS_POLL = timedelta(seconds=2)

@@ -1,4 +1,5 @@
-"""AnalysisTemplate, ClusterAnalysisTemplate and AnalysisRun: what to measure, and what was measured.
+"""AnalysisTemplate and ClusterAnalysisTemplate: what to measure (the run, what was measured,
+is in analysis_run.py; the {{args.*}} fields in placeholders.py).
 
 Field names follow Argo Rollouts' analysis API wherever the concept is the same (metrics,
 interval, count, initialDelay, failureLimit, inconclusiveLimit, consecutiveErrorLimit,
@@ -14,27 +15,35 @@ are read at measurement time and never written into any object.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import ConfigDict, Field
 from pydantic.alias_generators import to_snake
 
+from herdsman.api.analysis_ref import (
+    AnalysisTemplateRef,
+    DryRunMetric,
+    MeasurementRetention,
+    SecretKeyRef,
+)
 from herdsman.api.base import (
     API_VERSION,
     MAX_LIST,
     MAX_NAME,
     ApiModel,
-    Name,
     ObjectMeta,
     ShortName,
     cel,
     validations,
 )
 from herdsman.api.job import JobMetric
-from herdsman.api.judge import JudgeSpec, MetricJudgement, ScoreResult, ScoringSpec
+from herdsman.api.judge import JudgeSpec, ScoringSpec
+from herdsman.api.placeholders import (
+    Count,
+    Limit,
+    SuccessLimit,
+    TemplatedDuration,
+)
 from herdsman.api.providers import (
     JUDGED_PROVIDERS,
     BasicAuthStrings,
@@ -51,12 +60,6 @@ from herdsman.api.providers import (
     WavefrontMetric,
     WebAuthentication,
     judged_query_rule,
-)
-from herdsman.api.rollout import (
-    AnalysisTemplateRef,
-    DryRunMetric,
-    MeasurementRetention,
-    SecretKeyRef,
 )
 
 MAX_METRICS = 32
@@ -89,85 +92,6 @@ def _exactly_one(fields: list[str], what: str) -> dict[str, str]:
     return cel(
         f"[{present}].filter(x, x).size() == 1", f"{what}: set exactly one of {', '.join(fields)}"
     )
-
-
-# --- fields that may hold {{args.*}} (Argo resolves them when the run is created) -----------------
-
-PLACEHOLDER = r"\{\{\s*args\.[^}]+\}\}"
-_PLACEHOLDER_RE = re.compile(PLACEHOLDER)
-_INT_TEXT = re.compile(r"^-?\d+$")
-
-
-def has_placeholder(value: object) -> bool:
-    return isinstance(value, str) and bool(_PLACEHOLDER_RE.search(value))
-
-
-def _int_check(minimum: int, maximum: int | None = None) -> Callable[[int | str], int | str]:
-    """A validator: a number within bounds, its decimal text, or text with {{args.*}}."""
-
-    def check(value: int | str) -> int | str:
-        if has_placeholder(value):
-            return value
-        if isinstance(value, str):
-            if not _INT_TEXT.match(value.strip()):
-                raise ValueError(f"{value!r} is neither an integer nor a {{{{args.NAME}}}} text")
-            number = int(value)
-        else:
-            number = value
-        if number < minimum or (maximum is not None and number > maximum):
-            top = f" and at most {maximum}" if maximum is not None else ""
-            raise ValueError(f"must be at least {minimum}{top}")
-        return value
-
-    return check
-
-
-def _int_schema(minimum: int, maximum: int | None = None) -> dict[str, Any]:
-    bounds: dict[str, int] = {"minimum": minimum}
-    if maximum is not None:
-        bounds["maximum"] = maximum
-    return {
-        "x-kubernetes-int-or-string": True,
-        "anyOf": [
-            {"type": "integer", **bounds},
-            {"type": "string", "pattern": rf"^(-?\d+|.*{PLACEHOLDER}.*)$", "maxLength": 256},
-        ],
-    }
-
-
-TemplatedDuration = Annotated[
-    int | str,
-    WithJsonSchema(
-        {
-            "x-kubernetes-int-or-string": True,
-            "anyOf": [
-                {"type": "integer", "minimum": 0},
-                {
-                    "type": "string",
-                    "pattern": rf"^(\d+(ms|s|m|h)|.*{PLACEHOLDER}.*)$",
-                    "maxLength": 256,
-                },
-            ],
-        }
-    ),
-]
-"""A Duration that may be written as {{args.NAME}} (resolved when the run is created)."""
-
-Count = Annotated[
-    int | str, AfterValidator(_int_check(1, 10000)), WithJsonSchema(_int_schema(1, 10000))
-]
-Limit = Annotated[int | str, AfterValidator(_int_check(-1)), WithJsonSchema(_int_schema(-1))]
-"""A limit; -1 is unlimited (Argo's failureLimit: -1)."""
-SuccessLimit = Annotated[int | str, AfterValidator(_int_check(0)), WithJsonSchema(_int_schema(0))]
-
-
-def int_value(value: int | str | None) -> int | None:
-    """A templated int once resolved; ValueError while it still holds a placeholder."""
-    if value is None or isinstance(value, int):
-        return value
-    if has_placeholder(value):
-        raise ValueError(f"{value!r} is not resolved: the run's arguments fill it in")
-    return int(value)
 
 
 # --- arguments ------------------------------------------------------------------------------------
@@ -444,7 +368,8 @@ class Metric(ApiModel):
     provider: MetricProvider
 
 
-def _unique(list_field: str, key: str, what: str) -> dict[str, str]:
+def unique_names(list_field: str, key: str, what: str) -> dict[str, str]:
+    """A CEL rule: the items of `list_field` have distinct `key`s (templates and runs alike)."""
     return cel(
         f"!has(self.{list_field}) ||"
         f" self.{list_field}.all(a, self.{list_field}.filter(b, b.{key} == a.{key}).size() == 1)",
@@ -456,8 +381,8 @@ def _unique(list_field: str, key: str, what: str) -> dict[str, str]:
 class AnalysisTemplateSpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=validations(
-            _unique("metrics", "name", "metric"),
-            _unique("args", "name", "argument"),
+            unique_names("metrics", "name", "metric"),
+            unique_names("args", "name", "argument"),
             cel(
                 "!has(self.dryRun) || has(self.templates) || self.dryRun.all(d, d.metricName == '*'"
                 " || (has(self.metrics) && self.metrics.exists(m, m.name == d.metricName)))",
@@ -494,141 +419,6 @@ class AnalysisTemplateSpec(ApiModel):
     scoring: ScoringSpec | None = Field(
         None, description="How judged metrics combine into a score."
     )
-
-
-# --- runs -------------------------------------------------------------------------------------------
-
-
-class AnalysisRunContext(ApiModel):
-    """Who the run measures; the source of the {{rollout.*}} placeholders."""
-
-    rollout: Name
-    namespace: Name
-    revision: int = Field(..., ge=0)
-    canary_group: Name | None = Field(None, description="Server group under test.")
-    baseline_group: Name | None = Field(
-        None, description="Fresh copy of stable, sized like the canary."
-    )
-    stable_group: Name | None = None
-
-
-class AnalysisRunSpec(ApiModel):
-    model_config = ConfigDict(
-        json_schema_extra=validations(
-            _unique("metrics", "name", "metric"),
-            _unique("args", "name", "argument"),
-            cel(
-                "!has(self.args) || self.args.all(a, has(a.value) || has(a.valueFrom))",
-                "every argument of a run needs a value or a valueFrom",
-                ".args",
-            ),
-        )
-    )
-
-    metrics: list[Metric] = Field(..., min_length=1, max_length=MAX_METRICS)
-    args: list[Argument] = Field(default_factory=list, max_length=MAX_LIST)
-    dry_run: list[DryRunMetric] = Field(default_factory=list, max_length=MAX_LIST)
-    measurement_retention: list[MeasurementRetention] = Field(
-        default_factory=list, max_length=MAX_LIST
-    )
-    scoring: ScoringSpec | None = None
-    terminate: bool = Field(
-        False, description="Stop measuring; the run completes with what it has."
-    )
-    context: AnalysisRunContext
-
-
-class Measurement(ApiModel):
-    phase: MeasurementPhase
-    value: str = Field("", max_length=1024, description="The measured value as text (truncated).")
-    message: str = Field("", max_length=1024)
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-
-
-class InProgress(ApiModel):
-    """A measurement that was started and has no verdict yet (a Job that runs)."""
-
-    name: str = Field(..., max_length=253, description="What runs, e.g. the Job's name.")
-    started_at: datetime
-    checked_at: datetime
-
-
-class MetricResult(ApiModel):
-    name: ShortName
-    phase: AnalysisPhase = "Pending"
-    message: str = Field("", max_length=1024)
-    dry_run: bool = False
-    count: int = Field(
-        0, description="Measurements that reached a verdict; errors are counted apart."
-    )
-    successful: int = 0
-    failed: int = 0
-    inconclusive: int = 0
-    error: int = 0
-    consecutive_error: int = 0
-    consecutive_successful: int = Field(
-        0, description="Successful measurements in a row (for consecutiveSuccessLimit)."
-    )
-    measurements: list[Measurement] = Field(
-        default_factory=list,
-        description=f"The latest measurements (default {MEASUREMENT_HISTORY}, see "
-        "measurementRetention), oldest first.",
-    )
-    in_progress: InProgress | None = Field(
-        None, description="The measurement being taken, when it takes longer than one look."
-    )
-    judgement: MetricJudgement | None = Field(
-        None, description="The judge's latest verdict (judged metrics)."
-    )
-
-
-class RunSummary(ApiModel):
-    """Metrics by phase (dry-run metrics apart)."""
-
-    count: int = 0
-    successful: int = 0
-    failed: int = 0
-    inconclusive: int = 0
-    error: int = 0
-    running: int = 0
-
-
-class AnalysisRunStatus(ApiModel):
-    phase: AnalysisPhase = "Pending"
-    message: str = Field("", max_length=4096)
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
-    metric_results: list[MetricResult] = Field(default_factory=list)
-    run_summary: RunSummary = Field(default_factory=RunSummary)
-    dry_run_summary: RunSummary = Field(default_factory=RunSummary)
-    summary: str = Field("", description="Metric phases in one line (printer column).")
-    score: ScoreResult | None = Field(
-        None, description="The judge's score of the latest judgements."
-    )
-
-    def result(self, name: str) -> MetricResult | None:
-        return next((r for r in self.metric_results if r.name == name), None)
-
-
-class AnalysisRun(ApiModel):
-    """A run of merged analysis templates for one rollout revision."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    api_version: str = API_VERSION
-    kind: Literal["AnalysisRun"] = "AnalysisRun"
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
-    spec: AnalysisRunSpec
-    status: AnalysisRunStatus = Field(default_factory=AnalysisRunStatus)
-
-    @classmethod
-    def from_body(cls, body: Any) -> AnalysisRun:
-        return cls.model_validate(dict(body))
-
-    @property
-    def completed(self) -> bool:
-        return self.status.phase in TERMINAL_PHASES
 
 
 class AnalysisTemplate(ApiModel):

@@ -33,7 +33,7 @@ from herdsman.api.experiment_step import (
     StepTemplateMeta,
     TemplateService,
 )
-from herdsman.api.rollout import PodTemplate
+from herdsman.api.pod_template import PodTemplate
 
 
 class ExperimentTemplate(ApiModel):

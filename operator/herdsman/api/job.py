@@ -12,7 +12,7 @@ from __future__ import annotations
 from pydantic import ConfigDict, Field
 
 from herdsman.api.base import MAX_LIST, ApiModel, cel, validations
-from herdsman.api.rollout import Container
+from herdsman.api.pod_template import Container
 
 
 class JobObjectMeta(ApiModel):

@@ -5,7 +5,8 @@ A new kind is one entry here plus its models; `make crds` does the rest.
 
 from __future__ import annotations
 
-from herdsman.api.analysis import AnalysisRunSpec, AnalysisRunStatus, AnalysisTemplateSpec
+from herdsman.api.analysis import AnalysisTemplateSpec
+from herdsman.api.analysis_run import AnalysisRunSpec, AnalysisRunStatus
 from herdsman.api.crd import AGE, CrdSpec, PrinterColumn
 from herdsman.api.experiment import ExperimentSpec, ExperimentStatus
 from herdsman.api.rollout import RolloutSpec, RolloutStatus

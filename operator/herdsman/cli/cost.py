@@ -15,7 +15,7 @@ from typing import Any
 from rich.table import Table
 
 from herdsman.api.base import duration_seconds
-from herdsman.api.rollout import CostStatus
+from herdsman.api.rollout_status import CostStatus
 
 
 @dataclass(frozen=True)

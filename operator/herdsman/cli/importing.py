@@ -37,7 +37,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from herdsman.api.base import API_VERSION
-from herdsman.api.rollout import PodTemplate, Rollout
+from herdsman.api.pod_template import PodTemplate
+from herdsman.api.rollout import Rollout
 from herdsman.cli.lint import lint_object
 from herdsman.cluster.kube import PODS, REPLICA_SETS, ROLLOUTS, SERVICES, KubeError, Path, Rest
 from herdsman.naming import (

@@ -21,15 +21,16 @@ from herdsman.analysis.checks import spec_findings
 from herdsman.analysis.measure import measure
 from herdsman.analysis.providers.base import SecretNotFound
 from herdsman.analysis.providers.job import LABEL_RUN, JobCreationRefused
-from herdsman.api.analysis import (
+from herdsman.api.analysis import AnalysisTemplate
+from herdsman.api.analysis_ref import AnalysisTemplateRef, RolloutAnalysis, SecretKeyRef
+from herdsman.api.analysis_run import (
     AnalysisRun,
     AnalysisRunContext,
     AnalysisRunSpec,
     AnalysisRunStatus,
-    AnalysisTemplate,
 )
 from herdsman.api.base import ObjectMeta
-from herdsman.api.rollout import AnalysisTemplateRef, Rollout, RolloutAnalysis, SecretKeyRef
+from herdsman.api.rollout import Rollout
 from herdsman.cluster.apply import owner_reference
 from herdsman.cluster.budget import AccessPolicy, Deadline
 from herdsman.cluster.kube import (

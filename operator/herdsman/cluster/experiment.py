@@ -16,17 +16,18 @@ from typing import Any
 from pydantic import ValidationError
 
 from herdsman.analysis import runs
-from herdsman.api.analysis import AnalysisRunContext, AnalysisRunStatus, AnalysisTemplate
-from herdsman.api.base import API_VERSION
-from herdsman.api.experiment import Experiment, ExperimentTemplate
-from herdsman.api.experiment_step import ExperimentAnalysis, ExperimentArgument
-from herdsman.api.rollout import (
+from herdsman.api.analysis import AnalysisTemplate
+from herdsman.api.analysis_ref import (
     AnalysisRunArgument,
     ArgumentValueFrom,
     DryRunMetric,
     FieldRef,
     SecretKeyRef,
 )
+from herdsman.api.analysis_run import AnalysisRunContext, AnalysisRunStatus
+from herdsman.api.base import API_VERSION
+from herdsman.api.experiment import Experiment, ExperimentTemplate
+from herdsman.api.experiment_step import ExperimentAnalysis, ExperimentArgument
 from herdsman.cluster.apply import merge_patch
 from herdsman.cluster.budget import Deadline
 from herdsman.cluster.experiment_paths import (

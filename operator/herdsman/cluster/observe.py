@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from herdsman.api.rollout import Rollout, RolloutAnalysis
+from herdsman.api.analysis_ref import RolloutAnalysis
+from herdsman.api.rollout import Rollout
 from herdsman.cluster.budget import Deadline
 from herdsman.cluster.cache import Cache
 from herdsman.cluster.experiment_paths import EXPERIMENTS

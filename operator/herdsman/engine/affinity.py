@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from herdsman.api.rollout import AntiAffinity
+from herdsman.api.pod_template import AntiAffinity
 from herdsman.naming import LABEL_GROUP, label_value
 
 HOST = "kubernetes.io/hostname"

@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from herdsman.api.rollout import CostStatus, PodTemplate, ReleaseCost, ServerGroupStatus
+from herdsman.api.pod_template import PodTemplate
+from herdsman.api.rollout import ServerGroupStatus
+from herdsman.api.rollout_status import CostStatus, ReleaseCost
 from herdsman.engine.plan import Plan
 
 # Roles charged for extra pods, most clearly overhead first.

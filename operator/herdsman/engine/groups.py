@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from herdsman.api.rollout import Role, ServerGroupStatus
+from herdsman.api.rollout import ServerGroupStatus
+from herdsman.api.rollout_status import Role
 from herdsman.engine import weights
 from herdsman.engine.affinity import with_anti_affinity
 from herdsman.engine.plan import Plan

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from herdsman.api.rollout import PodMetadata, Rollout, RolloutStatus
+from herdsman.api.pod_template import PodMetadata
+from herdsman.api.rollout import Rollout, RolloutStatus
 
 
 def roles(rollout: Rollout, status: RolloutStatus) -> dict[str, PodMetadata]:

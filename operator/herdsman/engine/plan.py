@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from herdsman.api.base import Condition, ConditionStatus
-from herdsman.api.rollout import AnalysisRunRef, PauseCondition, Rollout, RolloutStatus
+from herdsman.api.rollout import Rollout, RolloutStatus
+from herdsman.api.rollout_status import AnalysisRunRef, PauseCondition
 from herdsman.engine.world import Decision, Desired, Transition, World
 
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from herdsman.api.rollout import CanaryStrategy, Rollout, SetHeaderRoute, SetMirrorRoute
+from herdsman.api.canary_steps import SetHeaderRoute, SetMirrorRoute
+from herdsman.api.rollout import CanaryStrategy, Rollout
 from herdsman.api.routing import GATEWAY_API_PLUGIN
 from herdsman.engine.chaos_checks import background_chaos_problems, http_fault_problems
 from herdsman.engine.world import World

@@ -22,7 +22,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from herdsman.api.base import LabelSelector
-from herdsman.api.rollout import PodTemplate, Rollout, RolloutStatus
+from herdsman.api.pod_template import PodTemplate
+from herdsman.api.rollout import Rollout, RolloutStatus
 
 
 def _errors(err: ValidationError) -> str:

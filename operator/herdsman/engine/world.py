@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from herdsman.api.analysis_ref import RolloutAnalysis
 from herdsman.api.chaos import HttpFault
 from herdsman.api.experiment_step import RolloutExperimentStep
-from herdsman.api.rollout import RolloutAnalysis, RolloutStatus
+from herdsman.api.rollout import RolloutStatus
 
 GroupKind = Literal["release", "baseline"]
 

@@ -37,7 +37,8 @@ import copy
 import json
 from typing import Any, ClassVar
 
-from herdsman.api.rollout import HeaderMatch, Rollout, SetHeaderRoute
+from herdsman.api.canary_steps import HeaderMatch, SetHeaderRoute
+from herdsman.api.rollout import Rollout
 from herdsman.api.routing import ALBRouting
 from herdsman.cluster.budget import Deadline
 from herdsman.cluster.kube import JSON_PATCH, Kube, Path

@@ -23,7 +23,8 @@ from __future__ import annotations
 import copy
 from typing import Any, ClassVar
 
-from herdsman.api.rollout import Rollout, SetHeaderRoute
+from herdsman.api.canary_steps import SetHeaderRoute
+from herdsman.api.rollout import Rollout
 from herdsman.api.routing import ApisixRouting
 from herdsman.cluster.budget import Deadline
 from herdsman.cluster.kube import Kube, KubeError, Path

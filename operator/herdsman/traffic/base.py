@@ -25,7 +25,8 @@ import re
 from typing import Any, ClassVar, Protocol
 
 from herdsman.api.base import API_VERSION
-from herdsman.api.rollout import CanaryStrategy, Rollout, SetHeaderRoute, SetMirrorRoute
+from herdsman.api.canary_steps import SetHeaderRoute, SetMirrorRoute
+from herdsman.api.rollout import CanaryStrategy, Rollout
 from herdsman.api.routing import ping_pong_roles
 from herdsman.cluster.budget import Deadline
 from herdsman.cluster.kube import JSON_PATCH, Kube, KubeError, Path

@@ -31,13 +31,8 @@ from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
-from herdsman.api.rollout import (
-    Rollout,
-    RouteMatch,
-    SetHeaderRoute,
-    SetMirrorRoute,
-    StringMatch,
-)
+from herdsman.api.canary_steps import RouteMatch, SetHeaderRoute, SetMirrorRoute, StringMatch
+from herdsman.api.rollout import Rollout
 from herdsman.api.routing import GATEWAY_API_PLUGIN
 from herdsman.cluster.budget import Deadline
 from herdsman.cluster.kube import Kube, Path

@@ -43,14 +43,9 @@ import dataclasses
 from typing import Any, ClassVar
 
 from herdsman.api.base import duration_seconds
+from herdsman.api.canary_steps import RouteMatch, SetHeaderRoute, SetMirrorRoute, StringMatch
 from herdsman.api.chaos import HttpFault, fault_headers
-from herdsman.api.rollout import (
-    Rollout,
-    RouteMatch,
-    SetHeaderRoute,
-    SetMirrorRoute,
-    StringMatch,
-)
+from herdsman.api.rollout import Rollout
 from herdsman.api.routing import IstioRouting, IstioVirtualService
 from herdsman.cluster.budget import Deadline
 from herdsman.cluster.kube import Kube, Path

@@ -21,8 +21,8 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from herdsman.analysis.conditions import Observation, Outcome
 from herdsman.api.analysis import Header
+from herdsman.api.analysis_ref import SecretKeyRef
 from herdsman.api.base import ApiModel
-from herdsman.api.rollout import SecretKeyRef
 from herdsman.cluster.budget import AccessPolicy, Deadline
 from herdsman.cluster.retry import NO_HOOKS, RetryHooks
 

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from herdsman.analysis.providers.base import ProviderContext
-from herdsman.api.rollout import SecretKeyRef
+from herdsman.api.analysis_ref import SecretKeyRef
 from herdsman.cluster.budget import Deadline
 from herdsman.cluster.retry import HttpStatusError, call_with_retries
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from herdsman.api.rollout import AnalysisRunRef
+from herdsman.api.rollout_status import AnalysisRunRef
 from herdsman.engine.bluegreen import lifecycle
 from herdsman.engine.bluegreen.context import BlueGreen, Kind
 from herdsman.engine.plan import Plan

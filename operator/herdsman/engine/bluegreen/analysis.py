@@ -3,7 +3,7 @@ they no longer decide anything."""
 
 from __future__ import annotations
 
-from herdsman.api.rollout import RolloutAnalysis
+from herdsman.api.analysis_ref import RolloutAnalysis
 from herdsman.engine.bluegreen.context import SKIPPED, WORDS, BlueGreen, Kind, Verdict
 from herdsman.engine.world import NewAnalysisRun
 from herdsman.naming import analysis_run_name

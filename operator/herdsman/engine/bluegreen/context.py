@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from herdsman.api.rollout import BlueGreenStatus, BlueGreenStrategy
+from herdsman.api.rollout import BlueGreenStrategy
+from herdsman.api.rollout_status import BlueGreenStatus
 from herdsman.engine import groups
 from herdsman.engine.plan import Plan
 from herdsman.naming import LABEL_GROUP, template_hash

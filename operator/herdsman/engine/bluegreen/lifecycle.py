@@ -3,7 +3,7 @@ status rows every pass ends with."""
 
 from __future__ import annotations
 
-from herdsman.api.rollout import Role
+from herdsman.api.rollout_status import Role
 from herdsman.engine import groups
 from herdsman.engine.bluegreen import analysis, promotion, rollback, switch
 from herdsman.engine.bluegreen.context import BlueGreen

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from herdsman.api.rollout import RolloutAnalysis
+from herdsman.api.analysis_ref import RolloutAnalysis
 from herdsman.engine.bluegreen import analysis, rollback, switch
 from herdsman.engine.bluegreen.context import SKIPPED, WORDS, BlueGreen, Kind, Verdict
 from herdsman.engine.groups import Targets

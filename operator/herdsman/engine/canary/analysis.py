@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from herdsman.api.rollout import (
-    CanaryStep,
-    RolloutAnalysis,
-)
+from herdsman.api.analysis_ref import RolloutAnalysis
+from herdsman.api.rollout import CanaryStep
 from herdsman.engine.canary import rollback
 from herdsman.engine.canary.context import Canary
 from herdsman.engine.world import NewAnalysisRun, ServerGroup

@@ -8,7 +8,8 @@ for one pass: nothing here survives between reconciles; what must, goes to statu
 from __future__ import annotations
 
 from herdsman.api.chaos import describe_chaos
-from herdsman.api.rollout import CanaryStep, CanaryStrategy, Role
+from herdsman.api.rollout import CanaryStep, CanaryStrategy
+from herdsman.api.rollout_status import Role
 from herdsman.engine import groups
 from herdsman.engine.plan import Plan
 from herdsman.naming import analysis_run_name, template_hash

@@ -7,11 +7,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from herdsman.api.base import duration_seconds
-from herdsman.api.rollout import (
-    CanaryStep,
-    SetHeaderRoute,
-    SetMirrorRoute,
-)
+from herdsman.api.canary_steps import SetHeaderRoute, SetMirrorRoute
+from herdsman.api.rollout import CanaryStep
 from herdsman.engine import groups
 from herdsman.engine.canary import analysis, chaos, experiment, rollback, traffic
 from herdsman.engine.canary.context import ROUTER_RECHECK_SECONDS, Canary, describe, weight_before

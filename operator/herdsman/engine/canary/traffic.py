@@ -7,12 +7,8 @@ break in both directions. Everything here computes targets into the plan; nothin
 
 from __future__ import annotations
 
-from herdsman.api.rollout import (
-    CanaryStep,
-    SetCanaryScale,
-    SetHeaderRoute,
-    SetMirrorRoute,
-)
+from herdsman.api.canary_steps import SetCanaryScale, SetHeaderRoute, SetMirrorRoute
+from herdsman.api.rollout import CanaryStep
 from herdsman.api.routing import ping_pong_roles
 from herdsman.engine import groups, weights
 from herdsman.engine.canary.context import Canary
