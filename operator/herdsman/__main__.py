@@ -259,8 +259,8 @@ def _shards(args: argparse.Namespace, policy: Any) -> Any:
 
     if args.shard_renew_seconds >= args.shard_lease_seconds:
         raise SystemExit("--shard-renew-seconds must be shorter than --shard-lease-seconds")
-    # The Leases get a client of their own (two threads, two connections): sharing the
-    # reconcilers' pool, a renewal waited behind every pass's calls under load, and a live
+    # The Leases get a client of their own (two connections): sharing the reconcilers'
+    # connections, a renewal waited behind every pass's calls under load, and a live
     # replica's shards could lapse or a dead one's be taken late.
     # Nor do they queue behind the reconcilers' rate limit: a renewal is a few calls a tick.
     leases = _kube(args, policy, workers=2, limited=False)
@@ -281,7 +281,8 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     Why: glibc gives each thread that allocates an arena of its own, up to 8 per core, and the
     Kubernetes client's thread pool spread the operator's heap over them; memory freed in one
     arena cannot serve another. Measured at 1,000 rollouts: 211 MB settled RSS by default,
-    149 MB with two arenas, for the same CPU. A no-op off glibc, or when the environment
+    149 MB with two arenas, for the same CPU. (The API calls have since moved to asyncio; Kopf,
+    the metrics server and the dashboard still run threads.) A no-op off glibc, or when the environment
     already sets MALLOC_ARENA_MAX. Returns whether the cap was applied.
     """
     if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:

@@ -87,13 +87,15 @@ async def shutdown(memo: Any, **_: Any) -> None:
             await queue_task
     shards = getattr(memo, "shards", None)
     task = getattr(memo, "shard_task", None)
-    if shards is None:
-        return
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    await shards.stop()
+    if shards is not None:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await shards.stop()
+    runtime: Runtime | None = getattr(memo, "runtime", None)
+    if runtime is not None:
+        await runtime.kube.close()  # its connections, after the last write above
 
 
 # The watch-fed cache (cluster/cache.py): Kopf fills every index by a full list before it

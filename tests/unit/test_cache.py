@@ -79,36 +79,6 @@ def test_deleted_and_old_writes_never_come_back() -> None:
     assert sizes(cache.owned("ReplicaSet", "shop", "other")) == {}
 
 
-def test_a_call_queued_behind_busy_workers_keeps_its_whole_deadline(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Saturation slows calls down, never fails them: the deadline counts from the send."""
-    import asyncio
-    import time as time_mod
-
-    from kubernetes import client
-
-    from herdsman.cluster import kube as kube_mod
-    from herdsman.cluster.budget import AccessPolicy
-
-    monkeypatch.setattr(kube_mod, "WORKERS", 1)
-    policy = AccessPolicy(reconcile_budget=0.5, call_timeout=0.5, attempts=1)
-    kube = kube_mod.Kube(client.ApiClient(client.Configuration()), policy)
-
-    def slow_call(*_: Any) -> dict[str, Any]:
-        time_mod.sleep(0.3)  # the server's own time, well inside the 0.5 s deadline
-        return {"kind": "ReplicaSet"}
-
-    monkeypatch.setattr(kube.rest, "call", slow_call)
-
-    async def three() -> list[Any]:
-        calls = [kube.request("GET", "/x", deadline=policy.reconcile_deadline()) for _ in range(3)]
-        return await asyncio.gather(*calls)
-
-    # One worker: the third call waits 0.6 s for it, longer than its deadline, and still succeeds.
-    assert asyncio.run(three()) == [{"kind": "ReplicaSet"}] * 3
-
-
 def rollout_body(rv: int, phase: str) -> dict[str, Any]:
     return {
         "kind": "Rollout",

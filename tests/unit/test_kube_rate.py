@@ -59,11 +59,11 @@ def test_requests_beyond_the_burst_are_paced_and_keep_their_whole_deadline(
     )
     sent: list[float] = []
 
-    def call(*_: Any) -> dict[str, Any]:
+    async def call(*_: Any) -> tuple[int, str, bytes, dict[str, str]]:
         sent.append(time.monotonic())
-        return {"kind": "Pod"}
+        return 200, "OK", b'{"kind": "Pod"}', {}
 
-    monkeypatch.setattr(kube.rest, "call", call)
+    monkeypatch.setattr(kube.transport, "call", call)
 
     async def eight() -> list[Any]:
         calls = [kube.request("GET", "/x", deadline=policy.reconcile_deadline()) for _ in range(8)]
@@ -86,7 +86,11 @@ def test_without_a_limit_nothing_waits_and_nothing_is_reported(
     kube = kube_mod.Kube(
         client.ApiClient(client.Configuration()), policy, on_throttle=throttled.append
     )
-    monkeypatch.setattr(kube.rest, "call", lambda *_: {"kind": "Pod"})
+
+    async def call(*_: Any) -> tuple[int, str, bytes, dict[str, str]]:
+        return 200, "OK", b'{"kind": "Pod"}', {}
+
+    monkeypatch.setattr(kube.transport, "call", call)
 
     async def many() -> list[Any]:
         calls = [kube.request("GET", "/x", deadline=policy.reconcile_deadline()) for _ in range(50)]

@@ -1,10 +1,12 @@
-"""A thin, async, dict-in dict-out layer over the official Kubernetes client.
+"""A thin, async, dict-in dict-out layer over the Kubernetes REST API.
 
 Why not the typed API classes: the operator reads a handful of kinds (including its own CRDs),
 and plain dicts are what the pydantic models parse; the typed models would be converted twice.
-Every call runs in one of WORKERS threads with a request timeout taken from the caller's
-deadline — which starts counting when a thread is free, not while the call waits for one — and
-is retried (bounded, jittered) only when retrying can help: connection errors, 429 and 5xx.
+The operator's calls go out on an asyncio transport (transport.py), at most WORKERS in flight,
+each with a request timeout taken from the caller's deadline — which starts counting when the
+call is sent, not while it waits for a free connection — and are retried (bounded, jittered)
+only when retrying can help: connection errors, 429 and 5xx. `Rest`, the synchronous form on
+the official client, serves the kubectl plugin and the tests.
 A client-side rate limit (requests per second, with a burst, as client-go's QPS and Burst)
 keeps an operator waking thousands of Rollouts at once from flooding the API server; time spent
 waiting for it, like time spent waiting for a thread, is not taken from the call's deadline.
@@ -13,12 +15,10 @@ waiting for it, like time spent waiting for a thread, is not taken from the call
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +28,11 @@ from urllib3.exceptions import HTTPError, ReadTimeoutError
 
 from herdsman.cluster.budget import AccessPolicy, Deadline
 from herdsman.cluster.retry import NO_HOOKS, RetryHooks, call_with_retries
+from herdsman.cluster.transport import AsyncTransport
 
 log = logging.getLogger("herdsman.kube")
 
-# Calls in flight at once: threads, and connections to the API server (raise for big clusters).
+# Calls in flight at once, on as many connections to the API server (raise for big clusters).
 WORKERS = int(os.environ.get("HERDSMAN_KUBE_WORKERS", "32"))
 
 MERGE = "application/merge-patch+json"
@@ -60,11 +61,15 @@ class RateLimit:
 
 
 class KubeError(Exception):
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(
+        self, status: int, reason: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+        # The retry layer honours a 429's or 503's Retry-After from here.
+        self.headers: Mapping[str, str] = headers or {}
 
     @property
     def not_found(self) -> bool:
@@ -220,7 +225,6 @@ class Kube:
         rate: RateLimit = RateLimit(),
         on_throttle: Callable[[float], None] | None = None,
     ) -> None:
-        self.rest = Rest(api)
         self.policy = policy or AccessPolicy()
         self.hooks = hooks
         self._on_error = on_error
@@ -228,11 +232,11 @@ class Kube:
         # Told every successful write's response (the watch-fed cache keeps it until the
         # watch catches up, so a pass never reads a state older than its own write).
         self.on_write = on_write
-        # Our own pool, sized to the connections (asyncio's default one has cpu+4 threads), and
-        # a semaphore in front of it: a call waits for a slot *before* its deadline starts
-        # counting, so a queue of our own making slows passes down but never times them out.
+        # `workers` connections, and a semaphore in front of them: a call waits for a slot
+        # *before* its deadline starts counting, so a queue of our own making slows passes down
+        # but never times them out.
         self.workers = max(1, workers)
-        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="kube")
+        self.transport = AsyncTransport(api.configuration, self.workers)
         self._slots: asyncio.Semaphore | None = None
         # One token per request (retries are spaced by their own backoff, and few).
         self._limiter = rate.limiter()
@@ -258,10 +262,12 @@ class Kube:
             timeout = max(0.05, call_deadline.remaining())
             if self._on_request is not None:
                 self._on_request(method)
-            call = functools.partial(
-                self.rest.call, method, path, query, body, content_type, timeout
+            status, reason, data, headers = await self.transport.call(
+                method, path, query, body, content_type, timeout
             )
-            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+            if status >= 400:
+                raise _error(status, reason, data, headers)
+            return json.loads(data) if data else None
 
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.workers)
@@ -289,6 +295,9 @@ class Kube:
         if method in ("POST", "PATCH", "PUT") and self.on_write is not None:
             self.on_write(result)
         return result
+
+    async def close(self) -> None:
+        await self.transport.close()
 
     # --- verbs ------------------------------------------------------------------------------------
 
@@ -347,7 +356,12 @@ class Kube:
                 raise
 
 
-def _error(status: int, reason: str | None, data: bytes | None) -> KubeError:
+def _error(
+    status: int,
+    reason: str | None,
+    data: bytes | None,
+    headers: Mapping[str, str] | None = None,
+) -> KubeError:
     """The API server's Status object, when it sent one, says best what went wrong."""
     reason, message = str(reason or ""), ""
     try:
@@ -356,4 +370,4 @@ def _error(status: int, reason: str | None, data: bytes | None) -> KubeError:
         message = payload.get("message", "")
     except (TypeError, ValueError):
         message = (data or b"").decode(errors="replace")
-    return KubeError(status, reason, message)
+    return KubeError(status, reason, message, headers)

@@ -1,0 +1,128 @@
+"""The operator's HTTP transport to the API server: asyncio (aiohttp), not threads.
+
+Why: the official client is synchronous, and the operator ran every call in a pool of threads
+— a thread per call in flight, the GIL handed between them, and a queue in front of the pool.
+aiohttp (Kopf's own HTTP client, so no new dependency) keeps every call on the event loop, on
+a pool of kept-alive connections. Credentials still come from the official client's
+`Configuration` (kubeconfig or in-cluster service account, exec plugins, token refresh), so
+the operator authenticates exactly as kubectl and the kubectl plugin do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from typing import Any, Protocol
+
+import aiohttp
+
+
+class Credentials(Protocol):
+    """What the transport reads of the official client's `Configuration` (the one module that
+    imports that client, kube.py, builds it; see test_chart_rbac)."""
+
+    host: str
+    ssl_ca_cert: str | None
+    ca_cert_data: str | bytes | None
+    cert_file: str | None
+    key_file: str | None
+    verify_ssl: bool
+    assert_hostname: bool | str | None
+    username: str | None
+    password: str | None
+
+    @property
+    def proxy(self) -> str | None: ...
+
+    def get_api_key_with_prefix(self, identifier: str, alias: str | None = None) -> str | None: ...
+
+
+class AsyncTransport:
+    """One aiohttp session per event loop, at most `connections` connections to the server.
+
+    The session is made on the first call (it must belong to the running loop); a call from
+    another loop (a test's `asyncio.run`) gets a session of its own.
+    """
+
+    def __init__(self, configuration: Credentials, connections: int) -> None:
+        self.configuration = configuration
+        self.connections = max(1, connections)
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        cfg = self.configuration
+        context = ssl.create_default_context(cafile=cfg.ssl_ca_cert or None)
+        if cfg.ca_cert_data:
+            data = cfg.ca_cert_data
+            context.load_verify_locations(cadata=data if isinstance(data, str) else data.decode())
+        if cfg.cert_file:
+            context.load_cert_chain(cfg.cert_file, cfg.key_file or None)
+        if not cfg.verify_ssl:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        elif cfg.assert_hostname is False:
+            context.check_hostname = False
+        return context
+
+    def session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
+            connector = aiohttp.TCPConnector(
+                limit=self.connections, ssl=self.ssl_context(), enable_cleanup_closed=True
+            )
+            # No session-wide timeout: every call brings its own, from its deadline.
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=None)
+            )
+            self._loop = loop
+        return self._session
+
+    def headers(self, content_type: str) -> dict[str, str]:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        # This runs the configuration's refresh hook (a rotated service-account token, an exec
+        # plugin's expiring credential) before it names the token, as the official client does.
+        token = self.configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
+        if token:
+            headers["Authorization"] = str(token)
+        if self.configuration.username and self.configuration.password:
+            auth = aiohttp.BasicAuth(self.configuration.username, self.configuration.password)
+            headers["Authorization"] = auth.encode()
+        return headers
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str] | None,
+        body: Any,
+        content_type: str,
+        seconds: float,
+    ) -> tuple[int, str, bytes, dict[str, str]]:
+        """(status, reason, body bytes, headers) of one request given `seconds` in all (connect,
+        send, answer); raises TimeoutError or ConnectionError on transport failures, which the
+        retry layer knows how to treat."""
+        url = self.configuration.host.rstrip("/") + path
+        data = None if body is None else json.dumps(body).encode()
+        try:
+            async with self.session().request(
+                method,
+                url,
+                params=query,
+                data=data,
+                headers=self.headers(content_type),
+                timeout=aiohttp.ClientTimeout(total=seconds),
+                proxy=self.configuration.proxy or None,
+            ) as response:
+                payload = await response.read()
+                return response.status, response.reason or "", payload, dict(response.headers)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{method} {path}: no answer within {seconds:.2f}s") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ConnectionError(f"{method} {path}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
