@@ -91,9 +91,10 @@ api_errors = Counter(
 )
 api_requests = Counter(
     "herdsman_api_requests",
-    "Kubernetes API calls the operator sent (Kopf's watches not included), by verb: at rest"
-    " this stays flat, since every read comes from the watch-fed cache.",
-    ["verb"],
+    "Kubernetes API calls the operator sent (Kopf's watches not included), by verb and resource"
+    " (with its subresource: rollouts/status): at rest this stays flat, since every read comes"
+    " from the watch-fed cache.",
+    ["verb", "resource"],
     registry=REGISTRY,
 )
 api_throttled = Counter(
@@ -152,8 +153,8 @@ def retry_hooks(call: str) -> RetryHooks:
     )
 
 
-def api_request(verb: str) -> None:
-    api_requests.labels(verb).inc()
+def api_request(verb: str, resource: str) -> None:
+    api_requests.labels(verb, resource).inc()
 
 
 def api_throttle(seconds: float) -> None:

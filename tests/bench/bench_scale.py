@@ -255,6 +255,10 @@ class OwnMetrics:
                 "herdsman_reconcile_duration_seconds_sum",
             ):
                 out[m["name"]] = out.get(m["name"], 0.0) + float(m["v"])
+                labels = dict(re.findall(r'(\w+)="([^"]*)"', m["labels"] or ""))
+                if m["name"] == "herdsman_api_requests_total" and "verb" in labels:
+                    key = f"call {labels['verb']} {labels.get('resource', '?')}"
+                    out[key] = out.get(key, 0.0) + float(m["v"])
                 result = re.search(r'result="(\w+)"', m["labels"] or "")
                 if result and m["name"].endswith("_count"):
                     out[f"passes {result[1]}"] = out.get(f"passes {result[1]}", 0.0) + float(m["v"])
@@ -272,9 +276,14 @@ class OwnMetrics:
             f"{d(k):.0f} {k.split()[1]}" for k in sorted(after) if k.startswith("passes ") and d(k)
         )
         throttled = d("herdsman_api_throttled_seconds_total")
+        # The calls by verb and resource, most first: where a release's writes go.
+        by_kind = sorted(
+            ((d(k), k[5:]) for k in after if k.startswith("call ") and d(k)), reverse=True
+        )
+        breakdown = ", ".join(f"{count:.0f} {kind}" for count, kind in by_kind)
         return (
             f"{n:.0f} passes ({kinds}; mean {mean:.0f} ms), {calls:.0f} API calls"
-            f" ({throttled:.1f} s waited for the rate limit in all)"
+            f" ({throttled:.1f} s waited for the rate limit in all): {breakdown}"
         )
 
 

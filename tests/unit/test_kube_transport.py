@@ -21,7 +21,7 @@ from aiohttp import web
 from kubernetes import client
 
 from herdsman.cluster.budget import AccessPolicy
-from herdsman.cluster.kube import Kube, KubeError
+from herdsman.cluster.kube import Kube, KubeError, resource_of
 from herdsman.cluster.retry import GaveUp
 
 pytestmark = pytest.mark.unit
@@ -60,6 +60,7 @@ def status(code: int, reason: str, message: str) -> web.Response:
 
 def test_a_call_carries_the_token_query_and_body_and_decodes_the_answer() -> None:
     seen: list[dict[str, Any]] = []
+    counted: list[tuple[str, str]] = []
 
     async def handler(request: web.Request) -> web.Response:
         seen.append(
@@ -77,6 +78,7 @@ def test_a_call_carries_the_token_query_and_body_and_decodes_the_answer() -> Non
     async def run() -> tuple[Any, Any]:
         async with server(handler) as host:
             kube = kube_for(host, AccessPolicy(), token="s3cret")
+            kube._on_request = lambda verb, resource: counted.append((verb, resource))
             deadline = AccessPolicy().reconcile_deadline()
             listed = await kube.list("/apis/apps/v1/replicasets", deadline=deadline, labels="a=b")
             patched = await kube.patch(
@@ -99,6 +101,25 @@ def test_a_call_carries_the_token_query_and_body_and_decodes_the_answer() -> Non
     assert seen[1]["method"] == "PATCH"
     assert seen[1]["type"] == "application/merge-patch+json"
     assert seen[1]["body"] == {"spec": {"replicas": 2}}
+    assert counted == [("GET", "replicasets"), ("PATCH", "x")]
+
+
+@pytest.mark.parametrize(
+    ("path", "resource"),
+    [
+        ("/apis/apps/v1/namespaces/shop/replicasets/web-v002/scale", "replicasets/scale"),
+        ("/apis/apps/v1/namespaces/shop/replicasets", "replicasets"),
+        ("/apis/apps/v1/replicasets?labelSelector=a", "replicasets"),
+        ("/api/v1/namespaces/shop/events", "events"),
+        ("/api/v1/namespaces/shop/services/web", "services"),
+        ("/api/v1/namespaces/shop", "namespaces"),
+        ("/apis/argoproj.io/v1alpha1/namespaces/a/rollouts/web/status", "rollouts/status"),
+        ("/apis/coordination.k8s.io/v1/namespaces/a/leases/shard-0", "leases"),
+        ("/api/v1", "unknown"),
+    ],
+)
+def test_the_resource_of_a_path_labels_the_request_metric(path: str, resource: str) -> None:
+    assert resource_of(path) == resource
 
 
 def test_errors_name_the_servers_message_and_4xx_is_not_retried() -> None:

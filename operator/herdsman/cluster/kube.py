@@ -212,6 +212,21 @@ class Rest:
                 raise
 
 
+def resource_of(path: str) -> str:
+    """The resource an API path names, with its subresource: `replicasets/scale`, `events`.
+
+    Bounded by the kinds of object the operator touches, so it can label a metric.
+    """
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    # /api/v1/... or /apis/<group>/<version>/...
+    rest = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    if len(rest) > 2 and rest[0] == "namespaces":
+        rest = rest[2:]
+    if not rest:
+        return "unknown"
+    return f"{rest[0]}/{rest[2]}" if len(rest) > 2 else rest[0]
+
+
 class Kube:
     def __init__(
         self,
@@ -220,7 +235,7 @@ class Kube:
         on_error: Callable[[str, int], None] | None = None,
         hooks: RetryHooks = NO_HOOKS,
         on_write: Callable[[Any], None] | None = None,
-        on_request: Callable[[str], None] | None = None,
+        on_request: Callable[[str, str], None] | None = None,
         workers: int = WORKERS,
         rate: RateLimit = RateLimit(),
         on_throttle: Callable[[float], None] | None = None,
@@ -228,7 +243,8 @@ class Kube:
         self.policy = policy or AccessPolicy()
         self.hooks = hooks
         self._on_error = on_error
-        self._on_request = on_request  # told the verb of every attempt sent (a metric)
+        # told the verb and resource of every attempt sent (a metric)
+        self._on_request = on_request
         # Told every successful write's response (the watch-fed cache keeps it until the
         # watch catches up, so a pass never reads a state older than its own write).
         self.on_write = on_write
@@ -258,10 +274,12 @@ class Kube:
         429 and 5xx are retried by `call_with_retries` within the deadline, then raise GaveUp.
         """
 
+        kind = resource_of(path)
+
         async def attempt(_: str, call_deadline: Deadline) -> Any:
             timeout = max(0.05, call_deadline.remaining())
             if self._on_request is not None:
-                self._on_request(method)
+                self._on_request(method, kind)
             status, reason, data, headers = await self.transport.call(
                 method, path, query, body, content_type, timeout
             )
