@@ -118,13 +118,6 @@ def parser() -> argparse.ArgumentParser:
         " --kube-qps pace applies",
     )
     run.add_argument(
-        "--status-counter-lag",
-        type=_non_negative,
-        default=os.environ.get("HERDSMAN_STATUS_COUNTER_LAG", "2"),
-        help="seconds a status change of counters alone (ready and available replicas, cost)"
-        " may wait to ride on the next write (0: write every change at once)",
-    )
-    run.add_argument(
         "--shards",
         type=int,
         default=int(os.environ.get("HERDSMAN_SHARDS", "0")),
@@ -320,7 +313,6 @@ def main(argv: list[str] | None = None) -> int:
     from herdsman.cluster.budget import AccessPolicy
     from herdsman.cluster.cache import Cache
     from herdsman.cluster.kube import load_config
-    from herdsman.cluster.status_lag import CounterLag
     from herdsman.experiments import ExperimentRuntime
     from herdsman.reconcile import Runtime
     from herdsman.telemetry import announce, configure_logging
@@ -352,7 +344,6 @@ def main(argv: list[str] | None = None) -> int:
         write_traffic=writer(kube),
         announce=announce,
         write_experiments=experiment_step.writer(kube),
-        counter_lag=CounterLag(seconds=args.status_counter_lag),
     )
     runtime = Runtime(
         kube=kube,

@@ -277,7 +277,6 @@ class Runtime:
                 metrics.forget(namespace, name)  # its owner exports them now
             return RESYNC_SECONDS
         if isinstance(due, Gone):
-            self.applier.counter_lag.forget(key)
             self._known.discard(key)
             self._acted.discard(key)
             self._failures.pop(key, None)

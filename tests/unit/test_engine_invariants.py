@@ -26,7 +26,6 @@ from sim import Sim, rollouts
 
 from herdsman.api.base import duration_seconds
 from herdsman.api.rollout import Rollout
-from herdsman.cluster.status_lag import only_counters
 from herdsman.engine import weights
 from herdsman.engine.decide import decide
 from herdsman.engine.world import Decision, World
@@ -133,9 +132,6 @@ class Checker:
         self.announced: list[str] = []
         self.once: dict[tuple[Any, ...], int] = {}
         self.run = 0
-        # The Applier's counter lag at its worst: a status change of counters alone is never
-        # written until some other change is (its timer never fires first).
-        self.hold_counters = False
 
     def reconcile(
         self,
@@ -155,9 +151,6 @@ class Checker:
         # different answer would mean hidden state (clocks, ordering of sets, dict iteration).
         assert d == decide(rollout, world, now), "decide() is not deterministic"
 
-        old_status = sim.body.get("status") or {}
-        if self.hold_counters and status and not d.transitions:
-            status = not only_counters(old_status, d.status.to_wire())
         dropped: set[tuple[str, str]] = set(drop or ())
         if crash_at is not None:
             lost = ordered_writes(d, world)[crash_at:]
@@ -707,28 +700,6 @@ def test_every_pass_keeps_every_promise_and_the_rollout_converges(
     # rollout reaches Healthy on the current template with every other group at 0 — promote
     # only where an indefinite pause or an inconclusive analysis asks for a person.
     checker, images = start_release(body, seed, lag)
-    for action in actions:
-        act(checker, action, images)
-    drive(checker, random.Random(seed))
-
-
-@given(
-    body=rollouts(max_replicas=20, scale_with_dynamic=not B4, background_chaos=True),
-    actions=st.lists(ACTIONS, min_size=5, max_size=40),
-    seed=st.integers(0, 2**16),
-)
-@WALK_SETTINGS
-def test_counters_held_back_from_status_change_no_promise(
-    body: dict[str, Any], actions: list[tuple[Any, ...]], seed: int
-) -> None:
-    # The status writes the Applier holds back (herdsman.cluster.status_lag) must be ones the
-    # engine does not need: with every one of them lost, every pass still keeps every promise
-    # (steps entered once and in order, transitions announced once, weights, floors) and the
-    # rollout converges. (Which changes count as counters is pinned by test_status_lag.py:
-    # the engine shrugs off lost writes of most fields, so this walk alone would not notice a
-    # step or a weight counted as one — a user reading status would.)
-    checker, images = start_release(body, seed, lag=True)
-    checker.hold_counters = True
     for action in actions:
         act(checker, action, images)
     drive(checker, random.Random(seed))

@@ -7,8 +7,7 @@ Order (each step idempotent, so a crash between any two is repaired by the next 
 4. shrink, then delete old groups; delete pods for a restart;
 5. create / terminate analysis runs and experiments;
 6. the Rollout's status, guarded by resourceVersion — a conflict means someone (a user's
-   promote, an HPA) changed the object, and the whole pass is redone on fresh data. A change of
-   counters alone waits a moment for the next write (herdsman.cluster.status_lag).
+   promote, an HPA) changed the object, and the whole pass is redone on fresh data.
 Events and log lines are emitted only after the status write succeeded, so each transition is
 announced exactly once.
 """
@@ -35,7 +34,6 @@ from herdsman.cluster.kube import (
     KubeError,
 )
 from herdsman.cluster.observe import Observed
-from herdsman.cluster.status_lag import CounterLag
 from herdsman.engine.world import Decision, NewAnalysisRun, NewGroup, Transition
 from herdsman.naming import (
     LABEL_GROUP,
@@ -139,10 +137,8 @@ class Applier:
         write_traffic: TrafficWriter | None = None,
         announce: Callable[[Rollout, Decision, Transition], None] | None = None,
         write_experiments: ExperimentWriter | None = None,
-        counter_lag: CounterLag | None = None,
     ) -> None:
         self.kube = kube
-        self.counter_lag = counter_lag or CounterLag()
         self.write_experiments = write_experiments
         self.build_run = build_run
         self.write_traffic = write_traffic
@@ -202,18 +198,7 @@ class Applier:
             await self.write_experiments(rollout, decision, observed, deadline)
 
         new_status = decision.status.to_wire()
-        key = (ns, rollout.metadata.name)
-        held = None
-        if new_status == raw_status:
-            self.counter_lag.forget(key)
-        else:
-            news = bool(decision.transitions)
-            held = self.counter_lag.hold(key, raw_status, new_status, news=news)
-        if held is not None:
-            # Counters alone changed: a timer writes them if no other change does first.
-            after = decision.requeue_after
-            decision.requeue_after = held if after is None else min(after, held)
-        elif new_status != raw_status:
+        if new_status != raw_status:
             patch = {
                 "metadata": {"resourceVersion": rollout.metadata.resource_version},
                 "status": merge_patch(raw_status, new_status),
