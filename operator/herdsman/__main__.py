@@ -312,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     from herdsman.cluster.apply import Applier
     from herdsman.cluster.budget import AccessPolicy
     from herdsman.cluster.cache import Cache
+    from herdsman.cluster.events import EventSender
     from herdsman.cluster.kube import load_config
     from herdsman.experiments import ExperimentRuntime
     from herdsman.reconcile import Runtime
@@ -338,12 +339,15 @@ def main(argv: list[str] | None = None) -> int:
             namespaces=args.namespace,
             actions="token" if args.dashboard_actions else "off",
         )
+    events = EventSender(kube, on_drop=metrics.event_dropped)
+    metrics.events_queued.set_function(lambda: events.queued)
     applier = Applier(
         kube,
         build_run=analysis.build,
         write_traffic=writer(kube),
         announce=announce,
         write_experiments=experiment_step.writer(kube),
+        events=events,
     )
     runtime = Runtime(
         kube=kube,

@@ -13,6 +13,7 @@ from typing import Any
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     start_http_server,
@@ -97,6 +98,18 @@ api_requests = Counter(
     ["verb", "resource"],
     registry=REGISTRY,
 )
+events_dropped = Counter(
+    "herdsman_events_dropped",
+    "Kubernetes Events not sent because their queue was full (the API server could not keep"
+    " up); the Rollout's status still records every transition.",
+    registry=REGISTRY,
+)
+events_queued = Gauge(
+    "herdsman_events_queued",
+    "Kubernetes Events announced and waiting to be sent: a backlog after a burst of releases"
+    " drains as the API server has room.",
+    registry=REGISTRY,
+)
 api_throttled = Counter(
     "herdsman_api_throttled_seconds",
     "Seconds Kubernetes API calls waited for the client-side rate limit (--kube-qps,"
@@ -155,6 +168,10 @@ def retry_hooks(call: str) -> RetryHooks:
 
 def api_request(verb: str, resource: str) -> None:
     api_requests.labels(verb, resource).inc()
+
+
+def event_dropped() -> None:
+    events_dropped.inc()
 
 
 def api_throttle(seconds: float) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from harness import prometheus
-from harness.cluster import Cluster
+from harness.cluster import Cluster, wait_until
 from harness.operator import OperatorProcess
 from harness.rollouts import IMAGE_V2, Rollouts, rollout
 from harness.routers import (
@@ -160,12 +160,19 @@ def test_the_fault_is_on_the_canarys_route_during_the_step_and_gone_after(
     assert [t.reason for t in lines] == ["ChaosInjected", "ChaosRemoved"]
     assert "httpFault: delay 200ms on 50%" in lines[0].message
     assert (lines[0].step, lines[0].weight) == ("3/4", 40)
-    events = [
-        e["reason"]
-        for e in cluster.rest.list(EVENTS.url(ns))
-        if e["involvedObject"]["name"] == "checkout" and e["reason"].startswith("Chaos")
-    ]
-    assert sorted(set(events)) == ["ChaosInjected", "ChaosRemoved"]
+
+    def events() -> list[str]:
+        return sorted(
+            {
+                e["reason"]
+                for e in cluster.rest.list(EVENTS.url(ns))
+                if e["involvedObject"]["name"] == "checkout" and e["reason"].startswith("Chaos")
+            }
+        )
+
+    # Events are sent apart from the pass that announced them: a moment after the status.
+    wait_until(lambda: len(events()) >= 2, timeout=10, what="the chaos Events")
+    assert events() == ["ChaosInjected", "ChaosRemoved"]
 
 
 def test_a_canary_failing_under_a_503_abort_fault_is_rolled_back_and_the_fault_removed(

@@ -364,11 +364,18 @@ def test_a_missing_route_holds_the_rollout_with_a_clear_condition_until_it_exist
     wake(rollouts)
     rollouts.wait(lambda _: "no rule named 'main'" in (condition() or ""), what="rule missing")
     assert rollouts.groups() == {}
-    events = [
-        e
-        for e in cluster.rest.list(EVENTS.url(ns))
-        if e["involvedObject"]["name"] == "checkout" and e["reason"] == "InvalidSpec"
-    ]
+
+    def invalid_spec_events() -> list[dict[str, Any]] | None:
+        found = [
+            e
+            for e in cluster.rest.list(EVENTS.url(ns))
+            if e["involvedObject"]["name"] == "checkout" and e["reason"] == "InvalidSpec"
+        ]
+        said = " ".join(e["message"] for e in found)
+        return found if "not found" in said and "no rule named" in said else None
+
+    # Events are sent apart from the pass that announced them: a moment after the status.
+    events = wait_until(invalid_spec_events, timeout=10, what="both InvalidSpec Events")
     assert {e["type"] for e in events} == {"Warning"}
     assert any("HTTPRoute 'checkout' not found" in e["message"] for e in events)
     assert any("no rule named 'main'" in e["message"] for e in events)

@@ -9,7 +9,7 @@ Order (each step idempotent, so a crash between any two is repaired by the next 
 6. the Rollout's status, guarded by resourceVersion — a conflict means someone (a user's
    promote, an HPA) changed the object, and the whole pass is redone on fresh data.
 Events and log lines are emitted only after the status write succeeded, so each transition is
-announced exactly once.
+announced exactly once (the Events are queued, and sent apart from the pass: cluster/events.py).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 from herdsman.api.base import API_VERSION
 from herdsman.api.rollout import Rollout
 from herdsman.cluster.budget import Deadline
+from herdsman.cluster.events import EventSender
 from herdsman.cluster.kube import (
     ANALYSIS_RUNS,
     EVENTS,
@@ -137,8 +138,11 @@ class Applier:
         write_traffic: TrafficWriter | None = None,
         announce: Callable[[Rollout, Decision, Transition], None] | None = None,
         write_experiments: ExperimentWriter | None = None,
+        events: EventSender | None = None,
     ) -> None:
         self.kube = kube
+        # None: each Event is sent by the pass itself, before it ends.
+        self.events = events
         self.write_experiments = write_experiments
         self.build_run = build_run
         self.write_traffic = write_traffic
@@ -333,6 +337,9 @@ class Applier:
             "lastTimestamp": now,
             "count": 1,
         }
+        if self.events is not None:
+            self.events.emit(ns or "default", rollout.metadata.name, body)
+            return
         try:
             await self.kube.create(EVENTS.url(ns), body, deadline=deadline)
         except (KubeError, TimeoutError) as err:
