@@ -147,6 +147,11 @@ def test_a_canary_whose_error_rate_rises_is_rolled_back(
     assert s.run("checkout-v002-step1-a0")["status"]["phase"] == "Failed"
 
 
+# Long enough for both groups to have served and been scraped for over 10 s: with 10 s, a
+# release that moved fast once left the judge 3 points a group, too few to decide (NoData).
+JUDGED_DELAY = "15s"
+
+
 def test_a_latency_regression_below_the_threshold_is_caught_by_the_judge(
     operator: OperatorProcess, rollouts: Rollouts, setup: Any
 ) -> None:
@@ -165,7 +170,7 @@ def test_a_latency_regression_below_the_threshold_is_caught_by_the_judge(
                 mean_latency_query("{{rollout.canaryGroup}}"),
                 interval="3s",
                 count=3,
-                initialDelay="10s",
+                initialDelay=JUDGED_DELAY,
                 successCondition="result[0] < 0.2",
             ),
             s.metric(
@@ -173,7 +178,7 @@ def test_a_latency_regression_below_the_threshold_is_caught_by_the_judge(
                 mean_latency_query("{{group}}"),
                 interval="3s",
                 count=3,
-                initialDelay="10s",
+                initialDelay=JUDGED_DELAY,
                 judge={"direction": "increase", "allowedIncrease": 1.1, "critical": True},
             ),
         ],
