@@ -95,7 +95,7 @@ async def shutdown(memo: Any, **_: Any) -> None:
         await shards.stop()
     runtime: Runtime | None = getattr(memo, "runtime", None)
     if runtime is not None:
-        if runtime.applier is not None and runtime.applier.events is not None:
+        if runtime.applier is not None:
             await runtime.applier.events.close()  # the last Events, briefly
         await runtime.kube.close()  # its connections, after the last write above
 

@@ -26,7 +26,6 @@ from herdsman.cluster.budget import Deadline
 from herdsman.cluster.events import EventSender
 from herdsman.cluster.kube import (
     ANALYSIS_RUNS,
-    EVENTS,
     PODS,
     REPLICA_SETS,
     ROLLOUTS,
@@ -138,10 +137,9 @@ class Applier:
         write_traffic: TrafficWriter | None = None,
         announce: Callable[[Rollout, Decision, Transition], None] | None = None,
         write_experiments: ExperimentWriter | None = None,
-        events: EventSender | None = None,
+        events: EventSender,
     ) -> None:
         self.kube = kube
-        # None: each Event is sent by the pass itself, before it ends.
         self.events = events
         self.write_experiments = write_experiments
         self.build_run = build_run
@@ -218,7 +216,7 @@ class Applier:
         for transition in decision.transitions:
             if self.announce is not None:
                 self.announce(rollout, decision, transition)
-            await self._event(rollout, transition, deadline)
+            self._event(rollout, transition)
         return True
 
     # --- pieces ---------------------------------------------------------------------------------
@@ -312,7 +310,7 @@ class Applier:
                 deadline=deadline,
             )
 
-    async def _event(self, rollout: Rollout, transition: Transition, deadline: Deadline) -> None:
+    def _event(self, rollout: Rollout, transition: Transition) -> None:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         ns = rollout.metadata.namespace
         body = {
@@ -337,11 +335,4 @@ class Applier:
             "lastTimestamp": now,
             "count": 1,
         }
-        if self.events is not None:
-            self.events.emit(ns or "default", rollout.metadata.name, body)
-            return
-        try:
-            await self.kube.create(EVENTS.url(ns), body, deadline=deadline)
-        except (KubeError, TimeoutError) as err:
-            # An Event is a courtesy; losing one must not redo a pass that already succeeded.
-            log.debug("event for %s/%s not recorded: %s", ns, rollout.metadata.name, err)
+        self.events.emit(ns or "default", rollout.metadata.name, body)
