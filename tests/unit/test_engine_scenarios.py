@@ -119,6 +119,30 @@ def test_first_revision_becomes_stable_directly_without_steps(
 # --- step sequence and promotion ------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("blue_green", [False, True], ids=["canary", "blue-green"])
+def test_a_release_whose_stable_was_deleted_by_hand_says_so_not_first_revision(
+    blue_green: bool,
+) -> None:
+    # Scaled to zero, the stable ReplicaSet deleted by hand, then a new image: there is nothing
+    # left to protect, so the release takes over directly — announced as a warning that names
+    # the lost stable, not as a second "first revision" (found by the invariant walk).
+    body = manifest(replicas=0, steps=[{"setWeight": 50}, {"pause": {}}])
+    if blue_green:
+        body["spec"]["strategy"] = {"blueGreen": {"activeService": "checkout"}}
+    sim = Sim.of(body)
+    sim.services["checkout"] = ServiceState("checkout", True, {"app": "checkout"})
+    sim.run_until(lambda s: s.status.phase == "Healthy")
+    mark = len(sim.history)
+    del sim.groups["checkout-v001"]
+    sim.set_image("app:v2")
+    sim.run_until(converged)
+    gone = [t for t in announced(sim, mark) if t.reason == "StableGone"]
+    assert [t.warning for t in gone] == [True]
+    assert "checkout-v001" in gone[0].message
+    assert "Initialized" not in reasons(sim, mark)
+    assert sim.status.stable_server_group == "checkout-v002"
+
+
 def test_every_step_of_a_run_is_announced_in_order() -> None:
     # The Events and log are how people follow a rollout: each step must appear, in order,
     # the first included (it was once announced only on a retry: bug B6).

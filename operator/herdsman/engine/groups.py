@@ -37,6 +37,25 @@ def protected_stable(plan: Plan, pod_hash: str) -> ServerGroup | None:
     return max(serving, key=lambda g: (g.available, g.revision), default=None)
 
 
+def announce_without_stable(plan: Plan, current: str, made: str) -> None:
+    """Say why `current` takes over with no stable group to protect, once: the first revision,
+    or — when the status names a stable that is gone (deleted by hand) and no other group runs
+    pods — a warning, since its steps are skipped. (Found by the invariant walk, which saw a
+    second "first revision" after the recorded stable vanished.)"""
+    recorded = plan.status.stable_server_group
+    if recorded == current:
+        return
+    if recorded is None:
+        plan.transition("Initialized", f"{current} is the first revision: {made}")
+    else:
+        plan.transition(
+            "StableGone",
+            f"{current} {made}: the stable server group {recorded} is gone"
+            " and no other server group runs pods",
+            warning=True,
+        )
+
+
 def begin_revision(plan: Plan, revision: int, pod_hash: str) -> None:
     """Status for a template seen for the first time: every intent and verdict of the previous
     release is dropped, and its unfinished analysis runs are stopped."""

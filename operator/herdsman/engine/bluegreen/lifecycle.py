@@ -68,8 +68,8 @@ def track_revision(b: BlueGreen) -> None:
 def steady(b: BlueGreen, stable: ServerGroup | None) -> None:
     plan, st, bg = b.plan, b.st, b.bg
     name = b.current_name
-    if stable is None and st.stable_server_group != name:
-        plan.transition("Initialized", f"{name} is the first revision: made active")
+    if stable is None:
+        groups.announce_without_stable(plan, name, "made active")
     elif b.active_now is not None and b.active_now != name:
         plan.transition(
             "Rollback",

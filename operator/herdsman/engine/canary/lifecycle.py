@@ -69,11 +69,7 @@ def track_revision(c: Canary) -> None:
 def steady(c: Canary, stable: ServerGroup | None) -> None:
     plan, st = c.plan, c.st
     if stable is None:
-        if st.stable_server_group != c.current_name:
-            plan.transition(
-                "Initialized",
-                f"{c.current_name} is the first revision: made stable without steps",
-            )
+        groups.announce_without_stable(plan, c.current_name, "made stable without steps")
     elif st.canary_server_group and st.abort:
         plan.transition("Rollback", f"template is back to stable {stable.name}; canary abandoned")
     st.abort = False
