@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from herdsman.analysis.runs import build_run
+from herdsman.analysis.run_build import build_run
 from herdsman.api.analysis import AnalysisTemplate, Argument
 from herdsman.api.analysis_run import AnalysisRun, AnalysisRunContext
 

@@ -15,15 +15,8 @@ from harness.analysis import CONTEXT, T0, metric, run_of, template
 from herdsman.analysis.measure import measure
 from herdsman.analysis.providers.base import SecretResolver
 from herdsman.analysis.providers.job import JobCreationRefused, job_name
-from herdsman.analysis.runs import (
-    Due,
-    MeasurementResult,
-    RunBuildError,
-    build_run,
-    due,
-    flatten_templates,
-    record,
-)
+from herdsman.analysis.run_build import RunBuildError, build_run, flatten_templates
+from herdsman.analysis.runs import Due, MeasurementResult, due, record
 from herdsman.api.analysis import AnalysisTemplate, Argument, MeasurementPhase
 from herdsman.api.analysis_ref import AnalysisTemplateRef, SecretKeyRef
 from herdsman.api.analysis_run import AnalysisRun

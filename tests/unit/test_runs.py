@@ -12,16 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.analysis import CONTEXT, T0, metric, run_of, template
-from herdsman.analysis.runs import (
-    Due,
-    MeasurementResult,
-    RunBuildError,
-    build_run,
-    due,
-    field_value,
-    next_due_at,
-    record,
-)
+from herdsman.analysis.run_build import RunBuildError, build_run, field_value
+from herdsman.analysis.runs import Due, MeasurementResult, due, next_due_at, record
 from herdsman.api.analysis import MEASUREMENT_HISTORY, Argument, MeasurementPhase
 from herdsman.api.analysis_ref import AnalysisRunArgument, DryRunMetric
 from herdsman.api.analysis_run import AnalysisRun, AnalysisRunSpec

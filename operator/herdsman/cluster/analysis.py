@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from herdsman.analysis import runs
+from herdsman.analysis import run_build, runs
 from herdsman.analysis.checks import spec_findings
 from herdsman.analysis.measure import measure
 from herdsman.analysis.providers.base import SecretNotFound
@@ -181,7 +181,7 @@ def problems(rollout: Rollout, observed: Observed, body: dict[str, Any]) -> list
         if any(t.spec.templates for t in templates):
             continue  # included templates are fetched when the run is built
         try:
-            runs.build_run(
+            run_build.build_run(
                 templates,
                 analysis.args,
                 context,
@@ -191,7 +191,7 @@ def problems(rollout: Rollout, observed: Observed, body: dict[str, Any]) -> list
                 rollout=body,
                 pod_hashes={"Stable": "x", "Latest": "x"},
             )
-        except (runs.RunBuildError, ValidationError) as err:
+        except (run_build.RunBuildError, ValidationError) as err:
             names = ", ".join(t.template_name for t in analysis.templates)
             found.append(f"analysis ({names}): {err}")
     return sorted(set(found))
@@ -231,7 +231,7 @@ class Analysis:
         )
         context = _context(rollout, request.revision, request.groups)
         try:
-            run = runs.build_run(
+            run = run_build.build_run(
                 templates,
                 request.analysis.args,
                 context,
@@ -244,7 +244,7 @@ class Analysis:
                 pod_hashes=pod_hashes(rollout, request, observed),
                 annotations=extra.annotations if extra else None,
             )
-        except runs.RunBuildError as err:
+        except run_build.RunBuildError as err:
             # Checked by problems() before any run starts; what changed since (the stable
             # group gone, a label removed) makes this run an Error that says why, which the
             # rollout acts on like any Error, rather than a reconcile that fails for ever.
@@ -265,7 +265,7 @@ class Analysis:
     ) -> dict[str, Any]:
         metrics = [m for t in templates for m in t.spec.metrics]
         if not metrics:
-            raise runs.RunBuildError(message)
+            raise run_build.RunBuildError(message)
         run = AnalysisRun(
             metadata=ObjectMeta.model_validate(
                 {
@@ -310,7 +310,7 @@ class Analysis:
         def lookup(ref: AnalysisTemplateRef) -> AnalysisTemplate | None:
             return known.get((ref.template_name, ref.cluster_scope))
 
-        return runs.flatten_templates(templates, lookup)
+        return run_build.flatten_templates(templates, lookup)
 
     async def measure_due(
         self, observed: Observed, now: datetime, deadline: Deadline

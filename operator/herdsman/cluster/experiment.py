@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from herdsman.analysis import runs
+from herdsman.analysis import run_build
 from herdsman.api.analysis import AnalysisTemplate
 from herdsman.api.analysis_ref import (
     AnalysisRunArgument,
@@ -227,7 +227,7 @@ def build_run(
         LABEL_EXPERIMENT_ANALYSIS: request.analysis.name,
         LABEL_MANAGED: MANAGED_BY,
     }
-    run = runs.build_run(
+    run = run_build.build_run(
         _analysis_templates(request.analysis, observed),
         run_arguments(request.args),
         _context(exp),
@@ -255,7 +255,7 @@ def _problems(exp: Experiment, observed: ObservedExperiment) -> list[str]:
         request = NewExperimentRun("trial", analysis, engine.resolve_args(analysis, hashes))
         try:
             build_run(exp, request, observed, name="trial")
-        except (runs.RunBuildError, ValidationError) as err:
+        except (run_build.RunBuildError, ValidationError) as err:
             found.append(f"spec.analyses[{i}] ({analysis.template_name}): {err}")
     return found
 
