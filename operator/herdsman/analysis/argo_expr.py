@@ -25,6 +25,9 @@ types is false, `<` between them is an error, a missing map key is `nil`, an ind
 is an error, a name that is not in the environment (`results`) does not compile. Numbers that
 come from data are floats, as Go's encoding/json decodes them for Argo's providers.
 
+The values and operators themselves (Go's types, conversions, comparisons) are in
+argo_values.py; this module parses, checks and walks.
+
 Cost: expressions are at most `MAX_LENGTH` characters, inputs are bounded like CEL's (see
 herdsman.cel.check_input) and at most `ITERATION_BUDGET` predicate calls run per evaluation.
 Every failure is an `ArgoExprError` naming the expression and the reason.
@@ -32,11 +35,9 @@ Every failure is an `ArgoExprError` naming the expression and the reason.
 
 from __future__ import annotations
 
-import math
-import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
@@ -44,6 +45,7 @@ from typing import Any, Literal
 from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedInput
 
+from herdsman.analysis import argo_values as go
 from herdsman.cel import DEFAULT_LIMITS, CelError, check_input
 
 MAX_LENGTH = 4096
@@ -65,10 +67,6 @@ class ArgoExprError(Exception):
         self.kind = kind
         shown = expression if len(expression) <= 120 else expression[:117] + "..."
         super().__init__(f"expr {kind} error in {shown!r}: {reason}")
-
-
-class _Fail(Exception):
-    """Raised inside evaluation; becomes an ArgoExprError with the expression attached."""
 
 
 _GRAMMAR = r"""
@@ -145,120 +143,6 @@ def _parser() -> Lark:
     return Lark(_GRAMMAR, parser="lalr")
 
 
-# --- values ------------------------------------------------------------------------------------
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _type(value: Any) -> str:
-    """Go's type names, for messages that read like Argo's."""
-    if value is None:
-        return "nil"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float64"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "[]interface {}"
-    if isinstance(value, dict):
-        return "map[string]interface {}"
-    return type(value).__name__
-
-
-def _equal(left: Any, right: Any) -> bool:
-    if _is_number(left) and _is_number(right):
-        return bool(left == right)
-    if isinstance(left, bool) or isinstance(right, bool):
-        return type(left) is type(right) and left == right
-    if left is None or right is None:
-        return left is right
-    if isinstance(left, list) and isinstance(right, list):
-        return len(left) == len(right) and all(
-            _equal(a, b) for a, b in zip(left, right, strict=True)
-        )
-    if isinstance(left, dict) and isinstance(right, dict):
-        return left.keys() == right.keys() and all(_equal(left[k], right[k]) for k in left)
-    return type(left) is type(right) and bool(left == right)
-
-
-def _data(value: Any) -> Any:
-    """Input as Argo's providers hand it over: JSON numbers are float64."""
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
-        return float(value)
-    if isinstance(value, list):
-        return [_data(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _data(v) for k, v in value.items()}
-    return value
-
-
-_GO_INT = re.compile(r"^[+-]?\d+$")
-_GO_FLOAT = re.compile(
-    r"^[+-]?((\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|inf|infinity|nan)$", re.IGNORECASE
-)
-
-
-def _as_int(value: Any) -> int:
-    if _is_number(value):
-        if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-            raise _Fail(f"asInt() cannot convert {value}")
-        return int(value)
-    if isinstance(value, str):
-        if not _GO_INT.match(value):
-            raise _Fail(f'strconv.ParseInt: parsing "{value}": invalid syntax')
-        number = int(value)
-        if not -(2**63) <= number < 2**63:
-            raise _Fail(f'strconv.ParseInt: parsing "{value}": value out of range')
-        return number
-    raise _Fail(f"asInt() not supported on {_type(value)} {value!r}")
-
-
-def _as_float(value: Any) -> float:
-    if _is_number(value):
-        return float(value)
-    if isinstance(value, str):
-        if not _GO_FLOAT.match(value):
-            raise _Fail(f'strconv.ParseFloat: parsing "{value}": invalid syntax')
-        return float(value)
-    raise _Fail(f"asFloat() not supported on {_type(value)} {value!r}")
-
-
-def _float_arg(name: str, value: Any) -> float:
-    if not _is_number(value):
-        raise _Fail(f"{name}() wants a number, not {_type(value)}")
-    return float(value)
-
-
-def _len(value: Any) -> int:
-    if isinstance(value, str | list | dict):
-        return len(value)
-    raise _Fail(f"invalid argument for len (type {_type(value)})")
-
-
-def _list_arg(name: str, value: Any) -> list[Any]:
-    if not isinstance(value, list):
-        raise _Fail(f"{name}() wants an array, not {_type(value)}")
-    return value
-
-
-def _to_string(value: Any) -> str:
-    if value is None:
-        return "<nil>"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
-        return str(int(value))
-    return str(value)
-
-
 # --- compiled programs -------------------------------------------------------------------------
 
 
@@ -272,10 +156,10 @@ class ArgoProgram:
     def evaluate(self, result: Any) -> Any:
         """The value of the expression for `result` (usually a bool)."""
         try:
-            data = _data(check_input(self.expression, result, DEFAULT_LIMITS))
+            data = go.as_data(check_input(self.expression, result, DEFAULT_LIMITS))
         except CelError as exc:
             raise ArgoExprError(self.expression, exc.reason, "input") from None
-        interpreter = _Interpreter(data, Argo_helpers(data))
+        interpreter = _Interpreter(data, go.helpers(data))
         try:
             return interpreter.eval(self._tree, None)
         except _Budget:
@@ -284,7 +168,7 @@ class ArgoProgram:
                 f"more than {ITERATION_BUDGET} predicate calls in one evaluation",
                 "limit",
             ) from None
-        except _Fail as exc:
+        except go.Fail as exc:
             raise ArgoExprError(self.expression, str(exc), "evaluate") from None
         except RecursionError:
             raise ArgoExprError(self.expression, "expression nested too deeply", "limit") from None
@@ -296,7 +180,7 @@ class ArgoProgram:
         value = self.evaluate(result)
         if not isinstance(value, bool):
             raise ArgoExprError(
-                self.expression, f"expected bool, but got {_type(value)}", "evaluate"
+                self.expression, f"expected bool, but got {go.type_name(value)}", "evaluate"
             )
         return value
 
@@ -305,63 +189,8 @@ class _Budget(Exception):
     pass
 
 
-def Argo_helpers(result: Any) -> dict[str, Callable[..., Any]]:
-    """The functions of Argo's condition environment, closed over `result` like Argo's."""
-
-    def default(_ignored: Any, fallback: Any) -> Any:
-        return fallback if result is None else result
-
-    def is_nil(_ignored: Any) -> bool:
-        return result is None
-
-    return {
-        "asInt": _as_int,
-        "asFloat": _as_float,
-        "isNaN": lambda v: math.isnan(_float_arg("isNaN", v)),
-        "isInf": lambda v: math.isinf(_float_arg("isInf", v)),
-        "isNil": is_nil,
-        "default": default,
-        "len": _len,
-        "abs": lambda v: abs(v) if _is_number(v) else _raise(f"abs() of {_type(v)}"),
-        "int": _as_int,
-        "float": _as_float,
-        "string": _to_string,
-        "upper": lambda v: _str_arg("upper", v).upper(),
-        "lower": lambda v: _str_arg("lower", v).lower(),
-        "trim": lambda v: _str_arg("trim", v).strip(),
-        "first": lambda v: _list_arg("first", v)[0] if _list_arg("first", v) else None,
-        "last": lambda v: _list_arg("last", v)[-1] if _list_arg("last", v) else None,
-        "max": lambda *v: _extreme(max, "max", v),
-        "min": lambda *v: _extreme(min, "min", v),
-        "sum": lambda v: sum(_float_or_int(x) for x in _list_arg("sum", v)),
-    }
-
-
-def _raise(message: str) -> Any:
-    raise _Fail(message)
-
-
-def _str_arg(name: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise _Fail(f"{name}() wants a string, not {_type(value)}")
-    return value
-
-
-def _float_or_int(value: Any) -> float | int:
-    if not _is_number(value):
-        raise _Fail(f"cannot add {_type(value)}")
-    return value  # type: ignore[no-any-return]
-
-
-def _extreme(pick: Callable[..., Any], name: str, values: Sequence[Any]) -> Any:
-    items = list(values[0]) if len(values) == 1 and isinstance(values[0], list) else list(values)
-    if not items or not all(_is_number(v) for v in items):
-        raise _Fail(f"{name}() wants numbers")
-    return pick(items)
-
-
 _PREDICATE_BUILTINS = ("all", "any", "none", "one", "filter", "map", "count")
-_FUNCTIONS = frozenset({*_PREDICATE_BUILTINS, *Argo_helpers(None)})
+_FUNCTIONS = frozenset({*_PREDICATE_BUILTINS, *go.helpers(None)})
 _ARITY: dict[str, tuple[int, int]] = {
     **dict.fromkeys(_PREDICATE_BUILTINS, (2, 2)),
     "default": (2, 2),
@@ -378,7 +207,7 @@ class _Interpreter:
 
     def eval(self, node: Tree[Token] | Token, item: Any) -> Any:
         if isinstance(node, Token):
-            raise _Fail(f"unexpected token {node!s}")
+            raise go.Fail(f"unexpected token {node!s}")
         rule = node.data
         kids = node.children
         if rule == "number":
@@ -396,15 +225,15 @@ class _Interpreter:
         if rule == "pointer":
             return item
         if rule == "pointer_member":
-            return _member(item, str(kids[0]), safe=False)
+            return go.member(item, str(kids[0]), safe=False)
         if rule == "member":
-            return _member(self.eval(kids[0], item), str(kids[1]), safe=False)
+            return go.member(self.eval(kids[0], item), str(kids[1]), safe=False)
         if rule == "safe_member":
-            return _member(self.eval(kids[0], item), str(kids[1]), safe=True)
+            return go.member(self.eval(kids[0], item), str(kids[1]), safe=True)
         if rule == "index":
-            return _index(self.eval(kids[0], item), self.eval(kids[1], item))
+            return go.index(self.eval(kids[0], item), self.eval(kids[1], item))
         if rule == "slice":
-            return _slice(
+            return go.slice_of(
                 self.eval(kids[0], item),
                 None if kids[1] is None else self.eval(kids[1], item),
                 None if kids[2] is None else self.eval(kids[2], item),
@@ -423,56 +252,56 @@ class _Interpreter:
                 found[key] = self.eval(pair.children[1], item)
             return found
         if rule == "not_":
-            return not _bool("not", self.eval(kids[1], item))
+            return not go.truth("not", self.eval(kids[1], item))
         if rule == "neg":
             value = self.eval(kids[0], item)
-            if not _is_number(value):
-                raise _Fail(f"invalid operation: - {_type(value)}")
+            if not go.is_number(value):
+                raise go.Fail(f"invalid operation: - {go.type_name(value)}")
             return -value
         if rule == "pos":
             value = self.eval(kids[0], item)
-            if not _is_number(value):
-                raise _Fail(f"invalid operation: + {_type(value)}")
+            if not go.is_number(value):
+                raise go.Fail(f"invalid operation: + {go.type_name(value)}")
             return value
         if rule == "and_":
-            if not _bool("and", self.eval(kids[0], item)):
+            if not go.truth("and", self.eval(kids[0], item)):
                 return False
-            return _bool("and", self.eval(kids[2], item))
+            return go.truth("and", self.eval(kids[2], item))
         if rule == "or_":
-            if _bool("or", self.eval(kids[0], item)):
+            if go.truth("or", self.eval(kids[0], item)):
                 return True
-            return _bool("or", self.eval(kids[2], item))
+            return go.truth("or", self.eval(kids[2], item))
         if rule == "cond":
-            if _bool("?:", self.eval(kids[0], item)):
+            if go.truth("?:", self.eval(kids[0], item)):
                 return self.eval(kids[1], item)
             return self.eval(kids[2], item)
         if rule == "coalesce":
             left = self.eval(kids[0], item)
             return self.eval(kids[1], item) if left is None else left
         if rule == "binop":
-            return _binop(str(kids[1]), self.eval(kids[0], item), self.eval(kids[2], item))
+            return go.binop(str(kids[1]), self.eval(kids[0], item), self.eval(kids[2], item))
         if rule == "in_":
-            return _contains(self.eval(kids[2], item), self.eval(kids[0], item))
+            return go.contains(self.eval(kids[2], item), self.eval(kids[0], item))
         if rule == "not_in":
-            return not _contains(self.eval(kids[3], item), self.eval(kids[0], item))
+            return not go.contains(self.eval(kids[3], item), self.eval(kids[0], item))
         if rule == "range_":
             low, high = self.eval(kids[0], item), self.eval(kids[1], item)
             if not (isinstance(low, int) and isinstance(high, int)) or isinstance(low, bool):
-                raise _Fail("a range wants integers")
+                raise go.Fail("a range wants integers")
             if high - low > ITERATION_BUDGET:
                 raise _Budget()
             return list(range(low, high + 1))
         if rule == "call":
             return self.call(node, item)
         if rule == "closure":
-            raise _Fail("a predicate {...} is only valid as a builtin's second argument")
-        raise _Fail(f"unsupported syntax: {rule}")
+            raise go.Fail("a predicate {...} is only valid as a builtin's second argument")
+        raise go.Fail(f"unsupported syntax: {rule}")
 
     def call(self, node: Tree[Token], item: Any) -> Any:
         name = str(node.children[0])
         args = [a for a in node.children[1:] if a is not None]
         if name in _PREDICATE_BUILTINS:
-            items = _list_arg(name, self.eval(args[0], item))
+            items = go.list_arg(name, self.eval(args[0], item))
             predicate = args[1]
             if isinstance(predicate, Tree) and predicate.data == "closure":
                 predicate = predicate.children[0]
@@ -490,22 +319,16 @@ class _Interpreter:
         if name == "map":
             return [run(e) for e in items]
         if name == "filter":
-            return [e for e in items if _bool("filter", run(e))]
+            return [e for e in items if go.truth("filter", run(e))]
         if name == "all":
-            return all(_bool("all", run(e)) for e in items)
+            return all(go.truth("all", run(e)) for e in items)
         if name == "any":
-            return any(_bool("any", run(e)) for e in items)
+            return any(go.truth("any", run(e)) for e in items)
         if name == "none":
-            return not any(_bool("none", run(e)) for e in items)
+            return not any(go.truth("none", run(e)) for e in items)
         if name == "one":
-            return sum(_bool("one", run(e)) for e in items) == 1
-        return sum(_bool("count", run(e)) for e in items)  # count
-
-
-def _bool(operation: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _Fail(f"invalid operation: {operation} on {_type(value)} (a bool is needed)")
-    return value
+            return sum(go.truth("one", run(e)) for e in items) == 1
+        return sum(go.truth("count", run(e)) for e in items)  # count
 
 
 def _number(text: str) -> int | float:
@@ -540,116 +363,6 @@ def _string(text: str) -> str:
         out.append(char)
         i += 1
     return "".join(out)
-
-
-def _member(value: Any, name: str, *, safe: bool) -> Any:
-    if value is None:
-        if safe:
-            return None
-        raise _Fail(f"cannot fetch {name} from <nil>")
-    if isinstance(value, dict):
-        return value.get(name)
-    raise _Fail(f"cannot fetch {name} from {_type(value)}")
-
-
-def _index(value: Any, key: Any) -> Any:
-    if isinstance(value, dict):
-        return value.get(key)
-    if isinstance(value, list | str):
-        if not _is_number(key) or (isinstance(key, float) and not key.is_integer()):
-            raise _Fail(f"cannot use {_type(key)} as an index")
-        position = int(key)
-        if position < 0:
-            position += len(value)
-        if not 0 <= position < len(value):
-            raise _Fail(f"index out of range: {int(key)} (array length is {len(value)})")
-        return value[position]
-    if value is None:
-        raise _Fail(f"cannot fetch {_to_string(key)} from <nil>")
-    raise _Fail(f"cannot fetch {_to_string(key)} from {_type(value)}")
-
-
-def _slice(value: Any, low: Any, high: Any) -> Any:
-    if not isinstance(value, list | str):
-        raise _Fail(f"cannot slice {_type(value)}")
-    start = 0 if low is None else int(low)
-    end = len(value) if high is None else int(high)
-    if start < 0:
-        start += len(value)
-    if end < 0:
-        end += len(value)
-    if not 0 <= start <= end <= len(value):
-        raise _Fail(f"slice bounds out of range [{start}:{end}]")
-    return value[start:end]
-
-
-def _contains(container: Any, element: Any) -> bool:
-    if isinstance(container, list):
-        return any(_equal(element, e) for e in container)
-    if isinstance(container, dict):
-        return element in container
-    if container is None:
-        return False
-    raise _Fail(f"operator in not defined on {_type(container)}")
-
-
-def _binop(op: str, left: Any, right: Any) -> Any:
-    if op == "==":
-        return _equal(left, right)
-    if op == "!=":
-        return not _equal(left, right)
-    if op in ("<", "<=", ">", ">="):
-        if (_is_number(left) and _is_number(right)) or (
-            isinstance(left, str) and isinstance(right, str)
-        ):
-            return {
-                "<": left < right,
-                "<=": left <= right,
-                ">": left > right,
-                ">=": left >= right,
-            }[op]
-        raise _Fail(f"invalid operation: {op} (mismatched types {_type(left)} and {_type(right)})")
-    if op in ("contains", "startsWith", "endsWith", "matches"):
-        if not (isinstance(left, str) and isinstance(right, str)):
-            raise _Fail(
-                f"invalid operation: {op} (mismatched types {_type(left)} and {_type(right)})"
-            )
-        if op == "contains":
-            return right in left
-        if op == "startsWith":
-            return left.startswith(right)
-        if op == "endsWith":
-            return left.endswith(right)
-        try:
-            return re.search(right, left) is not None
-        except re.error as exc:
-            raise _Fail(f"invalid regular expression {right!r}: {exc}") from None
-    if op == "+" and isinstance(left, str) and isinstance(right, str):
-        return left + right
-    if op == "+" and isinstance(left, list) and isinstance(right, list):
-        return left + right
-    if not (_is_number(left) and _is_number(right)):
-        raise _Fail(f"invalid operation: {op} (mismatched types {_type(left)} and {_type(right)})")
-    if op == "+":
-        return left + right
-    if op == "-":
-        return left - right
-    if op == "*":
-        return left * right
-    if op == "/":
-        # expr's `/` is always a float division; Go gives ±Inf or NaN for a zero divisor.
-        if right == 0:
-            return math.nan if left == 0 or math.isnan(left) else math.copysign(math.inf, left)
-        return float(left) / float(right)
-    if op == "%":
-        if not (isinstance(left, int) and isinstance(right, int)):
-            raise _Fail(f"invalid operation: % (mismatched types {_type(left)} and {_type(right)})")
-        if right == 0:
-            raise _Fail("integer divide by zero")
-        return int(math.fmod(left, right))
-    if op in ("**", "^"):
-        return math.pow(float(left), float(right))
-    raise _Fail(f"unsupported operator {op}")
 
 
 # --- compiling ---------------------------------------------------------------------------------
