@@ -1,13 +1,15 @@
-"""One Experiment's reconcile pass — observe, measure, decide, apply — and its loop.
+"""One Experiment's reconcile pass — observe, measure, decide, apply — and the queue that runs it.
 
-The same shape as a Rollout's (herdsman.reconcile): a Kopf daemon per Experiment runs the loop,
-watch events wake it, and nothing survives between passes but a wake-up flag; every pass starts
-from a fresh read, so a restarted operator carries on where the last one stopped.
+The same shape as a Rollout's (herdsman.reconcile): watch events queue a pass on a workqueue
+(workqueue.py) of its own, a pass says when the next is due, and nothing survives between
+passes but the queue's keys; every pass starts from a fresh read, so a restarted operator
+carries on where the last one stopped. A queue rather than a Kopf daemon per Experiment: a
+daemon brings a finalizer Kopf's public API cannot turn off (handlers.py), and the same gate
+(peering, shards) serves both queues.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from herdsman.engine.experiment import decide
 from herdsman.engine.world import World
 from herdsman.reconcile import _UNTIL, GONE, MAX_BACKOFF, RESYNC_SECONDS, Gone, capped
 from herdsman.sharding import Shards
+from herdsman.workqueue import DONE, Due, WorkQueue
 
 log = logging.getLogger("herdsman.experiment")
 
@@ -40,21 +43,52 @@ class ExperimentRuntime:
     # Sharded mode: an Experiment is acted on by the holder of its owning Rollout's shard (of
     # its own name's when it has no owner), so a Rollout and its experiments move together.
     shards: Shards | None = None
-    _wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
-    _shard_keys: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Experiments are few and short-lived; their passes mostly wait on the API server.
+    workers: int = 8
+    queue: WorkQueue[tuple[str, str]] = field(init=False)
+    # Every Experiment the watch has shown -> the name its shard is hashed from (its owning
+    # Rollout's, else its own).
+    _known: dict[tuple[str, str], str] = field(default_factory=dict)
+    _failures: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.queue = WorkQueue(self._handle, workers=self.workers)
+
+    def observed(
+        self, namespace: str | None, name: str | None, owner: str | None, *, deleted: bool = False
+    ) -> None:
+        """The watch delivered the Experiment (`owner`: the Rollout that started it, whose
+        shard it goes with): queue a pass. A deleted one gets a last pass, which finds it gone."""
+        if not (namespace and name):
+            return
+        key = (namespace, name)
+        self._known[key] = owner or name
+        self.queue.add(key, urgent=not deleted)
 
     def wake(self, namespace: str | None, name: str | None) -> None:
-        if namespace and name:
-            event = self._wakers.get((namespace, name))
-            if event is not None:
-                event.set()
+        """Something the Experiment depends on changed (its groups, its runs): queue a pass."""
+        if namespace and name and (namespace, name) in self._known:
+            self.queue.add((namespace, name))
 
     def wake_shard(self, shard: int) -> None:
+        """This replica acquired `shard`: its Experiments get a pass."""
         if self.shards is None:
             return
-        for (namespace, name), key in list(self._shard_keys.items()):
+        for (namespace, name), key in list(self._known.items()):
             if self.shards.shard_of(namespace, key) == shard:
                 self.wake(namespace, name)
+
+    def start_acting(self) -> None:
+        """This replica acts now (peering): every Experiment it knows gets a pass."""
+        self.queue.open()
+        for key in list(self._known):
+            self.queue.add(key)
+
+    def stop_acting(self) -> None:
+        """Another replica acts: no pass here, and the paused watch's view is forgotten."""
+        self.queue.close()
+        self._known.clear()
+        self._failures.clear()
 
     async def reconcile(self, namespace: str, name: str) -> float | Gone | None:
         deadline = capped(self.policy.reconcile_deadline())
@@ -86,41 +120,37 @@ class ExperimentRuntime:
             due = until if due is None else min(due, until)
         return due
 
-    async def run(self, namespace: str, name: str, stopped: Any, owner: str | None = None) -> None:
-        """The per-Experiment loop (a Kopf daemon): reconcile, then sleep until due or woken.
+    async def _handle(self, key: tuple[str, str]) -> Due:
+        """The workqueue's handler: one pass (if this replica may act on the Experiment now),
+        and when the next is due. Failures become a per-Experiment back-off."""
+        namespace, name = key
+        due: float | Gone | None = None
+        mine = True
+        if self.shards is None:
+            due = await self._counted(key)
+        else:
+            shard = self.shards.shard_of(namespace, self._known.get(key, name))
+            with self.shards.acting(shard) as until:
+                mine = until is not None
+                if until is not None:
+                    token = _UNTIL.set(until)
+                    try:
+                        due = await self._counted(key)
+                    finally:
+                        _UNTIL.reset(token)
+        if not mine:
+            return RESYNC_SECONDS  # another replica's shard: no API call at all
+        if isinstance(due, Gone):
+            self._known.pop(key, None)
+            self._failures.pop(key, None)
+            return DONE
+        return RESYNC_SECONDS if due is None else min(due, RESYNC_SECONDS)
 
-        `owner`: the Rollout that started it, whose shard it goes with (sharded mode)."""
-        key = (namespace, name)
-        waker = self._wakers.setdefault(key, asyncio.Event())
-        self._shard_keys[key] = owner or name
-        failures = 0
-        try:
-            while not stopped:
-                waker.clear()
-                until: float | None = None
-                if self.shards is not None:
-                    shard = self.shards.shard_of(namespace, owner or name)
-                    with self.shards.acting(shard) as until:
-                        if until is not None:
-                            token = _UNTIL.set(until)
-                            try:
-                                due, failures = await self._attempt(namespace, name, failures)
-                            finally:
-                                _UNTIL.reset(token)
-                    if until is None:
-                        await _sleep(waker, stopped, RESYNC_SECONDS)  # not ours: no API call
-                        continue
-                else:
-                    due, failures = await self._attempt(namespace, name, failures)
-                if isinstance(due, Gone):
-                    return
-                wait = RESYNC_SECONDS if due is None else min(due, RESYNC_SECONDS)
-                if wait > 0:
-                    await _sleep(waker, stopped, wait)
-        finally:
-            if self._wakers.get(key) is waker:
-                del self._wakers[key]
-                self._shard_keys.pop(key, None)
+    async def _counted(self, key: tuple[str, str]) -> float | Gone | None:
+        due, failures = await self._attempt(*key, self._failures.pop(key, 0))
+        if failures:
+            self._failures[key] = failures
+        return due
 
     async def _attempt(
         self, namespace: str, name: str, failures: int
@@ -172,15 +202,3 @@ class ExperimentRuntime:
             patch,
             deadline=capped(self.policy.reconcile_deadline()),
         )
-
-
-async def _sleep(waker: asyncio.Event, stopped: Any, seconds: float) -> None:
-    """Sleep until woken, stopped, or `seconds` pass — whichever comes first."""
-    wake = asyncio.ensure_future(waker.wait())
-    stop = asyncio.ensure_future(stopped.wait()) if hasattr(stopped, "wait") else None
-    pending = {wake} | ({stop} if stop is not None else set())
-    try:
-        await asyncio.wait(pending, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in pending:
-            task.cancel()

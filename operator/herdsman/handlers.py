@@ -1,5 +1,5 @@
-"""Kopf wiring only: watch events feed the cache and the workqueue (reconcile.py); Experiments
-keep a daemon each.
+"""Kopf wiring only: watch events feed the cache and the workqueues (reconcile.py for Rollouts,
+experiments.py for Experiments).
 
 Why a workqueue and not a daemon per Rollout (as before): at thousands of rollouts the daemons,
 their stoppers and Kopf's live copy of each body were most of the operator's memory, and all of
@@ -14,10 +14,10 @@ peering pauses the operator and starts them again when it resumes. `acting` is s
 the peering object itself (__main__ registers it when peering is on): it opens the queue while
 it runs and closes it when stopped.
 
-Why no finalizer: Kopf puts one on objects with daemons by default, which would make deleting an
-Experiment (or the peering object) hang while the operator is down. Nothing needs cleaning up
-on deletion — every object we create carries an owner reference and the garbage collector
-removes it. So the daemons are registered without it.
+Why no finalizer: Kopf puts one on objects with daemons by default, which would make deleting the
+peering object hang while the operator is down. Nothing needs cleaning up on deletion — every
+object we create carries an owner reference and the garbage collector removes it. So the one
+daemon left, `acting`, is registered without it (`drop_daemon_finalizer`, the one reach-in).
 """
 
 from __future__ import annotations
@@ -73,6 +73,11 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
         if getattr(memo, "acting", None) is not None:
             runtime.queue.close()  # until the `acting` daemon says this replica leads
         memo.queue_task = loop.create_task(runtime.queue.run())
+        experiments = _experiments(memo)
+        if experiments is not None:
+            if getattr(memo, "acting", None) is not None:
+                experiments.queue.close()
+            memo.experiments_task = loop.create_task(experiments.queue.run())
     log.info("herdsman operator started (version %s)", __version__)
 
 
@@ -80,11 +85,12 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
 async def shutdown(memo: Any, **_: Any) -> None:
     """Stop the workqueue; a clean stop hands this replica's shards over at once instead of
     after the lease time."""
-    queue_task = getattr(memo, "queue_task", None)
-    if queue_task is not None:
-        queue_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await queue_task
+    for name in ("queue_task", "experiments_task"):
+        task = getattr(memo, name, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     shards = getattr(memo, "shards", None)
     task = getattr(memo, "shard_task", None)
     if shards is not None:
@@ -187,7 +193,7 @@ async def run_changed(
     runtime.wake(namespace, _owner(meta, "Rollout") or labels.get(LABEL_ROLLOUT))
 
 
-# --- Experiments: the same shape, one daemon per Experiment --------------------------------------
+# --- Experiments: the same shape, a workqueue of their own --------------------------------------
 
 
 def _experiments(memo: Any) -> ExperimentRuntime | None:
@@ -200,27 +206,18 @@ def _owner(meta: Mapping[str, Any], kind: str) -> str | None:
     return next((r.get("name") for r in refs if r.get("kind") == kind), None)
 
 
-@kopf.daemon(GROUP, VERSION, "experiments", id="experiment", cancellation_timeout=10.0)
-async def experiment_loop(
+@kopf.on.event(GROUP, VERSION, "experiments")
+async def experiment_changed(
     namespace: str | None,
     name: str,
+    type: str | None,
     meta: Mapping[str, Any],
-    stopped: kopf.DaemonStopped,
     memo: Any,
     **_: Any,
 ) -> None:
     runtime = _experiments(memo)
     if runtime is not None:
-        await runtime.run(namespace or "default", name, stopped, owner=_owner(meta, "Rollout"))
-
-
-@kopf.on.event(GROUP, VERSION, "experiments")
-async def experiment_changed(
-    namespace: str | None, name: str, meta: Mapping[str, Any], memo: Any, **_: Any
-) -> None:
-    runtime = _experiments(memo)
-    if runtime is not None:
-        runtime.wake(namespace, name)
+        runtime.observed(namespace, name, _owner(meta, "Rollout"), deleted=type == "DELETED")
     # A Rollout waiting on its experiment step learns the verdict at once.
     _runtime(memo).wake(namespace, _owner(meta, "Rollout"))
 
@@ -257,20 +254,25 @@ class Acting:
 async def acting(stopped: kopf.DaemonStopped, memo: Any, **_: Any) -> None:
     """Runs on the peering object while Kopf lets this replica act (see the module docstring)."""
     runtime = _runtime(memo)
+    experiments = _experiments(memo)
     gate: Acting = memo.acting
     gate.running += 1
     if gate.running == 1:
         runtime.start_acting()
+        if experiments is not None:
+            experiments.start_acting()
     try:
         await stopped.wait()
     finally:
         gate.running -= 1
         if gate.running == 0:
             runtime.stop_acting()
+            if experiments is not None:
+                experiments.stop_acting()
 
 
 def register_acting(registry: kopf.OperatorRegistry, peering: str, *, clusterwide: bool) -> None:
-    """Gate the workqueue on Kopf peering: the `acting` daemon on the peering object `peering`."""
+    """Gate the workqueues on Kopf peering: the `acting` daemon on the peering object `peering`."""
     plural = "clusterkopfpeerings" if clusterwide else "kopfpeerings"
 
     def ours(name: str, **_: Any) -> bool:
@@ -283,8 +285,6 @@ def register_acting(registry: kopf.OperatorRegistry, peering: str, *, clusterwid
 
 
 ACTING = "acting"
-# Handler ids whose objects must never carry Kopf's finalizer (see the module docstring).
-NO_FINALIZER = ("experiment",)
 
 
 def drop_daemon_finalizer(registry: kopf.OperatorRegistry, ids: Collection[str]) -> None:
@@ -293,12 +293,13 @@ def drop_daemon_finalizer(registry: kopf.OperatorRegistry, ids: Collection[str])
     The one place that reaches into Kopf's internals, and why it must: Kopf (checked up to
     1.45) creates every `kopf.daemon` and `kopf.timer` handler with `requires_finalizer=True`
     hard-coded — there is no decorator option (`optional=` exists only for `on.delete`) and no
-    setting (`settings.persistence.finalizer` only names it). Dropping daemons altogether for
-    `on.event` handlers would lose what daemons give for free: Kopf stops them when peering
-    pauses this replica, which is how "exactly one replica acts" holds in HA.
+    setting (`settings.persistence.finalizer` only names it). Rollouts and Experiments need
+    no daemon (their workqueues run on watch events), but the peering gate does: a daemon is
+    the one public signal of Kopf's pausing this replica, which is how "exactly one replica
+    acts" holds in HA.
 
-    Fails loudly (at import, so at start and in the unit tests) rather than silently leaving
-    the finalizer on when a Kopf upgrade changes the internals.
+    Fails loudly (at start when peering is on, and in the unit tests) rather than silently
+    leaving the finalizer on when a Kopf upgrade changes the internals.
     """
     spawning = getattr(registry, "_spawning", None)
     handlers = getattr(spawning, "_handlers", None)
@@ -310,6 +311,3 @@ def drop_daemon_finalizer(registry: kopf.OperatorRegistry, ids: Collection[str])
     handlers[:] = [
         dataclasses.replace(h, requires_finalizer=False) if h.id in ids else h for h in handlers
     ]
-
-
-drop_daemon_finalizer(kopf.get_default_registry(), NO_FINALIZER)

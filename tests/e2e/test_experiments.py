@@ -190,6 +190,10 @@ def test_an_experiment_runs_its_templates_and_analysis_then_scales_down(
         what="experiment scaled down",
     )
     assert set(experiments.replica_sets("exp")) == {"exp-baseline", "exp-canary"}
+    # Nothing holds its deletion for the operator (experiments run on a workqueue, no daemon).
+    body = experiments.get("exp")
+    assert body is not None
+    assert not body["metadata"].get("finalizers")
     assert not errors(operator)
 
 

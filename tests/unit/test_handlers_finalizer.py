@@ -1,5 +1,6 @@
-"""The daemons are registered without Kopf's finalizer (deleting an Experiment, or the peering
-object, never waits for us; Rollouts have no daemon at all).
+"""No object waits for us to be deleted: Rollouts and Experiments have no daemon at all (their
+workqueues run on watch events), and the one daemon, `acting` on the peering object, is
+registered without Kopf's finalizer.
 
 The e2e proof is tests/e2e/test_foundation.py (no finalizer on a live Rollout); this one fails
 at once, without a cluster, when a Kopf upgrade changes what `drop_daemon_finalizer` relies on.
@@ -21,11 +22,11 @@ def _daemons(registry: kopf.OperatorRegistry) -> dict[str, Any]:
     return {h.id: h for h in registry._spawning.get_all_handlers()}
 
 
-def test_the_experiment_daemon_needs_no_finalizer_and_rollouts_have_no_daemon() -> None:
-    daemons = _daemons(kopf.get_default_registry())
-    for handler_id in handlers.NO_FINALIZER:
-        assert daemons[handler_id].requires_finalizer is False
-    assert all(h.selector.any_name != "rollouts" for h in daemons.values())
+def test_no_daemon_and_no_finalizer_on_rollouts_or_experiments() -> None:
+    registry = kopf.get_default_registry()
+    assert _daemons(registry) == {}
+    watched = {h.selector.any_name for h in registry._watching.get_all_handlers()}
+    assert {"rollouts", "experiments"} <= watched
 
 
 def test_the_acting_daemon_watches_only_our_peering_object_without_a_finalizer() -> None:
