@@ -24,6 +24,7 @@ from herdsman.api.rollout import Rollout
 from herdsman.cluster.retry import RetryHooks
 from herdsman.engine import cost
 from herdsman.engine.world import Decision
+from herdsman.rollout_counters import RolloutCounters
 from herdsman.rollout_gauges import PHASES as PHASES  # re-exported: part of this interface
 from herdsman.rollout_gauges import ROLES, TRAFFIC_ROLES, RolloutGauges, RolloutSeries
 
@@ -37,44 +38,10 @@ ROLLOUT = ["namespace", "rollout"]
 # Phase, step, weights, replicas, cost, chaos and score of every rollout (rollout_gauges.py).
 rollout_gauges = RolloutGauges()
 REGISTRY.register(rollout_gauges)
+# Transitions, releases, chaos faults, measurements, runs and step durations of every rollout.
+rollout_counters = RolloutCounters()
+REGISTRY.register(rollout_counters)
 
-transitions = Counter(
-    "herdsman_rollout_transitions",
-    "State transitions, by reason (the same vocabulary as the Events).",
-    [*ROLLOUT, "reason"],
-    registry=REGISTRY,
-)
-releases = Counter(
-    "herdsman_releases",
-    "Releases that ended, by result: completed, aborted, rolled_back.",
-    [*ROLLOUT, "result"],
-    registry=REGISTRY,
-)
-step_duration = Histogram(
-    "herdsman_step_duration_seconds",
-    "Time spent in each step, by kind (setWeight, pause, analysis...).",
-    [*ROLLOUT, "kind"],
-    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200),
-    registry=REGISTRY,
-)
-analysis_measurements = Counter(
-    "herdsman_analysis_measurements",
-    "Measurements taken, by metric and phase (Successful, Failed, Inconclusive, Error).",
-    [*ROLLOUT, "metric", "phase"],
-    registry=REGISTRY,
-)
-analysis_runs = Counter(
-    "herdsman_analysis_runs",
-    "Analysis runs that finished, by phase.",
-    [*ROLLOUT, "phase"],
-    registry=REGISTRY,
-)
-chaos_faults = Counter(
-    "herdsman_chaos_faults",
-    "Chaos faults injected into canaries and removed, by event (ChaosInjected, ChaosRemoved).",
-    [*ROLLOUT, "event"],
-    registry=REGISTRY,
-)
 # The Rollout label that names its team on cost metrics (set once at startup).
 TEAM_LABEL = "team"
 reconcile_duration = Histogram(
@@ -211,17 +178,17 @@ def record_pass(rollout: Rollout, decision: Decision, now: datetime) -> None:
         ),
     )
     for t in decision.transitions:
-        transitions.labels(ns, name, t.reason).inc()
+        rollout_counters.inc("herdsman_rollout_transitions", ns, name, t.reason)
         if t.reason in ("ChaosInjected", "ChaosRemoved"):
-            chaos_faults.labels(ns, name, t.reason).inc()
+            rollout_counters.inc("herdsman_chaos_faults", ns, name, t.reason)
         if t.reason in _RELEASE_ENDS:
-            releases.labels(ns, name, _RELEASE_ENDS[t.reason]).inc()
+            rollout_counters.inc("herdsman_releases", ns, name, _RELEASE_ENDS[t.reason])
     left = old.current_step_index
     if left is not None and old.step_started_at is not None and left < len(steps):
         moved = st.current_step_index != left or st.current_revision != old.current_revision
         if moved:
             seconds = max(0.0, (now - old.step_started_at).total_seconds())
-            step_duration.labels(ns, name, steps[left].kind).observe(seconds)
+            rollout_counters.observe_step(ns, name, steps[left].kind, seconds)
 
 
 def record_runs(
@@ -241,16 +208,19 @@ def record_runs(
             ):
                 added = getattr(result, field_name) - int(prior.get(field_name, 0) or 0)
                 if added > 0:
-                    analysis_measurements.labels(ns, name, result.name, phase).inc(added)
+                    rollout_counters.inc(
+                        "herdsman_analysis_measurements", ns, name, result.name, phase, amount=added
+                    )
         if (
             status.phase in ("Successful", "Failed", "Error", "Inconclusive")
             and old.get("phase") != status.phase
         ):
-            analysis_runs.labels(ns, name, status.phase).inc()
+            rollout_counters.inc("herdsman_analysis_runs", ns, name, status.phase)
         if status.score is not None and status.score.score is not None:
             rollout_gauges.score(ns, name, run, status.score.score)
 
 
 def forget(namespace: str, name: str) -> None:
-    """A deleted rollout (or one another replica now owns) leaves no stale gauges behind."""
+    """A deleted rollout (or one another replica now owns) leaves no stale series behind."""
     rollout_gauges.forget(namespace, name)
+    rollout_counters.forget(namespace, name)

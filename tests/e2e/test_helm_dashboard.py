@@ -30,7 +30,6 @@ EXPORTER = """
 import sys, time
 from herdsman import metrics as m
 port = int(sys.argv[1])
-r = dict(namespace="shop", rollout="checkout")
 m.rollout_gauges.put("shop", "cart", m.RolloutSeries(phase="Degraded"))
 m.rollout_gauges.put(
     "shop",
@@ -51,14 +50,18 @@ m.rollout_gauges.put(
     ),
 )
 m.rollout_gauges.score("shop", "checkout", "checkout-v002-step2-a0", 87)
+counted = [
+    ("herdsman_rollout_transitions", ("StepStarted",)),
+    ("herdsman_releases", ("completed",)),
+    ("herdsman_releases", ("aborted",)),
+    ("herdsman_releases", ("rolled_back",)),
+    ("herdsman_analysis_measurements", ("errors", "Successful")),
+    ("herdsman_analysis_measurements", ("errors", "Failed")),
+    ("herdsman_analysis_runs", ("Successful",)),
+]
+for counter, labels in counted:
+    m.rollout_counters.inc(counter, "shop", "checkout", *labels, amount=0)
 children = [
-    m.transitions.labels(**r, reason="StepStarted"),
-    m.releases.labels(**r, result="completed"),
-    m.releases.labels(**r, result="aborted"),
-    m.releases.labels(**r, result="rolled_back"),
-    m.analysis_measurements.labels(**r, metric="errors", phase="Successful"),
-    m.analysis_measurements.labels(**r, metric="errors", phase="Failed"),
-    m.analysis_runs.labels(**r, phase="Successful"),
     m.api_errors.labels(verb="PATCH", code="409"),
     m.retries.labels(call="kubernetes"),
     m.deadline_expiries.labels(call="prometheus"),
@@ -71,8 +74,10 @@ while True:
     n += 1
     for child in children:
         child.inc()
+    for counter, labels in counted:
+        m.rollout_counters.inc(counter, "shop", "checkout", *labels)
     for kind, seconds in (("setWeight", 2), ("pause", 30), ("analysis", 90)):
-        m.step_duration.labels(**r, kind=kind).observe(seconds + n % 3)
+        m.rollout_counters.observe_step("shop", "checkout", kind, seconds + n % 3)
     for result, seconds in (("ok", 0.02), ("conflict", 0.3)):
         m.reconcile_duration.labels(result=result).observe(seconds)
     time.sleep(0.5)

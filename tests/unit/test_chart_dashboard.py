@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
 from harness.cluster import CHART
-from herdsman import metrics, rollout_gauges
+from herdsman import metrics, rollout_counters, rollout_gauges
 
 pytestmark = pytest.mark.unit
 
@@ -81,6 +81,12 @@ def labels_of() -> dict[str, set[str]]:
             found[base] = labels
     for name, (_help, names) in rollout_gauges.FAMILIES.items():
         found[name] = set(names)
+    for name, (_help, names) in rollout_counters.COUNTERS.items():
+        found[f"{name}_total"] = {*rollout_counters.ROLLOUT, *names}
+    step = {*rollout_counters.ROLLOUT, "kind"}
+    for suffix in ("sum", "count"):
+        found[f"{rollout_counters.STEP_DURATION}_{suffix}"] = step
+    found[f"{rollout_counters.STEP_DURATION}_bucket"] = step | {"le"}
     return found
 
 
