@@ -33,7 +33,7 @@ import kopf
 
 from herdsman import __version__
 from herdsman.api.base import GROUP, VERSION
-from herdsman.cluster.cache import slim
+from herdsman.cluster.cache import slim, slim_group
 from herdsman.cluster.experiment_paths import LABEL_EXPERIMENT
 from herdsman.experiments import ExperimentRuntime
 from herdsman.naming import LABEL_ROLLOUT
@@ -115,7 +115,7 @@ async def shutdown(memo: Any, **_: Any) -> None:
 async def server_groups(
     namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
 ) -> dict[tuple[str | None, str | None], dict[str, Any]]:
-    return {(namespace, labels.get(LABEL_ROLLOUT)): slim(body)}
+    return {(namespace, labels.get(LABEL_ROLLOUT)): slim_group(body)}
 
 
 @kopf.index(GROUP, VERSION, "analysisruns", labels={LABEL_ROLLOUT: kopf.PRESENT})

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from herdsman.cluster.cache import LAST_APPLIED, OVERLAY_SECONDS, Cache, slim
+from herdsman.cluster.cache import LAST_APPLIED, OVERLAY_SECONDS, Cache, slim, slim_group
 from herdsman.naming import LABEL_ROLLOUT
 
 pytestmark = pytest.mark.unit
@@ -49,6 +49,23 @@ def test_slim_drops_managed_fields_and_last_applied_only() -> None:
     assert "managedFields" not in body["metadata"]
     assert body["metadata"]["annotations"] == {"keep": "me"}
     assert body["spec"] == {"replicas": 2}
+
+
+def test_a_server_group_is_kept_without_its_pod_spec_and_the_watch_s_body_is_untouched() -> None:
+    body = rs("a", 1, 2)
+    template = {
+        "metadata": {"labels": {"app": "checkout"}, "annotations": {"role": "canary"}},
+        "spec": {"containers": [{"name": "app", "image": "app:v1", "env": [{"name": "X"}]}]},
+    }
+    body["spec"]["template"] = template
+    kept = slim_group(body)
+    assert kept["spec"] == {"replicas": 2, "template": {"metadata": template["metadata"]}}
+    assert body["spec"]["template"]["spec"] == template["spec"]  # the input is not changed
+    assert slim_group(rs("b", 1, 0))["spec"] == {"replicas": 0}  # no template: nothing to trim
+    cache = cache_with({}, Clock())
+    cache.note(body)  # our own write's response is kept the same way
+    (written,) = cache.owned("ReplicaSet", "shop", "checkout")
+    assert "spec" not in written["spec"]["template"]
 
 
 def test_a_write_shows_until_the_watch_delivers_it_or_newer() -> None:

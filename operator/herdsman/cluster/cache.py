@@ -41,6 +41,19 @@ def slim(body: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def slim_group(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A server group (ReplicaSet) as the operator reads it: slim, and its pod template without
+    the pod spec. Nothing reads a group's pod spec back (a baseline copies the stable's from the
+    template annotation; pods are labelled from the template's metadata), and in real
+    workloads it is most of the object: containers, env, volumes, probes."""
+    out = slim(body)
+    spec = out.get("spec")
+    if isinstance(spec, dict) and isinstance(spec.get("template"), dict):
+        metadata = spec["template"].get("metadata")
+        out["spec"] = {**spec, "template": {"metadata": metadata} if metadata else {}}
+    return out
+
+
 def json_copy(body: Mapping[str, Any]) -> dict[str, Any]:
     """A deep copy of a decoded JSON object: a pass may change what it reads, never the cache.
 
@@ -102,7 +115,8 @@ class Cache:
         if not rollout:
             return
         key = (response["kind"], meta.get("namespace", ""), rollout)
-        self._written.setdefault(key, {})[meta.get("name", "")] = (self.clock(), slim(response))
+        kept = slim_group(response) if response["kind"] == "ReplicaSet" else slim(response)
+        self._written.setdefault(key, {})[meta.get("name", "")] = (self.clock(), kept)
 
     def seen(self, kind: str, namespace: str, rollout: str, body: Mapping[str, Any]) -> None:
         """The watch delivered `body`: an overlay it has caught up with is dropped now rather
