@@ -11,6 +11,7 @@ import pytest
 from rich.console import Console, RenderableType
 
 from herdsman.cli import render
+from herdsman.cli import text as cli_text
 
 pytestmark = pytest.mark.unit
 
@@ -315,14 +316,14 @@ def test_get_table_and_summary() -> None:
     ("seconds", "text"), [(5, "5s"), (119, "119s"), (600, "10m"), (7200, "2h"), (3 * 86400, "3d")]
 )
 def test_age_reads_like_kubectl(seconds: int, text: str) -> None:
-    assert render.age(ago(seconds), NOW) == text
+    assert cli_text.age(ago(seconds), NOW) == text
 
 
 def test_until_and_missing_times() -> None:
-    assert render.until(ago(-90), NOW) == "in 90s"
-    assert render.until(ago(5), NOW) == "due"
-    assert render.until(None, NOW) == "-"
-    assert render.age("not a time", NOW) == "-"
+    assert cli_text.until(ago(-90), NOW) == "in 90s"
+    assert cli_text.until(ago(5), NOW) == "due"
+    assert cli_text.until(None, NOW) == "-"
+    assert cli_text.age("not a time", NOW) == "-"
 
 
 @pytest.mark.parametrize(

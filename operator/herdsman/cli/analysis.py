@@ -11,7 +11,7 @@ The same small pieces (`brief`, `score_text`, `failing`) draw the one-line analy
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeGuard
@@ -24,11 +24,19 @@ from rich.table import Table
 from rich.text import Text
 
 from herdsman.api.judge import ScoreThresholds
+from herdsman.cli.text import (
+    RUN_STYLE,
+    Obj,
+    age,
+    as_list,
+    as_map,
+    facts,
+    maps,
+    parse_time,
+    span,
+    styled,
+)
 
-# A module import, not names: render imports this module back for `status`.
-from herdsman.cli import render
-
-Obj = Mapping[str, Any]
 VIEW_WIDTH = 160
 JUDGED_PER_TABLE = 3
 """Judged metrics side by side in one judgement table; more continue in another."""
@@ -46,18 +54,6 @@ FAILING_PHASES = ("Failed", "Error")
 
 
 # --- small helpers --------------------------------------------------------------------------------
-
-
-def _map(value: Any) -> Obj:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _maps(value: Any) -> list[Obj]:
-    return [item for item in _list(value) if isinstance(item, Mapping)]
 
 
 def _is_number(value: Any) -> TypeGuard[int | float]:
@@ -98,28 +94,17 @@ def _count(value: Any) -> str:
     return num(value) if value is not None else MISSING
 
 
-def _styled(text: str, styles: Mapping[str, str]) -> Text:
-    return Text(text, style=styles.get(text, ""))
-
-
-def _facts() -> Table:
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column()
-    return grid
-
-
 def _when(value: Any, now: datetime) -> str:
     """`2026-01-01T11:58:00Z (2m ago)`; `-` when absent, the raw text when unparseable."""
     if not value:
         return MISSING
-    if render.parse_time(value) is None:
+    if parse_time(value) is None:
         return str(value)
-    return f"{value} ({render.age(value, now)} ago)"
+    return f"{value} ({age(value, now)} ago)"
 
 
 def _dry_run_names(spec: Obj) -> set[str]:
-    return {str(_map(d).get("metricName")) for d in _list(spec.get("dryRun"))}
+    return {str(as_map(d).get("metricName")) for d in as_list(spec.get("dryRun"))}
 
 
 # --- the pieces `status` reuses -----------------------------------------------------------------
@@ -127,18 +112,18 @@ def _dry_run_names(spec: Obj) -> set[str]:
 
 def phase_of(run: Obj) -> str:
     """The run's phase; `Pending` when the operator has not written a status yet."""
-    phase = _map(run.get("status")).get("phase")
+    phase = as_map(run.get("status")).get("phase")
     return str(phase) if phase else "Pending"
 
 
 def phase_text(run: Obj) -> Text:
     phase = phase_of(run)
-    return Text(phase, style=render.RUN_STYLE.get(phase, "bold"))
+    return Text(phase, style=RUN_STYLE.get(phase, "bold"))
 
 
 def score_text(score: Any) -> Text:
     """`0 fail`, `83.33 pass`, `- nodata`; `-` when the run has no score."""
-    score = _map(score)
+    score = as_map(score)
     if not score:
         return Text(MISSING)
     classification = str(score.get("classification") or MISSING)
@@ -149,15 +134,15 @@ def score_text(score: Any) -> Text:
 
 def failing(run: Obj) -> list[str]:
     """Metrics that fail the run: deciding metrics Failed or in Error, and failed critical ones."""
-    status, spec = _map(run.get("status")), _map(run.get("spec"))
+    status, spec = as_map(run.get("status")), as_map(run.get("spec"))
     dry = _dry_run_names(spec)
     names: list[str] = []
-    for result in _maps(status.get("metricResults")):
+    for result in maps(status.get("metricResults")):
         name = str(result.get("name", "?"))
         dry_run = bool(result.get("dryRun")) or name in dry or "*" in dry
         if result.get("phase") in FAILING_PHASES and not dry_run:
             names.append(name)
-    for name in _list(_map(status.get("score")).get("criticalFailed")):
+    for name in as_list(as_map(status.get("score")).get("criticalFailed")):
         if str(name) not in names:
             names.append(str(name))
     return names
@@ -176,7 +161,7 @@ def brief(run: Obj) -> Brief:
     names = failing(run)
     return Brief(
         phase=phase_text(run),
-        score=score_text(_map(run.get("status")).get("score")),
+        score=score_text(as_map(run.get("status")).get("score")),
         failing=", ".join(names) if names else MISSING,
     )
 
@@ -197,9 +182,13 @@ def analysis_view(run: Obj, now: datetime) -> RenderableType:
 
 
 def header(run: Obj, now: datetime) -> RenderableType:
-    meta, spec, status = _map(run.get("metadata")), _map(run.get("spec")), _map(run.get("status"))
-    context = _map(spec.get("context"))
-    grid = _facts()
+    meta, spec, status = (
+        as_map(run.get("metadata")),
+        as_map(run.get("spec")),
+        as_map(run.get("status")),
+    )
+    context = as_map(spec.get("context"))
+    grid = facts()
     grid.add_row(
         "AnalysisRun",
         Text(
@@ -214,10 +203,10 @@ def header(run: Obj, now: datetime) -> RenderableType:
     grid.add_row("Phase", phase)
     grid.add_row("Started", _when(status.get("startedAt"), now))
     completed = _when(status.get("completedAt"), now)
-    started_at = render.parse_time(status.get("startedAt"))
-    completed_at = render.parse_time(status.get("completedAt"))
+    started_at = parse_time(status.get("startedAt"))
+    completed_at = parse_time(status.get("completedAt"))
     if started_at and completed_at:
-        completed += f", took {render.span((completed_at - started_at).total_seconds())}"
+        completed += f", took {span((completed_at - started_at).total_seconds())}"
     grid.add_row("Completed", completed)
     rollout = str(context.get("rollout") or MISSING)
     if context.get("namespace") and context.get("namespace") != meta.get("namespace"):
@@ -235,8 +224,8 @@ def header(run: Obj, now: datetime) -> RenderableType:
         ),
     )
     grid.add_row("Summary", _summary(status))
-    if status.get("dryRunSummary") and _map(status["dryRunSummary"]).get("count"):
-        grid.add_row("Dry-run", _counts(_map(status["dryRunSummary"])))
+    if status.get("dryRunSummary") and as_map(status["dryRunSummary"]).get("count"):
+        grid.add_row("Dry-run", _counts(as_map(status["dryRunSummary"])))
     if spec.get("terminate"):
         grid.add_row("Terminate", Text("requested: the run completes with what it has", "yellow"))
     return grid
@@ -250,7 +239,7 @@ def _counts(summary: Obj) -> str:
 
 def _summary(status: Obj) -> str:
     text = str(status.get("summary") or MISSING)
-    summary = _map(status.get("runSummary"))
+    summary = as_map(status.get("runSummary"))
     return f"{text} ({_counts(summary)})" if summary else text
 
 
@@ -259,9 +248,9 @@ def _summary(status: Obj) -> str:
 
 def _rows(run: Obj) -> list[tuple[str, Obj, Obj]]:
     """(name, spec metric, result) for every metric: the results' order, then unmeasured ones."""
-    spec, status = _map(run.get("spec")), _map(run.get("status"))
-    metrics = {str(m.get("name", "?")): m for m in _maps(spec.get("metrics"))}
-    results = {str(r.get("name", "?")): r for r in _maps(status.get("metricResults"))}
+    spec, status = as_map(run.get("spec")), as_map(run.get("status"))
+    metrics = {str(m.get("name", "?")): m for m in maps(spec.get("metrics"))}
+    results = {str(r.get("name", "?")): r for r in maps(status.get("metricResults"))}
     names = list(results) + [name for name in metrics if name not in results]
     return [(name, metrics.get(name, {}), results.get(name, {})) for name in names]
 
@@ -298,7 +287,7 @@ def _name_cell(name: str, *, judged: bool, dry_run: bool) -> Text:
 
 
 def metrics_table(run: Obj) -> RenderableType:
-    spec = _map(run.get("spec"))
+    spec = as_map(run.get("spec"))
     dry = _dry_run_names(spec)
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column("METRIC", overflow="fold")
@@ -318,14 +307,14 @@ def metrics_table(run: Obj) -> RenderableType:
         phase = str(result.get("phase") or MISSING)
         table.add_row(
             _name_cell(name, judged=judged, dry_run=dry_run),
-            _styled(phase, render.RUN_STYLE),
+            styled(phase, RUN_STYLE),
             count,
             _count(result.get("successful")),
             _count(result.get("failed")),
             _count(result.get("inconclusive")),
             _count(result.get("error")),
             _count(result.get("consecutiveError")),
-            _measurements(_maps(result.get("measurements"))),
+            _measurements(maps(result.get("measurements"))),
         )
         if result.get("message"):
             messages.append(Text.assemble((f"{name}: ", "bold"), str(result["message"])))
@@ -342,14 +331,14 @@ def metrics_table(run: Obj) -> RenderableType:
 def _judged(run: Obj) -> list[tuple[str, Obj, Obj]]:
     """(name, judge spec, judgement) of every judged metric, judged yet or not."""
     return [
-        (name, _map(metric.get("judge")), _map(result.get("judgement")))
+        (name, as_map(metric.get("judge")), as_map(result.get("judgement")))
         for name, metric, result in _rows(run)
         if "judge" in metric or "judgement" in result
     ]
 
 
 def _pair(judgement: Obj, key: str, show: Any = num) -> str:
-    baseline, canary = _map(judgement.get("baseline")), _map(judgement.get("canary"))
+    baseline, canary = as_map(judgement.get("baseline")), as_map(judgement.get("canary"))
     return f"{show(baseline.get(key))} / {show(canary.get(key))}"
 
 
@@ -443,7 +432,7 @@ def judgements(run: Obj) -> RenderableType | None:
                     cells.append(Text("not judged yet" if label == "classification" else MISSING))
                 elif show is None:
                     cells.append(
-                        _styled(
+                        styled(
                             str(judgement.get("classification") or MISSING), CLASSIFICATION_STYLE
                         )
                     )
@@ -458,12 +447,12 @@ def judgements(run: Obj) -> RenderableType | None:
 
 
 def _thresholds(run: Obj) -> str:
-    score = _map(_map(run.get("status")).get("score"))
+    score = as_map(as_map(run.get("status")).get("score"))
     if "passThreshold" in score or "marginalThreshold" in score:
         passing, marginal = score.get("passThreshold"), score.get("marginalThreshold")
         note = ""
     else:
-        configured = _map(_map(_map(run.get("spec")).get("scoring")).get("thresholds"))
+        configured = as_map(as_map(as_map(run.get("spec")).get("scoring")).get("thresholds"))
         defaults = ScoreThresholds()
         passing = configured.get("pass", defaults.pass_)
         marginal = configured.get("marginal", defaults.marginal)
@@ -472,16 +461,16 @@ def _thresholds(run: Obj) -> str:
 
 
 def _names(value: Any) -> str:
-    names = [str(n) for n in _list(value)]
+    names = [str(n) for n in as_list(value)]
     return ", ".join(names) if names else MISSING
 
 
 def score_panel(run: Obj) -> RenderableType | None:
     """The score, how it was classified and by which thresholds, and each group's part in it."""
-    score = _map(_map(run.get("status")).get("score"))
+    score = as_map(as_map(run.get("status")).get("score"))
     if not score and not _judged(run):
         return None
-    grid = _facts()
+    grid = facts()
     headline = score_text(score)
     if score.get("criticalFailure"):
         headline.append(f"  (critical failure: {_names(score.get('criticalFailed'))})", style="red")
@@ -493,7 +482,7 @@ def score_panel(run: Obj) -> RenderableType | None:
         failed = _names(score.get("criticalFailed")) if score.get("criticalFailed") else "none"
         grid.add_row("Critical", f"{', '.join(critical) or MISSING} · failed: {failed}")
     parts: list[RenderableType] = [grid]
-    groups = _maps(score.get("groups"))
+    groups = maps(score.get("groups"))
     if groups:
         table = Table(box=None, pad_edge=False, header_style="bold")
         table.add_column("GROUP")

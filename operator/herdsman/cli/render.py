@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -22,9 +22,20 @@ from rich.text import Text
 from herdsman.api.chaos import HttpFault, describe_fault
 from herdsman.api.rollout import CanaryStep
 from herdsman.cli import analysis
+from herdsman.cli.text import (
+    RUN_STYLE,
+    Obj,
+    age,
+    as_list,
+    as_map,
+    facts,
+    parse_time,
+    span,
+    styled,
+    until,
+)
 from herdsman.engine.canary import describe
 
-Obj = Mapping[str, Any]
 VIEW_WIDTH = 110
 
 PHASE_STYLE = {
@@ -41,71 +52,10 @@ ROLE_STYLE = {
     "preview": "yellow",
     "old": "dim",
 }
-RUN_STYLE = {
-    "Successful": "green",
-    "Running": "cyan",
-    "Pending": "dim",
-    "Inconclusive": "yellow",
-    "Failed": "red",
-    "Error": "red",
-}
-
-
-# --- small helpers --------------------------------------------------------------------------------
-
-
-def _map(value: Any) -> Obj:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def age(value: Any, now: datetime) -> str:
-    """How long ago, the way kubectl prints it: 42s, 5m, 3h, 2d."""
-    when = parse_time(value)
-    if when is None:
-        return "-"
-    return span((now - when).total_seconds())
-
-
-def span(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    if seconds < 2 * 86400:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
-
-
-def until(value: Any, now: datetime) -> str:
-    """A deadline as `in 25s`, or `due` once passed."""
-    when = parse_time(value)
-    if when is None:
-        return "-"
-    left = (when - now).total_seconds()
-    return f"in {span(left)}" if left > 0 else "due"
-
-
-def _styled(text: str, styles: Mapping[str, str]) -> Text:
-    return Text(text, style=styles.get(text, ""))
 
 
 def strategy_of(body: Obj) -> str:
-    strategy = _map(_map(body.get("spec")).get("strategy"))
+    strategy = as_map(as_map(body.get("spec")).get("strategy"))
     if "blueGreen" in strategy:
         return "blueGreen"
     if "canary" in strategy:
@@ -114,7 +64,7 @@ def strategy_of(body: Obj) -> str:
 
 
 def _desired(body: Obj) -> int:
-    value = _map(body.get("spec")).get("replicas", 1)
+    value = as_map(body.get("spec")).get("replicas", 1)
     return value if isinstance(value, int) else 0
 
 
@@ -131,15 +81,15 @@ def rollouts_table(items: Sequence[Obj], now: datetime, *, namespaces: bool = Fa
     table.add_column("AVAILABLE", justify="right")
     table.add_column("AGE", justify="right")
     for body in items:
-        meta, status = _map(body.get("metadata")), _map(body.get("status"))
+        meta, status = as_map(body.get("metadata")), as_map(body.get("status"))
         phase = str(status.get("phase") or "-")
-        blue_green = _map(status.get("blueGreen"))
+        blue_green = as_map(status.get("blueGreen"))
         new_group = status.get("canaryServerGroup") or blue_green.get("previewServerGroup")
         row: list[str | Text] = [str(meta.get("namespace", ""))] if namespaces else []
         row += [
             str(meta.get("name", "?")),
             strategy_of(body),
-            _styled(phase, PHASE_STYLE),
+            styled(phase, PHASE_STYLE),
             str(status.get("step") or "-"),
             f"{status.get('canaryWeight', 0)}%",
             str(status.get("stableServerGroup") or "-"),
@@ -153,8 +103,8 @@ def rollouts_table(items: Sequence[Obj], now: datetime, *, namespaces: bool = Fa
 
 def summary(body: Obj, now: datetime) -> RenderableType:
     """`kubectl herdsman get NAME`: the one-screen answer to "where is it?"."""
-    meta, status = _map(body.get("metadata")), _map(body.get("status"))
-    grid = _facts()
+    meta, status = as_map(body.get("metadata")), as_map(body.get("status"))
+    grid = facts()
     grid.add_row("Name", f"{meta.get('namespace', '')}/{meta.get('name', '')}")
     grid.add_row("Strategy", strategy_of(body))
     grid.add_row("Phase", _phase_text(status))
@@ -167,13 +117,6 @@ def summary(body: Obj, now: datetime) -> RenderableType:
     return grid
 
 
-def _facts() -> Table:
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column()
-    return grid
-
-
 def _phase_text(status: Obj) -> Text:
     phase = str(status.get("phase") or "Unknown")
     text = Text(phase, style=PHASE_STYLE.get(phase, "bold"))
@@ -183,7 +126,7 @@ def _phase_text(status: Obj) -> Text:
 
 
 def _weights_line(status: Obj) -> str:
-    w = _map(status.get("weights"))
+    w = as_map(status.get("weights"))
     parts = [f"stable {w.get('stable', 100)}%", f"canary {w.get('canary', 0)}%"]
     if w.get("baseline"):
         parts.append(f"baseline {w['baseline']}%")
@@ -199,20 +142,20 @@ def status_view(body: Obj, now: datetime, runs: Mapping[str, Obj] | None = None)
     `runs` are the AnalysisRuns the status lists, by name, when the caller could read them:
     each run's row then also shows its score and failing metrics.
     """
-    spec = _map(body.get("spec"))
-    status = _map(body.get("status"))
-    strategy = _map(spec.get("strategy"))
+    spec = as_map(body.get("spec"))
+    status = as_map(body.get("status"))
+    strategy = as_map(spec.get("strategy"))
     parts: list[RenderableType] = [_header(body, now)]
     if "blueGreen" in strategy:
-        parts.append(_blue_green(_map(strategy["blueGreen"]), status, now))
+        parts.append(_blue_green(as_map(strategy["blueGreen"]), status, now))
     elif "canary" in strategy:
-        parts.append(_steps(_map(strategy["canary"]), status))
+        parts.append(_steps(as_map(strategy["canary"]), status))
     parts.append(_traffic(status, blue_green="blueGreen" in strategy))
     parts.append(_groups(status, now))
-    refs = _list(status.get("analysisRuns"))
+    refs = as_list(status.get("analysisRuns"))
     if refs:
         parts.append(_runs(refs, runs))
-    conditions = _list(status.get("conditions"))
+    conditions = as_list(status.get("conditions"))
     if conditions:
         parts.append(_conditions(conditions, now))
     # Panels fill the width they are given; beyond this they are mostly empty space.
@@ -221,11 +164,11 @@ def status_view(body: Obj, now: datetime, runs: Mapping[str, Obj] | None = None)
 
 def _header(body: Obj, now: datetime) -> RenderableType:
     meta, spec, status = (
-        _map(body.get("metadata")),
-        _map(body.get("spec")),
-        _map(body.get("status")),
+        as_map(body.get("metadata")),
+        as_map(body.get("spec")),
+        as_map(body.get("status")),
     )
-    grid = _facts()
+    grid = facts()
     grid.add_row(
         "Rollout",
         Text.assemble(
@@ -255,10 +198,10 @@ def _header(body: Obj, now: datetime) -> RenderableType:
                 style="red",
             ),
         )
-    chaos = _map(status.get("chaos"))
+    chaos = as_map(status.get("chaos"))
     if chaos:
         grid.add_row("Chaos", _chaos_text(chaos, now))
-    promote = _map(status.get("promote"))
+    promote = as_map(status.get("promote"))
     if promote:
         which = "every remaining step" if promote.get("full") else "the current step"
         grid.add_row("Promote", f"requested: {which} (the operator has not acted yet)")
@@ -284,7 +227,7 @@ def _chaos_text(chaos: Obj, now: datetime) -> Text:
         f"{chaos.get('action', '')} {chaos.get('podsKilled', 0)} of {chaos.get('canaryPods', 0)}"
         f" pods of {chaos.get('serverGroup', '')} ({where})"
     )
-    fault = _map(chaos.get("httpFault"))
+    fault = as_map(chaos.get("httpFault"))
     if fault:
         try:
             parsed = HttpFault.model_validate(fault)
@@ -302,14 +245,14 @@ def _chaos_text(chaos: Obj, now: datetime) -> Text:
 
 
 def _router(spec: Obj) -> str:
-    canary = _map(_map(spec.get("strategy")).get("canary"))
-    routing = _map(canary.get("trafficRouting"))
+    canary = as_map(as_map(spec.get("strategy")).get("canary"))
+    routing = as_map(canary.get("trafficRouting"))
     for key, label in (("gatewayAPI", "Gateway API"), ("nginx", "NGINX"), ("istio", "Istio")):
         if key in routing:
             return f"{label} router"
     if "smi" in routing:
         return "SMI router"
-    if "blueGreen" in _map(spec.get("strategy")):
+    if "blueGreen" in as_map(spec.get("strategy")):
         return "service switch"
     return "replica ratio (no router)"
 
@@ -325,7 +268,7 @@ def _revisions(status: Obj) -> str:
 def _pauses(spec: Obj, status: Obj, now: datetime) -> str:
     reasons = [
         f"{p.get('reason', '?')} ({age(p.get('startTime'), now)})"
-        for p in _list(status.get("pauseConditions"))
+        for p in as_list(status.get("pauseConditions"))
         if isinstance(p, Mapping)
     ]
     if spec.get("paused") and not any(r.startswith("UserPause") for r in reasons):
@@ -341,7 +284,7 @@ def _step_text(step: Any) -> str:
 
 
 def _steps(canary: Obj, status: Obj) -> RenderableType:
-    steps = _list(canary.get("steps"))
+    steps = as_list(canary.get("steps"))
     table = Table(box=None, pad_edge=False, show_header=False)
     table.add_column(width=2)
     table.add_column(justify="right")
@@ -351,7 +294,7 @@ def _steps(canary: Obj, status: Obj) -> RenderableType:
     current = index if isinstance(index, int) else (len(steps) if status.get("phase") else 0)
     paused = bool(status.get("pauseConditions"))
     aborted = bool(status.get("abort"))
-    starting = _map(canary.get("analysis")).get("startingStep")
+    starting = as_map(canary.get("analysis")).get("startingStep")
     background = (starting or 0) if canary.get("analysis") else None
     for i, step in enumerate(steps):
         if i < current:
@@ -365,8 +308,8 @@ def _steps(canary: Obj, status: Obj) -> RenderableType:
         notes = []
         if background == i:
             notes.append("background analysis from here")
-        pause = _map(_map(step).get("pause"))
-        if "pause" in _map(step) and "duration" not in pause:
+        pause = as_map(as_map(step).get("pause"))
+        if "pause" in as_map(step) and "duration" not in pause:
             notes.append("needs promote")
         style = "bold" if i == current and not aborted else ("dim" if i > current else "")
         table.add_row(marker, f"{i + 1}.", Text(_step_text(step), style=style), "; ".join(notes))
@@ -376,8 +319,8 @@ def _steps(canary: Obj, status: Obj) -> RenderableType:
 
 
 def _blue_green(spec: Obj, status: Obj, now: datetime) -> RenderableType:
-    bg = _map(status.get("blueGreen"))
-    grid = _facts()
+    bg = as_map(status.get("blueGreen"))
+    grid = facts()
     grid.add_row(
         "Active",
         f"service {spec.get('activeService', '-')} → {bg.get('activeServerGroup') or '-'}",
@@ -400,9 +343,9 @@ def _blue_green(spec: Obj, status: Obj, now: datetime) -> RenderableType:
         ("prePromotionAnalysis", "Pre-promotion"),
         ("postPromotionAnalysis", "Post-promotion"),
     ):
-        templates = _list(_map(spec.get(key)).get("templates"))
+        templates = as_list(as_map(spec.get(key)).get("templates"))
         if templates:
-            names = ", ".join(str(_map(t).get("templateName", "?")) for t in templates)
+            names = ", ".join(str(as_map(t).get("templateName", "?")) for t in templates)
             grid.add_row(label, f"analysis {names}")
     if bg.get("previewReadyAt"):
         grid.add_row("Preview ready", f"{age(bg['previewReadyAt'], now)} ago")
@@ -433,7 +376,7 @@ def traffic_bar(weights: Obj, width: int = BAR_WIDTH) -> Text:
 
 
 def _traffic(status: Obj, *, blue_green: bool = False) -> RenderableType:
-    weights = _map(status.get("weights")) or {"stable": 100}
+    weights = as_map(status.get("weights")) or {"stable": 100}
     # Blue/green users think in active and preview; the weights are stored under stable/canary.
     names = {"stable": "active", "canary": "preview"} if blue_green else {}
     legend = Text()
@@ -459,12 +402,12 @@ def _groups(status: Obj, now: datetime) -> RenderableType:
     for column in ("REPLICAS", "READY", "AVAILABLE"):
         table.add_column(column, justify="right")
     table.add_column("SCALE-DOWN")
-    groups = [g for g in _list(status.get("serverGroups")) if isinstance(g, Mapping)]
+    groups = [g for g in as_list(status.get("serverGroups")) if isinstance(g, Mapping)]
     for group in groups:
         role = str(group.get("role", "-"))
         table.add_row(
             str(group.get("name", "?")),
-            _styled(role, ROLE_STYLE),
+            styled(role, ROLE_STYLE),
             str(group.get("revision", "-")),
             str(group.get("replicas", 0)),
             str(group.get("readyReplicas", 0)),
@@ -483,7 +426,7 @@ def _runs(refs: list[Any], runs: Mapping[str, Obj] | None = None) -> RenderableT
         table.add_column("SCORE")
         table.add_column("FAILING")
     for ref in refs:
-        ref = _map(ref)
+        ref = as_map(ref)
         step = ref.get("stepIndex")
         row: list[str | Text] = [
             str(ref.get("name", "?")),
@@ -496,7 +439,7 @@ def _runs(refs: list[Any], runs: Mapping[str, Obj] | None = None) -> RenderableT
             brief = analysis.brief(run)
             row += [brief.phase, brief.score, brief.failing]
         else:
-            row.append(_styled(str(ref.get("phase") or "Pending"), RUN_STYLE))
+            row.append(styled(str(ref.get("phase") or "Pending"), RUN_STYLE))
             if runs is not None:
                 row += ["-", "-"]
         table.add_row(*row)
@@ -508,7 +451,7 @@ def _conditions(conditions: list[Any], now: datetime) -> RenderableType:
     for column in ("TYPE", "STATUS", "REASON", "AGE", "MESSAGE"):
         table.add_column(column)
     for cond in conditions:
-        cond = _map(cond)
+        cond = as_map(cond)
         table.add_row(
             str(cond.get("type", "?")),
             str(cond.get("status", "?")),
