@@ -27,7 +27,7 @@ from herdsman.cluster.kube import Kube, KubeError
 from herdsman.cluster.observe import Observed
 from herdsman.engine.experiment import decide
 from herdsman.engine.world import World
-from herdsman.reconcile import _UNTIL, GONE, MAX_BACKOFF, RESYNC_SECONDS, Gone, capped
+from herdsman.reconcile import GONE, MAX_BACKOFF, RESYNC_SECONDS, Gone, capped, turn
 from herdsman.sharding import Shards
 from herdsman.workqueue import DONE, Due, WorkQueue
 
@@ -125,19 +125,9 @@ class ExperimentRuntime:
         and when the next is due. Failures become a per-Experiment back-off."""
         namespace, name = key
         due: float | Gone | None = None
-        mine = True
-        if self.shards is None:
-            due = await self._counted(key)
-        else:
-            shard = self.shards.shard_of(namespace, self._known.get(key, name))
-            with self.shards.acting(shard) as until:
-                mine = until is not None
-                if until is not None:
-                    token = _UNTIL.set(until)
-                    try:
-                        due = await self._counted(key)
-                    finally:
-                        _UNTIL.reset(token)
+        with turn(self.shards, namespace, self._known.get(key, name)) as mine:
+            if mine:
+                due = await self._counted(key)
         if not mine:
             return RESYNC_SECONDS  # another replica's shard: no API call at all
         if isinstance(due, Gone):

@@ -68,16 +68,17 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
         # Every replica watches every Rollout: Kopf's server-side label selectors are fixed for a
         # watch stream's life, while shard ownership moves. The gate in each pass decides.
         memo.shard_task = loop.create_task(shards.run())
+    peered = getattr(memo, "acting", None) is not None
     runtime: Runtime | None = getattr(memo, "runtime", None)
-    if runtime is not None:
-        if getattr(memo, "acting", None) is not None:
-            runtime.queue.close()  # until the `acting` daemon says this replica leads
-        memo.queue_task = loop.create_task(runtime.queue.run())
-        experiments = _experiments(memo)
-        if experiments is not None:
-            if getattr(memo, "acting", None) is not None:
-                experiments.queue.close()
-            memo.experiments_task = loop.create_task(experiments.queue.run())
+    experiments = _experiments(memo)
+    for name, queue in (
+        ("queue_task", runtime.queue if runtime is not None else None),
+        ("experiments_task", experiments.queue if experiments is not None else None),
+    ):
+        if queue is not None:
+            if peered:
+                queue.close()  # until the `acting` daemon says this replica leads
+            setattr(memo, name, loop.create_task(queue.run()))
     log.info("herdsman operator started (version %s)", __version__)
 
 
@@ -85,19 +86,14 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
 async def shutdown(memo: Any, **_: Any) -> None:
     """Stop the workqueue; a clean stop hands this replica's shards over at once instead of
     after the lease time."""
-    for name in ("queue_task", "experiments_task"):
+    for name in ("queue_task", "experiments_task", "shard_task"):
         task = getattr(memo, name, None)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     shards = getattr(memo, "shards", None)
-    task = getattr(memo, "shard_task", None)
     if shards is not None:
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         await shards.stop()
     runtime: Runtime | None = getattr(memo, "runtime", None)
     if runtime is not None:

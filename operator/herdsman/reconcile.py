@@ -244,25 +244,12 @@ class Runtime:
             patch = {"metadata": {"labels": {LABEL_SHARD: shard}}}
             await self.kube.patch(ROLLOUTS.url(namespace, name), patch, deadline=deadline)
 
-    @contextlib.contextmanager
-    def _turn(self, namespace: str, name: str) -> Iterator[bool]:
-        """Whether this replica may run a pass on the Rollout now (always, unless sharded)."""
-        if self.shards is None:
-            yield True
-            return
-        with self.shards.acting(self.shards.shard_of(namespace, name)) as until:
-            token = _UNTIL.set(until)
-            try:
-                yield until is not None
-            finally:
-                _UNTIL.reset(token)
-
     async def _handle(self, key: tuple[str, str]) -> Due:
         """The workqueue's handler: one pass (if this replica may act on the Rollout now), and
         when the next is due. Failures become a per-Rollout back-off."""
         namespace, name = key
         due: float | Gone | None = None
-        with self._turn(namespace, name) as mine:
+        with turn(self.shards, namespace, name) as mine:
             if mine:
                 self._acted.add(key)
                 failures = self._failures.pop(key, 0)
@@ -368,6 +355,22 @@ class Runtime:
             patch,
             deadline=self._deadline(),
         )
+
+
+@contextlib.contextmanager
+def turn(shards: Shards | None, namespace: str, key: str) -> Iterator[bool]:
+    """Whether this replica may run a pass now on an object whose shard is hashed from
+    `namespace/key` (always, unless sharded); while it may, the pass's calls are capped at the
+    shard's lease (`capped`)."""
+    if shards is None:
+        yield True
+        return
+    with shards.acting(shards.shard_of(namespace, key)) as until:
+        token = _UNTIL.set(until)
+        try:
+            yield until is not None
+        finally:
+            _UNTIL.reset(token)
 
 
 def spec_unseen(body: Mapping[str, Any]) -> bool:
