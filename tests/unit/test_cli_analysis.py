@@ -14,6 +14,7 @@ from rich.console import Console, RenderableType
 
 from herdsman.cli import analysis, render
 from herdsman.cli import main as cli
+from herdsman.cli import text as cli_text
 from herdsman.cluster.kube import KubeError
 
 pytestmark = pytest.mark.unit
@@ -411,7 +412,7 @@ def test_any_field_missing_or_of_another_type_never_crashes(base: dict[str, Any]
 
 
 def test_numbers_read_as_numbers() -> None:
-    assert [analysis.num(v) for v in (None, 3, 3.0, 0.000155, 1.31634, 123456.0, "x", True)] == [
+    assert [cli_text.num(v) for v in (None, 3, 3.0, 0.000155, 1.31634, 123456.0, "x", True)] == [
         "-",
         "3",
         "3",

@@ -10,11 +10,10 @@ The same small pieces (`brief`, `score_text`, `failing`) draw the one-line analy
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeGuard
+from typing import Any
 
 from rich.columns import Columns
 from rich.console import Group, RenderableType
@@ -25,13 +24,16 @@ from rich.text import Text
 
 from herdsman.api.judge import ScoreThresholds
 from herdsman.cli.text import (
+    MISSING,
     RUN_STYLE,
     Obj,
     age,
     as_list,
     as_map,
     facts,
+    is_number,
     maps,
+    num,
     parse_time,
     span,
     styled,
@@ -40,7 +42,6 @@ from herdsman.cli.text import (
 VIEW_WIDTH = 160
 JUDGED_PER_TABLE = 3
 """Judged metrics side by side in one judgement table; more continue in another."""
-MISSING = "-"
 
 MEASUREMENT_MARK = {
     "Successful": ("✔", "green"),
@@ -56,42 +57,14 @@ FAILING_PHASES = ("Failed", "Error")
 # --- small helpers --------------------------------------------------------------------------------
 
 
-def _is_number(value: Any) -> TypeGuard[int | float]:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def num(value: Any, digits: int = 4) -> str:
-    """A number as a person reads it: integers whole, floats to `digits` significant digits.
-
-    Absent is `-`; a value of an unexpected type is shown as it is rather than dropped.
-    """
-    if value is None:
-        return MISSING
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        if value.is_integer() and abs(value) < 10**digits:
-            return str(int(value))
-        return f"{value:.{digits}g}"
-    return str(value) if value != "" else MISSING
-
-
 def p_value(value: Any) -> str:
     """p-values to 3 significant digits: 0.0412, 3.72e-12."""
-    return f"{value:.3g}" if _is_number(value) else num(value)
+    return f"{value:.3g}" if is_number(value) else num(value)
 
 
 def _signed(value: Any) -> str:
     text = num(value)
-    return f"+{text}" if _is_number(value) and value > 0 else text
-
-
-def _count(value: Any) -> str:
-    return num(value) if value is not None else MISSING
+    return f"+{text}" if is_number(value) and value > 0 else text
 
 
 def _when(value: Any, now: datetime) -> str:
@@ -234,7 +207,7 @@ def header(run: Obj, now: datetime) -> RenderableType:
 def _counts(summary: Obj) -> str:
     keys = ("count", "successful", "failed", "inconclusive", "error", "running")
     names = ("metrics", "successful", "failed", "inconclusive", "error", "running")
-    return " · ".join(f"{n} {_count(summary.get(k))}" for k, n in zip(keys, names, strict=True))
+    return " · ".join(f"{n} {num(summary.get(k))}" for k, n in zip(keys, names, strict=True))
 
 
 def _summary(status: Obj) -> str:
@@ -298,9 +271,9 @@ def metrics_table(run: Obj) -> RenderableType:
     messages: list[Text] = []
     rows = _rows(run)
     for name, metric, result in rows:
-        count = _count(result.get("count"))
+        count = num(result.get("count"))
         limit = metric.get("count")
-        if _is_number(limit) and result:
+        if is_number(limit) and result:
             count = f"{count}/{num(limit)}"
         dry_run = bool(result.get("dryRun")) or name in dry or "*" in dry
         judged = "judge" in metric or "judgement" in result
@@ -309,11 +282,11 @@ def metrics_table(run: Obj) -> RenderableType:
             _name_cell(name, judged=judged, dry_run=dry_run),
             styled(phase, RUN_STYLE),
             count,
-            _count(result.get("successful")),
-            _count(result.get("failed")),
-            _count(result.get("inconclusive")),
-            _count(result.get("error")),
-            _count(result.get("consecutiveError")),
+            num(result.get("successful")),
+            num(result.get("failed")),
+            num(result.get("inconclusive")),
+            num(result.get("error")),
+            num(result.get("consecutiveError")),
             _measurements(maps(result.get("measurements"))),
         )
         if result.get("message"):
@@ -353,7 +326,7 @@ def _interval(judgement: Obj, key: str) -> str:
 
 def _confidence(judgement: Obj) -> str:
     level = judgement.get("confidence")
-    return f"{num(level * 100)}%" if _is_number(level) else num(level)
+    return f"{num(level * 100)}%" if is_number(level) else num(level)
 
 
 def _p(judgement: Obj) -> Text:
@@ -369,7 +342,7 @@ def _p(judgement: Obj) -> Text:
 
 def _effect(judgement: Obj) -> str:
     value = judgement.get("effectSize")
-    if not _is_number(value):
+    if not is_number(value):
         return num(value)
     return f"{num(value)} ({value * 100:+.1f}% of the baseline median)"
 
@@ -495,7 +468,7 @@ def score_panel(run: Obj) -> RenderableType | None:
             table.add_row(
                 str(group.get("name", "?")),
                 num(group.get("weight")),
-                f"{num(share)}%" if _is_number(share) else num(share),
+                f"{num(share)}%" if is_number(share) else num(share),
                 num(group.get("score")),
                 _names(group.get("passed")),
                 _names(group.get("failed")),

@@ -1,18 +1,22 @@
 """The plugin's small pieces, shared by its views (render.py, analysis.py): readers of plain
 dicts that take a field of an unexpected type as absent, times and spans as kubectl prints
-them, the styles of run phases, and the two-column grid of facts the views start with.
+them, numbers as a person reads them, the styles of run phases, and the two-column grid of
+facts the views start with.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from rich.table import Table
 from rich.text import Text
 
 Obj = Mapping[str, Any]
+MISSING = "-"
+"""What a view shows for a value that is not there."""
 
 RUN_STYLE = {
     "Successful": "green",
@@ -86,3 +90,27 @@ def facts() -> Table:
     grid.add_column(style="bold")
     grid.add_column()
     return grid
+
+
+def is_number(value: Any) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def num(value: Any, digits: int = 4) -> str:
+    """A number as a person reads it: integers whole, floats to `digits` significant digits.
+
+    Absent is `-`; a value of an unexpected type is shown as it is rather than dropped.
+    """
+    if value is None:
+        return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        if value.is_integer() and abs(value) < 10**digits:
+            return str(int(value))
+        return f"{value:.{digits}g}"
+    return str(value) if value != "" else MISSING
