@@ -33,9 +33,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from cel_expr_python import cel as _cel
-from cel_expr_python.ext import ext_math, ext_strings
-
 ITERATION_BUDGET = 10_000
 """cel-cpp's comprehension iteration limit per evaluation (fixed by cel-expr-python)."""
 
@@ -82,13 +79,26 @@ def _size_of(value: Any) -> int:
     return len(value)
 
 
+def _runtime() -> Any:
+    """cel-expr-python's module, imported on first use.
+
+    Why not at import: cel-cpp and its two extensions hold about 12 MB of resident memory
+    (libraries and heap), which an operator whose rollouts run no analysis never needs; the
+    first condition compiled pays it once (tests/unit/test_import_footprint.py).
+    """
+    from cel_expr_python import cel
+
+    return cel
+
+
 def _argo_functions() -> list[Any]:
     """Functions Argo Rollouts' condition language offers, so ported conditions keep working.
 
     isNaN/isInf(number), asFloat/asInt(string or number), len(list, map or string). A
     conversion that fails (asFloat("x")) is an evaluation error, hence a measurement Error.
     """
-    t = _cel.Type
+    cel = _runtime()
+    t = cel.Type
     number_types = (("double", t.DOUBLE), ("int", t.INT), ("uint", t.UINT))
     convertible = (*number_types, ("string", t.STRING))
     sized = (
@@ -100,9 +110,9 @@ def _argo_functions() -> list[Any]:
     def overloads(
         name: str, result: Any, params: Iterable[tuple[str, Any]], impl: Callable[[Any], Any]
     ) -> Any:
-        return _cel.FunctionDecl(
+        return cel.FunctionDecl(
             name,
-            [_cel.Overload(f"{name}_{suffix}", result, [p], impl=impl) for suffix, p in params],
+            [cel.Overload(f"{name}_{suffix}", result, [p], impl=impl) for suffix, p in params],
         )
 
     return [
@@ -132,13 +142,26 @@ class Environment:
     ) -> None:
         self.variables = tuple(variables)
         self.limits = limits
-        self._env = _cel.NewEnv(
-            variables=dict.fromkeys(self.variables, _cel.Type.DYN),
-            functions=_argo_functions() if argo_functions else None,
-            extensions=[ext_strings.ExtStrings(), ext_math.ExtMath()] if extensions else None,
-        )
+        self._argo_functions = argo_functions
+        self._extensions = extensions
+        self._env: Any = None  # cel-cpp's environment, built by the first compile
         self._cache: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
+
+    def _compiler(self) -> Any:
+        with self._lock:
+            if self._env is None:
+                cel = _runtime()
+                from cel_expr_python.ext import ext_math, ext_strings
+
+                self._env = cel.NewEnv(
+                    variables=dict.fromkeys(self.variables, cel.Type.DYN),
+                    functions=_argo_functions() if self._argo_functions else None,
+                    extensions=[ext_strings.ExtStrings(), ext_math.ExtMath()]
+                    if self._extensions
+                    else None,
+                )
+            return self._env
 
     def compile(self, expression: str) -> Program:
         """The compiled program for `expression`; compiled once per environment."""
@@ -157,7 +180,7 @@ class Environment:
                 self._cache.move_to_end(expression)
                 return Program(expression, compiled, self)
         try:
-            compiled = self._env.compile(expression)
+            compiled = self._compiler().compile(expression)
         except RuntimeError as exc:
             raise CelError(expression, _clean(str(exc)), "compile") from None
         with self._lock:

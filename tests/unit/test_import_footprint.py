@@ -1,8 +1,9 @@
 """The operator's base memory: what `herdsman run` imports before its first rollout.
 
-SciPy and NumPy (the judge) cost about 80 MB of RSS and boto3 about 25 MB; an operator that
-never runs a judged measurement or a CloudWatch metric must not pay for them (issue 17's memory
-goals). A regression here is a new eager import somewhere on the operator's path. The other
+SciPy and NumPy (the judge) cost about 80 MB of RSS, boto3 about 25 MB, cel-cpp (CEL
+conditions) about 12 MB and lark (Argo's expr conditions) about 4 MB; an operator that never
+runs a judged measurement, a CloudWatch metric or an analysis condition must not pay for them
+(issue 17's memory goals). A regression here is a new eager import somewhere on the operator's path. The other
 half of the base memory is glibc's per-thread malloc arenas, capped at start.
 """
 
@@ -31,7 +32,17 @@ from herdsman.notify.notifier import Notifier
 from herdsman.sharding import Shards
 print(" ".join(sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY})))
 """
-HEAVY = {"numpy", "scipy", "boto3", "botocore", "plotly", "influxdb_client", "apprise"}
+HEAVY = {
+    "numpy",
+    "scipy",
+    "boto3",
+    "botocore",
+    "plotly",
+    "influxdb_client",
+    "apprise",
+    "cel_expr_python",
+    "lark",
+}
 
 
 def loaded(code: str) -> set[str]:
@@ -56,6 +67,20 @@ def test_the_judge_loads_them_when_it_classifies() -> None:
         1,
     )
     assert {"numpy", "scipy"} <= loaded(code)
+
+
+def test_conditions_load_their_languages_when_evaluated() -> None:
+    code = OPERATOR_PATH.replace(
+        "print(",
+        "from herdsman.analysis.conditions import Observation, assess\n"
+        "assert assess(Observation([1.0]), 'result[0] > 0.0', None, language='CEL').phase"
+        " == 'Successful'\n"
+        "assert assess(Observation([1.0]), 'all(result, {# > 0})', None, language='Argo').phase"
+        " == 'Successful'\n"
+        "print(",
+        1,
+    )
+    assert {"cel_expr_python", "lark"} <= loaded(code)
 
 
 def capped(env: dict[str, str]) -> str:

@@ -40,33 +40,21 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Literal
+from typing import Any
 
 from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedInput
 
 from herdsman.analysis import argo_values as go
+from herdsman.analysis.argo_values import ArgoExprError as ArgoExprError
 from herdsman.cel import DEFAULT_LIMITS, CelError, check_input
 
 MAX_LENGTH = 4096
 ITERATION_BUDGET = 10_000
 _CACHE_SIZE = 512
 
-ErrorKind = Literal["compile", "evaluate", "limit", "input"]
-
 ENVIRONMENT = ("result",)
 """The only variable; the rest of Argo's environment is functions."""
-
-
-class ArgoExprError(Exception):
-    """An Argo (expr) condition that could not be compiled or evaluated."""
-
-    def __init__(self, expression: str, reason: str, kind: ErrorKind = "evaluate") -> None:
-        self.expression = expression
-        self.reason = reason
-        self.kind = kind
-        shown = expression if len(expression) <= 120 else expression[:117] + "..."
-        super().__init__(f"expr {kind} error in {shown!r}: {reason}")
 
 
 _GRAMMAR = r"""

@@ -11,7 +11,20 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
+
+ErrorKind = Literal["compile", "evaluate", "limit", "input"]
+
+
+class ArgoExprError(Exception):
+    """An Argo (expr) condition that could not be compiled or evaluated."""
+
+    def __init__(self, expression: str, reason: str, kind: ErrorKind = "evaluate") -> None:
+        self.expression = expression
+        self.reason = reason
+        self.kind = kind
+        shown = expression if len(expression) <= 120 else expression[:117] + "..."
+        super().__init__(f"expr {kind} error in {shown!r}: {reason}")
 
 
 class Fail(Exception):

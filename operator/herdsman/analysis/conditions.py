@@ -41,12 +41,14 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from herdsman.analysis import argo_expr
-from herdsman.analysis.argo_expr import ArgoExprError
+from herdsman.analysis.argo_values import ArgoExprError
 from herdsman.api.analysis import ConditionLanguage, MeasurementPhase
 from herdsman.cel import ANALYSIS, CelError, Environment
+
+if TYPE_CHECKING:
+    from herdsman.analysis.argo_expr import ArgoProgram
 
 Language = Literal["CEL", "Argo"]
 
@@ -121,6 +123,14 @@ def assess(
     return Outcome("Inconclusive", "neither successCondition nor failureCondition is true")
 
 
+def _compile_argo(expression: str) -> ArgoProgram:
+    """Argo's expr, imported on first use: lark and the interpreter hold about 4 MB that an
+    operator whose rollouts run no Argo-language condition never needs."""
+    from herdsman.analysis.argo_expr import compile_expr
+
+    return compile_expr(expression)
+
+
 def language_of(
     expression: str,
     declared: ConditionLanguage | None = None,
@@ -130,13 +140,13 @@ def language_of(
     """The language `expression` is evaluated in; CelError or ArgoExprError when it compiles in
     none (for auto: a CelError giving both reasons)."""
     if declared == "Argo":
-        argo_expr.compile_expr(expression)
+        _compile_argo(expression)
         return "Argo"
     if declared == "CEL":
         environment.compile(expression)
         return "CEL"
     try:
-        argo_expr.compile_expr(expression)
+        _compile_argo(expression)
         return "Argo"
     except ArgoExprError as argo_error:
         try:
@@ -171,7 +181,7 @@ def _holds(
     if not expression:
         return False
     if language_of(expression, declared, environment=environment) == "Argo":
-        return argo_expr.compile_expr(expression).condition(result)
+        return _compile_argo(expression).condition(result)
     value = environment.evaluate(expression, {"result": result})
     if not isinstance(value, bool):
         raise CelError(expression, f"a condition must be true or false, not {value_text(value)}")
