@@ -33,7 +33,7 @@ import kopf
 
 from herdsman import __version__
 from herdsman.api.base import GROUP, VERSION
-from herdsman.cluster.cache import slim, slim_group
+from herdsman.cluster.cache import pack, pack_group
 from herdsman.cluster.experiment_paths import LABEL_EXPERIMENT
 from herdsman.experiments import ExperimentRuntime
 from herdsman.naming import LABEL_ROLLOUT
@@ -110,15 +110,15 @@ async def shutdown(memo: Any, **_: Any) -> None:
 @kopf.index("apps", "v1", "replicasets", labels={LABEL_ROLLOUT: kopf.PRESENT})
 async def server_groups(
     namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
-) -> dict[tuple[str | None, str | None], dict[str, Any]]:
-    return {(namespace, labels.get(LABEL_ROLLOUT)): slim_group(body)}
+) -> dict[tuple[str | None, str | None], str]:
+    return {(namespace, labels.get(LABEL_ROLLOUT)): pack_group(body)}
 
 
 @kopf.index(GROUP, VERSION, "analysisruns", labels={LABEL_ROLLOUT: kopf.PRESENT})
 async def analysis_runs(
     namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
-) -> dict[tuple[str | None, str | None], dict[str, Any]]:
-    return {(namespace, labels.get(LABEL_ROLLOUT)): slim(body)}
+) -> dict[tuple[str | None, str | None], str]:
+    return {(namespace, labels.get(LABEL_ROLLOUT)): pack(body)}
 
 
 def _bind(runtime: Runtime, kwargs: Mapping[str, Any]) -> None:

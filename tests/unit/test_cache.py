@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from herdsman.cluster.cache import LAST_APPLIED, OVERLAY_SECONDS, Cache, slim, slim_group
+from herdsman.cluster.cache import (
+    LAST_APPLIED,
+    OVERLAY_SECONDS,
+    Cache,
+    pack_group,
+    slim,
+    slim_group,
+)
 from herdsman.naming import LABEL_ROLLOUT
 
 pytestmark = pytest.mark.unit
@@ -34,7 +42,12 @@ class Clock:
         return self.now
 
 
-def cache_with(index: dict[Any, list[dict[str, Any]]], clock: Clock) -> Cache:
+def watched(*bodies: dict[str, Any]) -> list[str]:
+    """What the server-group index holds for these bodies (handlers.server_groups)."""
+    return [pack_group(b) for b in bodies]
+
+
+def cache_with(index: dict[Any, list[str]], clock: Clock) -> Cache:
     cache = Cache(clock=clock)
     cache.bind("ReplicaSet", index)
     return cache
@@ -70,20 +83,20 @@ def test_a_server_group_is_kept_without_its_pod_spec_and_the_watch_s_body_is_unt
 
 def test_a_write_shows_until_the_watch_delivers_it_or_newer() -> None:
     clock = Clock()
-    index: dict[Any, list[dict[str, Any]]] = {("shop", "checkout"): [rs("a", 5, 2)]}
+    index: dict[Any, list[str]] = {("shop", "checkout"): watched(rs("a", 5, 2))}
     cache = cache_with(index, clock)
     assert not cache.ready("AnalysisRun")
     cache.note(rs("a", 7, 3))  # our scale-up, the watch still at 5
     cache.note(rs("b", 8, 1))  # our create, not watched yet
     assert sizes(cache.owned("ReplicaSet", "shop", "checkout")) == {"a": 3, "b": 1}
-    index[("shop", "checkout")] = [rs("a", 9, 4), rs("b", 8, 1)]  # someone else wrote after us
+    index[("shop", "checkout")] = watched(rs("a", 9, 4), rs("b", 8, 1))  # another writer, later
     assert sizes(cache.owned("ReplicaSet", "shop", "checkout")) == {"a": 4, "b": 1}
     assert cache._written == {}
 
 
 def test_deleted_and_old_writes_never_come_back() -> None:
     clock = Clock()
-    index: dict[Any, list[dict[str, Any]]] = {}
+    index: dict[Any, list[str]] = {}
     cache = cache_with(index, clock)
     cache.note(rs("a", 7, 3))
     cache.note(rs("b", 8, 1))
@@ -147,7 +160,7 @@ def test_a_write_the_watch_caught_up_with_is_let_go_at_once() -> None:
     """A settled rollout is read again only at its resync, minutes later: the copy of its last
     write must not be held until then."""
     clock = Clock()
-    cache = cache_with({("shop", "checkout"): [rs("a", 5, 2)]}, clock)
+    cache = cache_with({("shop", "checkout"): watched(rs("a", 5, 2))}, clock)
     cache.put_rollout("shop", "checkout", rollout_body(5, "Progressing"))
     cache.note(rollout_body(7, "Healthy"))
     cache.note(rs("a", 8, 3))
@@ -160,3 +173,18 @@ def test_a_write_the_watch_caught_up_with_is_let_go_at_once() -> None:
     assert cache.overlays() == 0
     cache.seen("ReplicaSet", "shop", "other", rs("b", 9, 1))  # nothing held for it: no error
     assert sizes(cache.owned("ReplicaSet", "shop", "checkout")) == {"a": 2}
+
+
+def test_server_group_reads_are_copies_and_what_is_kept_is_the_slim_body() -> None:
+    body = rs("a", 5, 2)
+    (kept,) = watched(body)
+    assert json.loads(kept) == slim_group(body)
+    cache = cache_with({("shop", "checkout"): [kept]}, Clock())
+    (read,) = cache.owned("ReplicaSet", "shop", "checkout")
+    read["spec"]["replicas"] = 9
+    read["metadata"]["labels"].clear()
+    assert cache.owned("ReplicaSet", "shop", "checkout") == [slim_group(body)]
+    cache.note(rs("a", 6, 3))  # a written overlay is handed out as a copy too
+    (written,) = cache.owned("ReplicaSet", "shop", "checkout")
+    written["spec"]["replicas"] = 0
+    assert sizes(cache.owned("ReplicaSet", "shop", "checkout")) == {"a": 3}
