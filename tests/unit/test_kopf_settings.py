@@ -1,0 +1,35 @@
+"""Kopf's settings as herdsman's startup handler leaves them, where a default would cost us.
+
+The memory figure behind the queueing setting comes from `make bench-scale` (README); this
+keeps a later edit of `handlers.configure` from quietly restoring Kopf's default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import kopf
+import pytest
+
+pytestmark = pytest.mark.unit
+
+
+def configured() -> kopf.OperatorSettings:
+    from herdsman import handlers
+
+    settings = kopf.OperatorSettings()
+    memo = kopf.Memo(peering={"name": "p", "priority": 0, "standalone": True})
+    asyncio.run(handlers.configure(settings=settings, memo=memo))
+    return settings
+
+
+def test_a_watched_object_s_worker_goes_soon_after_its_last_event() -> None:
+    default = kopf.OperatorSettings().queueing.idle_timeout
+    settings = configured()
+    # Kopf's 5 s kept a task per Rollout and ReplicaSet alive through a burst (+24 MB settled
+    # at N=1,000); our handlers queue a pass and return, so a worker has nothing to wait for.
+    assert settings.queueing.idle_timeout <= 0.5 < default
+
+
+def test_kopf_posts_no_events_of_its_own() -> None:
+    assert configured().posting.enabled is False
