@@ -33,12 +33,13 @@ Run: N=1000 python tests/bench/bench_scale.py   (make bench-scale N=1000)
 Env: N (default 100), IDLE (seconds at rest, default 60), PHASE_TIMEOUT (seconds per phase),
 SETTLE (seconds between the last Healthy and the rest, default N/50, at least 5),
 PROFILE=path (run the operator under py-spy and write a speedscope profile there),
-MEMORY_PROFILE=path (run it under tracemalloc and write where its memory is there), PATCH=0 (skip
+MEMORY_PROFILE=path (run it under tracemalloc and write where its memory is there; with
+MEMORY_TRACE=0 only the allocators' accounts, at full speed), PATCH=0 (skip
 phase 2: the "idle" run at N=10,000, where only the cost of carrying N settled rollouts is asked).
 
 Memory per rollout: the operator's RSS settled at the end minus its RSS before the first create
 (caches filled, nothing to hold), over N. Each rollout costs its Rollout, its server groups and
-AnalysisRuns in the caches (slimmed: no managedFields), its place in the workqueue
+AnalysisRuns in the caches (slimmed: no managedFields; kept as compact JSON text), its place in the workqueue
 (a key, and a timer when a step waits) and its metric series;
 pods are never cached.
 """
