@@ -39,15 +39,24 @@ ITERATION_BUDGET = 10_000
 ErrorKind = Literal["compile", "evaluate", "limit", "input"]
 
 
-class CelError(Exception):
-    """A CEL expression that could not be compiled or evaluated."""
+class ConditionError(Exception):
+    """An expression that could not be compiled or evaluated, in the language `LANGUAGE` names
+    (CEL here, Argo's expr in herdsman.analysis.argo_values)."""
+
+    LANGUAGE = "condition"
 
     def __init__(self, expression: str, reason: str, kind: ErrorKind = "evaluate") -> None:
         self.expression = expression
         self.reason = reason
         self.kind = kind
         shown = expression if len(expression) <= 120 else expression[:117] + "..."
-        super().__init__(f"CEL {kind} error in {shown!r}: {reason}")
+        super().__init__(f"{self.LANGUAGE} {kind} error in {shown!r}: {reason}")
+
+
+class CelError(ConditionError):
+    """A CEL expression that could not be compiled or evaluated."""
+
+    LANGUAGE = "CEL"
 
 
 @dataclass(frozen=True)

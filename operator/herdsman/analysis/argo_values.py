@@ -11,20 +11,15 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
-ErrorKind = Literal["compile", "evaluate", "limit", "input"]
+from herdsman.cel import ConditionError
 
 
-class ArgoExprError(Exception):
+class ArgoExprError(ConditionError):
     """An Argo (expr) condition that could not be compiled or evaluated."""
 
-    def __init__(self, expression: str, reason: str, kind: ErrorKind = "evaluate") -> None:
-        self.expression = expression
-        self.reason = reason
-        self.kind = kind
-        shown = expression if len(expression) <= 120 else expression[:117] + "..."
-        super().__init__(f"expr {kind} error in {shown!r}: {reason}")
+    LANGUAGE = "expr"
 
 
 class Fail(Exception):

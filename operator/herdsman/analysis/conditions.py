@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from herdsman.analysis.argo_values import ArgoExprError
 from herdsman.api.analysis import ConditionLanguage, MeasurementPhase
-from herdsman.cel import ANALYSIS, CelError, Environment
+from herdsman.cel import ANALYSIS, CelError, ConditionError, Environment
 
 if TYPE_CHECKING:
     from herdsman.analysis.argo_expr import ArgoProgram
@@ -112,7 +112,7 @@ def assess(
         if _holds(environment, failure_condition, observation.result, language):
             return Outcome("Failed", f"failureCondition {failure_condition!r} is true")
         succeeded = _holds(environment, success_condition, observation.result, language)
-    except (CelError, ArgoExprError) as exc:
+    except ConditionError as exc:
         return Outcome("Error", str(exc))
     if succeeded:
         return Outcome("Successful", "")
@@ -168,7 +168,7 @@ def check_condition(
     (None, the reason)."""
     try:
         return language_of(expression, declared), ""
-    except (CelError, ArgoExprError) as exc:
+    except ConditionError as exc:
         return None, exc.reason
 
 
