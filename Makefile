@@ -10,6 +10,7 @@
 #   make chaos         fault injection on the real control plane: kills, API faults, bad metrics, fuzzed manifests
 #   make bench         print the benchmark figures (README performance table)
 #   make bench-scale   N rollouts released at once on one operator (N=100 by default; N=1000 ...)
+#   make bench-floor   the same release as N Deployments, no operator: the control plane's floor
 #   make chart         lint the Helm chart, validate what it renders, lint the Dockerfile
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -112,6 +113,10 @@ N ?= 100
 .PHONY: bench-scale
 bench-scale: deps
 	N=$(N) PATH="$(BIN):$$PATH" $(PY) tests/bench/bench_scale.py
+
+.PHONY: bench-floor
+bench-floor: deps
+	N=$(N) PATH="$(BIN):$$PATH" $(PY) tests/bench/bench_floor.py
 
 # --- demo --------------------------------------------------------------------------------------
 

@@ -34,7 +34,9 @@ Env: N (default 100), IDLE (seconds at rest, default 60), PHASE_TIMEOUT (seconds
 SETTLE (seconds between the last Healthy and the rest, default N/50, at least 5),
 PROFILE=path (run the operator under py-spy and write a speedscope profile there),
 MEMORY_PROFILE=path (run it under tracemalloc and write where its memory is there; with
-MEMORY_TRACE=0 only the allocators' accounts, at full speed), PATCH=0 (skip
+MEMORY_TRACE=0 only the allocators' accounts, at full speed), APISERVER_PROFILE=path (a CPU
+profile of kube-apiserver over the first APISERVER_SECONDS, default 30, of the patch phase, from
+its /debug/pprof: read it with `go tool pprof -top path`), PATCH=0 (skip
 phase 2: the "idle" run at N=10,000, where only the cost of carrying N settled rollouts is asked).
 
 Memory per rollout: the operator's RSS settled at the end minus its RSS before the first create
@@ -52,6 +54,7 @@ import secrets
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -80,6 +83,8 @@ TIMEOUT = float(os.environ.get("PHASE_TIMEOUT", str(max(300.0, N * 0.6))))
 SETTLE = float(os.environ.get("SETTLE", str(max(5.0, N / 50))))
 PATCH = os.environ.get("PATCH", "1") != "0"
 MEMORY_PROFILE = os.environ.get("MEMORY_PROFILE", "")
+APISERVER_PROFILE = os.environ.get("APISERVER_PROFILE", "")
+APISERVER_SECONDS = int(os.environ.get("APISERVER_SECONDS", "30"))
 IMAGE_V2 = "registry.k8s.io/pause:3.10"
 
 NAMESPACES = KPath("", "v1", "namespaces", namespaced=False)
@@ -99,6 +104,52 @@ PODS_PER_NODE = 2000
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def watch_events(stop: threading.Event, fn: Any, *args: Any) -> Any:
+    """Every event of a list-watch, re-watched when the server ends it, until `stop`."""
+    w = watch.Watch()
+    while not stop.is_set():
+        try:
+            yield from w.stream(fn, *args, timeout_seconds=60, _request_timeout=90)
+        except Exception:
+            if stop.is_set():
+                return
+            time.sleep(0.2)
+
+
+TEMPLATE_V2 = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": IMAGE_V2}]}}}}
+
+
+def patch_all(
+    pool: ThreadPoolExecutor, cluster: cluster_mod.Cluster, url: Any, names: list[str]
+) -> dict[str, float]:
+    """Change every template to IMAGE_V2 at once; returns when each patch was sent."""
+    sent: dict[str, float] = {}
+
+    def send(name: str) -> None:
+        sent[name] = time.perf_counter()
+        cluster.rest.patch(url(name), TEMPLATE_V2)
+
+    list(pool.map(send, names))
+    return sent
+
+
+def latencies(what: str, ms: list[float]) -> str:
+    ms = sorted(ms)
+    return (
+        f"{what}: p50 {statistics.median(ms):.0f} ms, p95 {percentile(ms, 0.95):.0f} ms,"
+        f" p99 {percentile(ms, 0.99):.0f} ms, max {ms[-1]:.0f} ms"
+    )
+
+
+def spread(what: str, seconds: list[float]) -> str:
+    """Per release, from its own patch: whether the last ones are a tail or the whole herd."""
+    seconds = sorted(seconds)
+    return (
+        f"{what}: p50 {statistics.median(seconds):.1f} s,"
+        f" p90 {percentile(seconds, 0.9):.1f} s, p99 {percentile(seconds, 0.99):.1f} s"
+    )
+
+
 class Tracker:
     """Watches Rollouts and ReplicaSets; records when each rollout reached what."""
 
@@ -106,6 +157,9 @@ class Tracker:
         self.cluster, self.ns = cluster, ns
         self.lock = threading.Lock()
         self.healthy: dict[str, str] = {}  # rollout -> stable group while Healthy
+        self.healthy_at: dict[
+            str, float
+        ] = {}  # stable group -> when its rollout first turned Healthy
         self.group_seen: dict[str, float] = {}  # group name -> first ADDED
         self.stop = threading.Event()
         self.changed = threading.Condition(self.lock)
@@ -114,15 +168,8 @@ class Tracker:
         threading.Thread(target=self._rollouts, daemon=True).start()
         threading.Thread(target=self._groups, daemon=True).start()
 
-    def _stream(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        w = watch.Watch()
-        while not self.stop.is_set():
-            try:
-                yield from w.stream(fn, *args, timeout_seconds=60, _request_timeout=90, **kwargs)
-            except Exception:
-                if self.stop.is_set():
-                    return
-                time.sleep(0.2)
+    def _stream(self, fn: Any, *args: Any) -> Any:
+        return watch_events(self.stop, fn, *args)
 
     def _rollouts(self) -> None:
         api = CustomObjectsApi(cluster_mod.api_client(self.cluster))
@@ -135,6 +182,7 @@ class Tracker:
             with self.changed:
                 if status.get("phase") == "Healthy":
                     self.healthy[name] = status.get("stableServerGroup", "")
+                    self.healthy_at.setdefault(self.healthy[name], time.perf_counter())
                 else:
                     self.healthy.pop(name, None)
                 self.changed.notify_all()
@@ -403,12 +451,56 @@ def add_pod_room(cluster: cluster_mod.Cluster, pods: int) -> list[str]:
     return names
 
 
+def profile_apiserver(cluster: cluster_mod.Cluster) -> threading.Thread | None:
+    """With APISERVER_PROFILE set, start a CPU profile of kube-apiserver (its /debug/pprof, on
+    by default) in the background: where the API server's share of the 2 cores goes."""
+    if not APISERVER_PROFILE:
+        return None
+    path, seconds = APISERVER_PROFILE, APISERVER_SECONDS
+
+    def run() -> None:
+        result = subprocess.run(
+            [
+                str(cluster.bin_dir / "kubectl"),
+                "--kubeconfig",
+                str(cluster.kubeconfig),
+                "get",
+                "--raw",
+                f"/debug/pprof/profile?seconds={seconds}",
+                f"--request-timeout={seconds + 60}s",
+            ],
+            capture_output=True,
+            timeout=seconds + 90,
+        )
+        if result.returncode == 0:
+            Path(path).write_bytes(result.stdout)
+        else:
+            print(
+                f"kube-apiserver profile failed: {result.stderr.decode()[-500:]}", file=sys.stderr
+            )
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
 def pods_by_phase(cluster: cluster_mod.Cluster, ns: str) -> str:
     phases: dict[str, int] = {}
     for pod in cluster.rest.list(PODS.url(ns), timeout=60.0):
         phase = (pod.get("status") or {}).get("phase", "?")
         phases[phase] = phases.get(phase, 0) + 1
     return ", ".join(f"{n} {p}" for p, n in sorted(phases.items())) or "none"
+
+
+def timed_out(
+    err: TimeoutError, cluster: cluster_mod.Cluster, ns: str, plane: ControlPlane, since: Any
+) -> list[str]:
+    """What a phase that timed out leaves to say: how far it got, and why the rest did not."""
+    return [
+        f"TIMED OUT after {TIMEOUT:.0f} s: {err}",
+        f"pods in the namespace: {pods_by_phase(cluster, ns)}",
+        f"control plane CPU s so far: {plane.spent(since, plane.cpu())}",
+    ]
 
 
 def log_summary(text: str) -> str:
@@ -500,34 +592,32 @@ def main() -> int:
         cp2 = cp3 = plane.cpu()
         m2 = m3 = own.read()
         if PATCH:
-            sent: dict[str, float] = {}
-            patch = {
-                "spec": {"template": {"spec": {"containers": [{"name": "app", "image": IMAGE_V2}]}}}
-            }
-
-            def send(name: str) -> None:
-                sent[name] = time.perf_counter()
-                cluster.rest.patch(ROLLOUTS.url(ns, name), patch)
-
             cpu2 = sampler.cpu()
             cp2 = plane.cpu()
             m2 = own.read()
+            q2 = requests_total(cluster)
+            profiling = profile_apiserver(cluster)
             t2 = time.perf_counter()
-            list(pool.map(send, names))
+            sent = patch_all(pool, cluster, lambda n: ROLLOUTS.url(ns, n), names)
             t3 = tracker.wait_all_healthy(names, 2)
             cpu3 = sampler.cpu()
             cp3 = plane.cpu()
             m3 = own.read()
+            q3 = requests_total(cluster)
+            if profiling is not None:
+                profiling.join()
             with tracker.lock:
                 seen = [(tracker.group_seen[f"{n}-v002"] - sent[n]) * 1000 for n in names]
-            seen.sort()
-            out.append(
-                f"patch -> new server group seen: p50 {statistics.median(seen):.0f} ms,"
-                f" p95 {percentile(seen, 0.95):.0f} ms, p99 {percentile(seen, 0.99):.0f} ms,"
-                f" max {seen[-1]:.0f} ms"
-            )
+                done = [tracker.healthy_at[f"{n}-v002"] - sent[n] for n in names]
+            out.append(latencies("patch -> new server group seen", seen))
             out.append(
                 f"patch -> all Healthy: {t3 - t2:.1f} s (patches sent in {max(sent.values()) - t2:.1f} s)"
+            )
+            out.append(spread("patch -> Healthy, per release", done))
+            # Every client's requests (the ReplicaSet controller's, the scheduler's, KWOK's, the
+            # bench's watches): comparable with bench_floor's figure for Deployments.
+            out.append(
+                f"API requests (all clients), patch: {q3 - q2:.0f} ({(q3 - q2) / N:.1f} per release)"
             )
 
         # Let the last passes finish, and the control plane finish deleting old pods, before the
@@ -588,10 +678,8 @@ def main() -> int:
         )
     except TimeoutError as err:
         failed = True
-        out.append(f"TIMED OUT after {TIMEOUT:.0f} s: {err}")
-        out.append(f"pods in the namespace: {pods_by_phase(cluster, ns)}")
+        out += timed_out(err, cluster, ns, plane, cp0)
         out.append(f"operator CPU so far: {sampler.cpu() - cpu0:.1f} s")
-        out.append(f"control plane CPU s so far: {plane.spent(cp0, plane.cpu())}")
     finally:
         log = op.log()
         out.append(
