@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from herdsman import metrics
 from herdsman.api.experiment import Experiment
 from herdsman.cluster import experiment as cluster
 from herdsman.cluster.analysis import Analysis
@@ -53,6 +54,9 @@ class ExperimentRuntime:
 
     def __post_init__(self) -> None:
         self.queue = WorkQueue(self._handle, workers=self.workers)
+        self.queue.observe_wait = metrics.track_queue(
+            "experiments", self.queue.pending, self.queue.running
+        )
 
     def observed(
         self, namespace: str | None, name: str | None, owner: str | None, *, deleted: bool = False

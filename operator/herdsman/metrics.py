@@ -6,7 +6,7 @@ them, and a test checks each panel's metric against this registry.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +49,27 @@ reconcile_duration = Histogram(
     "Time one reconcile pass takes, by result (ok, conflict, error).",
     ["result"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20),
+    registry=REGISTRY,
+)
+queue_wait = Histogram(
+    "herdsman_workqueue_wait_seconds",
+    "Time a key waited in a workqueue (rollouts, experiments) for a worker, by what woke it"
+    " (spec: its spec changed, served first; status: anything else). High with every worker"
+    " busy: raise --workers; high with workers idle cannot happen.",
+    ["queue", "wake"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+queue_depth = Gauge(
+    "herdsman_workqueue_depth",
+    "Keys waiting for a worker, by workqueue.",
+    ["queue"],
+    registry=REGISTRY,
+)
+queue_busy = Gauge(
+    "herdsman_workqueue_busy_workers",
+    "Passes in flight, by workqueue (at most --workers).",
+    ["queue"],
     registry=REGISTRY,
 )
 api_errors = Counter(
@@ -95,6 +116,21 @@ deadline_expiries = Counter(
     ["call"],
     registry=REGISTRY,
 )
+
+
+def track_queue(
+    name: str, pending: Callable[[], int], running: Callable[[], int]
+) -> Callable[[bool, float], None]:
+    """Export a workqueue's depth and busy workers (read at each scrape, nothing kept), and
+    return what records its keys' waits."""
+    queue_depth.labels(name).set_function(pending)
+    queue_busy.labels(name).set_function(running)
+    spec, status = queue_wait.labels(name, "spec"), queue_wait.labels(name, "status")
+
+    def waited(urgent: bool, seconds: float) -> None:
+        (spec if urgent else status).observe(seconds)
+
+    return waited
 
 
 def serve(port: int, addr: str = "0.0.0.0") -> None:

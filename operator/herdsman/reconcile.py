@@ -90,6 +90,9 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.queue = WorkQueue(self._handle, workers=self.workers)
+        self.queue.observe_wait = metrics.track_queue(
+            "rollouts", self.queue.pending, self.queue.running
+        )
 
     def observed(self, namespace: str, name: str, body: Mapping[str, Any] | None) -> None:
         """The watch delivered the Rollout (None: its deletion): keep it and queue a pass."""

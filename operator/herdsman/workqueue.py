@@ -16,6 +16,9 @@ Here the work is:
   every ReplicaSet status update of every other release;
 - **timers in one heap**: pauses, measurements, back-offs and resyncs are (when, key) entries;
   only a key's earliest timer counts, later ones are dropped when they come up;
+- **observable**: how long keys wait for a worker (by what woke them) goes to `observe_wait`,
+  and `pending()` / `running()` say how deep the queue is and how many workers are busy —
+  what tells a user whether `--workers` or the API server is what a slow release waits on;
 - **gated**: workers take keys only while the gate is open (this replica is the one acting, see
   handlers.py); closing it cancels the passes in flight, as a crash would, and forgets the
   queue, since the watch that refills it is paused too.
@@ -53,10 +56,13 @@ class WorkQueue(Generic[K]):
     handler: Callable[[K], Coroutine[Any, Any, Due]]
     workers: int = 64
     clock: Callable[[], float] = time.monotonic
+    # Called as a worker takes a key: (urgent, seconds it waited since it was queued).
+    observe_wait: Callable[[bool, float], None] | None = None
     # (0: urgent, 1: not; arrival number, key); an entry whose key is no longer in _queued at
     # that priority is stale (served already, or promoted) and skipped.
     _fifo: asyncio.PriorityQueue[tuple[int, int, K]] = field(default_factory=asyncio.PriorityQueue)
     _queued: dict[K, int] = field(default_factory=dict)
+    _since: dict[K, float] = field(default_factory=dict)  # when each queued key was queued
     _running: dict[K, asyncio.Task[Due]] = field(default_factory=dict)
     _again: dict[K, bool] = field(default_factory=dict)  # woken mid-pass -> urgent
     _due: dict[K, float] = field(default_factory=dict)
@@ -76,6 +82,7 @@ class WorkQueue(Generic[K]):
             self._again[key] = urgent or self._again.get(key, False)
         elif self._queued.get(key, 2) > priority:
             self._queued[key] = priority
+            self._since[key] = self.clock()  # a promotion to urgent counts from the promotion
             self._fifo.put_nowait((priority, next(self._seq), key))
 
     def add_after(self, key: K, seconds: float) -> None:
@@ -105,6 +112,10 @@ class WorkQueue(Generic[K]):
         """Keys waiting for a worker."""
         return len(self._queued)
 
+    def running(self) -> int:
+        """Passes in flight (busy workers)."""
+        return len(self._running)
+
     def timers(self) -> int:
         """Keys with a timer set."""
         return len(self._due)
@@ -128,6 +139,7 @@ class WorkQueue(Generic[K]):
         while not self._fifo.empty():
             self._fifo.get_nowait()
         self._queued.clear()
+        self._since.clear()
         self._again.clear()
         self._due.clear()
         self._heap.clear()
@@ -153,8 +165,11 @@ class WorkQueue(Generic[K]):
             if self._queued.get(key) != priority:
                 continue  # stale: served already, or promoted to urgent
             del self._queued[key]
+            since = self._since.pop(key, None)
             if not self._open:
                 continue
+            if self.observe_wait is not None and since is not None:
+                self.observe_wait(priority == 0, self.clock() - since)
             self._due.pop(key, None)  # this pass serves any timer that was set for it
             task = asyncio.create_task(self.handler(key))
             self._running[key] = task

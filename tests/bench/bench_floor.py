@@ -171,15 +171,17 @@ def main() -> int:
         cp2, q2 = plane.cpu(), requests_total(cluster)
         profiling = profile_apiserver(cluster)
         t2 = time.perf_counter()
-        sent = patch_all(pool, cluster, lambda n: DEPLOYMENTS.url(ns, n), names)
+        sent, answered = patch_all(pool, cluster, lambda n: DEPLOYMENTS.url(ns, n), names)
         t3 = tracker.wait_all(names, 2)
         cp3, q3 = plane.cpu(), requests_total(cluster)
         if profiling is not None:
             profiling.join()
         with tracker.changed:
             seen = [(tracker.new_group_seen[n] - sent[n]) * 1000 for n in names]
+            after = [(tracker.new_group_seen[n] - answered[n]) * 1000 for n in names]
             done = [tracker.done_at[(n, 2)] - sent[n] for n in names]
         out.append(latencies("patch -> new ReplicaSet seen", seen))
+        out.append(latencies("  from the patch's answer", after))
         out.append(
             f"patch -> all rolled out: {t3 - t2:.1f} s"
             f" (patches sent in {max(sent.values()) - t2:.1f} s)"

@@ -36,7 +36,8 @@ PROFILE=path (run the operator under py-spy and write a speedscope profile there
 MEMORY_PROFILE=path (run it under tracemalloc and write where its memory is there; with
 MEMORY_TRACE=0 only the allocators' accounts, at full speed), APISERVER_PROFILE=path (a CPU
 profile of kube-apiserver over the first APISERVER_SECONDS, default 30, of the patch phase, from
-its /debug/pprof: read it with `go tool pprof -top path`), PATCH=0 (skip
+its /debug/pprof: read it with `go tool pprof -top path`), WORKERS=n (the operator's
+--workers; not with PROFILE or MEMORY_PROFILE), PATCH=0 (skip
 phase 2: the "idle" run at N=10,000, where only the cost of carrying N settled rollouts is asked).
 
 Memory per rollout: the operator's RSS settled at the end minus its RSS before the first create
@@ -83,6 +84,7 @@ TIMEOUT = float(os.environ.get("PHASE_TIMEOUT", str(max(300.0, N * 0.6))))
 SETTLE = float(os.environ.get("SETTLE", str(max(5.0, N / 50))))
 PATCH = os.environ.get("PATCH", "1") != "0"
 MEMORY_PROFILE = os.environ.get("MEMORY_PROFILE", "")
+WORKERS = os.environ.get("WORKERS", "")  # the operator's --workers (its default when unset)
 APISERVER_PROFILE = os.environ.get("APISERVER_PROFILE", "")
 APISERVER_SECONDS = int(os.environ.get("APISERVER_SECONDS", "30"))
 IMAGE_V2 = "registry.k8s.io/pause:3.10"
@@ -121,16 +123,19 @@ TEMPLATE_V2 = {"spec": {"template": {"spec": {"containers": [{"name": "app", "im
 
 def patch_all(
     pool: ThreadPoolExecutor, cluster: cluster_mod.Cluster, url: Any, names: list[str]
-) -> dict[str, float]:
-    """Change every template to IMAGE_V2 at once; returns when each patch was sent."""
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Change every template to IMAGE_V2 at once; returns when each patch was sent, and when
+    the API server answered it (under load the answer is what the patch itself waited)."""
     sent: dict[str, float] = {}
+    answered: dict[str, float] = {}
 
     def send(name: str) -> None:
         sent[name] = time.perf_counter()
         cluster.rest.patch(url(name), TEMPLATE_V2)
+        answered[name] = time.perf_counter()
 
     list(pool.map(send, names))
-    return sent
+    return sent, answered
 
 
 def latencies(what: str, ms: list[float]) -> str:
@@ -297,6 +302,11 @@ class OwnMetrics:
             text = response.read().decode()
         out: dict[str, float] = {}
         for m in self.SAMPLE.finditer(text):
+            if m["name"].startswith("herdsman_workqueue_wait_seconds"):
+                labels = dict(re.findall(r'(\w+)="([^"]*)"', m["labels"] or ""))
+                if labels.get("queue") == "rollouts":
+                    kind = m["name"].rsplit("_", 1)[1]
+                    out[f"wait {labels['wake']} {kind} {labels.get('le', '')}"] = float(m["v"])
             if m["name"] in (
                 "herdsman_api_requests_total",
                 "herdsman_api_throttled_seconds_total",
@@ -314,6 +324,27 @@ class OwnMetrics:
                 if result and m["name"].endswith("_count"):
                     out[f"passes {result[1]}"] = out.get(f"passes {result[1]}", 0.0) + float(m["v"])
         return out
+
+    @staticmethod
+    def waits(before: dict[str, float], after: dict[str, float]) -> str:
+        """How long wake-ups waited for a worker, by what woke them: the operator's own queue's
+        share of a release's latency (the rest is the API server's and the watches')."""
+        parts = []
+        for wake in ("spec", "status"):
+            count = after.get(f"wait {wake} count ", 0.0) - before.get(f"wait {wake} count ", 0.0)
+            if not count:
+                continue
+            total = after.get(f"wait {wake} sum ", 0.0) - before.get(f"wait {wake} sum ", 0.0)
+            bounds = sorted(
+                (float(k.rsplit(" ", 1)[1]), v - before.get(k, 0.0))
+                for k, v in after.items()
+                if k.startswith(f"wait {wake} bucket ")
+            )
+            p99 = next((le for le, n in bounds if n >= 0.99 * count), float("inf"))
+            parts.append(
+                f"{wake} {count:.0f} waits, mean {total / count * 1000:.0f} ms, p99 <= {p99 * 1000:.0f} ms"
+            )
+        return "; ".join(parts) or "none"
 
     @staticmethod
     def passes(before: dict[str, float], after: dict[str, float]) -> str:
@@ -553,7 +584,7 @@ def main() -> int:
         log_path=tmp / "operator.log",
         env={"KUBECONFIG": str(kubeconfig), "MEMORY_PROFILE": MEMORY_PROFILE},
         command=command,
-        extra_args=["--metrics-port", str(port)],
+        extra_args=["--metrics-port", str(port), *(["--workers", WORKERS] if WORKERS else [])],
     ).start()
     own = OwnMetrics(port)
     sampler = Sampler(operator_pid(op))
@@ -598,7 +629,7 @@ def main() -> int:
             q2 = requests_total(cluster)
             profiling = profile_apiserver(cluster)
             t2 = time.perf_counter()
-            sent = patch_all(pool, cluster, lambda n: ROLLOUTS.url(ns, n), names)
+            sent, answered = patch_all(pool, cluster, lambda n: ROLLOUTS.url(ns, n), names)
             t3 = tracker.wait_all_healthy(names, 2)
             cpu3 = sampler.cpu()
             cp3 = plane.cpu()
@@ -608,8 +639,10 @@ def main() -> int:
                 profiling.join()
             with tracker.lock:
                 seen = [(tracker.group_seen[f"{n}-v002"] - sent[n]) * 1000 for n in names]
+                after = [(tracker.group_seen[f"{n}-v002"] - answered[n]) * 1000 for n in names]
                 done = [tracker.healthy_at[f"{n}-v002"] - sent[n] for n in names]
             out.append(latencies("patch -> new server group seen", seen))
+            out.append(latencies("  from the patch's answer", after))
             out.append(
                 f"patch -> all Healthy: {t3 - t2:.1f} s (patches sent in {max(sent.values()) - t2:.1f} s)"
             )
@@ -660,6 +693,7 @@ def main() -> int:
         out.append(f"control plane CPU s, patch: {plane.spent(cp2, cp3)}")
         out.append(f"operator work, create: {own.passes(m0, m1)}")
         out.append(f"operator work, patch: {own.passes(m2, m3)}")
+        out.append(f"workqueue wait for a worker, patch: {own.waits(m2, m3)}")
         # At rest the passes are the 5-minute resyncs (served from the cache): what the CPU
         # at rest is spent on, and how many fell in this window.
         out.append(f"operator work, rest: {own.passes(m4, m5)}")

@@ -252,3 +252,56 @@ def test_a_spec_the_last_pass_has_not_recorded_is_urgent() -> None:
     assert spec_unseen(body(1, None))  # created, no pass yet
     assert not spec_unseen(body(2, 2))  # a status update of a recorded spec
     assert not spec_unseen({"metadata": {}})
+
+
+def test_each_wait_is_observed_from_the_queueing_by_what_woke_it() -> None:
+    async def scenario() -> None:
+        now = [100.0]
+        waits: list[tuple[bool, float]] = []
+        rec = Recorder()
+        rec.release.clear()
+        queue: WorkQueue[str] = WorkQueue(rec, workers=1, clock=lambda: now[0])
+        queue.observe_wait = lambda urgent, seconds: waits.append((urgent, seconds))
+        queue.add("a")
+        now[0] = 101.0
+        queue.add("b")
+        queue.add("a")  # coalesced: still counted from its first queueing
+        now[0] = 103.0
+        queue.add("c")
+        queue.add("c", urgent=True)  # promoted: counted from the promotion
+        now[0] = 104.0
+        task = asyncio.create_task(queue.run())
+        await settle()
+        assert rec.started == ["c"]
+        assert (queue.pending(), queue.running()) == (2, 1)
+        assert waits == [(True, 1.0)]
+        now[0] = 110.0
+        rec.release.set()
+        await settle()
+        assert rec.started == ["c", "a", "b"]
+        assert waits == [(True, 1.0), (False, 10.0), (False, 9.0)]
+        assert (queue.pending(), queue.running()) == (0, 0)
+        task.cancel()
+
+    run(scenario())
+
+
+def test_a_queue_exports_its_depth_busy_workers_and_waits() -> None:
+    from herdsman import metrics
+
+    depth, busy = [5], [2]
+    waited = metrics.track_queue("test", lambda: depth[0], lambda: busy[0])
+    waited(True, 0.3)
+    waited(False, 7.0)
+
+    def sample(name: str, **labels: str) -> float | None:
+        return metrics.REGISTRY.get_sample_value(name, {"queue": "test", **labels})
+
+    assert sample("herdsman_workqueue_depth") == 5
+    assert sample("herdsman_workqueue_busy_workers") == 2
+    depth[0] = 0  # read at the scrape, not when tracked
+    assert sample("herdsman_workqueue_depth") == 0
+    assert sample("herdsman_workqueue_wait_seconds_count", wake="spec") == 1
+    assert sample("herdsman_workqueue_wait_seconds_bucket", wake="spec", le="0.25") == 0
+    assert sample("herdsman_workqueue_wait_seconds_bucket", wake="spec", le="0.5") == 1
+    assert sample("herdsman_workqueue_wait_seconds_sum", wake="status") == 7.0
