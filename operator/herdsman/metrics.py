@@ -54,8 +54,9 @@ reconcile_duration = Histogram(
 queue_wait = Histogram(
     "herdsman_workqueue_wait_seconds",
     "Time a key waited in a workqueue (rollouts, experiments) for a worker, by what woke it"
-    " (spec: its spec changed, served first; status: anything else). High with every worker"
-    " busy: raise --workers; high with workers idle cannot happen.",
+    " (spec: its spec changed, served first; status: anything else). Long waits while every"
+    " worker is busy: raise --workers, if the API server has room (their passes may be waiting"
+    " on it).",
     ["queue", "wake"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
     registry=REGISTRY,

@@ -12,12 +12,14 @@ Herdsman canary of setWeight 50 on 2 replicas creates and deletes).
 
 Phases, as in bench_scale: create N -> all Available; patch every template at once -> each
 Deployment's new ReplicaSet seen on a watch (p50/p95/p99/max from the patch's send) -> all
-rolled out (observedGeneration current, 2 updated, 2 available, no old pods left). Printed with
-the control plane's CPU seconds per phase and its API requests.
+rolled out (observedGeneration current, 2 updated, 2 available, no old pods left), with the
+spread per Deployment and the new ReplicaSet's latency from the patch's answer too. Printed
+with the control plane's CPU seconds per phase and every client's API requests.
 
 What it does not have that a Herdsman release has: the 5 s pause step, status and Events on a
-custom resource, and a controller outside the API server's process. So it is a floor, not a
-like-for-like rival: a release in bench_scale cannot finish sooner on this machine.
+custom resource, and a controller outside the control plane (a process of its own, in Python).
+So it is a floor, not a like-for-like rival: bench_scale's release is not expected to finish
+sooner on the same machine.
 
 Run: make bench-floor N=1000   (N defaults to 100; PHASE_TIMEOUT, APISERVER_PROFILE and
 APISERVER_SECONDS as in bench_scale)

@@ -2,9 +2,10 @@
 
 A child process imports herdsman.metrics (the operator's own registry, its real metric types
 and label names), fills it the way a release in flight would — phases, steps, weights, ended
-releases, step durations, measurements, scores, cost, reconciles — keeps counting, and serves it
-with `herdsman.metrics.serve`. Prometheus scrapes it every second; then each panel's expression,
-with the dashboard's variables set to "All", must parse and answer with at least one series.
+releases, step durations, measurements, scores, cost, reconciles, the workqueue — keeps
+counting, and serves it with `herdsman.metrics.serve`. Prometheus scrapes it every second; then
+each panel's expression, with the dashboard's variables set to "All", must parse and answer with
+at least one series.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ children = [
     m.retries.labels(call="kubernetes"),
     m.deadline_expiries.labels(call="prometheus"),
 ]
+waited = m.track_queue("rollouts", lambda: 12, lambda: 64)
 m.serve(port, addr="127.0.0.1")
 print("serving", flush=True)
 time.sleep(2.5)  # let Prometheus see every counter at zero before it moves
@@ -80,6 +82,8 @@ while True:
         m.rollout_counters.observe_step("shop", "checkout", kind, seconds + n % 3)
     for result, seconds in (("ok", 0.02), ("conflict", 0.3)):
         m.reconcile_duration.labels(result=result).observe(seconds)
+    waited(True, 0.4)
+    waited(False, 0.05)
     time.sleep(0.5)
 """
 
