@@ -188,3 +188,16 @@ def test_server_group_reads_are_copies_and_what_is_kept_is_the_slim_body() -> No
     (written,) = cache.owned("ReplicaSet", "shop", "checkout")
     written["spec"]["replicas"] = 0
     assert sizes(cache.owned("ReplicaSet", "shop", "checkout")) == {"a": 3}
+
+
+def test_a_write_response_the_watch_already_passed_is_not_kept() -> None:
+    """The watch can deliver a newer version before our write's response comes back: holding
+    the response then would only be an older copy to decode and throw away on the next read."""
+    cache = Cache(clock=Clock())
+    cache.put_rollout("shop", "checkout", rollout_body(9, "Healthy"))
+    cache.note(rollout_body(8, "Paused"))  # our write, answered after the watch moved on
+    assert cache.overlays() == 0
+    assert (cache.rollout("shop", "checkout") or {})["status"]["phase"] == "Healthy"
+    cache.note(rollout_body(10, "Degraded"))  # newer than the watch: kept and read
+    assert cache.overlays() == 1
+    assert (cache.rollout("shop", "checkout") or {})["status"]["phase"] == "Degraded"

@@ -95,7 +95,8 @@ class Cache:
         default_factory=dict
     )
 
-    _live: dict[tuple[str, str], str] = field(default_factory=dict)
+    # (namespace, name) -> (resourceVersion, the Rollout as the watch last delivered it)
+    _live: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
     # (namespace, name) -> (resourceVersion, our last status write's response)
     _own: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
     _fresh: set[tuple[str, str]] = field(default_factory=set)
@@ -113,8 +114,10 @@ class Cache:
         meta = response.get("metadata") or {}
         if response.get("kind") == "Rollout":
             at = (meta.get("namespace", ""), meta.get("name", ""))
-            if at in self._live:
-                self._own[at] = (_version(response), pack(response))
+            live = self._live.get(at)
+            version = _version(response)
+            if live is not None and version > live[0]:  # else the watch is there already
+                self._own[at] = (version, pack(response))
             return
         if response.get("kind") not in KINDS:
             return
@@ -152,9 +155,10 @@ class Cache:
         """The Rollout as the watch just delivered it, kept slim (the watch's own copy is let
         go once its handlers return: this is the only one held)."""
         key = (namespace, name)
-        self._live[key] = pack(body)
+        version = _version(body)
+        self._live[key] = (version, pack(body))
         own = self._own.get(key)
-        if own is not None and _version(body) >= own[0]:
+        if own is not None and version >= own[0]:
             del self._own[key]
 
     def drop_rollout(self, namespace: str, name: str) -> None:
@@ -174,14 +178,15 @@ class Cache:
         if live is None or key in self._fresh:
             self._fresh.discard(key)
             return None
-        body = unpack(live)
+        live_version, text = live
         own = self._own.get(key)
         if own is not None:
+            # Only the newer of the two is decoded.
             version, written = own
-            if version > _version(body):
+            if version > live_version:
                 return unpack(written)
             del self._own[key]
-        return body
+        return unpack(text)
 
     # --- owned objects --------------------------------------------------------------------------
 
