@@ -42,9 +42,9 @@ phase 2: the "idle" run at N=10,000, where only the cost of carrying N settled r
 
 Memory per rollout: the operator's RSS settled at the end minus its RSS before the first create
 (caches filled, nothing to hold), over N. Each rollout costs its Rollout, its server groups and
-AnalysisRuns in the caches (slimmed: no managedFields; kept as compact JSON text), its place in the workqueue
-(a key, and a timer when a step waits) and its metric series;
-pods are never cached.
+AnalysisRuns in the caches (slimmed: no managedFields; kept as compact JSON text), its place in
+the workqueue (a key, and a timer when a step waits) and its metric series; pods are never
+cached.
 """
 
 from __future__ import annotations
@@ -162,9 +162,8 @@ class Tracker:
         self.cluster, self.ns = cluster, ns
         self.lock = threading.Lock()
         self.healthy: dict[str, str] = {}  # rollout -> stable group while Healthy
-        self.healthy_at: dict[
-            str, float
-        ] = {}  # stable group -> when its rollout first turned Healthy
+        # stable group -> when its rollout first turned Healthy
+        self.healthy_at: dict[str, float] = {}
         self.group_seen: dict[str, float] = {}  # group name -> first ADDED
         self.stop = threading.Event()
         self.changed = threading.Condition(self.lock)
@@ -173,13 +172,15 @@ class Tracker:
         threading.Thread(target=self._rollouts, daemon=True).start()
         threading.Thread(target=self._groups, daemon=True).start()
 
-    def _stream(self, fn: Any, *args: Any) -> Any:
-        return watch_events(self.stop, fn, *args)
-
     def _rollouts(self) -> None:
         api = CustomObjectsApi(cluster_mod.api_client(self.cluster))
-        for ev in self._stream(
-            api.list_namespaced_custom_object, "herdsman.dev", "v1alpha1", self.ns, "rollouts"
+        for ev in watch_events(
+            self.stop,
+            api.list_namespaced_custom_object,
+            "herdsman.dev",
+            "v1alpha1",
+            self.ns,
+            "rollouts",
         ):
             obj = ev["raw_object"]
             status = obj.get("status") or {}
@@ -194,7 +195,7 @@ class Tracker:
 
     def _groups(self) -> None:
         api = AppsV1Api(cluster_mod.api_client(self.cluster))
-        for ev in self._stream(api.list_namespaced_replica_set, self.ns):
+        for ev in watch_events(self.stop, api.list_namespaced_replica_set, self.ns):
             at = time.perf_counter()
             name = ev["raw_object"]["metadata"]["name"]
             with self.changed:
