@@ -35,6 +35,19 @@ api_ready() {
   [ -f "$kubeconfig" ] && "$kubectl" --kubeconfig "$kubeconfig" --request-timeout=3s get --raw /readyz >/dev/null 2>&1
 }
 
+# kubectl keeps what an API server serves (discovery) on disk for hours, keyed by the server's
+# address, and every fresh cluster reuses the same address. A cache left by an earlier cluster
+# (say one a test installed Argo Rollouts' CRDs into) would send `kubectl get rollouts` to
+# rollouts.argoproj.io, which this one does not serve: a fresh cluster starts with none.
+forget_discovery() {
+  local server dir
+  server=$("$1" --kubeconfig "$kubeconfig" config view --minify \
+    -o jsonpath='{.clusters[0].cluster.server}' 2>/dev/null) || return 0
+  [ -n "$server" ] || return 0
+  dir="${server#*://}"
+  rm -rf "${KUBECACHEDIR:-$HOME/.kube/cache}/discovery/${dir//:/_}"
+}
+
 up_kwok() {
   local bin; bin="$(bin_dir)"
   if api_ready "$bin/kubectl"; then
@@ -56,6 +69,7 @@ up_kwok() {
       --disable-qps-limits \
       --kubeconfig "$kubeconfig" --wait 90s >"$state/kwokctl.log" 2>&1 ) \
       || { cat "$state/kwokctl.log" >&2; exit 1; }
+    forget_discovery "$bin/kubectl"
   fi
   local have
   have=$("$bin/kubectl" --kubeconfig "$kubeconfig" get nodes --no-headers 2>/dev/null | wc -l)

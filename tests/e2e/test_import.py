@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -240,7 +241,12 @@ def plugin(cluster: Cluster, namespace: str, capsys: pytest.CaptureFixture[str])
 
 
 def test_import_takes_a_live_argo_rollout_over_without_restarting_a_pod(
-    operator: OperatorProcess, rollouts: Rollouts, world: ArgoWorld, plugin: Any
+    operator: OperatorProcess,
+    rollouts: Rollouts,
+    world: ArgoWorld,
+    plugin: Any,
+    cluster: Cluster,
+    tmp_path: Path,
 ) -> None:
     argo = world.lay_out()
     before = {p["metadata"]["uid"] for p in world.pods()}
@@ -275,6 +281,7 @@ def test_import_takes_a_live_argo_rollout_over_without_restarting_a_pod(
         assert argo["metadata"]["uid"] not in {r["uid"] for r in refs}
     assert sets[f"checkout-{STABLE_HASH}"]["spec"]["replicas"] == REPLICAS
     assert world.rest.get(ARGO_ROLLOUTS.url(world.ns, "checkout")) is not None
+    assert_kubectl_names(cluster, world.ns, tmp_path)
     # Services select the same pods through Herdsman's label now.
     for svc in ("checkout", "checkout-canary"):
         selector = world.selector(svc)
@@ -301,6 +308,22 @@ def test_import_takes_a_live_argo_rollout_over_without_restarting_a_pod(
     rollouts.wait_healthy("checkout-v003", timeout=90)
     assert rollouts.sizes()["checkout-v003"] == (REPLICAS, REPLICAS)
     assert not [line for line in operator.errors() if "TooManyRequests" not in line]
+
+
+def assert_kubectl_names(cluster: Cluster, ns: str, cache: Path) -> None:
+    """Both Rollout kinds side by side, as while migrating (the README's warning): kubectl
+    resolves the plain name to Argo's, `hro` and the full name to Herdsman's. A fresh discovery
+    cache, so that what kubectl cached before Argo's CRD came cannot decide."""
+
+    def api_version(resource: str) -> str:
+        return cluster.kubectl(
+            "--cache-dir", str(cache), "-n", ns, "get", resource, "checkout",
+            "-o", "jsonpath={.apiVersion}",
+        )  # fmt: skip
+
+    assert api_version("rollout") == "argoproj.io/v1alpha1"
+    assert api_version("hro") == "herdsman.dev/v1alpha1"
+    assert api_version("rollouts.herdsman.dev") == "herdsman.dev/v1alpha1"
 
 
 def assert_still_argos(world: ArgoWorld) -> None:
