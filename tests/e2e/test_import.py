@@ -10,6 +10,7 @@ them. No Argo controller runs: as the import's documentation asks, it is stopped
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,9 @@ REPLICAS = 4
 
 
 @pytest.fixture(scope="module")
-def argo_crd(cluster: Cluster) -> None:
+def argo_crd(cluster: Cluster) -> Iterator[None]:
+    """Argo's Rollout CRD for this module only: left installed, it would make `rollouts` mean
+    Argo's to kubectl in every later test (see assert_kubectl_names)."""
     crd = corpus_dir() / "crds" / "rollout-crd.yaml"
     cluster.kubectl("apply", "--server-side", "-f", str(crd))
     wait_until(
@@ -52,6 +55,8 @@ def argo_crd(cluster: Cluster) -> None:
         timeout=60,
         what="Argo's Rollout CRD established",
     )
+    yield
+    cluster.kubectl("delete", "crd/rollouts.argoproj.io", "--ignore-not-found", "--timeout=60s")
 
 
 def template(image: str, pod_hash: str | None = None) -> dict[str, Any]:
