@@ -19,7 +19,9 @@ v1=registry.k8s.io/pause:3.9 v2=registry.k8s.io/pause:3.10 v3=registry.k8s.io/pa
 
 say() { printf '\n\033[1;36m==> %s\033[0m\n' "$*"; }
 plugin() { kubectl herdsman -n "$ns" "$@"; }
-phase() { kubectl -n "$ns" get rollout checkout -o jsonpath='{.status.phase} {.status.step} {.status.stableServerGroup}'; }
+# The full name: where Argo Rollouts is installed too (KUBECONFIG may name any cluster), kubectl
+# reads a plain `rollout` as Argo's.
+phase() { kubectl -n "$ns" get rollouts.herdsman.dev checkout -o jsonpath='{.status.phase} {.status.step} {.status.stableServerGroup}'; }
 wait_for() {  # wait_for "<phase> <step> <stable>" prefix, seconds
   local want="$1" limit="${2:-120}" i=0
   until [[ "$(phase)" == "$want"* ]]; do
@@ -142,7 +144,7 @@ wait_for "Degraded" 150
 sleep 1
 plugin status checkout
 plugin analysis --rollout checkout
-kubectl -n "$ns" get rollouts,replicasets
+kubectl -n "$ns" get rollouts.herdsman.dev,replicasets
 
 say "Done. The transitions, as the operator logged them:"
 grep -E ' rev=' "$log" | sed 's/^/    /'
