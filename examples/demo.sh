@@ -119,10 +119,10 @@ log="$state/operator.log"
 python -m herdsman run --standalone --namespace "$ns" --dashboard-port "$dash_port" \
   --dashboard-address 127.0.0.1 >"$log" 2>&1 &
 started $!
-# $! is tail's own pid, so killing it ends grep and sed too (they read to the end); in a plain
-# pipeline it would be sed's, and tail and grep outlived every demo. --pid ends tail with this
-# script should the trap not run.
-tail --pid=$$ -n +1 -f "$log" > >(grep --line-buffered ' rev=' | sed -u 's/^/    [operator] /') &
+# $! is tail's own pid, so the trap's kill ends grep and sed too (they read to the end); after
+# a plain pipeline it would be sed's, and tail and grep outlived every demo. (No --pid: BSD
+# tail, on a Mac running the demo on kind, lacks it.)
+tail -n +1 -f "$log" > >(grep --line-buffered ' rev=' | sed -u 's/^/    [operator] /') &
 tail_pid=$!
 dashboard="http://127.0.0.1:$dash_port/"
 wait_http "${dashboard}api/config"
