@@ -250,6 +250,24 @@ def _kube(
     )
 
 
+def _views(args: argparse.Namespace, kube: Any, runtime: Any, shards: Any) -> Any:
+    """Sharded: each shard's Rollouts are watched only while this replica holds the shard."""
+    from herdsman.cluster.transport import AsyncTransport
+    from herdsman.shard_watch import RolloutViews
+
+    # Watches of their own: each holds a connection for minutes, and must never wait behind
+    # (or take a slot from) the passes' calls.
+    streams = AsyncTransport(
+        kube.transport.configuration, args.shards * max(1, len(args.namespace or ())) + 4
+    )
+    views = RolloutViews(
+        streams, runtime.observed, runtime.forget, namespaces=list(args.namespace or ())
+    )
+    shards.listeners.append(views.start)
+    shards.released.append(views.stop)
+    return views
+
+
 def _shards(args: argparse.Namespace, policy: Any) -> Any:
     """The shard manager when --shards asks for more than one shard, else None."""
     if args.shards <= 1:
@@ -326,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics.TEAM_LABEL = args.cost_team_label
     policy = AccessPolicy.from_env()
     cache = Cache()
+    metrics.rollouts_cached.set_function(cache.rollouts)
     kube = _kube(args, policy, on_write=cache.note)
     analysis = Analysis(kube, policy, hooks=metrics.retry_hooks("analysis"))
     metrics.serve(args.metrics_port)
@@ -360,9 +379,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     experiments = ExperimentRuntime(kube=kube, policy=policy, analysis=analysis)
     shards = _shards(args, policy)
+    views = None
     if shards is not None:
         runtime.shards = experiments.shards = shards
         shards.listeners += [runtime.wake_shard, experiments.wake_shard]
+        views = _views(args, kube, runtime, shards)
         telemetry.REPLICA = args.identity
     # Peering only when asked for: Kopf's auto-detection (peer if the peering CRD exists) would
     # leave the workqueue no way to tell, without a call of its own, whether it may act.
@@ -375,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         runtime=runtime,
         experiments=experiments,
         shards=shards,
+        views=views,
         acting=handlers.Acting() if peered else None,
         peering={
             "name": args.peering,

@@ -38,6 +38,7 @@ from herdsman.cluster.experiment_paths import LABEL_EXPERIMENT
 from herdsman.experiments import ExperimentRuntime
 from herdsman.naming import LABEL_ROLLOUT
 from herdsman.reconcile import Runtime
+from herdsman.shard_watch import RolloutViews, unlabelled_selector
 
 log = logging.getLogger("herdsman.handlers")
 
@@ -71,8 +72,9 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     loop = asyncio.get_running_loop()
     shards = getattr(memo, "shards", None)
     if shards is not None:
-        # Every replica watches every Rollout: Kopf's server-side label selectors are fixed for a
-        # watch stream's life, while shard ownership moves. The gate in each pass decides.
+        # Kopf shows only the Rollouts no shard's own watch selects (shard_watch.py says why);
+        # each shard's watch starts when this replica wins the shard.
+        settings.watching.label_selectors[GROUP, "rollouts"] = unlabelled_selector(shards.shards)
         memo.shard_task = loop.create_task(shards.run())
     peered = getattr(memo, "acting", None) is not None
     runtime: Runtime | None = getattr(memo, "runtime", None)
@@ -92,6 +94,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
 async def shutdown(memo: Any, **_: Any) -> None:
     """Stop the workqueue; a clean stop hands this replica's shards over at once instead of
     after the lease time."""
+    views: RolloutViews | None = getattr(memo, "views", None)
     for name in ("queue_task", "experiments_task", "shard_task"):
         task = getattr(memo, name, None)
         if task is not None:
@@ -101,6 +104,8 @@ async def shutdown(memo: Any, **_: Any) -> None:
     shards = getattr(memo, "shards", None)
     if shards is not None:
         await shards.stop()
+    if views is not None:
+        await views.close()
     runtime: Runtime | None = getattr(memo, "runtime", None)
     if runtime is not None:
         if runtime.applier is not None:
@@ -144,7 +149,12 @@ async def rollout_changed(
 ) -> None:
     runtime = _runtime(memo)
     _bind(runtime, kwargs)
-    runtime.observed(namespace or "default", name, None if type == "DELETED" else body)
+    views: RolloutViews | None = getattr(memo, "views", None)
+    shown = None if type == "DELETED" else body
+    if views is not None:
+        views.unlabelled(namespace or "default", name, shown)
+    else:
+        runtime.observed(namespace or "default", name, shown)
 
 
 @kopf.on.event("apps", "v1", "replicasets", labels={LABEL_ROLLOUT: kopf.PRESENT})
@@ -156,9 +166,10 @@ async def group_changed(
     labels: Mapping[str, str],
     meta: Mapping[str, Any],
     memo: Any,
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
     runtime = _runtime(memo)
+    _bind(runtime, kwargs)  # sharded, Kopf may show no Rollout to bind the indexes at
     if runtime.cache is not None:
         if type == "DELETED":
             runtime.cache.forget("ReplicaSet", namespace or "", labels.get(LABEL_ROLLOUT), name)
@@ -183,9 +194,10 @@ async def run_changed(
     labels: Mapping[str, str],
     meta: Mapping[str, Any],
     memo: Any,
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
     runtime = _runtime(memo)
+    _bind(runtime, kwargs)
     if runtime.cache is not None:
         if type == "DELETED":
             runtime.cache.forget("AnalysisRun", namespace or "", labels.get(LABEL_ROLLOUT), name)

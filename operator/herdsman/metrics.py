@@ -93,6 +93,13 @@ events_dropped = Counter(
     " up); the Rollout's status still records every transition.",
     registry=REGISTRY,
 )
+rollouts_cached = Gauge(
+    "herdsman_rollouts_cached",
+    "Rollouts this replica holds in its watch-fed cache. Sharded, only those of the shards it"
+    " holds (and any not yet labelled with their shard): the figure that should fall as"
+    " replicas are added.",
+    registry=REGISTRY,
+)
 events_queued = Gauge(
     "herdsman_events_queued",
     "Kubernetes Events announced and waiting to be sent: a backlog after a burst of releases"

@@ -105,6 +105,19 @@ class Runtime:
         self._known.add(key)
         self.queue.add(key, urgent=body is not None and spec_unseen(body))
 
+    def forget(self, namespace: str, name: str) -> None:
+        """This replica no longer sees the Rollout (it gave up its shard): no passes, no cache,
+        no gauges here; the shard's new holder lists it."""
+        key = (namespace, name)
+        self._known.discard(key)
+        self._failures.pop(key, None)
+        if key in self._acted:
+            self._acted.discard(key)
+            metrics.forget(namespace, name)
+        if self.cache is not None:
+            self.cache.drop_rollout(namespace, name)
+        self.queue.forget(key)
+
     def wake(self, namespace: str | None, name: str | None) -> None:
         """Something a Rollout depends on changed: queue a pass (coalesced with any queued)."""
         if namespace and name and (namespace, name) in self._known:
@@ -177,7 +190,9 @@ class Runtime:
             self._note_workload(namespace, name, None)
             return GONE
         if self.shards is not None:
-            await self._record_shard(namespace, name, body, deadline)
+            # The labelled Rollout, so that this pass's status write carries its newer
+            # resourceVersion rather than losing a race with our own label write.
+            body = await self._record_shard(namespace, name, body, deadline)
         if ANNOTATION_IMPORTING in ((body.get("metadata") or {}).get("annotations") or {}):
             # `kubectl herdsman import` is still handing the ReplicaSets over: hold off, or this
             # pass would find no server group and start one. Removing the mark wakes us.
@@ -238,14 +253,43 @@ class Runtime:
         return due
 
     async def _record_shard(
-        self, namespace: str, name: str, body: Mapping[str, Any], deadline: Deadline
-    ) -> None:
-        """Label the Rollout with its shard (only a record; the hash decides) once, by its owner."""
+        self, namespace: str, name: str, body: dict[str, Any], deadline: Deadline
+    ) -> dict[str, Any]:
+        """Label the Rollout with its shard once, by its owner: the hash decides who acts, the
+        label who sees it (shard_watch.py). Returns the Rollout as it is now."""
         assert self.shards is not None
         shard = str(self.shards.shard_of(namespace, name))
         if ((body.get("metadata") or {}).get("labels") or {}).get(LABEL_SHARD) != shard:
             patch = {"metadata": {"labels": {LABEL_SHARD: shard}}}
-            await self.kube.patch(ROLLOUTS.url(namespace, name), patch, deadline=deadline)
+            written = await self.kube.patch(ROLLOUTS.url(namespace, name), patch, deadline=deadline)
+            if isinstance(written, dict) and written.get("metadata"):
+                return written
+        return body
+
+    async def _relabel_stale(self, namespace: str, name: str) -> None:
+        """A Rollout labelled for a shard this replica holds but hashed to another (the shard
+        count changed): only this replica sees it, so this replica moves its label to where
+        the hash's owner watches."""
+        if self.shards is None or self.cache is None:
+            return
+        label = self.cache.labels(namespace, name).get(LABEL_SHARD, "")
+        right = self.shards.shard_of(namespace, name)
+        if not label.isdigit() or int(label) == right:
+            return
+        with self.shards.acting(int(label)) as until:
+            if until is None:
+                return
+            patch = {"metadata": {"labels": {LABEL_SHARD: str(right)}}}
+            try:
+                await self.kube.patch(
+                    ROLLOUTS.url(namespace, name), patch, deadline=self._deadline()
+                )
+            except (KubeError, TimeoutError, ConnectionError) as err:
+                log.warning(
+                    "%s/%s: could not relabel it for shard %d: %s", namespace, name, right, err
+                )
+                return
+            log.info("%s/%s: relabelled from shard %s to %d", namespace, name, label, right)
 
     async def _handle(self, key: tuple[str, str]) -> Due:
         """The workqueue's handler: one pass (if this replica may act on the Rollout now), and
@@ -265,6 +309,13 @@ class Runtime:
             if key in self._acted:
                 self._acted.discard(key)
                 metrics.forget(namespace, name)  # its owner exports them now
+            if self.cache is not None and not self.cache.has_rollout(namespace, name):
+                # No view of ours shows it (labelled into another replica's shard, or
+                # deleted): nothing to wait for here. A view that shows it again queues it.
+                self._known.discard(key)
+                self._failures.pop(key, None)
+                return DONE
+            await self._relabel_stale(namespace, name)
             return RESYNC_SECONDS
         if isinstance(due, Gone):
             self._known.discard(key)

@@ -170,6 +170,8 @@ class Shards:
     wall: Callable[[], datetime] = lambda: datetime.now(UTC)
     # Told the shard each time this replica acquires one (the runtimes wake its Rollouts).
     listeners: list[Callable[[int], None]] = field(default_factory=list)
+    # Told the shard each time this replica gives one up or loses it (its watch stops).
+    released: list[Callable[[int], None]] = field(default_factory=list)
     held: dict[int, Held] = field(default_factory=dict)
     _seen: dict[str, tuple[tuple[Any, ...], float]] = field(default_factory=dict)
     _in_flight: dict[int, int] = field(default_factory=dict)
@@ -432,6 +434,7 @@ class Shards:
         # Logged before the write: whoever takes the shard next logs its acquisition after it.
         log.info("shard %d released %s by %s%s", shard, why, self.identity, detail)
         del self.held[shard]
+        self._notify_released(shard)
         spec = {k: v for k, v in (body.get("spec") or {}).items() if k != "holderIdentity"}
         meta = {**(body.get("metadata") or {}), "resourceVersion": held.version}
         with contextlib.suppress(Conflict, KubeError, TimeoutError, ConnectionError):
@@ -441,6 +444,7 @@ class Shards:
     def _lose(self, shard: int, why: str) -> None:
         if self.held.pop(shard, None) is not None:
             log.warning("shard %d lost by %s: %s", shard, self.identity, why)
+            self._notify_released(shard)
 
     async def _forget(self, name: str) -> None:
         with contextlib.suppress(KubeError, TimeoutError, ConnectionError):
@@ -449,6 +453,10 @@ class Shards:
 
     def _notify(self, shard: int) -> None:
         for listener in self.listeners:
+            listener(shard)
+
+    def _notify_released(self, shard: int) -> None:
+        for listener in self.released:
             listener(shard)
 
 

@@ -32,7 +32,9 @@ and why (pods Pending, the operator's warnings), instead of only a traceback.
 Run: N=1000 python tests/bench/bench_scale.py   (make bench-scale N=1000)
 Env: N (default 100), IDLE (seconds at rest, default 60), PHASE_TIMEOUT (seconds per phase),
 SETTLE (seconds between the last Healthy and the rest, default N/50, at least 5),
-PROFILE=path (run the operator under py-spy and write a speedscope profile there),
+REPLICAS=r (r operators, sharded: SHARDS=2r
+by default; the figures are then summed over them, and each one's RSS and cached Rollouts are
+printed too), PROFILE=path (run the operator under py-spy and write a speedscope profile there),
 MEMORY_PROFILE=path (run it under tracemalloc and write where its memory is there; with
 MEMORY_TRACE=0 only the allocators' accounts, at full speed), APISERVER_PROFILE=path (a CPU
 profile of kube-apiserver over the first APISERVER_SECONDS, default 30, of the patch phase, from
@@ -76,6 +78,7 @@ from harness.operator import OperatorProcess
 from harness.rollouts import rollout
 from herdsman.cluster.kube import PODS, ROLLOUTS
 from herdsman.cluster.kube import Path as KPath
+from herdsman.sharding import LABEL_LEASE_ROLE
 
 N = int(os.environ.get("N", "100"))
 IDLE = float(os.environ.get("IDLE", "60"))
@@ -87,6 +90,9 @@ MEMORY_PROFILE = os.environ.get("MEMORY_PROFILE", "")
 WORKERS = os.environ.get("WORKERS", "")  # the operator's --workers (its default when unset)
 APISERVER_PROFILE = os.environ.get("APISERVER_PROFILE", "")
 APISERVER_SECONDS = int(os.environ.get("APISERVER_SECONDS", "30"))
+# Sharded: REPLICAS operators, each acting on (and watching) its share of SHARDS shards.
+REPLICAS = int(os.environ.get("REPLICAS", "1"))
+SHARDS = int(os.environ.get("SHARDS", str(2 * REPLICAS if REPLICAS > 1 else 0)))
 IMAGE_V2 = "registry.k8s.io/pause:3.10"
 
 NAMESPACES = KPath("", "v1", "namespaces", namespaced=False)
@@ -101,6 +107,7 @@ DISPATCHED = re.compile(
 TOTAL = re.compile(r"^apiserver_request_total\{[^}]*\} (?P<n>\S+)$", re.M)
 BACKGROUND = float(os.environ.get("BACKGROUND", "20"))
 NODES = KPath("", "v1", "nodes", namespaced=False)
+LEASES = KPath("coordination.k8s.io", "v1", "leases")
 PODS_PER_ROLLOUT = 4  # stable 2 + canary 1 at setWeight 50, + 1 while the canary grows to 2
 PODS_PER_NODE = 2000
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -244,6 +251,29 @@ class Sampler:
             time.sleep(0.25)
 
 
+class Samplers:
+    """Several operators' Samplers as one: CPU and RSS summed (peaks summed too: an upper
+    bound, as the replicas need not peak together)."""
+
+    def __init__(self, each: list[Sampler]) -> None:
+        self.each = each
+        self.pid = each[0].pid
+
+    @property
+    def peak(self) -> int:
+        return sum(s.peak for s in self.each)
+
+    def rss(self) -> int:
+        return sum(s.rss() for s in self.each)
+
+    def cpu(self) -> float:
+        return sum(s.cpu() for s in self.each)
+
+    def halt(self) -> None:
+        for s in self.each:
+            s.stop.set()
+
+
 class ControlPlane:
     """CPU seconds of the local control plane's processes (this worktree's cluster only): where
     the time goes when the operator is not the busy one."""
@@ -370,6 +400,44 @@ class OwnMetrics:
             f" ({throttled:.1f} s waited for the rate limit in all): {breakdown};"
             f" {dropped:.0f} Events dropped"
         )
+
+
+class SummedMetrics(OwnMetrics):
+    """Several operators' own metrics, each figure summed over them."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self.each = [OwnMetrics(port) for port in ports]
+
+    def read(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for metrics in self.each:
+            for key, value in metrics.read().items():
+                out[key] = out.get(key, 0.0) + value
+        return out
+
+
+def cached_rollouts(port: int) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=120) as response:
+        found = re.search(r"^herdsman_rollouts_cached (\S+)$", response.read().decode(), re.M)
+    return int(float(found[1])) if found else -1
+
+
+def wait_shards_split(cluster: cluster_mod.Cluster, ns: str) -> None:
+    """Until every shard's Lease is held and the replicas hold their shares."""
+    end = time.monotonic() + 120
+    share = -(-SHARDS // REPLICAS)
+    while time.monotonic() < end:
+        items = cluster.rest.get(LEASES.url(ns)) or {}
+        holders = [
+            (item.get("spec") or {}).get("holderIdentity")
+            for item in items.get("items") or []
+            if (item["metadata"].get("labels") or {}).get(LABEL_LEASE_ROLE) == "shard"
+        ]
+        counts = [holders.count(f"bench-{i}") for i in range(REPLICAS)]
+        if len(holders) == SHARDS and all(holders) and max(counts) <= share:
+            return
+        time.sleep(1.0)
+    raise RuntimeError("the shards never split between the replicas")
 
 
 def operator_pid(proc: OperatorProcess) -> int:
@@ -579,16 +647,33 @@ def main() -> int:
             sys.executable, str(Path(__file__).with_name("memory_profile.py")),
             "run", "--standalone", "--namespace", ns, "--metrics-port", str(port),
         ]  # fmt: skip
-    op = OperatorProcess(
-        cluster=cluster,
-        namespaces=[ns],
-        log_path=tmp / "operator.log",
-        env={"KUBECONFIG": str(kubeconfig), "MEMORY_PROFILE": MEMORY_PROFILE},
-        command=command,
-        extra_args=["--metrics-port", str(port), *(["--workers", WORKERS] if WORKERS else [])],
-    ).start()
-    own = OwnMetrics(port)
-    sampler = Sampler(operator_pid(op))
+    if REPLICAS > 1 and (PROFILE or MEMORY_PROFILE):
+        raise SystemExit("PROFILE and MEMORY_PROFILE take one operator (REPLICAS=1)")
+    ports = [port] + [free_port() for _ in range(REPLICAS - 1)]
+    ops: list[OperatorProcess] = []
+    for i, each_port in enumerate(ports):
+        sharded = (
+            ["--shards", str(SHARDS), "--lease-namespace", ns, "--identity", f"bench-{i}"]
+            if REPLICAS > 1
+            else []
+        )
+        ops.append(
+            OperatorProcess(
+                cluster=cluster,
+                namespaces=[ns],
+                log_path=tmp / f"operator{'' if i == 0 else i}.log",
+                env={"KUBECONFIG": str(kubeconfig), "MEMORY_PROFILE": MEMORY_PROFILE},
+                command=command,
+                extra_args=[
+                    "--metrics-port", str(each_port), *sharded,
+                    *(["--workers", WORKERS] if WORKERS else []),
+                ],
+            ).start()
+        )  # fmt: skip
+    if REPLICAS > 1:
+        wait_shards_split(cluster, ns)
+    own = SummedMetrics(ports)
+    sampler = Samplers([Sampler(operator_pid(o)) for o in ops])
     plane = ControlPlane(Path(__file__).resolve().parents[2] / ".cluster")
     tracker = Tracker(cluster, ns)
     tracker.start()
@@ -686,6 +771,13 @@ def main() -> int:
             f" (before the first create {rss0 / 2**20:.0f} MB:"
             f" {(settled - rss0) / N / 1024:.1f} KiB per rollout)"
         )
+        if REPLICAS > 1:
+            out.append(f"{REPLICAS} replicas, {SHARDS} shards; figures summed over them")
+            for i, (one, each_port) in enumerate(zip(sampler.each, ports, strict=True)):
+                out.append(
+                    f"  replica bench-{i}: RSS peak {one.peak / 2**20:.0f} MB, settled"
+                    f" {one.rss() / 2**20:.0f} MB, {cached_rollouts(each_port)} Rollouts cached"
+                )
         out.append(
             f"operator CPU: create {cpu1 - cpu0:.1f} s, patch {cpu3 - cpu2:.1f} s,"
             f" rest {cpu5 - cpu4:.1f} s over {IDLE:.0f} s"
@@ -716,19 +808,20 @@ def main() -> int:
         out += timed_out(err, cluster, ns, plane, cp0)
         out.append(f"operator CPU so far: {sampler.cpu() - cpu0:.1f} s")
     finally:
-        log = op.log()
+        log = "".join(o.log() for o in ops)
         out.append(
             f"operator log: {log.count('gave up')} 'gave up', {log.count('reconcile failed')}"
-            f" 'reconcile failed', {len(op.errors())} errors"
+            f" 'reconcile failed', {sum(len(o.errors()) for o in ops)} errors"
         )
         out.append("operator warnings by kind:\n" + log_summary(log))
         tracker.stop.set()
-        sampler.stop.set()
+        sampler.halt()
         if PROFILE:
             # py-spy writes its profile when the profiled process exits, not when it is killed.
             os.kill(sampler.pid, signal.SIGTERM)
             time.sleep(3.0)
-        op.stop()
+        for o in ops:
+            o.stop()
         pool.shutdown()
         cluster.rest.delete(FLOW_SCHEMAS.url(None, flow))
         cluster.rest.delete(BINDINGS.url(None, flow))
@@ -739,7 +832,9 @@ def main() -> int:
     print(f"N={N} rollouts (canary, 2 replicas, setWeight 50 + pause 5s, replica ratio)")
     for line in out:
         print("  " + line)
-    print(f"  (operator log: {tmp / 'operator.log'})")
+    print(
+        f"  (operator log: {tmp / 'operator.log'}{' and the others beside it' if REPLICAS > 1 else ''})"
+    )
     return 1 if failed else 0
 
 

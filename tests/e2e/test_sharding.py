@@ -9,6 +9,8 @@ What is checked, from the cluster and from the operators' own logs:
 - a killed replica's shards move to the others within the lease time (plus a renew interval
   and a margin) and its Rollouts, killed mid-canary, finish on them;
 - a replica that joins gets its share as the others release theirs, mid-rollout;
+- each replica sees only its own shards' Rollouts (its `herdsman_rollouts_cached` gauge counts
+  those of the shards it holds, never all of them), after a kill and after a join too;
 - no Rollout was acted on by two replicas at once: every transition a replica logged falls in
   one of its ownership intervals of the Rollout's shard (from its "shard N acquired by" to its
   "released"/"lost" line, or to its death), and no two replicas' intervals of a shard overlap.
@@ -20,6 +22,7 @@ import functools
 import itertools
 import re
 import time
+import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -78,6 +81,27 @@ def holders(replicas: ChartReplicas) -> dict[int, str | None]:
     return found
 
 
+def cached(process: OperatorProcess) -> int:
+    """The replica's `herdsman_rollouts_cached` gauge: the Rollouts its watches show it."""
+    assert process.command is not None
+    (port,) = [a.split("=", 1)[1] for a in process.command if a.startswith("--metrics-port=")]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    (value,) = re.findall(r"^herdsman_rollouts_cached (\S+)$", text, re.MULTILINE)
+    return int(float(value))
+
+
+def wait_views(processes: dict[str, OperatorProcess], shards_each: dict[str, int]) -> None:
+    """Each replica caches the Rollouts of the shards it holds, and only those."""
+    want = {name: count * PER_SHARD for name, count in shards_each.items()}
+    wait_until(
+        lambda: {name: cached(p) for name, p in processes.items()} == want,
+        timeout=20,
+        what=f"each replica to see only its shards' Rollouts ({want})",
+        describe=lambda: str({name: cached(p) for name, p in processes.items()}),
+    )
+
+
 def wait_split(replicas: ChartReplicas, expected: dict[str, int], timeout: float) -> None:
     wait_until(
         lambda: (
@@ -103,8 +127,10 @@ def spread(namespace: str) -> list[str]:
     return sorted(n for found in names.values() for n in found)
 
 
-def wait_all_healthy(rollouts: Rollouts, revision: str, timeout: float) -> None:
-    names = spread(rollouts.ns)
+def wait_all_healthy(
+    rollouts: Rollouts, revision: str, timeout: float, names: list[str] | None = None
+) -> None:
+    names = names or spread(rollouts.ns)
 
     def healthy() -> list[str]:
         return [
@@ -275,6 +301,7 @@ def test_three_sharded_replicas_share_the_rollouts_survive_a_kill_and_rebalance_
     for name in names:  # the owner records each Rollout's shard as a label
         labels = rollouts.get(name)["metadata"].get("labels") or {}
         assert labels.get(LABEL_SHARD) == str(shard_of(namespace, name, SHARDS))
+    wait_views({"a": a, "b": b, "c": c}, {"a": 2, "b": 2, "c": 2})
     assert {t.replica for p in (a, b, c) for t in p.transitions()} == {
         "herdsman-pod-a",
         "herdsman-pod-b",
@@ -304,6 +331,7 @@ def test_three_sharded_replicas_share_the_rollouts_survive_a_kill_and_rebalance_
     assert takeover <= LEASE + 2 * RENEW + 4
     assert Counter(moved.values()) == {"herdsman-pod-b": 3, "herdsman-pod-c": 3}
     wait_all_healthy(rollouts, "v002", timeout=90)
+    wait_views({"b": b, "c": c}, {"b": 3, "c": 3})
     for name in of_a:
         # The line follows the status write the wait above saw by a few milliseconds.
         finished = wait_until(
@@ -319,6 +347,7 @@ def test_three_sharded_replicas_share_the_rollouts_survive_a_kill_and_rebalance_
     d = replicas.start("herdsman-pod-d")
     wait_split(replicas, {"herdsman-pod-b": 2, "herdsman-pod-c": 2, "herdsman-pod-d": 2}, 30)
     wait_all_healthy(rollouts, "v003", timeout=90)
+    wait_views({"b": b, "c": c, "d": d}, {"b": 2, "c": 2, "d": 2})
     released = [
         line for p in (b, c) for line in p.log().splitlines() if "released for rebalancing" in line
     ]
@@ -339,3 +368,48 @@ def test_three_sharded_replicas_share_the_rollouts_survive_a_kill_and_rebalance_
     for process in processes:
         assert not process.errors(), process.errors()
     print(f"whole scenario: {time.monotonic() - started:.0f}s")
+
+
+def test_rollouts_labelled_for_no_shard_or_the_wrong_one_reach_their_owner_and_finish(
+    rollouts: Rollouts, replicas: ChartReplicas, namespace: str
+) -> None:
+    """Each replica watches only its shards' labels, so a Rollout whose label names no shard
+    (from another shard count: 99) or the wrong one (the count changed from 3 to 6) must still
+    reach the replica its hash names. The first comes through the watch of unlabelled
+    Rollouts, which every replica has; the second only through its label's shard, whose holder
+    moves the label."""
+    a, b = (replicas.start(f"herdsman-pod-{n}") for n in "ab")
+    wait_split(replicas, {"herdsman-pod-a": 3, "herdsman-pod-b": 3}, 30)
+    names = spread(namespace)[:4]
+    owner = holders(replicas)
+
+    def elsewhere(name: str) -> str:
+        """A shard held by the replica that does not own `name`'s hash."""
+        mine = owner[shard_of(namespace, name, SHARDS)]
+        return str(next(s for s in range(SHARDS) if owner[s] != mine))
+
+    wrong = {name: "99" if i % 2 else elsewhere(name) for i, name in enumerate(names)}
+    for name, label in wrong.items():
+        manifest = rollout(name, replicas=2, steps=STEPS)
+        manifest["metadata"].setdefault("labels", {})[LABEL_SHARD] = label
+        rollouts.create(manifest)
+    wait_all_healthy(rollouts, "v001", timeout=60, names=names)
+    for name in names:
+        labels = rollouts.get(name)["metadata"].get("labels") or {}
+        assert labels.get(LABEL_SHARD) == str(shard_of(namespace, name, SHARDS)), name
+    # Only the holder of a wrong label's shard sees that Rollout: it moves the label.
+    assert holders(replicas) == owner
+    moved = {name for name, label in wrong.items() if label != "99"}
+    relabelled = {
+        m[1] for p in (a, b) for m in re.finditer(r"/(\S+): relabelled from shard", p.log())
+    }
+    assert relabelled == moved
+    assert wait_until(
+        lambda: cached(a) + cached(b) == len(names),
+        timeout=20,
+        what="each Rollout to be cached by its owner only",
+        describe=lambda: f"a={cached(a)} b={cached(b)}",
+    )
+    check_no_double_action(namespace, [a, b], {})
+    for process in (a, b):
+        assert not process.errors(), process.errors()

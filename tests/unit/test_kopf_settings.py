@@ -33,3 +33,26 @@ def test_a_watched_object_s_worker_goes_soon_after_its_last_event() -> None:
 
 def test_kopf_posts_no_events_of_its_own() -> None:
     assert configured().posting.enabled is False
+
+
+def test_sharded_kopf_watches_only_the_rollouts_no_shard_s_own_watch_selects() -> None:
+    from herdsman import handlers
+
+    class Shards:
+        shards = 4
+
+        async def run(self) -> None:
+            return None
+
+    settings = kopf.OperatorSettings()
+    memo = kopf.Memo(peering={"name": "p", "priority": 0, "standalone": True}, shards=Shards())
+
+    async def configure() -> None:
+        await handlers.configure(settings=settings, memo=memo)
+        await memo.shard_task
+
+    asyncio.run(configure())
+    selectors = dict(settings.watching.label_selectors)
+    assert list(selectors.values()) == ["herdsman.dev/shard notin (0,1,2,3)"]
+    # Unsharded, Kopf watches every Rollout.
+    assert not dict(configured().watching.label_selectors)

@@ -424,3 +424,52 @@ def test_no_call_of_a_pass_outlives_the_ownership_of_its_shard() -> None:
     finally:
         _UNTIL.reset(token)
     assert capped(deadline).when == deadline.when  # not sharded: the pass's own budget
+
+
+def test_a_replica_watches_exactly_the_shards_it_holds_through_joins_takeovers_and_stops() -> None:
+    """The listeners start a shard's watch (shard_watch.py) and `released` stops it: a replica
+    must watch every shard it may act on, and let go of every shard it gave up or lost."""
+
+    async def scenario() -> None:
+        store, clock = MemoryLeases(), FakeTime()
+        watched: dict[str, set[int]] = {}
+
+        def join(name: str) -> Shards:
+            r = replica(store, clock, name, 6)
+            watched[name] = set()
+            r.listeners.append(watched[name].add)
+            r.released.append(watched[name].discard)
+            return r
+
+        def check(live: list[Shards]) -> None:
+            for r in live:
+                assert {s for s in range(6) if r.owns(s)} <= watched[r.identity], r.identity
+                assert watched[r.identity] == set(r.held), r.identity
+
+        a, b = join("a"), join("b")
+        for _ in range(12):
+            for r in (a, b):
+                await r.tick()
+                check([a, b])
+            clock.advance(RENEW)
+        c = join("c")
+        for _ in range(12):
+            for r in (a, b, c):
+                await r.tick()
+                check([a, b, c])
+            clock.advance(RENEW)
+        assert {len(watched[n]) for n in "abc"} == {2}
+        # a is partitioned away long enough for b and c to take its shards, then comes back.
+        theirs = set(watched["a"])
+        for _ in range(int(3 * LEASE / RENEW)):
+            for r in (b, c):
+                await r.tick()
+            clock.advance(RENEW)
+        assert all(b.owns(s) or c.owns(s) for s in theirs)
+        await a.tick()  # finds its Leases held by others: lost, and no longer watched
+        assert not watched["a"] & theirs
+        check([a, b, c])
+        await b.stop()
+        assert watched["b"] == set()
+
+    run(scenario())

@@ -161,6 +161,20 @@ class Cache:
         if own is not None and version >= own[0]:
             del self._own[key]
 
+    def rollouts(self) -> int:
+        return len(self._live)
+
+    def has_rollout(self, namespace: str, name: str) -> bool:
+        """Whether a watch shows this replica the Rollout (sharded: one of its shards does)."""
+        return (namespace, name) in self._live
+
+    def labels(self, namespace: str, name: str) -> Mapping[str, str]:
+        """The Rollout's labels as the watch last showed them ({} when it shows none)."""
+        live = self._live.get((namespace, name))
+        if live is None:
+            return {}
+        return dict((unpack(live[1]).get("metadata") or {}).get("labels") or {})
+
     def drop_rollout(self, namespace: str, name: str) -> None:
         self._live.pop((namespace, name), None)
         self._own.pop((namespace, name), None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+from collections.abc import AsyncGenerator
 from typing import Any, Protocol
 
 import aiohttp
@@ -121,6 +122,44 @@ class AsyncTransport:
             raise TimeoutError(f"{method} {path}: no answer within {seconds:.2f}s") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise ConnectionError(f"{method} {path}: {exc}") from exc
+
+    async def lines(
+        self, path: str, query: dict[str, str], read_seconds: float
+    ) -> AsyncGenerator[bytes, None]:
+        """A watch: the response's lines as they come, until the server ends it. Raises
+        TimeoutError when nothing (not even a bookmark) arrives for `read_seconds`, and
+        ConnectionError for a refused request or a broken connection."""
+        url = self.configuration.host.rstrip("/") + path
+        timeout = aiohttp.ClientTimeout(total=None, connect=30.0, sock_read=read_seconds)
+        try:
+            async with self.session().get(
+                url,
+                params=query,
+                headers=self.headers("application/json"),
+                timeout=timeout,
+                proxy=self.configuration.proxy or None,
+            ) as response:
+                if response.status == 410:
+                    # A watch from a compacted version: said as the watch itself would say it.
+                    yield b'{"type": "ERROR", "object": {"code": 410}}'
+                    return
+                if response.status >= 400:
+                    text = (await response.read())[:200].decode(errors="replace")
+                    raise ConnectionError(f"watch {path}: {response.status} {text}")
+                # Split by hand: aiohttp's line reader refuses lines over 128 KiB, and one
+                # Rollout with a large template can be that long.
+                buffer = b""
+                async for chunk in response.content.iter_any():
+                    buffer += chunk
+                    *complete, buffer = buffer.split(b"\n")
+                    for line in complete:
+                        yield line
+                if buffer.strip():
+                    yield buffer
+        except TimeoutError as exc:
+            raise TimeoutError(f"watch {path}: silent for {read_seconds:.0f}s") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ConnectionError(f"watch {path}: {exc}") from exc
 
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:

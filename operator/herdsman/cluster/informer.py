@@ -1,0 +1,184 @@
+"""One list-then-watch of a collection under a label selector, kept up until cancelled.
+
+Why our own and not Kopf's: Kopf fixes a resource's label selector for the life of its watch
+stream and resumes a broken stream from its last resourceVersion, never from a new list. A
+sharded replica's set of shards moves (a replica dies, one joins), and a shard it has just won
+holds Rollouts that will not change for hours: only a fresh list shows them. So each shard a
+replica holds gets one of these, started when the shard's Lease is won and cancelled when it is
+given up (shard_watch.py).
+
+What it promises its consumer (`on_event(type, body)`, type ADDED, MODIFIED or DELETED):
+- every object the selector matches is delivered after the first list, before any watch event;
+- an object that stops matching (its label changed) or is deleted is delivered as DELETED;
+- after a broken stream it resumes from the last resourceVersion seen (bookmarks included);
+  when the server has compacted that version away (410), it lists again and delivers DELETED
+  for whatever the new list lacks, so the consumer never keeps a ghost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncGenerator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+log = logging.getLogger("herdsman.informer")
+
+PAGE = 500  # items per list page: bounded memory when a shard holds thousands
+SERVER_TIMEOUT = 300  # seconds a watch request lasts before the server ends it (then resumed)
+BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)  # after failures in a row; reset by a good list or event
+
+
+class Expired(Exception):
+    """The server no longer has the resourceVersion we asked to resume from (410 Gone)."""
+
+
+class StreamTransport(Protocol):
+    async def call(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str] | None,
+        body: Any,
+        content_type: str,
+        seconds: float,
+    ) -> tuple[int, str, bytes, dict[str, str]]: ...
+
+    def lines(
+        self, path: str, query: dict[str, str], read_seconds: float
+    ) -> AsyncGenerator[bytes, None]: ...
+
+    async def close(self) -> None: ...
+
+
+Key = tuple[str, str]
+
+
+def key_of(body: Mapping[str, Any]) -> Key:
+    meta = body.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+@dataclass
+class Informer:
+    transport: StreamTransport
+    path: str  # the collection, e.g. /apis/herdsman.dev/v1alpha1/rollouts
+    selector: str
+    on_event: Callable[[str, dict[str, Any]], None]
+    api_version: str = ""  # set on listed items, which come without it
+    kind: str = ""
+    timeout: float = 30.0  # one list page's deadline
+    known: dict[Key, dict[str, Any]] = field(default_factory=dict)  # key -> last body (slim)
+    _version: str = ""
+    _failures: int = 0
+
+    async def run(self) -> None:
+        """List, then watch, forever; cancel the task to stop (nothing is delivered after)."""
+        listed = False
+        while True:
+            try:
+                if not listed:
+                    await self._list()
+                    listed = True
+                await self._watch()
+            except Expired:
+                log.info("watch of %s (%s) expired; listing again", self.path, self.selector)
+                listed = False
+                continue
+            except Exception as err:
+                # Whatever it was, the watch must come back: a shard whose watch ended would
+                # leave its Rollouts unseen for as long as this replica holds it.
+                self._failures += 1
+                pause = BACKOFF[min(self._failures, len(BACKOFF)) - 1]
+                expected = isinstance(err, (TimeoutError, ConnectionError, ValueError))
+                log.log(
+                    logging.WARNING if expected else logging.ERROR,
+                    "watch of %s (%s) failed (%s); again in %.1fs",
+                    self.path,
+                    self.selector,
+                    err,
+                    pause,
+                    exc_info=not expected,
+                )
+                await asyncio.sleep(pause)
+
+    async def _list(self) -> None:
+        seen: set[Key] = set()
+        query = {"labelSelector": self.selector, "limit": str(PAGE)}
+        while True:
+            status, reason, data, _ = await self.transport.call(
+                "GET", self.path, query, None, "application/json", self.timeout
+            )
+            if status == 410:
+                query.pop("continue", None)  # the list's snapshot expired between pages
+                seen.clear()
+                continue
+            if status >= 400:
+                raise ConnectionError(f"list {self.path}: {status} {reason}")
+            page = json.loads(data)
+            for item in page.get("items") or []:
+                item.setdefault("apiVersion", self.api_version)
+                item.setdefault("kind", self.kind)
+                seen.add(key_of(item))
+                self._deliver("ADDED" if key_of(item) not in self.known else "MODIFIED", item)
+            meta = page.get("metadata") or {}
+            if not meta.get("continue"):
+                self._version = str(meta.get("resourceVersion") or "")
+                break
+            query["continue"] = str(meta["continue"])
+        for gone in [k for k in self.known if k not in seen]:
+            self._deliver("DELETED", self.known[gone])
+        self._failures = 0
+
+    async def _watch(self) -> None:
+        query = {
+            "watch": "true",
+            "labelSelector": self.selector,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(SERVER_TIMEOUT),
+            "resourceVersion": self._version,
+        }
+        # A watch that says nothing for a whole server timeout (bookmarks come every minute or
+        # so) is a dead connection, not a quiet one.
+        stream = self.transport.lines(self.path, query, SERVER_TIMEOUT + 60)
+        async with contextlib.aclosing(stream):  # cancelled: the connection closes now
+            async for line in stream:
+                self._line(line)
+
+    def _line(self, line: bytes) -> None:
+        if not line.strip():
+            return
+        event = json.loads(line)
+        kind, body = event.get("type"), event.get("object") or {}
+        if kind == "ERROR":
+            if body.get("code") == 410:
+                raise Expired()
+            raise ConnectionError(f"watch {self.path}: {body.get('message')}")
+        version = (body.get("metadata") or {}).get("resourceVersion")
+        if version:
+            self._version = str(version)
+        if kind in ("ADDED", "MODIFIED", "DELETED"):
+            self._deliver(str(kind), body)
+        self._failures = 0
+
+    def _deliver(self, kind: str, body: dict[str, Any]) -> None:
+        key = key_of(body)
+        if kind == "DELETED":
+            self.known.pop(key, None)
+        else:
+            # Only the key's presence matters here (a DELETED after a re-list needs a body to
+            # name it): keep the identity, not the whole object, twice in memory.
+            meta = body.get("metadata") or {}
+            self.known[key] = {
+                "apiVersion": body.get("apiVersion", self.api_version),
+                "kind": body.get("kind", self.kind),
+                "metadata": {"namespace": meta.get("namespace"), "name": meta.get("name")},
+            }
+        try:
+            self.on_event(kind, body)
+        except Exception:
+            # A consumer's bug must not end the watch (the next event would never come).
+            log.exception("handling a %s event of %s/%s failed", kind, *key)
