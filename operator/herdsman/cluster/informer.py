@@ -71,7 +71,9 @@ class Informer:
     api_version: str = ""  # set on listed items, which come without it
     kind: str = ""
     timeout: float = 30.0  # one list page's deadline
-    known: dict[Key, dict[str, Any]] = field(default_factory=dict)  # key -> last body (slim)
+    # What the watch shows now, by key only: a re-list's DELETED needs no more than the name,
+    # and the consumer holds the objects (never kept twice).
+    known: set[Key] = field(default_factory=set)
     _version: str = ""
     _failures: int = 0
 
@@ -129,8 +131,9 @@ class Informer:
                 self._version = str(meta.get("resourceVersion") or "")
                 break
             query["continue"] = str(meta["continue"])
-        for gone in [k for k in self.known if k not in seen]:
-            self._deliver("DELETED", self.known[gone])
+        for namespace, name in [k for k in self.known if k not in seen]:
+            gone = {"metadata": {"namespace": namespace, "name": name}}
+            self._deliver("DELETED", {"apiVersion": self.api_version, "kind": self.kind, **gone})
         self._failures = 0
 
     async def _watch(self) -> None:
@@ -167,16 +170,9 @@ class Informer:
     def _deliver(self, kind: str, body: dict[str, Any]) -> None:
         key = key_of(body)
         if kind == "DELETED":
-            self.known.pop(key, None)
+            self.known.discard(key)
         else:
-            # Only the key's presence matters here (a DELETED after a re-list needs a body to
-            # name it): keep the identity, not the whole object, twice in memory.
-            meta = body.get("metadata") or {}
-            self.known[key] = {
-                "apiVersion": body.get("apiVersion", self.api_version),
-                "kind": body.get("kind", self.kind),
-                "metadata": {"namespace": meta.get("namespace"), "name": meta.get("name")},
-            }
+            self.known.add(key)
         try:
             self.on_event(kind, body)
         except Exception:
