@@ -52,7 +52,34 @@ def test_sharded_kopf_watches_only_the_rollouts_no_shard_s_own_watch_selects() -
         await memo.shard_task
 
     asyncio.run(configure())
-    selectors = dict(settings.watching.label_selectors)
-    assert list(selectors.values()) == ["herdsman.dev/shard notin (0,1,2,3)"]
+    selectors = {key.any_name: value for key, value in settings.watching.label_selectors.items()}
+    assert selectors["rollouts"] == "herdsman.dev/shard notin (0,1,2,3)"
     # Unsharded, Kopf watches every Rollout.
-    assert not dict(configured().watching.label_selectors)
+    assert "rollouts" not in {key.any_name for key in configured().watching.label_selectors}
+
+
+def test_kopf_is_sent_only_our_own_replicasets_and_ours_carry_the_label() -> None:
+    """The watch selects on the managed-by label server-side, so every ReplicaSet the operator
+    creates must carry it (an Experiment's and an imported one's do too: their e2e tests would
+    stall without it)."""
+    from sim import Sim, manifest
+
+    from herdsman.cluster.apply import replica_set
+    from herdsman.engine.world import NewGroup
+    from herdsman.naming import LABEL_MANAGED, MANAGED_BY
+
+    selectors = {
+        key.any_name: value for key, value in configured().watching.label_selectors.items()
+    }
+    assert selectors["replicasets"] == f"{LABEL_MANAGED}={MANAGED_BY}"
+    rollout = Sim.of(manifest()).rollout
+    group = NewGroup(
+        name="checkout-v001",
+        revision=1,
+        pod_hash="abc",
+        kind="release",
+        replicas=1,
+        template=rollout.spec.pod_template,
+    )
+    body = replica_set(rollout, group, rollout.spec.pod_template)
+    assert body["metadata"]["labels"][LABEL_MANAGED] == MANAGED_BY
