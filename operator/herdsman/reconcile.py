@@ -106,8 +106,8 @@ class Runtime:
         self.queue.add(key, urgent=body is not None and spec_unseen(body))
 
     def forget(self, namespace: str, name: str) -> None:
-        """This replica no longer sees the Rollout (it gave up its shard): no passes, no cache,
-        no gauges here; the shard's new holder lists it."""
+        """This replica is done with the Rollout (deleted, or no watch of ours shows it any
+        more): no passes, no cache, no gauges here."""
         key = (namespace, name)
         self._known.discard(key)
         self._failures.pop(key, None)
@@ -312,17 +312,12 @@ class Runtime:
             if self.cache is not None and not self.cache.has_rollout(namespace, name):
                 # No view of ours shows it (labelled into another replica's shard, or
                 # deleted): nothing to wait for here. A view that shows it again queues it.
-                self._known.discard(key)
-                self._failures.pop(key, None)
+                self.forget(namespace, name)
                 return DONE
             await self._relabel_stale(namespace, name)
             return RESYNC_SECONDS
         if isinstance(due, Gone):
-            self._known.discard(key)
-            self._acted.discard(key)
-            self._failures.pop(key, None)
-            if self.cache is not None:
-                self.cache.drop_rollout(namespace, name)
+            self.forget(namespace, name)
             return DONE
         return RESYNC_SECONDS if due is None else min(due, RESYNC_SECONDS)
 

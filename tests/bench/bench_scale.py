@@ -345,6 +345,7 @@ class OwnMetrics:
                 "herdsman_events_queued",
                 "herdsman_reconcile_duration_seconds_count",
                 "herdsman_reconcile_duration_seconds_sum",
+                "herdsman_rollouts_cached",
             ):
                 out[m["name"]] = out.get(m["name"], 0.0) + float(m["v"])
                 labels = dict(re.findall(r'(\w+)="([^"]*)"', m["labels"] or ""))
@@ -414,12 +415,6 @@ class SummedMetrics(OwnMetrics):
             for key, value in metrics.read().items():
                 out[key] = out.get(key, 0.0) + value
         return out
-
-
-def cached_rollouts(port: int) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=120) as response:
-        found = re.search(r"^herdsman_rollouts_cached (\S+)$", response.read().decode(), re.M)
-    return int(float(found[1])) if found else -1
 
 
 def wait_shards_split(cluster: cluster_mod.Cluster, ns: str) -> None:
@@ -773,10 +768,11 @@ def main() -> int:
         )
         if REPLICAS > 1:
             out.append(f"{REPLICAS} replicas, {SHARDS} shards; figures summed over them")
-            for i, (one, each_port) in enumerate(zip(sampler.each, ports, strict=True)):
+            for i, (one, metrics) in enumerate(zip(sampler.each, own.each, strict=True)):
+                cached = metrics.read().get("herdsman_rollouts_cached", -1)
                 out.append(
                     f"  replica bench-{i}: RSS peak {one.peak / 2**20:.0f} MB, settled"
-                    f" {one.rss() / 2**20:.0f} MB, {cached_rollouts(each_port)} Rollouts cached"
+                    f" {one.rss() / 2**20:.0f} MB, {cached:.0f} Rollouts cached"
                 )
         out.append(
             f"operator CPU: create {cpu1 - cpu0:.1f} s, patch {cpu3 - cpu2:.1f} s,"

@@ -124,8 +124,9 @@ class Informer:
             for item in page.get("items") or []:
                 item.setdefault("apiVersion", self.api_version)
                 item.setdefault("kind", self.kind)
-                seen.add(key_of(item))
-                self._deliver("ADDED" if key_of(item) not in self.known else "MODIFIED", item)
+                key = key_of(item)
+                seen.add(key)
+                self._deliver("MODIFIED" if key in self.known else "ADDED", item)
             meta = page.get("metadata") or {}
             if not meta.get("continue"):
                 self._version = str(meta.get("resourceVersion") or "")

@@ -92,6 +92,26 @@ class AsyncTransport:
             headers["Authorization"] = auth.encode()
         return headers
 
+    def _send(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str] | None,
+        data: bytes | None,
+        content_type: str,
+        timeout: aiohttp.ClientTimeout,
+    ) -> Any:
+        """One request to the API server with our credentials (the response's context)."""
+        return self.session().request(
+            method,
+            self.configuration.host.rstrip("/") + path,
+            params=query,
+            data=data,
+            headers=self.headers(content_type),
+            timeout=timeout,
+            proxy=self.configuration.proxy or None,
+        )
+
     async def call(
         self,
         method: str,
@@ -104,17 +124,10 @@ class AsyncTransport:
         """(status, reason, body bytes, headers) of one request given `seconds` in all (connect,
         send, answer); raises TimeoutError or ConnectionError on transport failures, which the
         retry layer knows how to treat."""
-        url = self.configuration.host.rstrip("/") + path
         data = None if body is None else json.dumps(body).encode()
         try:
-            async with self.session().request(
-                method,
-                url,
-                params=query,
-                data=data,
-                headers=self.headers(content_type),
-                timeout=aiohttp.ClientTimeout(total=seconds),
-                proxy=self.configuration.proxy or None,
+            async with self._send(
+                method, path, query, data, content_type, aiohttp.ClientTimeout(total=seconds)
             ) as response:
                 payload = await response.read()
                 return response.status, response.reason or "", payload, dict(response.headers)
@@ -129,15 +142,10 @@ class AsyncTransport:
         """A watch: the response's lines as they come, until the server ends it. Raises
         TimeoutError when nothing (not even a bookmark) arrives for `read_seconds`, and
         ConnectionError for a refused request or a broken connection."""
-        url = self.configuration.host.rstrip("/") + path
         timeout = aiohttp.ClientTimeout(total=None, connect=30.0, sock_read=read_seconds)
         try:
-            async with self.session().get(
-                url,
-                params=query,
-                headers=self.headers("application/json"),
-                timeout=timeout,
-                proxy=self.configuration.proxy or None,
+            async with self._send(
+                "GET", path, query, None, "application/json", timeout
             ) as response:
                 if response.status == 410:
                     # A watch from a compacted version: said as the watch itself would say it.
