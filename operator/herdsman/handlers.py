@@ -36,7 +36,7 @@ from herdsman.api.base import GROUP, VERSION
 from herdsman.cluster.cache import pack, pack_group
 from herdsman.cluster.experiment_paths import LABEL_EXPERIMENT
 from herdsman.experiments import ExperimentRuntime
-from herdsman.naming import LABEL_MANAGED, LABEL_ROLLOUT, MANAGED_BY, owner_name
+from herdsman.naming import LABEL_MANAGED, LABEL_ROLLOUT, MANAGED_BY
 from herdsman.reconcile import Runtime
 from herdsman.shard_watch import RolloutViews, unlabelled_selector
 
@@ -79,15 +79,6 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
         # Kopf shows only the Rollouts no shard's own watch selects (shard_watch.py says why);
         # each shard's watch starts when this replica wins the shard.
         settings.watching.label_selectors[GROUP, "rollouts"] = unlabelled_selector(shards.shards)
-        # A Rollout's groups and runs come through the replica's own views too (only its
-        # shards' and the unlabelled); Kopf is left the Experiments' (shard_watch.py).
-        settings.watching.label_selectors["apps", "replicasets"] = (
-            f"{LABEL_MANAGED}={MANAGED_BY},{LABEL_EXPERIMENT}"
-        )
-        settings.watching.label_selectors[GROUP, "analysisruns"] = LABEL_EXPERIMENT
-        views: RolloutViews | None = getattr(memo, "views", None)
-        if views is not None:
-            views.start_owned()
         memo.shard_task = loop.create_task(shards.run())
     peered = getattr(memo, "acting", None) is not None
     runtime: Runtime | None = getattr(memo, "runtime", None)
@@ -146,8 +137,7 @@ async def analysis_runs(
 
 
 def _bind(runtime: Runtime, kwargs: Mapping[str, Any]) -> None:
-    # Sharded, the cache is bound to the replica's own indexes from the start (__main__).
-    if runtime.cache is not None and not runtime.cache.bound("ReplicaSet"):
+    if runtime.cache is not None and not runtime.cache.ready("ReplicaSet"):
         runtime.cache.bind("ReplicaSet", kwargs["server_groups"])
         runtime.cache.bind("AnalysisRun", kwargs["analysis_runs"])
 
@@ -172,10 +162,25 @@ async def rollout_changed(
 
 
 @kopf.on.event("apps", "v1", "replicasets", labels={LABEL_ROLLOUT: kopf.PRESENT})
-async def group_changed(body: kopf.Body, type: str | None, memo: Any, **kwargs: Any) -> None:
+async def group_changed(
+    namespace: str | None,
+    name: str,
+    body: kopf.Body,
+    type: str | None,
+    labels: Mapping[str, str],
+    meta: Mapping[str, Any],
+    memo: Any,
+    **kwargs: Any,
+) -> None:
     runtime = _runtime(memo)
-    _bind(runtime, kwargs)
-    runtime.owned_changed("ReplicaSet", type or "", body)
+    _bind(runtime, kwargs)  # sharded, Kopf may show no Rollout to bind the indexes at
+    if runtime.cache is not None:
+        if type == "DELETED":
+            runtime.cache.forget("ReplicaSet", namespace or "", labels.get(LABEL_ROLLOUT), name)
+        else:
+            runtime.cache.seen("ReplicaSet", namespace or "", labels.get(LABEL_ROLLOUT, ""), body)
+    # The owner, not the label: a long rollout name is only a label_value() of itself there.
+    runtime.wake(namespace, _owner(meta, "Rollout") or labels.get(LABEL_ROLLOUT))
 
 
 @kopf.on.event("apps", "v1", "deployments")
@@ -185,10 +190,25 @@ async def workload_changed(namespace: str | None, name: str | None, memo: Any, *
 
 
 @kopf.on.event(GROUP, VERSION, "analysisruns", labels={LABEL_ROLLOUT: kopf.PRESENT})
-async def run_changed(body: kopf.Body, type: str | None, memo: Any, **kwargs: Any) -> None:
+async def run_changed(
+    namespace: str | None,
+    name: str,
+    body: kopf.Body,
+    type: str | None,
+    labels: Mapping[str, str],
+    meta: Mapping[str, Any],
+    memo: Any,
+    **kwargs: Any,
+) -> None:
     runtime = _runtime(memo)
     _bind(runtime, kwargs)
-    runtime.owned_changed("AnalysisRun", type or "", body)
+    if runtime.cache is not None:
+        if type == "DELETED":
+            runtime.cache.forget("AnalysisRun", namespace or "", labels.get(LABEL_ROLLOUT), name)
+        else:
+            runtime.cache.seen("AnalysisRun", namespace or "", labels.get(LABEL_ROLLOUT, ""), body)
+    # The owner, not the label: a long rollout name is only a label_value() of itself there.
+    runtime.wake(namespace, _owner(meta, "Rollout") or labels.get(LABEL_ROLLOUT))
 
 
 # --- Experiments: the same shape, a workqueue of their own --------------------------------------
@@ -197,6 +217,11 @@ async def run_changed(body: kopf.Body, type: str | None, memo: Any, **kwargs: An
 def _experiments(memo: Any) -> ExperimentRuntime | None:
     runtime: ExperimentRuntime | None = getattr(memo, "experiments", None)
     return runtime
+
+
+def _owner(meta: Mapping[str, Any], kind: str) -> str | None:
+    refs = meta.get("ownerReferences") or []
+    return next((r.get("name") for r in refs if r.get("kind") == kind), None)
 
 
 @kopf.on.event(GROUP, VERSION, "experiments")
@@ -210,9 +235,9 @@ async def experiment_changed(
 ) -> None:
     runtime = _experiments(memo)
     if runtime is not None:
-        runtime.observed(namespace, name, owner_name(meta, "Rollout"), deleted=type == "DELETED")
+        runtime.observed(namespace, name, _owner(meta, "Rollout"), deleted=type == "DELETED")
     # A Rollout waiting on its experiment step learns the verdict at once.
-    _runtime(memo).wake(namespace, owner_name(meta, "Rollout"))
+    _runtime(memo).wake(namespace, _owner(meta, "Rollout"))
 
 
 @kopf.on.event("apps", "v1", "replicasets", labels={LABEL_EXPERIMENT: kopf.PRESENT})
@@ -221,7 +246,7 @@ async def experiment_group_changed(
 ) -> None:
     runtime = _experiments(memo)
     if runtime is not None:
-        runtime.wake(namespace, owner_name(meta, "Experiment"))
+        runtime.wake(namespace, _owner(meta, "Experiment"))
 
 
 @kopf.on.event(GROUP, VERSION, "analysisruns", labels={LABEL_EXPERIMENT: kopf.PRESENT})
@@ -230,7 +255,7 @@ async def experiment_run_changed(
 ) -> None:
     runtime = _experiments(memo)
     if runtime is not None:
-        runtime.wake(namespace, owner_name(meta, "Experiment"))
+        runtime.wake(namespace, _owner(meta, "Experiment"))
 
 
 # --- whether this replica acts (peering) --------------------------------------------------------
