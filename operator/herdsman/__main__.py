@@ -252,19 +252,45 @@ def _kube(
 
 def _views(args: argparse.Namespace, kube: Any, runtime: Any, shards: Any) -> Any:
     """Sharded: each shard's Rollouts are watched only while this replica holds the shard."""
+    from herdsman.cluster.cache import pack, pack_group
+    from herdsman.cluster.kube import ANALYSIS_RUNS, REPLICA_SETS
+    from herdsman.cluster.owned_index import OwnedIndex
     from herdsman.cluster.transport import AsyncTransport
-    from herdsman.shard_watch import RolloutViews
+    from herdsman.shard_watch import OwnedKind, RolloutViews
+    from herdsman.sharding import LABEL_OWNER_SHARD, owner_shard
 
     # Watches of their own: each holds a connection for minutes, and must never wait behind
     # (or take a slot from) the passes' calls.
-    streams = AsyncTransport(
-        kube.transport.configuration, args.shards * max(1, len(args.namespace or ())) + 4
-    )
+    # Per shard: its Rollouts, groups and runs; and the unlabelled groups and runs.
+    watches = (3 * args.shards + 2) * max(1, len(args.namespace or ()))
+    streams = AsyncTransport(kube.transport.configuration, watches + 4)
+    owned = [
+        OwnedKind(kind, path, OwnedIndex(pack), runtime.owned_changed)
+        for kind, path, pack in (
+            ("ReplicaSet", REPLICA_SETS, pack_group),
+            ("AnalysisRun", ANALYSIS_RUNS, pack),
+        )
+    ]
     views = RolloutViews(
-        streams, runtime.observed, runtime.forget, namespaces=list(args.namespace or ())
+        streams,
+        runtime.observed,
+        runtime.forget,
+        namespaces=list(args.namespace or ()),
+        shards=args.shards,
+        owned=owned,
     )
     shards.listeners.append(views.start)
     shards.released.append(views.stop)
+    # The cache reads a Rollout's groups and runs from these views, once they are complete.
+    for kind in owned:
+        runtime.cache.bind(kind.kind, kind.index)
+    runtime.cache.gate = views.ready
+
+    def shard_labels(rollout: Any) -> dict[str, str]:
+        shard = shards.shard_of(rollout.metadata.namespace or "default", rollout.metadata.name)
+        return {LABEL_OWNER_SHARD: owner_shard(shard, args.shards)}
+
+    runtime.applier.shard_labels = shard_labels
     return views
 
 
@@ -345,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     policy = AccessPolicy.from_env()
     cache = Cache()
     metrics.rollouts_cached.set_function(cache.rollouts)
+    metrics.server_groups_cached.set_function(lambda: cache.count("ReplicaSet"))
     kube = _kube(args, policy, on_write=cache.note)
     analysis = Analysis(kube, policy, hooks=metrics.retry_hooks("analysis"))
     metrics.serve(args.metrics_port)

@@ -36,7 +36,7 @@ from herdsman.api.base import GROUP, VERSION
 from herdsman.cluster.cache import pack, pack_group
 from herdsman.cluster.experiment_paths import LABEL_EXPERIMENT
 from herdsman.experiments import ExperimentRuntime
-from herdsman.naming import LABEL_MANAGED, LABEL_ROLLOUT, MANAGED_BY
+from herdsman.naming import LABEL_MANAGED, LABEL_ROLLOUT, MANAGED_BY, owner_name
 from herdsman.reconcile import Runtime
 from herdsman.shard_watch import RolloutViews, unlabelled_selector
 
@@ -79,6 +79,15 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
         # Kopf shows only the Rollouts no shard's own watch selects (shard_watch.py says why);
         # each shard's watch starts when this replica wins the shard.
         settings.watching.label_selectors[GROUP, "rollouts"] = unlabelled_selector(shards.shards)
+        # A Rollout's groups and runs come through the replica's own views too (only its
+        # shards' and the unlabelled); Kopf is left the Experiments' (shard_watch.py).
+        settings.watching.label_selectors["apps", "replicasets"] = (
+            f"{LABEL_MANAGED}={MANAGED_BY},{LABEL_EXPERIMENT}"
+        )
+        settings.watching.label_selectors[GROUP, "analysisruns"] = LABEL_EXPERIMENT
+        views: RolloutViews | None = getattr(memo, "views", None)
+        if views is not None:
+            views.start_owned()
         memo.shard_task = loop.create_task(shards.run())
     peered = getattr(memo, "acting", None) is not None
     runtime: Runtime | None = getattr(memo, "runtime", None)
@@ -137,7 +146,8 @@ async def analysis_runs(
 
 
 def _bind(runtime: Runtime, kwargs: Mapping[str, Any]) -> None:
-    if runtime.cache is not None and not runtime.cache.ready("ReplicaSet"):
+    # Sharded, the cache is bound to the replica's own indexes from the start (__main__).
+    if runtime.cache is not None and not runtime.cache.bound("ReplicaSet"):
         runtime.cache.bind("ReplicaSet", kwargs["server_groups"])
         runtime.cache.bind("AnalysisRun", kwargs["analysis_runs"])
 
@@ -162,25 +172,10 @@ async def rollout_changed(
 
 
 @kopf.on.event("apps", "v1", "replicasets", labels={LABEL_ROLLOUT: kopf.PRESENT})
-async def group_changed(
-    namespace: str | None,
-    name: str,
-    body: kopf.Body,
-    type: str | None,
-    labels: Mapping[str, str],
-    meta: Mapping[str, Any],
-    memo: Any,
-    **kwargs: Any,
-) -> None:
+async def group_changed(body: kopf.Body, type: str | None, memo: Any, **kwargs: Any) -> None:
     runtime = _runtime(memo)
-    _bind(runtime, kwargs)  # sharded, Kopf may show no Rollout to bind the indexes at
-    if runtime.cache is not None:
-        if type == "DELETED":
-            runtime.cache.forget("ReplicaSet", namespace or "", labels.get(LABEL_ROLLOUT), name)
-        else:
-            runtime.cache.seen("ReplicaSet", namespace or "", labels.get(LABEL_ROLLOUT, ""), body)
-    # The owner, not the label: a long rollout name is only a label_value() of itself there.
-    runtime.wake(namespace, _owner(meta, "Rollout") or labels.get(LABEL_ROLLOUT))
+    _bind(runtime, kwargs)
+    runtime.owned_changed("ReplicaSet", type or "", body)
 
 
 @kopf.on.event("apps", "v1", "deployments")
@@ -190,25 +185,10 @@ async def workload_changed(namespace: str | None, name: str | None, memo: Any, *
 
 
 @kopf.on.event(GROUP, VERSION, "analysisruns", labels={LABEL_ROLLOUT: kopf.PRESENT})
-async def run_changed(
-    namespace: str | None,
-    name: str,
-    body: kopf.Body,
-    type: str | None,
-    labels: Mapping[str, str],
-    meta: Mapping[str, Any],
-    memo: Any,
-    **kwargs: Any,
-) -> None:
+async def run_changed(body: kopf.Body, type: str | None, memo: Any, **kwargs: Any) -> None:
     runtime = _runtime(memo)
     _bind(runtime, kwargs)
-    if runtime.cache is not None:
-        if type == "DELETED":
-            runtime.cache.forget("AnalysisRun", namespace or "", labels.get(LABEL_ROLLOUT), name)
-        else:
-            runtime.cache.seen("AnalysisRun", namespace or "", labels.get(LABEL_ROLLOUT, ""), body)
-    # The owner, not the label: a long rollout name is only a label_value() of itself there.
-    runtime.wake(namespace, _owner(meta, "Rollout") or labels.get(LABEL_ROLLOUT))
+    runtime.owned_changed("AnalysisRun", type or "", body)
 
 
 # --- Experiments: the same shape, a workqueue of their own --------------------------------------
@@ -217,11 +197,6 @@ async def run_changed(
 def _experiments(memo: Any) -> ExperimentRuntime | None:
     runtime: ExperimentRuntime | None = getattr(memo, "experiments", None)
     return runtime
-
-
-def _owner(meta: Mapping[str, Any], kind: str) -> str | None:
-    refs = meta.get("ownerReferences") or []
-    return next((r.get("name") for r in refs if r.get("kind") == kind), None)
 
 
 @kopf.on.event(GROUP, VERSION, "experiments")
@@ -235,9 +210,9 @@ async def experiment_changed(
 ) -> None:
     runtime = _experiments(memo)
     if runtime is not None:
-        runtime.observed(namespace, name, _owner(meta, "Rollout"), deleted=type == "DELETED")
+        runtime.observed(namespace, name, owner_name(meta, "Rollout"), deleted=type == "DELETED")
     # A Rollout waiting on its experiment step learns the verdict at once.
-    _runtime(memo).wake(namespace, _owner(meta, "Rollout"))
+    _runtime(memo).wake(namespace, owner_name(meta, "Rollout"))
 
 
 @kopf.on.event("apps", "v1", "replicasets", labels={LABEL_EXPERIMENT: kopf.PRESENT})
@@ -246,7 +221,7 @@ async def experiment_group_changed(
 ) -> None:
     runtime = _experiments(memo)
     if runtime is not None:
-        runtime.wake(namespace, _owner(meta, "Experiment"))
+        runtime.wake(namespace, owner_name(meta, "Experiment"))
 
 
 @kopf.on.event(GROUP, VERSION, "analysisruns", labels={LABEL_EXPERIMENT: kopf.PRESENT})
@@ -255,7 +230,7 @@ async def experiment_run_changed(
 ) -> None:
     runtime = _experiments(memo)
     if runtime is not None:
-        runtime.wake(namespace, _owner(meta, "Experiment"))
+        runtime.wake(namespace, owner_name(meta, "Experiment"))
 
 
 # --- whether this replica acts (peering) --------------------------------------------------------

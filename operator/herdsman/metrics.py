@@ -100,6 +100,13 @@ rollouts_cached = Gauge(
     " replicas are added.",
     registry=REGISTRY,
 )
+server_groups_cached = Gauge(
+    "herdsman_server_groups_cached",
+    "Server groups (ReplicaSets) of Rollouts this replica holds in its watch-fed cache. Sharded,"
+    " only those of the shards it holds (and any created before sharding or under another shard"
+    " count).",
+    registry=REGISTRY,
+)
 events_queued = Gauge(
     "herdsman_events_queued",
     "Kubernetes Events announced and waiting to be sent: a backlog after a burst of releases"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 PREFIX = "herdsman.dev"
@@ -66,6 +67,12 @@ def label_value(name: str) -> str:
     room = MAX_LABEL_VALUE - HASH_LENGTH - 1
     prefix = _NOT_IN_LABEL.sub("", name)[:room].strip("-_.")
     return f"{prefix}-{digest}" if prefix else digest
+
+
+def owner_name(meta: Mapping[str, Any], kind: str) -> str | None:
+    """The name of the object's owner of `kind` (its ownerReferences), if any."""
+    refs = meta.get("ownerReferences") or []
+    return next((r.get("name") for r in refs if r.get("kind") == kind), None)
 
 
 def group_name(rollout: str, revision: int) -> str:

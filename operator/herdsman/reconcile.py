@@ -31,7 +31,7 @@ from herdsman.cluster.observe import observe
 from herdsman.cluster.workload import label_pods, prune_runs, scale_deployment
 from herdsman.engine.decide import decide
 from herdsman.engine.workload import resolve
-from herdsman.naming import ANNOTATION_IMPORTING
+from herdsman.naming import ANNOTATION_IMPORTING, LABEL_ROLLOUT, owner_name
 from herdsman.notify import subscriptions
 from herdsman.notify.notifier import Notifier
 from herdsman.sharding import LABEL_SHARD, Shards
@@ -122,6 +122,20 @@ class Runtime:
         """Something a Rollout depends on changed: queue a pass (coalesced with any queued)."""
         if namespace and name and (namespace, name) in self._known:
             self.queue.add((namespace, name))
+
+    def owned_changed(self, kind: str, event: str, body: Mapping[str, Any]) -> None:
+        """A server group or AnalysisRun of a Rollout changed (`event` is the watch's type):
+        the cache's overlays learn it, and its Rollout gets a pass."""
+        meta = body.get("metadata") or {}
+        namespace, name = meta.get("namespace") or "", meta.get("name") or ""
+        rollout = (meta.get("labels") or {}).get(LABEL_ROLLOUT)
+        if self.cache is not None:
+            if event == "DELETED":
+                self.cache.forget(kind, namespace, rollout, name)
+            else:
+                self.cache.seen(kind, namespace, rollout or "", body)
+        # The owner, not the label: a long rollout name is only a label_value() of itself there.
+        self.wake(namespace, owner_name(meta, "Rollout") or rollout)
 
     def wake_shard(self, shard: int) -> None:
         """This replica acquired `shard`: its Rollouts, idle here until now, get a pass."""

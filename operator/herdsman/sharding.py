@@ -45,6 +45,10 @@ log = logging.getLogger("herdsman.shards")
 
 # On each Rollout: the record of its shard (the hash is the truth), for `kubectl get -l`.
 LABEL_SHARD = "herdsman.dev/shard"
+# On the server groups and AnalysisRuns of a Rollout, set when they are created: its shard *and*
+# the shard count, so that after a change of the count no stale value selects a wrong shard's
+# view (shard_watch.py). Never changed afterwards: a server group is not edited.
+LABEL_OWNER_SHARD = "herdsman.dev/owner-shard"
 # On our Leases: which install they belong to (one LIST per tick finds them all).
 LABEL_LEASE_GROUP = "herdsman.dev/lease-group"
 LABEL_LEASE_ROLE = "herdsman.dev/lease-role"
@@ -69,6 +73,11 @@ def shard_of(namespace: str, name: str, shards: int) -> int:
     if shards <= 1:
         return 0
     return _hash(f"{namespace}/{name}") % shards
+
+
+def owner_shard(shard: int, shards: int) -> str:
+    """LABEL_OWNER_SHARD's value: `2-of-6`."""
+    return f"{shard}-of-{shards}"
 
 
 def share(shards: int, members: int) -> int:

@@ -33,8 +33,8 @@ Run: N=1000 python tests/bench/bench_scale.py   (make bench-scale N=1000)
 Env: N (default 100), IDLE (seconds at rest, default 60), PHASE_TIMEOUT (seconds per phase),
 SETTLE (seconds between the last Healthy and the rest, default N/50, at least 5),
 REPLICAS=r (r operators, sharded: SHARDS=2r
-by default; the figures are then summed over them, and each one's RSS and cached Rollouts are
-printed too), PROFILE=path (run the operator under py-spy and write a speedscope profile there),
+by default; the figures are then summed over them, and each one's RSS, cached Rollouts and
+server groups are printed too), PROFILE=path (run the operator under py-spy and write a speedscope profile there),
 MEMORY_PROFILE=path (run it under tracemalloc and write where its memory is there; with
 MEMORY_TRACE=0 only the allocators' accounts, at full speed), APISERVER_PROFILE=path (a CPU
 profile of kube-apiserver over the first APISERVER_SECONDS, default 30, of the patch phase, from
@@ -346,6 +346,7 @@ class OwnMetrics:
                 "herdsman_reconcile_duration_seconds_count",
                 "herdsman_reconcile_duration_seconds_sum",
                 "herdsman_rollouts_cached",
+                "herdsman_server_groups_cached",
             ):
                 out[m["name"]] = out.get(m["name"], 0.0) + float(m["v"])
                 labels = dict(re.findall(r'(\w+)="([^"]*)"', m["labels"] or ""))
@@ -769,10 +770,13 @@ def main() -> int:
         if REPLICAS > 1:
             out.append(f"{REPLICAS} replicas, {SHARDS} shards; figures summed over them")
             for i, (one, metrics) in enumerate(zip(sampler.each, own.each, strict=True)):
-                cached = metrics.read().get("herdsman_rollouts_cached", -1)
+                read = metrics.read()
+                cached = read.get("herdsman_rollouts_cached", -1)
+                groups = read.get("herdsman_server_groups_cached", -1)
                 out.append(
                     f"  replica bench-{i}: RSS peak {one.peak / 2**20:.0f} MB, settled"
-                    f" {one.rss() / 2**20:.0f} MB, {cached:.0f} Rollouts cached"
+                    f" {one.rss() / 2**20:.0f} MB, {cached:.0f} Rollouts and {groups:.0f}"
+                    " server groups cached"
                 )
         out.append(
             f"operator CPU: create {cpu1 - cpu0:.1f} s, patch {cpu3 - cpu2:.1f} s,"

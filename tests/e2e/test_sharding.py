@@ -10,7 +10,8 @@ What is checked, from the cluster and from the operators' own logs:
   and a margin) and its Rollouts, killed mid-canary, finish on them;
 - a replica that joins gets its share as the others release theirs, mid-rollout;
 - each replica sees only its own shards' Rollouts (its `herdsman_rollouts_cached` gauge counts
-  those of the shards it holds, never all of them), after a kill and after a join too;
+  those of the shards it holds, never all of them), after a kill and after a join too; and
+  only their server groups (`herdsman_server_groups_cached`), each labelled with its shard;
 - no Rollout was acted on by two replicas at once: every transition a replica logged falls in
   one of its ownership intervals of the Rollout's shard (from its "shard N acquired by" to its
   "released"/"lost" line, or to its death), and no two replicas' intervals of a shard overlap.
@@ -34,7 +35,13 @@ import pytest
 from harness.cluster import Cluster, wait_until
 from harness.operator import ChartReplicas, OperatorProcess
 from harness.rollouts import IMAGE_V2, IMAGE_V3, Rollouts, rollout
-from herdsman.sharding import LABEL_LEASE_ROLE, LABEL_SHARD, shard_of
+from herdsman.sharding import (
+    LABEL_LEASE_ROLE,
+    LABEL_OWNER_SHARD,
+    LABEL_SHARD,
+    owner_shard,
+    shard_of,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -81,24 +88,55 @@ def holders(replicas: ChartReplicas) -> dict[int, str | None]:
     return found
 
 
-def cached(process: OperatorProcess) -> int:
-    """The replica's `herdsman_rollouts_cached` gauge: the Rollouts its watches show it."""
+def cached(process: OperatorProcess, metric: str = "herdsman_rollouts_cached") -> int:
+    """A gauge of the replica's: `herdsman_rollouts_cached`, the Rollouts its watches show it,
+    or `herdsman_server_groups_cached`, their server groups."""
     assert process.command is not None
     (port,) = [a.split("=", 1)[1] for a in process.command if a.startswith("--metrics-port=")]
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
-    (value,) = re.findall(r"^herdsman_rollouts_cached (\S+)$", text, re.MULTILINE)
+    (value,) = re.findall(rf"^{metric} (\S+)$", text, re.MULTILINE)
     return int(float(value))
 
 
-def wait_views(processes: dict[str, OperatorProcess], shards_each: dict[str, int]) -> None:
-    """Each replica caches the Rollouts of the shards it holds, and only those."""
+def wait_views(
+    processes: dict[str, OperatorProcess],
+    shards_each: dict[str, int],
+    replicas: ChartReplicas,
+    rollouts: Rollouts,
+    names: list[str],
+) -> None:
+    """Each replica caches the Rollouts of the shards it holds, and only those; and their
+    server groups, each labelled at its creation with its Rollout's shard."""
     want = {name: count * PER_SHARD for name, count in shards_each.items()}
     wait_until(
         lambda: {name: cached(p) for name, p in processes.items()} == want,
         timeout=20,
         what=f"each replica to see only its shards' Rollouts ({want})",
         describe=lambda: str({name: cached(p) for name, p in processes.items()}),
+    )
+    namespace = rollouts.ns
+    groups: Counter[int] = Counter()
+    for name in names:
+        shard = shard_of(namespace, name, SHARDS)
+        for rs in rollouts.groups(name).values():
+            assert rs["metadata"]["labels"].get(LABEL_OWNER_SHARD) == owner_shard(shard, SHARDS)
+            groups[shard] += 1
+    held = holders(replicas)
+    want_groups = {
+        name: sum(n for s, n in groups.items() if held.get(s) == f"herdsman-pod-{name}")
+        for name in processes
+    }
+    assert sum(want_groups.values()) == sum(groups.values()), held
+
+    def groups_cached() -> dict[str, int]:
+        return {n: cached(p, "herdsman_server_groups_cached") for n, p in processes.items()}
+
+    wait_until(
+        lambda: groups_cached() == want_groups,
+        timeout=20,
+        what=f"each replica to see only its shards' server groups ({want_groups})",
+        describe=lambda: str(groups_cached()),
     )
 
 
@@ -301,7 +339,7 @@ def test_three_sharded_replicas_share_the_rollouts_survive_a_kill_and_rebalance_
     for name in names:  # the owner records each Rollout's shard as a label
         labels = rollouts.get(name)["metadata"].get("labels") or {}
         assert labels.get(LABEL_SHARD) == str(shard_of(namespace, name, SHARDS))
-    wait_views({"a": a, "b": b, "c": c}, {"a": 2, "b": 2, "c": 2})
+    wait_views({"a": a, "b": b, "c": c}, {"a": 2, "b": 2, "c": 2}, replicas, rollouts, names)
     assert {t.replica for p in (a, b, c) for t in p.transitions()} == {
         "herdsman-pod-a",
         "herdsman-pod-b",
@@ -331,7 +369,7 @@ def test_three_sharded_replicas_share_the_rollouts_survive_a_kill_and_rebalance_
     assert takeover <= LEASE + 2 * RENEW + 4
     assert Counter(moved.values()) == {"herdsman-pod-b": 3, "herdsman-pod-c": 3}
     wait_all_healthy(rollouts, "v002", timeout=90)
-    wait_views({"b": b, "c": c}, {"b": 3, "c": 3})
+    wait_views({"b": b, "c": c}, {"b": 3, "c": 3}, replicas, rollouts, names)
     for name in of_a:
         # The line follows the status write the wait above saw by a few milliseconds.
         finished = wait_until(
@@ -347,7 +385,7 @@ def test_three_sharded_replicas_share_the_rollouts_survive_a_kill_and_rebalance_
     d = replicas.start("herdsman-pod-d")
     wait_split(replicas, {"herdsman-pod-b": 2, "herdsman-pod-c": 2, "herdsman-pod-d": 2}, 30)
     wait_all_healthy(rollouts, "v003", timeout=90)
-    wait_views({"b": b, "c": c, "d": d}, {"b": 2, "c": 2, "d": 2})
+    wait_views({"b": b, "c": c, "d": d}, {"b": 2, "c": 2, "d": 2}, replicas, rollouts, names)
     released = [
         line for p in (b, c) for line in p.log().splitlines() if "released for rebalancing" in line
     ]
@@ -410,6 +448,32 @@ def test_rollouts_labelled_for_no_shard_or_the_wrong_one_reach_their_owner_and_f
         what="each Rollout to be cached by its owner only",
         describe=lambda: f"a={cached(a)} b={cached(b)}",
     )
+
+    # Server groups labelled under another shard count (stale) or not at all (from before
+    # sharding): no shard's view selects them, so they reach every replica through the
+    # unlabelled view. Their owner must still see them: a stable group it missed would look
+    # gone, to be created again, and the release would start from nothing.
+    stale = {names[0]: "1-of-3", names[1]: None}
+    for name, value in stale.items():
+        label = f"{LABEL_OWNER_SHARD}={value}" if value else f"{LABEL_OWNER_SHARD}-"
+        replicas.cluster.kubectl(
+            "label", "rs", f"{name}-v001", "-n", namespace, "--overwrite", label
+        )
+    uids = {n: rollouts.groups(n)[f"{n}-v001"]["metadata"]["uid"] for n in stale}
+    for name in stale:
+        rollouts.set_image(IMAGE_V2, name)
+    wait_all_healthy(rollouts, "v002", timeout=60, names=list(stale))
+    for name in stale:
+        groups = rollouts.groups(name)
+        assert sorted(groups) == [f"{name}-v001", f"{name}-v002"], name
+        assert groups[f"{name}-v001"]["metadata"]["uid"] == uids[name], f"{name}: re-created"
+        assert groups[f"{name}-v001"]["metadata"]["labels"].get(LABEL_OWNER_SHARD) == stale[name]
+        steps = [
+            t.step for p in (a, b) for t in p.transitions(name)
+            if t.reason == "StepStarted" and t.revision == "2"
+        ]  # fmt: skip
+        assert len(steps) == len(STEPS), f"{name}: the canary's steps were {steps}"
+
     check_no_double_action(namespace, [a, b], {})
     for process in (a, b):
         assert not process.errors(), process.errors()

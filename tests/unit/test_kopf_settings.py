@@ -54,6 +54,12 @@ def test_sharded_kopf_watches_only_the_rollouts_no_shard_s_own_watch_selects() -
     asyncio.run(configure())
     selectors = {key.any_name: value for key, value in settings.watching.label_selectors.items()}
     assert selectors["rollouts"] == "herdsman.dev/shard notin (0,1,2,3)"
+    # A Rollout's groups and runs come through the replica's own views: Kopf keeps only the
+    # Experiments' (which carry no Rollout label).
+    assert (
+        selectors["replicasets"] == "app.kubernetes.io/managed-by=herdsman,herdsman.dev/experiment"
+    )
+    assert selectors["analysisruns"] == "herdsman.dev/experiment"
     # Unsharded, Kopf watches every Rollout.
     assert "rollouts" not in {key.any_name for key in configured().watching.label_selectors}
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -138,8 +138,12 @@ class Applier:
         announce: Callable[[Rollout, Decision, Transition], None] | None = None,
         write_experiments: ExperimentWriter | None = None,
         events: EventSender,
+        shard_labels: Callable[[Rollout], Mapping[str, str]] | None = None,
     ) -> None:
         self.kube = kube
+        # Sharded: the owner's shard on every group and run created (sharding.py's
+        # LABEL_OWNER_SHARD), so that only its shard's holder watches them.
+        self.shard_labels = shard_labels
         self.events = events
         self.write_experiments = write_experiments
         self.build_run = build_run
@@ -221,6 +225,12 @@ class Applier:
 
     # --- pieces ---------------------------------------------------------------------------------
 
+    def _labelled(self, rollout: Rollout, body: dict[str, Any]) -> dict[str, Any]:
+        if self.shard_labels is not None:
+            meta = body.setdefault("metadata", {})
+            meta["labels"] = {**(meta.get("labels") or {}), **self.shard_labels(rollout)}
+        return body
+
     async def _create_group(
         self, rollout: Rollout, group: NewGroup, observed: Observed, deadline: Deadline
     ) -> None:
@@ -242,7 +252,7 @@ class Applier:
                 log.warning("no template for baseline %s: stable group not found", group.name)
                 return
             template = json.loads(source["metadata"]["annotations"][ANNOTATION_TEMPLATE])
-        body = replica_set(rollout, group, template)
+        body = self._labelled(rollout, replica_set(rollout, group, template))
         try:
             await self.kube.create(
                 REPLICA_SETS.url(rollout.metadata.namespace), body, deadline=deadline
@@ -291,7 +301,7 @@ class Applier:
     ) -> None:
         if self.build_run is None:
             return
-        body = await self.build_run(rollout, run, observed)
+        body = self._labelled(rollout, await self.build_run(rollout, run, observed))
         # A run that could not be built comes with its Error status: the API server ignores
         # status on create, so it is written right after (a repeat finds the run and skips it).
         status = body.pop("status", None)

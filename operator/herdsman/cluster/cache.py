@@ -5,6 +5,10 @@ Why: listing them from the API server on every pass was most of the operator's A
 Kopf fills every index by a full list before it starts any daemon, and keeps it current from the
 watch — so a (re)started operator still begins from the cluster's truth, crash safety unchanged.
 
+Sharded, a replica's own views serve the groups and runs instead, only its shards' and the
+unlabelled (shard_watch.py): `gate` says when they are complete for a Rollout, and until then
+a pass lists from the API server.
+
 Writes still go to the API server. A write's response is kept here as an overlay until the watch
 delivers that version (or a newer one), so a pass never acts on a state older than its own
 write; a Rollout's status write that loses a race (409) makes its next read a fresh GET. The
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +33,7 @@ KINDS = ("ReplicaSet", "AnalysisRun")
 OVERLAY_SECONDS = 30.0
 
 # What Kopf hands an index lookup: key -> the values indexed under it.
-IndexLike = Mapping[Any, Iterable[Any]]
+IndexLike = Mapping[Any, Collection[Any]]
 
 
 def slim(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -86,10 +90,14 @@ def unpack(text: str) -> dict[str, Any]:
 
 @dataclass
 class Cache:
-    """Reads for the doing layer; `bind` attaches Kopf's indexes once the operator runs."""
+    """Reads for the doing layer; `bind` attaches Kopf's indexes once the operator runs (or,
+    sharded, the replica's own: cluster/owned_index.py)."""
 
     clock: Callable[[], float] = time.monotonic
     _indexes: dict[str, IndexLike] = field(default_factory=dict)
+    # Sharded: whether the replica's own views of a kind are complete for the Rollout
+    # (kind, namespace, name); RolloutViews.ready. Until then its passes list from the API.
+    gate: Callable[[str, str, str], bool] | None = None
     # (kind, namespace, rollout) -> name -> (when written, its resourceVersion, the response)
     _written: dict[tuple[str, str, str], dict[str, tuple[float, int, str]]] = field(
         default_factory=dict
@@ -104,8 +112,27 @@ class Cache:
     def bind(self, kind: str, index: IndexLike) -> None:
         self._indexes[kind] = index
 
-    def ready(self, kind: str) -> bool:
+    def count(self, kind: str) -> int:
+        """How many `kind` objects the bound index holds (0 until bound): a gauge's figure.
+
+        Read from the metrics server's thread while the event loop changes the index: a walk
+        that meets a change starts again (the figure is a sample either way)."""
+        index = self._indexes.get(kind)
+        for _ in range(5):
+            try:
+                return 0 if index is None else sum(len(index[key]) for key in list(index))
+            except (RuntimeError, KeyError):  # changed size during the walk; a key went
+                continue
+        return -1
+
+    def bound(self, kind: str) -> bool:
         return kind in self._indexes
+
+    def ready(self, kind: str, namespace: str = "", name: str = "") -> bool:
+        """Whether `owned(kind, …)` may answer for the Rollout namespace/name."""
+        if kind not in self._indexes:
+            return False
+        return self.gate is None or self.gate(kind, namespace, name)
 
     def note(self, response: Any) -> None:
         """A write's response: remember it until the watch catches up (see module docstring)."""

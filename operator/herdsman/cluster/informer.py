@@ -74,6 +74,8 @@ class Informer:
     # What the watch shows now, by key only: a re-list's DELETED needs no more than the name,
     # and the consumer holds the objects (never kept twice).
     known: set[Key] = field(default_factory=set)
+    # Set once the first list has been delivered: until then the consumer's view is partial.
+    listed: asyncio.Event = field(default_factory=asyncio.Event)
     _version: str = ""
     _failures: int = 0
 
@@ -136,6 +138,7 @@ class Informer:
             gone = {"metadata": {"namespace": namespace, "name": name}}
             self._deliver("DELETED", {"apiVersion": self.api_version, "kind": self.kind, **gone})
         self._failures = 0
+        self.listed.set()
 
     async def _watch(self) -> None:
         query = {

@@ -89,6 +89,10 @@ class Path:
     plural: str
     namespaced: bool = True
 
+    @property
+    def api_version(self) -> str:
+        return self.version if self.group == "" else f"{self.group}/{self.version}"
+
     def url(
         self, namespace: str | None = None, name: str | None = None, sub: str | None = None
     ) -> str:

@@ -136,13 +136,13 @@ async def observe(
             return []
         return await kube.list(PODS.url(ns), deadline=deadline, labels=selector)
 
-    if cache is not None and cache.ready("ReplicaSet"):
+    if cache is not None and cache.ready("ReplicaSet", ns, name):
         rs_task = _ready(cache.owned("ReplicaSet", ns, label_value(name)))
     else:
         rs_task = kube.list(REPLICA_SETS.url(ns), deadline=deadline, labels=selector)
     if not refs:
         runs_task = _empty()
-    elif cache is not None and cache.ready("AnalysisRun"):
+    elif cache is not None and cache.ready("AnalysisRun", ns, name):
         runs_task = _ready(cache.owned("AnalysisRun", ns, label_value(name)))
     else:
         runs_task = kube.list(ANALYSIS_RUNS.url(ns), deadline=deadline, labels=selector)
