@@ -46,6 +46,7 @@ from herdsman.api.base import GROUP, VERSION
 from herdsman.cluster.informer import Informer, StreamTransport, key_of
 from herdsman.cluster.kube import ROLLOUTS, Path
 from herdsman.cluster.owned_index import OwnedIndex
+from herdsman.cluster.sightings import Sightings
 from herdsman.naming import LABEL_MANAGED, LABEL_ROLLOUT, MANAGED_BY
 from herdsman.sharding import LABEL_OWNER_SHARD, LABEL_SHARD, owner_shard, shard_of
 
@@ -113,7 +114,7 @@ class RolloutViews:
     _informers: dict[int, list[Informer]] = field(default_factory=dict)
     # shard (or _UNLABELLED) -> kind -> its informers
     _owned: dict[int, dict[str, list[Informer]]] = field(default_factory=dict)
-    _views: dict[Key, set[str]] = field(default_factory=dict)
+    _views: Sightings = field(default_factory=Sightings)  # the Rollouts, by the views showing them
 
     def _paths(self, path: Path) -> list[str]:
         if self.namespaces and _plain(self.namespaces):
@@ -206,14 +207,9 @@ class RolloutViews:
         source = UNLABELLED if shard == _UNLABELLED else f"shard-{shard}"
         left = 0
         for informer in self._informers.pop(shard, []):
-            for key in list(informer.known):
-                views = self._views.get(key)
-                if views is not None:
-                    views.discard(source)
-                    if not views:
-                        del self._views[key]
-                        self.forget(*key)
-                        left += 1
+            for key in self._views.unseen_all(informer.known, source):
+                self.forget(*key)
+                left += 1
         owned = self._owned.pop(shard, {})
         for k in self.owned:
             for informer in owned.get(k.kind, ()):
@@ -264,13 +260,8 @@ class RolloutViews:
         if not self._watched(key[0]):
             return
         if kind == "DELETED":
-            views = self._views.get(key)
-            if views is None:
-                return
-            views.discard(source)
-            if not views:
-                del self._views[key]
+            if self._views.unseen(key, source):
                 self.observed(key[0], key[1], None)
             return
-        self._views.setdefault(key, set()).add(source)
+        self._views.seen(key, source)
         self.observed(key[0], key[1], body)

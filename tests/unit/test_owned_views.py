@@ -61,7 +61,7 @@ def test_the_index_keeps_an_object_while_any_view_shows_it_and_follows_its_rollo
     assert names(index, "b") == {"a-v001"}
     assert index.drop("unlabelled", [("shop", "a-v001")]) == 1
     assert len(index) == 0
-    assert index.objects() == 0
+    assert index.group_of(("shop", "a-v001")) is None
     assert not index.event("shard-1", "DELETED", obj("never-seen", "a"))
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from herdsman.cluster.informer import Key, key_of
+from herdsman.cluster.sightings import Sightings
 from herdsman.naming import LABEL_ROLLOUT
 
 Group = tuple[str, str]  # (namespace, the herdsman.dev/rollout label)
@@ -23,8 +24,8 @@ Group = tuple[str, str]  # (namespace, the herdsman.dev/rollout label)
 class OwnedIndex(Mapping[Group, list[str]]):
     pack: Callable[[Mapping[str, Any]], str]
     _bodies: dict[Group, dict[str, str]] = field(default_factory=dict)
-    # (namespace, name) -> (its group, the views that show it)
-    _where: dict[Key, tuple[Group, set[str]]] = field(default_factory=dict)
+    _group: dict[Key, Group] = field(default_factory=dict)  # (namespace, name) -> its group
+    _seen: Sightings = field(default_factory=Sightings)
 
     def __getitem__(self, group: Group) -> list[str]:
         return list(self._bodies[group].values())
@@ -35,54 +36,39 @@ class OwnedIndex(Mapping[Group, list[str]]):
     def __len__(self) -> int:
         return len(self._bodies)
 
-    def objects(self) -> int:
-        return len(self._where)
-
     def group_of(self, key: Key) -> Group | None:
-        held = self._where.get(key)
-        return held[0] if held is not None else None
+        return self._group.get(key)
 
     def event(self, source: str, kind: str, body: Mapping[str, Any]) -> bool:
         """A view's event; False when it changes nothing here (a DELETED of what another view
         still shows, or of something never held)."""
         key = key_of(body)
-        held = self._where.get(key)
         if kind == "DELETED":
-            if held is None:
+            if not self._seen.unseen(key, source):
                 return False
-            held[1].discard(source)
-            if held[1]:
-                return False
-            self._remove(key, held[0])
+            self._remove(key)
             return True
         labels = (body.get("metadata") or {}).get("labels") or {}
         group = (key[0], str(labels.get(LABEL_ROLLOUT) or ""))
-        sources = {source}
-        if held is not None:
-            sources |= held[1]
-            if held[0] != group:
-                self._remove(key, held[0])
-        self._where[key] = (group, sources)
+        if self._group.get(key, group) != group:
+            self._remove(key)  # relabelled: it moves to its new Rollout's group
+        self._seen.seen(key, source)
+        self._group[key] = group
         self._bodies.setdefault(group, {})[key[1]] = self.pack(body)
         return True
 
     def drop(self, source: str, keys: Iterable[Key]) -> int:
         """The view `source` stopped: let go of what it alone showed; how many went."""
-        gone = 0
-        for key in keys:
-            held = self._where.get(key)
-            if held is None:
-                continue
-            held[1].discard(source)
-            if not held[1]:
-                self._remove(key, held[0])
-                gone += 1
-        return gone
+        gone = self._seen.unseen_all(keys, source)
+        for key in gone:
+            self._remove(key)
+        return len(gone)
 
-    def _remove(self, key: Key, group: Group) -> None:
-        self._where.pop(key, None)
-        bodies = self._bodies.get(group)
-        if bodies is not None:
-            bodies.pop(key[1], None)
-            if not bodies:
-                del self._bodies[group]
+    def _remove(self, key: Key) -> None:
+        group = self._group.pop(key, None)
+        if group is None:
+            return
+        bodies = self._bodies.get(group, {})
+        bodies.pop(key[1], None)
+        if not bodies:
+            self._bodies.pop(group, None)
