@@ -107,6 +107,16 @@ server_groups_cached = Gauge(
     " count).",
     registry=REGISTRY,
 )
+watch_ends = Counter(
+    "herdsman_watch_ends",
+    "Watch requests of the sharded views that ended, by resource and why: timeout (the"
+    " server's, as asked: about one per watch every 5 minutes), early (the server closed it"
+    " sooner: it cuts a watcher whose events it cannot deliver fast enough), expired (410, so"
+    " listed again) or failed (retried). Early or expired ends that climb mean the views'"
+    " events arrive late.",
+    ["resource", "reason"],
+    registry=REGISTRY,
+)
 events_queued = Gauge(
     "herdsman_events_queued",
     "Kubernetes Events announced and waiting to be sent: a backlog after a burst of releases"

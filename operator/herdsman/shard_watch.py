@@ -42,6 +42,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from herdsman import metrics
 from herdsman.api.base import GROUP, VERSION
 from herdsman.cluster.informer import Informer, StreamTransport, key_of
 from herdsman.cluster.kube import ROLLOUTS, Path
@@ -90,6 +91,10 @@ class OwnedKind:
     changed: Callable[[str, str, Mapping[str, Any]], None]  # (kind, event type, body)
 
 
+def _ends(resource: str) -> Callable[[str], None]:
+    return lambda reason: metrics.watch_ends.labels(resource, reason).inc()
+
+
 def _plain(namespaces: Sequence[str]) -> bool:
     return all(not any(c in n for c in "*?[!") for n in namespaces)
 
@@ -131,6 +136,7 @@ class RolloutViews:
                     functools.partial(self._owned_event, k, source),
                     api_version=k.path.api_version,
                     kind=k.kind,
+                    ended=_ends(k.path.plural),
                 )
                 for path in self._paths(k.path)
             ]
@@ -180,6 +186,7 @@ class RolloutViews:
                 functools.partial(self._event, source),
                 api_version=f"{GROUP}/{VERSION}",
                 kind="Rollout",
+                ended=_ends(ROLLOUTS.plural),
             )
             for path in self._paths(ROLLOUTS)
         ]

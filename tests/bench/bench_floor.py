@@ -114,7 +114,7 @@ class Tracker:
 
     def _deployments(self) -> None:
         api = AppsV1Api(cluster_mod.api_client(self.cluster))
-        for ev in watch_events(self.stop, api.list_namespaced_deployment, self.ns):
+        for ev in watch_events(self.stop, "deployments", api.list_namespaced_deployment, self.ns):
             obj = ev["raw_object"]
             with self.changed:
                 name, generation = obj["metadata"]["name"], rolled_out(obj)
@@ -124,7 +124,7 @@ class Tracker:
 
     def _groups(self) -> None:
         api = AppsV1Api(cluster_mod.api_client(self.cluster))
-        for ev in watch_events(self.stop, api.list_namespaced_replica_set, self.ns):
+        for ev in watch_events(self.stop, "replicasets", api.list_namespaced_replica_set, self.ns):
             at = time.perf_counter()
             obj = ev["raw_object"]
             image = obj["spec"]["template"]["spec"]["containers"][0]["image"]

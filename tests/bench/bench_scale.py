@@ -39,7 +39,8 @@ MEMORY_PROFILE=path (run it under tracemalloc and write where its memory is ther
 MEMORY_TRACE=0 only the allocators' accounts, at full speed), APISERVER_PROFILE=path (a CPU
 profile of kube-apiserver over the first APISERVER_SECONDS, default 30, of the patch phase, from
 its /debug/pprof: read it with `go tool pprof -top path`), WORKERS=n (the operator's
---workers; not with PROFILE or MEMORY_PROFILE), PATCH=0 (skip
+--workers; not with PROFILE or MEMORY_PROFILE), PATCH_RATE=r (send phase 2's patches at r a
+second, not all at once: pace A/B runs alike), PATCH=0 (skip
 phase 2: the "idle" run at N=10,000, where only the cost of carrying N settled rollouts is asked).
 
 Memory per rollout: the operator's RSS settled at the end minus its RSS before the first create
@@ -86,6 +87,10 @@ PROFILE = os.environ.get("PROFILE", "")
 TIMEOUT = float(os.environ.get("PHASE_TIMEOUT", str(max(300.0, N * 0.6))))
 SETTLE = float(os.environ.get("SETTLE", str(max(5.0, N / 50))))
 PATCH = os.environ.get("PATCH", "1") != "0"
+# Patches per second in phase 2; 0 (the default) sends them as fast as 16 threads can. How fast
+# they go changes the figures (on a 2-core machine, past about 30 a second the Rollouts' watch
+# events reach the operators seconds late, whichever code runs): pace A/B runs alike.
+PATCH_RATE = float(os.environ.get("PATCH_RATE", "0"))
 MEMORY_PROFILE = os.environ.get("MEMORY_PROFILE", "")
 WORKERS = os.environ.get("WORKERS", "")  # the operator's --workers (its default when unset)
 APISERVER_PROFILE = os.environ.get("APISERVER_PROFILE", "")
@@ -113,16 +118,27 @@ PODS_PER_NODE = 2000
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def watch_events(stop: threading.Event, fn: Any, *args: Any) -> Any:
+WATCH_SECONDS = 60
+# The bench's own watches that the API server ended well before WATCH_SECONDS, by resource: it
+# cuts a watcher it cannot deliver to fast enough, and a slow watcher holds up the others first.
+CUT: dict[str, int] = {}
+
+
+def watch_events(stop: threading.Event, what: str, fn: Any, *args: Any) -> Any:
     """Every event of a list-watch, re-watched when the server ends it, until `stop`."""
     w = watch.Watch()
     while not stop.is_set():
+        began = time.monotonic()
         try:
-            yield from w.stream(fn, *args, timeout_seconds=60, _request_timeout=90)
+            yield from w.stream(
+                fn, *args, timeout_seconds=WATCH_SECONDS, _request_timeout=WATCH_SECONDS + 30
+            )
         except Exception:
             if stop.is_set():
                 return
             time.sleep(0.2)
+        if time.monotonic() - began < WATCH_SECONDS - 10 and not stop.is_set():
+            CUT[what] = CUT.get(what, 0) + 1
 
 
 TEMPLATE_V2 = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": IMAGE_V2}]}}}}
@@ -141,7 +157,17 @@ def patch_all(
         cluster.rest.patch(url(name), TEMPLATE_V2)
         answered[name] = time.perf_counter()
 
-    list(pool.map(send, names))
+    if not PATCH_RATE:
+        list(pool.map(send, names))
+        return sent, answered
+    start = time.perf_counter()
+    futures = []
+    for i, name in enumerate(names):
+        # Each patch at its own time from the start, so a late one does not shift the rest.
+        time.sleep(max(0.0, start + i / PATCH_RATE - time.perf_counter()))
+        futures.append(pool.submit(send, name))
+    for future in futures:
+        future.result()
     return sent, answered
 
 
@@ -183,6 +209,7 @@ class Tracker:
         api = CustomObjectsApi(cluster_mod.api_client(self.cluster))
         for ev in watch_events(
             self.stop,
+            "rollouts",
             api.list_namespaced_custom_object,
             "herdsman.dev",
             "v1alpha1",
@@ -202,7 +229,7 @@ class Tracker:
 
     def _groups(self) -> None:
         api = AppsV1Api(cluster_mod.api_client(self.cluster))
-        for ev in watch_events(self.stop, api.list_namespaced_replica_set, self.ns):
+        for ev in watch_events(self.stop, "replicasets", api.list_namespaced_replica_set, self.ns):
             at = time.perf_counter()
             name = ev["raw_object"]["metadata"]["name"]
             with self.changed:
@@ -338,6 +365,10 @@ class OwnMetrics:
                 if labels.get("queue") == "rollouts":
                     kind = m["name"].rsplit("_", 1)[1]
                     out[f"wait {labels['wake']} {kind} {labels.get('le', '')}"] = float(m["v"])
+            if m["name"] == "herdsman_watch_ends_total":
+                labels = dict(re.findall(r'(\w+)="([^"]*)"', m["labels"] or ""))
+                key = f"ends {labels.get('reason')} {labels.get('resource')}"
+                out[key] = out.get(key, 0.0) + float(m["v"])
             if m["name"] in (
                 "herdsman_api_requests_total",
                 "herdsman_api_throttled_seconds_total",
@@ -453,6 +484,40 @@ def operator_pid(proc: OperatorProcess) -> int:
 def dispatched(cluster: cluster_mod.Cluster, flow: str) -> float:
     text = cluster.kubectl("get", "--raw", "/metrics")
     return sum(float(m["n"]) for m in DISPATCHED.finditer(text) if m["fs"] == flow)
+
+
+TERMINATED = re.compile(
+    r'^apiserver_terminated_watchers_total\{[^}]*resource="(?P<r>[^"]+)"[^}]*\} (?P<n>\S+)$', re.M
+)
+
+
+def terminated_watchers(cluster: cluster_mod.Cluster) -> dict[str, float]:
+    """Watchers the API server cut as unresponsive, by resource (every client's)."""
+    text = cluster.kubectl("get", "--raw", "/metrics")
+    out: dict[str, float] = {}
+    for m in TERMINATED.finditer(text):
+        out[m["r"]] = out.get(m["r"], 0.0) + float(m["n"])
+    return out
+
+
+def watch_cuts(
+    before: dict[str, float],
+    after: dict[str, float],
+    ops0: dict[str, float],
+    ops1: dict[str, float],
+) -> str:
+    """Who lost watches in a phase: the API server's count (every client), the operators' own
+    (their sharded views) and the bench's."""
+
+    def diff(a: dict[str, float], b: dict[str, float], prefix: str = "") -> str:
+        keys = sorted(k for k in b if k.startswith(prefix) and b[k] - a.get(k, 0.0))
+        return ", ".join(f"{k[len(prefix) :]} {b[k] - a.get(k, 0.0):.0f}" for k in keys) or "none"
+
+    return (
+        f"cut by the API server {diff(before, after)}; the operators' ended early"
+        f" {diff(ops0, ops1, 'ends early ')}, expired {diff(ops0, ops1, 'ends expired ')};"
+        f" the bench's cut so far {', '.join(f'{k} {v}' for k, v in sorted(CUT.items())) or 'none'}"
+    )
 
 
 def requests_total(cluster: cluster_mod.Cluster) -> float:
@@ -685,6 +750,7 @@ def main() -> int:
         cp0 = plane.cpu()
         m0 = own.read()
         q0 = dispatched(cluster, flow)
+        w0 = terminated_watchers(cluster)
         t0 = time.perf_counter()
         list(
             pool.map(
@@ -699,6 +765,7 @@ def main() -> int:
         cp1 = plane.cpu()
         m1 = own.read()
         out.append(f"create -> all Healthy: {t1 - t0:.1f} s")
+        w1 = terminated_watchers(cluster)
         time.sleep(2.0)
 
         cpu2 = cpu3 = sampler.cpu()
@@ -709,6 +776,7 @@ def main() -> int:
             cp2 = plane.cpu()
             m2 = own.read()
             q2 = requests_total(cluster)
+            w2 = terminated_watchers(cluster)
             profiling = profile_apiserver(cluster)
             t2 = time.perf_counter()
             sent, answered = patch_all(pool, cluster, lambda n: ROLLOUTS.url(ns, n), names)
@@ -717,6 +785,7 @@ def main() -> int:
             cp3 = plane.cpu()
             m3 = own.read()
             q3 = requests_total(cluster)
+            w3 = terminated_watchers(cluster)
             if profiling is not None:
                 profiling.join()
             with tracker.lock:
@@ -726,8 +795,12 @@ def main() -> int:
             out.append(latencies("patch -> new server group seen", seen))
             out.append(latencies("  from the patch's answer", after))
             out.append(
-                f"patch -> all Healthy: {t3 - t2:.1f} s (patches sent in {max(sent.values()) - t2:.1f} s)"
+                f"patch -> all Healthy: {t3 - t2:.1f} s (patches sent in"
+                f" {max(sent.values()) - t2:.1f} s, {N / (max(sent.values()) - t2):.0f} a second"
+                f"{f', paced at {PATCH_RATE:g}' if PATCH_RATE else ''})"
             )
+            out.append(f"watches, create: {watch_cuts(w0, w1, m0, m1)}")
+            out.append(f"watches, patch: {watch_cuts(w2, w3, m2, m3)}")
             out.append(spread("patch -> Healthy, per release", done))
             # Every client's requests (the ReplicaSet controller's, the scheduler's, KWOK's, the
             # bench's watches): comparable with bench_floor's figure for Deployments.

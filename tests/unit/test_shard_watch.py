@@ -173,6 +173,34 @@ def test_a_broken_stream_or_a_refused_list_is_retried_and_a_consumer_s_bug_ends_
     assert script.calls[5][1]["resourceVersion"] == "4"
 
 
+def test_each_watch_s_end_is_told_why_and_a_cut_one_is_told_apart_from_a_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The API server cuts a watcher it cannot deliver to fast enough; the stream just ends,
+    exactly as at its timeout. Only the time it lasted tells the two apart."""
+    monkeypatch.setattr(informer_module, "BACKOFF", (0.0,))
+
+    def run(server_timeout: int) -> list[str]:
+        monkeypatch.setattr(informer_module, "SERVER_TIMEOUT", server_timeout)
+        ends: list[str] = []
+        script = Script(
+            lists=[(200, page([body("a", 1)], 2)), (200, page([body("a", 1)], 5))],
+            watches=[
+                [event("ADDED", body("b", 3))],
+                ConnectionError("reset by peer"),
+                [event("ERROR", {"code": 410, "message": "too old"})],
+            ],
+        )
+        informer = Informer(script, PATH, "x", lambda k, b: None, ended=ends.append)
+        asyncio.run(drive(script, informer))
+        return ends
+
+    # Ended at once, long before the 300 s asked for: cut.
+    assert run(300) == ["early", "failed", "expired"]
+    # A request that lasted its whole (here: zero-length) timeout is the normal end.
+    assert run(int(informer_module.EARLY)) == ["timeout", "failed", "expired"]
+
+
 # --- the two views ---------------------------------------------------------------------------
 
 

@@ -30,6 +30,10 @@ log = logging.getLogger("herdsman.informer")
 PAGE = 500  # items per list page: bounded memory when a shard holds thousands
 SERVER_TIMEOUT = 300  # seconds a watch request lasts before the server ends it (then resumed)
 BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)  # after failures in a row; reset by a good list or event
+# A watch the server ends this much before its timeout was cut, not timed out: the API server
+# drops a watcher whose events it cannot deliver fast enough ("unresponsive"), and a proxy or a
+# restarting server ends streams early too.
+EARLY = 10.0
 
 
 class Expired(Exception):
@@ -76,6 +80,9 @@ class Informer:
     known: set[Key] = field(default_factory=set)
     # Set once the first list has been delivered: until then the consumer's view is partial.
     listed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Told why each watch request ended: "timeout" (the server's, as asked), "early" (the server
+    # closed it sooner), "expired" (410: listed again) or "failed" (an error; retried).
+    ended: Callable[[str], None] = lambda reason: None
     _version: str = ""
     _failures: int = 0
 
@@ -89,12 +96,14 @@ class Informer:
                     listed = True
                 await self._watch()
             except Expired:
+                self.ended("expired")
                 log.info("watch of %s (%s) expired; listing again", self.path, self.selector)
                 listed = False
                 continue
             except Exception as err:
                 # Whatever it was, the watch must come back: a shard whose watch ended would
                 # leave its Rollouts unseen for as long as this replica holds it.
+                self.ended("failed")
                 self._failures += 1
                 pause = BACKOFF[min(self._failures, len(BACKOFF)) - 1]
                 expected = isinstance(err, (TimeoutError, ConnectionError, ValueError))
@@ -151,9 +160,25 @@ class Informer:
         # A watch that says nothing for a whole server timeout (bookmarks come every minute or
         # so) is a dead connection, not a quiet one.
         stream = self.transport.lines(self.path, query, SERVER_TIMEOUT + 60)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         async with contextlib.aclosing(stream):  # cancelled: the connection closes now
             async for line in stream:
                 self._line(line)
+        lasted = loop.time() - began
+        if lasted >= SERVER_TIMEOUT - EARLY:
+            self.ended("timeout")
+            return
+        # Resumed from the last version seen, so nothing is lost; but a watch cut again and
+        # again means its events reach us late (the server held them until it gave up).
+        self.ended("early")
+        log.info(
+            "watch of %s (%s) ended by the server after %.1fs of %ds; resuming",
+            self.path,
+            self.selector,
+            lasted,
+            SERVER_TIMEOUT,
+        )
 
     def _line(self, line: bytes) -> None:
         if not line.strip():
