@@ -38,7 +38,9 @@ server groups are printed too), PROFILE=path (run the operator under py-spy and 
 MEMORY_PROFILE=path (run it under tracemalloc and write where its memory is there; with
 MEMORY_TRACE=0 only the allocators' accounts, at full speed), APISERVER_PROFILE=path (a CPU
 profile of kube-apiserver over the first APISERVER_SECONDS, default 30, of the patch phase, from
-its /debug/pprof: read it with `go tool pprof -top path`), WORKERS=n (the operator's
+its /debug/pprof: read it with `go tool pprof -top path`), APISERVER_TRACE=path (an execution
+trace of kube-apiserver, APISERVER_TRACE_SECONDS from APISERVER_TRACE_AFTER seconds into the
+patch phase, default 5 and 5: read it with `go tool trace -pprof=sched path`), WORKERS=n (the operator's
 --workers; not with PROFILE or MEMORY_PROFILE), PATCH_RATE=r (send phase 2's patches at r a
 second, not all at once: pace A/B runs alike), PATCH=0 (skip
 phase 2: the "idle" run at N=10,000, where only the cost of carrying N settled rollouts is asked).
@@ -71,6 +73,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kubernetes import watch
 from kubernetes.client import AppsV1Api, CustomObjectsApi
+from kubernetes.client.exceptions import ApiException
 
 from harness import cluster as cluster_mod
 from harness.cluster import token_kubeconfig
@@ -95,6 +98,9 @@ MEMORY_PROFILE = os.environ.get("MEMORY_PROFILE", "")
 WORKERS = os.environ.get("WORKERS", "")  # the operator's --workers (its default when unset)
 APISERVER_PROFILE = os.environ.get("APISERVER_PROFILE", "")
 APISERVER_SECONDS = int(os.environ.get("APISERVER_SECONDS", "30"))
+APISERVER_TRACE = os.environ.get("APISERVER_TRACE", "")
+TRACE_SECONDS = int(os.environ.get("APISERVER_TRACE_SECONDS", "5"))
+TRACE_AFTER = float(os.environ.get("APISERVER_TRACE_AFTER", "5"))
 # Sharded: REPLICAS operators, each acting on (and watching) its share of SHARDS shards.
 REPLICAS = int(os.environ.get("REPLICAS", "1"))
 SHARDS = int(os.environ.get("SHARDS", str(2 * REPLICAS if REPLICAS > 1 else 0)))
@@ -125,14 +131,36 @@ CUT: dict[str, int] = {}
 
 
 def watch_events(stop: threading.Event, what: str, fn: Any, *args: Any) -> Any:
-    """Every event of a list-watch, re-watched when the server ends it, until `stop`."""
+    """Every event of a list-watch until `stop`: the objects there are (as ADDED), then their
+    changes, resumed from the last resourceVersion seen when the server ends the watch, and
+    shown whole again only when that version has expired (410).
+
+    The bench's watches share the process (and its GIL) with the threads that send the
+    patches, so they must be cheap or they measure themselves: events are only JSON-decoded,
+    not turned into the client's model objects, and a watch is not restarted from scratch
+    every WATCH_SECONDS, which made the API server send every object again each minute."""
     w = watch.Watch()
+    version = ""
     while not stop.is_set():
         began = time.monotonic()
+        resume = {"resource_version": version} if version else {}
         try:
-            yield from w.stream(
-                fn, *args, timeout_seconds=WATCH_SECONDS, _request_timeout=WATCH_SECONDS + 30
-            )
+            for ev in w.stream(
+                fn,
+                *args,
+                timeout_seconds=WATCH_SECONDS,
+                _request_timeout=WATCH_SECONDS + 30,
+                allow_watch_bookmarks=True,
+                deserialize=False,
+                **resume,
+            ):
+                obj = ev.get("object") or {}
+                version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                if ev.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+                    yield {"type": ev["type"], "raw_object": obj}
+        except ApiException as err:
+            if err.status == 410:
+                version = ""  # compacted away: shown whole again
         except Exception:
             if stop.is_set():
                 return
@@ -198,6 +226,9 @@ class Tracker:
         # stable group -> when its rollout first turned Healthy
         self.healthy_at: dict[str, float] = {}
         self.group_seen: dict[str, float] = {}  # group name -> first ADDED
+        # (rollout, generation) -> when the bench's own watch first showed it: how late the API
+        # server delivers a Rollout's change to a watcher, apart from what any operator does
+        self.generation_seen: dict[tuple[str, int], float] = {}
         self.stop = threading.Event()
         self.changed = threading.Condition(self.lock)
 
@@ -216,10 +247,12 @@ class Tracker:
             self.ns,
             "rollouts",
         ):
+            at = time.perf_counter()
             obj = ev["raw_object"]
             status = obj.get("status") or {}
             name = obj["metadata"]["name"]
             with self.changed:
+                self.generation_seen.setdefault((name, obj["metadata"].get("generation", 0)), at)
                 if status.get("phase") == "Healthy":
                     self.healthy[name] = status.get("stableServerGroup", "")
                     self.healthy_at.setdefault(self.healthy[name], time.perf_counter())
@@ -612,14 +645,19 @@ def add_pod_room(cluster: cluster_mod.Cluster, pods: int) -> list[str]:
     return names
 
 
-def profile_apiserver(cluster: cluster_mod.Cluster) -> threading.Thread | None:
-    """With APISERVER_PROFILE set, start a CPU profile of kube-apiserver (its /debug/pprof, on
-    by default) in the background: where the API server's share of the 2 cores goes."""
-    if not APISERVER_PROFILE:
-        return None
-    path, seconds = APISERVER_PROFILE, APISERVER_SECONDS
+def profile_apiserver(cluster: cluster_mod.Cluster) -> list[threading.Thread]:
+    """With APISERVER_PROFILE set, a CPU profile of kube-apiserver (its /debug/pprof, on by
+    default) over the patch phase's first APISERVER_SECONDS: where the API server's share of
+    the 2 cores goes. With APISERVER_TRACE set, an execution trace of APISERVER_TRACE_SECONDS
+    from APISERVER_TRACE_AFTER seconds in: `go tool trace -pprof=sched` reads from it where
+    goroutines waited for a core (the watch pipeline's among them)."""
+    wanted = [
+        (APISERVER_PROFILE, f"profile?seconds={APISERVER_SECONDS}", APISERVER_SECONDS, 0.0),
+        (APISERVER_TRACE, f"trace?seconds={TRACE_SECONDS}", TRACE_SECONDS, TRACE_AFTER),
+    ]
 
-    def run() -> None:
+    def run(path: str, what: str, seconds: float, after: float) -> None:
+        time.sleep(after)
         result = subprocess.run(
             [
                 str(cluster.bin_dir / "kubectl"),
@@ -627,8 +665,8 @@ def profile_apiserver(cluster: cluster_mod.Cluster) -> threading.Thread | None:
                 str(cluster.kubeconfig),
                 "get",
                 "--raw",
-                f"/debug/pprof/profile?seconds={seconds}",
-                f"--request-timeout={seconds + 60}s",
+                f"/debug/pprof/{what}",
+                f"--request-timeout={seconds + 60:.0f}s",
             ],
             capture_output=True,
             timeout=seconds + 90,
@@ -636,13 +674,12 @@ def profile_apiserver(cluster: cluster_mod.Cluster) -> threading.Thread | None:
         if result.returncode == 0:
             Path(path).write_bytes(result.stdout)
         else:
-            print(
-                f"kube-apiserver profile failed: {result.stderr.decode()[-500:]}", file=sys.stderr
-            )
+            print(f"kube-apiserver {what} failed: {result.stderr.decode()[-500:]}", file=sys.stderr)
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
+    threads = [threading.Thread(target=run, args=args, daemon=True) for args in wanted if args[0]]
+    for thread in threads:
+        thread.start()
+    return threads
 
 
 def pods_by_phase(cluster: cluster_mod.Cluster, ns: str) -> str:
@@ -786,13 +823,20 @@ def main() -> int:
             m3 = own.read()
             q3 = requests_total(cluster)
             w3 = terminated_watchers(cluster)
-            if profiling is not None:
-                profiling.join()
+            for thread in profiling:
+                thread.join()
             with tracker.lock:
                 seen = [(tracker.group_seen[f"{n}-v002"] - sent[n]) * 1000 for n in names]
                 after = [(tracker.group_seen[f"{n}-v002"] - answered[n]) * 1000 for n in names]
                 done = [tracker.healthy_at[f"{n}-v002"] - sent[n] for n in names]
+                delivered = [
+                    (tracker.generation_seen[(n, 2)] - sent[n]) * 1000
+                    for n in names
+                    if (n, 2) in tracker.generation_seen
+                ]
             out.append(latencies("patch -> new server group seen", seen))
+            if delivered:
+                out.append(latencies("  patch -> its Rollout event seen by the bench", delivered))
             out.append(latencies("  from the patch's answer", after))
             out.append(
                 f"patch -> all Healthy: {t3 - t2:.1f} s (patches sent in"
