@@ -176,8 +176,8 @@ def main() -> int:
         sent, answered = patch_all(pool, cluster, lambda n: DEPLOYMENTS.url(ns, n), names)
         t3 = tracker.wait_all(names, 2)
         cp3, q3 = plane.cpu(), requests_total(cluster)
-        if profiling is not None:
-            profiling.join()
+        for thread in profiling:
+            thread.join()
         with tracker.changed:
             seen = [(tracker.new_group_seen[n] - sent[n]) * 1000 for n in names]
             after = [(tracker.new_group_seen[n] - answered[n]) * 1000 for n in names]
