@@ -85,7 +85,7 @@ def test_a_write_shows_until_the_watch_delivers_it_or_newer() -> None:
     clock = Clock()
     index: dict[Any, list[str]] = {("shop", "checkout"): watched(rs("a", 5, 2))}
     cache = cache_with(index, clock)
-    assert not cache.ready("AnalysisRun")
+    assert not cache.ready("AnalysisRun", "shop", "checkout")
     cache.note(rs("a", 7, 3))  # our scale-up, the watch still at 5
     cache.note(rs("b", 8, 1))  # our create, not watched yet
     assert sizes(cache.owned("ReplicaSet", "shop", "checkout")) == {"a": 3, "b": 1}

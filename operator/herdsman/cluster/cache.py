@@ -128,7 +128,7 @@ class Cache:
     def bound(self, kind: str) -> bool:
         return kind in self._indexes
 
-    def ready(self, kind: str, namespace: str = "", name: str = "") -> bool:
+    def ready(self, kind: str, namespace: str, name: str) -> bool:
         """Whether `owned(kind, …)` may answer for the Rollout namespace/name."""
         if kind not in self._indexes:
             return False

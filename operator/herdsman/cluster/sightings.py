@@ -20,9 +20,6 @@ class Sightings:
     def __contains__(self, key: object) -> bool:
         return key in self._by
 
-    def __len__(self) -> int:
-        return len(self._by)
-
     def seen(self, key: Key, view: str) -> None:
         self._by.setdefault(key, set()).add(view)
 
