@@ -123,6 +123,14 @@ events_queued = Gauge(
     " drains as the API server has room.",
     registry=REGISTRY,
 )
+echoes_skipped = Counter(
+    "herdsman_echoes_skipped",
+    "Watch events that only brought back one of the operator's own status writes, from a pass"
+    " that found nothing left for the next one: the pass such an event would queue is not run"
+    " (it would decide exactly what the writing pass did).",
+    registry=REGISTRY,
+)
+
 api_throttled = Counter(
     "herdsman_api_throttled_seconds",
     "Seconds Kubernetes API calls waited for the client-side rate limit (--kube-qps,"

@@ -29,7 +29,7 @@ from herdsman.cluster.cache import Cache
 from herdsman.cluster.kube import DEPLOYMENTS, ROLLOUTS, Kube, KubeError
 from herdsman.cluster.observe import observe
 from herdsman.cluster.workload import label_pods, prune_runs, scale_deployment
-from herdsman.engine.decide import decide
+from herdsman.engine.decide import decide, settled
 from herdsman.engine.workload import resolve
 from herdsman.naming import ANNOTATION_IMPORTING, LABEL_ROLLOUT, owner_name
 from herdsman.notify import subscriptions
@@ -97,12 +97,15 @@ class Runtime:
     def observed(self, namespace: str, name: str, body: Mapping[str, Any] | None) -> None:
         """The watch delivered the Rollout (None: its deletion): keep it and queue a pass."""
         key = (namespace, name)
+        self._known.add(key)
         if self.cache is not None:
             if body is None:
                 self.cache.drop_rollout(namespace, name)
-            else:
-                self.cache.put_rollout(namespace, name, body)
-        self._known.add(key)
+            elif self.cache.put_rollout(namespace, name, body):
+                # Our own status write coming back, from a pass that found nothing left for
+                # the next one (Cache.settle): that pass would decide exactly what it did.
+                metrics.echoes_skipped.inc()
+                return
         self.queue.add(key, urgent=body is not None and spec_unseen(body))
 
     def forget(self, namespace: str, name: str) -> None:
@@ -251,6 +254,13 @@ class Runtime:
             if self.cache is not None:
                 self.cache.refresh(namespace, name)
             return 0.0  # lost a race with another writer: redo on fresh data
+        if (
+            self.cache is not None
+            and self.cache.echo_pending(namespace, name)
+            and settled(rollout, decision, observed.world, now)
+        ):
+            # Before any other await: the watch may bring the write back at the next one.
+            self.cache.settle(namespace, name)
         if not workload_problems:
             if deployment is not None:
                 await scale_deployment(self.kube, rollout, deployment, decision.status, deadline)

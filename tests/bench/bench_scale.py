@@ -405,6 +405,7 @@ class OwnMetrics:
             if m["name"] in (
                 "herdsman_api_requests_total",
                 "herdsman_api_throttled_seconds_total",
+                "herdsman_echoes_skipped_total",
                 "herdsman_events_dropped_total",
                 "herdsman_events_queued",
                 "herdsman_reconcile_duration_seconds_count",
@@ -453,6 +454,8 @@ class OwnMetrics:
         kinds = ", ".join(
             f"{d(k):.0f} {k.split()[1]}" for k in sorted(after) if k.startswith("passes ") and d(k)
         )
+        # Passes not run: the watch brought back a write whose pass left nothing to do.
+        kinds += f"; {d('herdsman_echoes_skipped_total'):.0f} echoes skipped"
         throttled = d("herdsman_api_throttled_seconds_total")
         # The calls by verb and resource, most first: where a release's writes go.
         by_kind = sorted(

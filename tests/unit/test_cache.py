@@ -201,3 +201,33 @@ def test_a_write_response_the_watch_already_passed_is_not_kept() -> None:
     cache.note(rollout_body(10, "Degraded"))  # newer than the watch: kept and read
     assert cache.overlays() == 1
     assert (cache.rollout("shop", "checkout") or {})["status"]["phase"] == "Degraded"
+
+
+def test_only_a_settled_write_s_own_version_coming_back_is_told_as_nothing_new() -> None:
+    cache = Cache(clock=Clock())
+    assert cache.put_rollout("shop", "checkout", rollout_body(5, "Progressing")) is False
+    assert not cache.echo_pending("shop", "checkout")
+    cache.settle("shop", "checkout")  # no write of ours outstanding: nothing to hold
+    assert cache.put_rollout("shop", "checkout", rollout_body(5, "Progressing")) is False
+
+    cache.note(rollout_body(7, "Paused"))  # our status write, from a settled pass
+    assert cache.echo_pending("shop", "checkout")
+    cache.settle("shop", "checkout")
+    assert cache.put_rollout("shop", "checkout", rollout_body(6, "Progressing")) is False  # older
+    assert cache.put_rollout("shop", "checkout", rollout_body(7, "Paused")) is True  # its echo
+    assert not cache.echo_pending("shop", "checkout")
+    assert cache.put_rollout("shop", "checkout", rollout_body(7, "Paused")) is False  # once only
+
+    cache.note(rollout_body(9, "Paused"))
+    cache.settle("shop", "checkout")
+    # Someone else wrote after us and a re-list skipped our version: theirs is news.
+    assert cache.put_rollout("shop", "checkout", rollout_body(10, "Degraded")) is False
+    assert cache.put_rollout("shop", "checkout", rollout_body(9, "Paused")) is False
+
+    cache.note(rollout_body(12, "Paused"))  # a write whose pass was not settled
+    assert cache.put_rollout("shop", "checkout", rollout_body(12, "Paused")) is False
+
+    cache.note(rollout_body(14, "Paused"))
+    cache.settle("shop", "checkout")
+    cache.drop_rollout("shop", "checkout")  # deleted, or its shard let go: nothing held
+    assert cache.put_rollout("shop", "checkout", rollout_body(14, "Paused")) is False

@@ -551,27 +551,33 @@ def drive(checker: Checker, rng: random.Random, *, limit: int = 400) -> int:
             assert converged(sim)
             assert d.transitions == [], d.transitions
             return n
-        st = sim.status
-        spec = sim.rollout.spec
-        if st.abort:
-            sim.retry()
-        if spec.paused:
-            sim.set_paused(False)
-        steps = spec.strategy.canary.steps if spec.strategy.canary else []
-        idx = st.current_step_index
-        reasons = {p.reason for p in st.pause_conditions}
-        at_indefinite = (
-            idx is not None
-            and idx < len(steps)
-            and steps[idx].pause is not None
-            and steps[idx].pause.duration is None
-        )
-        if "Inconclusive" in reasons or ("PauseStep" in reasons and at_indefinite):
-            sim.promote(idx)
-        sim.set_runs("Successful")
-        sim.settle(rng)
+        patient_user(sim, rng)
         sim.tick(rng.choice([1, 1, 5, 15]))
     raise AssertionError(f"did not converge in {limit} passes: {sim.body.get('status')}")
+
+
+def patient_user(sim: Sim, rng: random.Random) -> None:
+    """Between passes: retry an abort, resume, promote an indefinite pause or an inconclusive
+    analysis, pass the analyses, and let some pods come up."""
+    st = sim.status
+    spec = sim.rollout.spec
+    if st.abort:
+        sim.retry()
+    if spec.paused:
+        sim.set_paused(False)
+    steps = spec.strategy.canary.steps if spec.strategy.canary else []
+    idx = st.current_step_index
+    reasons = {p.reason for p in st.pause_conditions}
+    at_indefinite = (
+        idx is not None
+        and idx < len(steps)
+        and steps[idx].pause is not None
+        and steps[idx].pause.duration is None
+    )
+    if "Inconclusive" in reasons or ("PauseStep" in reasons and at_indefinite):
+        sim.promote(idx)
+    sim.set_runs("Successful")
+    sim.settle(rng)
 
 
 # --- the walk -----------------------------------------------------------------------------------

@@ -107,6 +107,9 @@ class Cache:
     _live: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
     # (namespace, name) -> (resourceVersion, our last status write's response)
     _own: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
+    # (namespace, name) -> the version of our last status write whose watch event needs no
+    # pass (`settle`)
+    _settled: dict[tuple[str, str], int] = field(default_factory=dict)
     _fresh: set[tuple[str, str]] = field(default_factory=set)
 
     def bind(self, kind: str, index: IndexLike) -> None:
@@ -178,15 +181,34 @@ class Cache:
 
     # --- the Rollouts themselves ---------------------------------------------------------------
 
-    def put_rollout(self, namespace: str, name: str, body: Mapping[str, Any]) -> None:
+    def put_rollout(self, namespace: str, name: str, body: Mapping[str, Any]) -> bool:
         """The Rollout as the watch just delivered it, kept slim (the watch's own copy is let
-        go once its handlers return: this is the only one held)."""
+        go once its handlers return: this is the only one held). Returns whether it is our
+        own settled write coming back (`settle`): nothing in it for a pass."""
         key = (namespace, name)
         version = _version(body)
         self._live[key] = (version, pack(body))
         own = self._own.get(key)
         if own is not None and version >= own[0]:
             del self._own[key]
+        quiet = self._settled.get(key)
+        if quiet is None or version < quiet:
+            return False
+        del self._settled[key]
+        return version == quiet
+
+    def echo_pending(self, namespace: str, name: str) -> bool:
+        """Whether the watch has yet to bring back our last write of the Rollout."""
+        return (namespace, name) in self._own
+
+    def settle(self, namespace: str, name: str) -> None:
+        """The pass that made our last status write found nothing left for the next one
+        (engine.decide.settled): when the watch brings that write back, no pass is needed. A
+        write the watch has already brought back (it can come before the response) is not
+        held, so its event has queued a pass as any other."""
+        own = self._own.get((namespace, name))
+        if own is not None:
+            self._settled[(namespace, name)] = own[0]
 
     def rollouts(self) -> int:
         return len(self._live)
@@ -205,6 +227,7 @@ class Cache:
     def drop_rollout(self, namespace: str, name: str) -> None:
         self._live.pop((namespace, name), None)
         self._own.pop((namespace, name), None)
+        self._settled.pop((namespace, name), None)
         self._fresh.discard((namespace, name))
 
     def refresh(self, namespace: str, name: str) -> None:
