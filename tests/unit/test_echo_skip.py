@@ -139,9 +139,9 @@ def test_a_pass_that_writes_the_world_is_never_settled() -> None:
 
 
 def test_a_pass_that_leaves_work_to_the_next_is_not_settled() -> None:
-    # The pass that enters a step announces it and writes the step; deciding again on that
-    # status at a later instant would differ (a pause counts down): at the same instant a
-    # settled pass's successor must be a perfect no-op, and one that is not must run.
+    # A new revision's first pass announces it and creates its group: not settled. Nor is a
+    # decision with nothing to write whose successor would announce again (forced below): a
+    # settled pass's successor must be a perfect no-op at the same instant.
     sim = Sim.of(manifest(replicas=2, steps=[{"setWeight": 50}, {"pause": {"duration": 5}}]))
     drive(InvariantChecker(sim), random.Random(1))
     sim.set_image("app:v2")

@@ -105,11 +105,9 @@ class Cache:
 
     # (namespace, name) -> (resourceVersion, the Rollout as the watch last delivered it)
     _live: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
-    # (namespace, name) -> (resourceVersion, our last status write's response)
-    _own: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
-    # (namespace, name) -> the version of our last status write whose watch event needs no
-    # pass (`settle`)
-    _settled: dict[tuple[str, str], int] = field(default_factory=dict)
+    # (namespace, name) -> (resourceVersion, our last status write's response, whether its
+    # watch event needs no pass: `settle`)
+    _own: dict[tuple[str, str], tuple[int, str, bool]] = field(default_factory=dict)
     _fresh: set[tuple[str, str]] = field(default_factory=set)
 
     def bind(self, kind: str, index: IndexLike) -> None:
@@ -147,7 +145,7 @@ class Cache:
             live = self._live.get(at)
             version = _version(response)
             if live is not None and version > live[0]:  # else the watch is there already
-                self._own[at] = (version, pack(response))
+                self._own[at] = (version, pack(response), False)
             return
         if response.get("kind") not in KINDS:
             return
@@ -189,13 +187,10 @@ class Cache:
         version = _version(body)
         self._live[key] = (version, pack(body))
         own = self._own.get(key)
-        if own is not None and version >= own[0]:
-            del self._own[key]
-        quiet = self._settled.get(key)
-        if quiet is None or version < quiet:
+        if own is None or version < own[0]:
             return False
-        del self._settled[key]
-        return version == quiet
+        del self._own[key]
+        return own[2] and version == own[0]
 
     def echo_pending(self, namespace: str, name: str) -> bool:
         """Whether the watch has yet to bring back our last write of the Rollout."""
@@ -205,10 +200,10 @@ class Cache:
         """The pass that made our last status write found nothing left for the next one
         (engine.decide.settled): when the watch brings that write back, no pass is needed. A
         write the watch has already brought back (it can come before the response) is not
-        held, so its event has queued a pass as any other."""
+        held, so its event has queued a pass as any other; nor is one a newer write replaced."""
         own = self._own.get((namespace, name))
         if own is not None:
-            self._settled[(namespace, name)] = own[0]
+            self._own[(namespace, name)] = (own[0], own[1], True)
 
     def rollouts(self) -> int:
         return len(self._live)
@@ -227,7 +222,6 @@ class Cache:
     def drop_rollout(self, namespace: str, name: str) -> None:
         self._live.pop((namespace, name), None)
         self._own.pop((namespace, name), None)
-        self._settled.pop((namespace, name), None)
         self._fresh.discard((namespace, name))
 
     def refresh(self, namespace: str, name: str) -> None:
@@ -246,7 +240,7 @@ class Cache:
         own = self._own.get(key)
         if own is not None:
             # Only the newer of the two is decoded.
-            version, written = own
+            version, written, _ = own
             if version > live_version:
                 return unpack(written)
             del self._own[key]
