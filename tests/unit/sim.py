@@ -158,7 +158,7 @@ class Sim:
                 self.router,
                 canary_weight=traffic.canary_weight,
                 baseline_weight=traffic.baseline_weight,
-                routes=frozenset(r.name for r in (*traffic.header_routes, *traffic.mirror_routes)),
+                routes=traffic.route_names,
                 http_fault=traffic.http_fault is not None,
             )
         for svc, group in d.desired.selectors.items():

@@ -44,16 +44,17 @@ def decide(rollout: Rollout, world: World, now: datetime) -> Decision:
 
 def settled(rollout: Rollout, decision: Decision, world: World, now: datetime) -> bool:
     """Whether the pass after `decision` would find nothing to do, if nothing but the status
-    it writes changes: it writes nothing else, and deciding again on that status, in the same
-    world at the same instant, gives the same status, no write, nothing to announce and the
-    same next due time.
+    it writes changes: it writes nothing else (a routed canary's weights count as no write when
+    the router already holds them), and deciding again on that status, in the same world at
+    the same instant, gives the same status, no write, nothing to announce and the same next
+    due time.
 
     Why: the operator watches its own Rollouts, so every status write comes back as a watch
     event and queues a pass. When this holds, that pass is a no-op and the runtime skips it
     (reconcile.py). It does not always hold: some changes are left to the pass after (a group
     still listed as old is deleted by the next one), and those passes run as before.
     """
-    if not decision.desired.empty:
+    if not decision.desired.writes_nothing(world.router):
         return False
     wire = decision.status.to_wire()
     # Through the wire, as the watch event will bring it: what the next pass would parse.
@@ -61,7 +62,7 @@ def settled(rollout: Rollout, decision: Decision, world: World, now: datetime) -
         rollout.model_copy(update={"status": RolloutStatus.model_validate(wire)}), world, now
     )
     return (
-        again.desired.empty
+        again.desired.writes_nothing(world.router)
         and not again.transitions
         and again.requeue_after == decision.requeue_after
         and again.status.to_wire() == wire

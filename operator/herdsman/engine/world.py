@@ -7,7 +7,7 @@ and applies the second; everything between is a pure function of (spec, world, n
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -108,6 +108,19 @@ class RouterState:
     routes: frozenset[str] = frozenset()
     # Whether the object carries a chaos step's fault route to the canary (Istio).
     http_fault: bool = False
+
+    def holds(self, target: TrafficTarget) -> bool:
+        """Whether the engine would see nothing change if `target` were written now: every
+        field it reads back (the weights, the route names, the fault route) already says what
+        `target` asks. The routers must report exactly these once they hold a target, or no
+        step would ever be seen done (engine/canary/steps.py)."""
+        return (
+            self.available
+            and self.canary_weight == target.canary_weight
+            and self.baseline_weight == target.baseline_weight
+            and self.routes == target.route_names
+            and self.http_fault == (target.http_fault is not None)
+        )
 
 
 @dataclass(frozen=True)
@@ -210,6 +223,10 @@ class TrafficTarget:
     # carries it on a route of its own to the canary; None removes that route.
     http_fault: HttpFault | None = None
 
+    @property
+    def route_names(self) -> frozenset[str]:
+        return frozenset(r.name for r in (*self.header_routes, *self.mirror_routes))
+
 
 @dataclass(frozen=True)
 class Transition:
@@ -250,6 +267,15 @@ class Desired:
             or self.create_experiments
             or self.terminate_experiments
         )
+
+    def writes_nothing(self, router: RouterState | None) -> bool:
+        """Whether applying this would change nothing the engine observes: empty, or only
+        traffic the router already holds (a routed canary's decision always names its weights,
+        and the router's writer makes no write then)."""
+        if self.traffic is None:
+            return self.empty
+        rest = replace(self, traffic=None, traffic_first=False)
+        return rest.empty and router is not None and router.holds(self.traffic)
 
 
 @dataclass
