@@ -1,7 +1,8 @@
 """Benchmark: N rollouts on one operator (issue 17), on the real control plane.
 
 Workload (the one the issue measured Argo Rollouts with): canary, 2 replicas, setWeight 50 then
-pause 5s, no traffic router (the weight is the replica ratio). Phases:
+pause 5s, no traffic router (the weight is the replica ratio; ROUTER=nginx: an NGINX Ingress
+per rollout carries it). Phases:
 
 1. create N rollouts at once -> all Healthy
 2. patch every template at once -> each rollout's new server group seen (p50/p95/p99/max,
@@ -43,7 +44,9 @@ trace of kube-apiserver, APISERVER_TRACE_SECONDS from APISERVER_TRACE_AFTER seco
 patch phase, default 5 and 5: read it with `go tool trace -pprof=sched path`), WORKERS=n (the operator's
 --workers; not with PROFILE or MEMORY_PROFILE), PATCH_RATE=r (send phase 2's patches at r a
 second, not all at once: pace A/B runs alike), PATCH=0 (skip
-phase 2: the "idle" run at N=10,000, where only the cost of carrying N settled rollouts is asked).
+phase 2: the "idle" run at N=10,000, where only the cost of carrying N settled rollouts is asked),
+ROUTER=nginx (routed canaries: each rollout's stable and canary Services and its Ingress are
+created before the first phase's clock starts).
 
 Memory per rollout: the operator's RSS settled at the end minus its RSS before the first create
 (caches filled, nothing to hold), over N. Each rollout costs its Rollout, its server groups and
@@ -79,10 +82,12 @@ from harness import cluster as cluster_mod
 from harness.cluster import token_kubeconfig
 from harness.local_http import free_port
 from harness.operator import OperatorProcess
-from harness.rollouts import rollout
-from herdsman.cluster.kube import PODS, ROLLOUTS
+from harness.rollouts import rollout, service
+from harness.routers import ingress
+from herdsman.cluster.kube import PODS, ROLLOUTS, SERVICES
 from herdsman.cluster.kube import Path as KPath
 from herdsman.sharding import LABEL_LEASE_ROLE
+from herdsman.traffic.nginx import INGRESSES
 
 N = int(os.environ.get("N", "100"))
 IDLE = float(os.environ.get("IDLE", "60"))
@@ -103,6 +108,12 @@ TRACE_AFTER = float(os.environ.get("APISERVER_TRACE_AFTER", "5"))
 # Sharded: REPLICAS operators, each acting on (and watching) its share of SHARDS shards.
 REPLICAS = int(os.environ.get("REPLICAS", "1"))
 SHARDS = int(os.environ.get("SHARDS", str(2 * REPLICAS if REPLICAS > 1 else 0)))
+# ROUTER=nginx: the weight goes through an NGINX Ingress per rollout (with its stable and canary
+# Services, created before the clock starts) instead of the replica ratio. Ingress is built in,
+# so no router CRD is needed; the operator reads the Ingresses and Services on its passes.
+ROUTER = os.environ.get("ROUTER", "")
+if ROUTER not in ("", "nginx"):
+    raise SystemExit(f"ROUTER={ROUTER}: only nginx (or unset: the replica ratio)")
 IMAGE_V2 = "registry.k8s.io/pause:3.10"
 
 NAMESPACES = KPath("", "v1", "namespaces", namespaced=False)
@@ -621,6 +632,23 @@ def operator_identity(cluster: cluster_mod.Cluster, ns: str, tmp: Path) -> tuple
     return token_kubeconfig(cluster, token, tmp / "operator.kubeconfig"), flow
 
 
+def bench_rollout(name: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    if not ROUTER:
+        return rollout(name, replicas=2, steps=steps, services=False)
+    routing = {"nginx": {"stableIngress": name}}
+    return rollout(name, replicas=2, steps=steps, trafficRouting=routing)
+
+
+def user_objects(cluster: cluster_mod.Cluster, ns: str, name: str) -> None:
+    """What a user applies beside a routed Rollout: its two Services and its Ingress. The
+    Services are headless: the local control plane's Service IP range holds a few hundred."""
+    for svc in (name, f"{name}-canary"):
+        body = service(svc, name)
+        body["spec"]["clusterIP"] = "None"
+        cluster.rest.create(SERVICES.url(ns), body)
+    cluster.rest.create(INGRESSES.url(ns), ingress(name, name))
+
+
 def add_pod_room(cluster: cluster_mod.Cluster, pods: int) -> list[str]:
     """KWOK nodes (kwok manages every Node annotated kwok.x-k8s.io/node=fake) with room for
     `pods` pods; the API server accepts a Node's status on create. Returns their names."""
@@ -790,12 +818,12 @@ def main() -> int:
         m0 = own.read()
         q0 = dispatched(cluster, flow)
         w0 = terminated_watchers(cluster)
+        if ROUTER:
+            list(pool.map(lambda n: user_objects(cluster, ns, n), names))
         t0 = time.perf_counter()
         list(
             pool.map(
-                lambda n: cluster.rest.create(
-                    ROLLOUTS.url(ns), rollout(n, replicas=2, steps=steps, services=False)
-                ),
+                lambda n: cluster.rest.create(ROLLOUTS.url(ns), bench_rollout(n, steps)),
                 names,
             )
         )
@@ -948,7 +976,8 @@ def main() -> int:
         for node in nodes:
             cluster.rest.delete(NODES.url(None, node))
         cluster_mod.stop(cluster)
-    print(f"N={N} rollouts (canary, 2 replicas, setWeight 50 + pause 5s, replica ratio)")
+    weight = "an NGINX Ingress each" if ROUTER else "replica ratio"
+    print(f"N={N} rollouts (canary, 2 replicas, setWeight 50 + pause 5s, {weight})")
     for line in out:
         print("  " + line)
     print(
