@@ -250,6 +250,24 @@ def _kube(
     )
 
 
+def _reads(args: argparse.Namespace, kube: Any) -> Any:
+    """Watch-fed answers to the passes' GETs of Services, router objects and templates."""
+    from herdsman import metrics
+    from herdsman.cluster.observe import READS as paths
+    from herdsman.cluster.reads import Reads
+    from herdsman.cluster.transport import AsyncTransport
+
+    # One watch per kind in use (per namespace when limited to some), each holding a
+    # connection of its own for minutes: never a slot the passes' calls wait for.
+    watches = len(paths) * max(1, len(args.namespace or ()))
+    return Reads(
+        AsyncTransport(kube.transport.configuration, watches + 2),
+        {(p.base, p.plural) for p in paths},
+        namespaces=tuple(args.namespace or ()),
+        on_hit=metrics.read_cached,
+    )
+
+
 def _views(args: argparse.Namespace, kube: Any, runtime: Any, shards: Any) -> Any:
     """Sharded: each shard's Rollouts are watched only while this replica holds the shard."""
     from herdsman.cluster.cache import pack, pack_group
@@ -373,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics.rollouts_cached.set_function(cache.rollouts)
     metrics.server_groups_cached.set_function(lambda: cache.count("ReplicaSet"))
     kube = _kube(args, policy, on_write=cache.note)
+    kube.reads = _reads(args, kube)
     analysis = Analysis(kube, policy, hooks=metrics.retry_hooks("analysis"))
     metrics.serve(args.metrics_port)
     if args.dashboard_port:

@@ -130,6 +130,13 @@ echoes_skipped = Counter(
     " (it would decide exactly what the writing pass did).",
     registry=REGISTRY,
 )
+reads_cached = Counter(
+    "herdsman_api_reads_cached",
+    "GETs by name of Services, router objects and analysis templates answered from the"
+    " operator's watch-fed stores instead of the API server, by resource.",
+    ["resource"],
+    registry=REGISTRY,
+)
 
 api_throttled = Counter(
     "herdsman_api_throttled_seconds",
@@ -204,6 +211,10 @@ def retry_hooks(call: str) -> RetryHooks:
 
 def api_request(verb: str, resource: str) -> None:
     api_requests.labels(verb, resource).inc()
+
+
+def read_cached(resource: str) -> None:
+    reads_cached.labels(resource).inc()
 
 
 def event_dropped() -> None:

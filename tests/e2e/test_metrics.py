@@ -95,4 +95,8 @@ def test_prometheus_sees_every_weight_the_rollout_went_through(
     # Pods coming up change only the counters in status: the passes those writes would wake
     # again find nothing to do, and are not run.
     assert value("herdsman_echoes_skipped_total") >= 1
+    # Each pass reads both Services by name: after the first, from the watch of Services.
+    from_watch = value('herdsman_api_reads_cached_total{resource="services"}')
+    from_server = scraped('herdsman_api_requests_total{verb="GET",resource="services"}') or 0.0
+    assert from_watch > 2 * from_server, (from_watch, from_server)
     assert not op.errors()

@@ -10,7 +10,9 @@ hand:
 2. the Kopf handlers registered by herdsman.handlers: Kopf lists and watches their resources
    (and patches them when a handler needs a finalizer or stores progress);
 3. Kopf's own machinery as the startup handler configures it: peering (list, watch and patch the
-   peering objects), scanning (CRDs, and namespaces when limited to namespaces), event posting.
+   peering objects), scanning (CRDs, and namespaces when limited to namespaces), event posting;
+4. the kinds a pass reads by name (`cluster.observe.READS`): listed and watched by
+   cluster/reads.py once one of them has been read.
 
 A new API call without its RBAC rule fails `test_..._grants_exactly_what_the_operator_calls`; a
 rule nothing uses fails it too; a call whose path cannot be followed statically fails
@@ -34,6 +36,7 @@ import yaml
 
 from harness.cluster import CHART, ROOT, helm
 from herdsman.cluster.kube import Path as KPath
+from herdsman.cluster.observe import READS
 
 pytestmark = pytest.mark.unit
 
@@ -470,7 +473,18 @@ def operator_needs(*, clusterwide: bool, sharded: bool = False) -> dict[Perm, st
         del needs[SHARD_LABEL_PATCH]
     for perm, why in kopf_needs(clusterwide=clusterwide, sharded=sharded).items():
         needs.setdefault(perm, why)
+    for perm, why in reads_needs().items():
+        needs.setdefault(perm, why)
     return needs
+
+
+def reads_needs() -> dict[Perm, str]:
+    """The kinds a pass reads by name are watched once read (cluster/reads.py)."""
+    return {
+        (path.group, path.plural, verb): "cluster/reads.py watches what a pass reads by name"
+        for path in READS
+        for verb in ("list", "watch")
+    }
 
 
 LEASE_GROUP = "coordination.k8s.io"

@@ -23,7 +23,7 @@ handlers and Kopf's own peering and scanning) and fails when the two differ in e
   verbs: [patch]
 - apiGroups: [herdsman.dev]
   resources: [analysistemplates]
-  verbs: [get]
+  verbs: [get, list, watch]
 # Experiments: started and terminated by a Rollout's experiment step, each run by its own loop
 # (watched by Kopf, read each pass; only the status is written by that loop).
 - apiGroups: [herdsman.dev]
@@ -52,7 +52,7 @@ handlers and Kopf's own peering and scanning) and fails when the two differ in e
 # experiment template asks for.
 - apiGroups: [""]
   resources: [services]
-  verbs: [create, get, patch]
+  verbs: [create, get, list, patch, watch]
 # Pods: listed and deleted for `kubectl herdsman restart`; patched (labels and annotations
 # only) to move ephemeral role metadata (canaryMetadata, stableMetadata...) between groups.
 - apiGroups: [""]
@@ -74,40 +74,42 @@ handlers and Kopf's own peering and scanning) and fails when the two differ in e
 # Traffic routers (operator/herdsman/traffic/): the route objects a Rollout names, whose weights
 # the operator sets; the NGINX canary Ingress, the SMI TrafficSplit, the Ambassador canary
 # Mappings and the APISIX header-route ApisixRoutes are the operator's own.
+# Templates, Services and router objects are read by name on every pass: listed and watched
+# once one has been read, so that those reads come from a watch (cluster/reads.py).
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes, grpcroutes, tcproutes]
-  verbs: [get, patch]
+  verbs: [get, list, patch, watch]
 - apiGroups: [networking.istio.io]
   resources: [virtualservices, destinationrules]
-  verbs: [get, patch]
+  verbs: [get, list, patch, watch]
 - apiGroups: [networking.k8s.io]
   resources: [ingresses]
-  verbs: [create, delete, get, patch]
+  verbs: [create, delete, get, list, patch, watch]
 - apiGroups: [split.smi-spec.io]
   resources: [trafficsplits]
-  verbs: [create, get, patch]
+  verbs: [create, get, list, patch, watch]
 - apiGroups: [getambassador.io]
   resources: [mappings]
-  verbs: [create, delete, get, patch]
+  verbs: [create, delete, get, list, patch, watch]
 - apiGroups: [apisix.apache.org]
   resources: [apisixroutes]
-  verbs: [create, delete, get, patch]
+  verbs: [create, delete, get, list, patch, watch]
 - apiGroups: [appmesh.k8s.aws]
   resources: [virtualservices]
-  verbs: [get]
+  verbs: [get, list, watch]
 - apiGroups: [appmesh.k8s.aws]
   resources: [virtualrouters, virtualnodes]
-  verbs: [get, patch]
+  verbs: [get, list, patch, watch]
 - apiGroups: [traefik.io, traefik.containo.us]
   resources: [traefikservices]
-  verbs: [get, patch]
+  verbs: [get, list, patch, watch]
 {{- end -}}
 
 {{/* Cluster-scoped resources, in both modes. */}}
 {{- define "herdsman.rules.cluster" -}}
 - apiGroups: [herdsman.dev]
   resources: [clusteranalysistemplates]
-  verbs: [get]
+  verbs: [get, list, watch]
 # Kopf notices CRDs installed after it started (the peering CRD it waits for with --require-peering).
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]

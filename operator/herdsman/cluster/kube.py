@@ -20,7 +20,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiolimiter import AsyncLimiter
 from kubernetes import client, config
@@ -29,6 +29,9 @@ from urllib3.exceptions import HTTPError, ReadTimeoutError
 from herdsman.cluster.budget import AccessPolicy, Deadline
 from herdsman.cluster.retry import NO_HOOKS, RetryHooks, call_with_retries
 from herdsman.cluster.transport import AsyncTransport
+
+if TYPE_CHECKING:
+    from herdsman.cluster.reads import Reads
 
 log = logging.getLogger("herdsman.kube")
 
@@ -93,11 +96,14 @@ class Path:
     def api_version(self) -> str:
         return self.version if self.group == "" else f"{self.group}/{self.version}"
 
+    @property
+    def base(self) -> str:
+        return "/api/v1" if self.group == "" else f"/apis/{self.group}/{self.version}"
+
     def url(
         self, namespace: str | None = None, name: str | None = None, sub: str | None = None
     ) -> str:
-        base = "/api/v1" if self.group == "" else f"/apis/{self.group}/{self.version}"
-        parts = [base]
+        parts = [self.base]
         if self.namespaced and namespace is not None:
             parts.append(f"namespaces/{namespace}")
         parts.append(self.plural)
@@ -261,6 +267,9 @@ class Kube:
         # One token per request (retries are spaced by their own backoff, and few).
         self._limiter = rate.limiter()
         self._on_throttle = on_throttle  # told the seconds a request waited for the rate limit
+        # Watch-fed answers to GETs by name of the kinds it holds (cluster/reads.py); set by
+        # the operator's wiring, None in tools and tests that read the server every time.
+        self.reads: Reads | None = None
 
     async def request(
         self,
@@ -313,23 +322,35 @@ class Kube:
         except KubeError as err:
             if self._on_error is not None:
                 self._on_error(method, err.status)
+            if err.conflict and method != "GET" and self.reads is not None:
+                self.reads.conflicted(path)
             raise
         if method in ("POST", "PATCH", "PUT") and self.on_write is not None:
             self.on_write(result)
+        if method != "GET" and self.reads is not None:
+            self.reads.wrote(method, path, result)
         return result
 
     async def close(self) -> None:
+        if self.reads is not None:
+            await self.reads.close()
         await self.transport.close()
 
     # --- verbs ------------------------------------------------------------------------------------
 
     async def get(self, path: str, *, deadline: Deadline) -> dict[str, Any] | None:
+        if self.reads is not None:
+            hit, body = self.reads.lookup(path)
+            if hit:
+                return body
         try:
-            result: dict[str, Any] = await self.request("GET", path, deadline=deadline)
+            result: dict[str, Any] | None = await self.request("GET", path, deadline=deadline)
         except KubeError as err:
-            if err.not_found:
-                return None
-            raise
+            if not err.not_found:
+                raise
+            result = None
+        if self.reads is not None:
+            self.reads.learned(path, result)
         return result
 
     async def list(

@@ -1,9 +1,11 @@
 """Observe: read everything one Rollout's decision depends on, concurrently, under one deadline.
 
-The Rollout, its Services, templates and router objects are read fresh from the API server on
-every pass; its server groups and AnalysisRuns come from the watch-fed `Cache` when the
+The Rollout comes from the watch-fed `Cache`, as do its server groups and AnalysisRuns when the
 operator runs one (filled by a full list before the first pass, see cluster/cache.py), else
-from a LIST each. Every call is bounded by the reconcile's deadline.
+from a LIST each. Its Services, templates and router objects are read by name: through the
+operator's `Kube`, which answers those GETs from watches once it holds the kind
+(cluster/reads.py), else from the API server. Every call is bounded by the reconcile's
+deadline.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from herdsman.cluster.kube import (
     SERVICES,
     Kube,
 )
+from herdsman.cluster.kube import Path as KPath
 from herdsman.engine.world import (
     AnalysisRunView,
     ExperimentView,
@@ -44,7 +47,12 @@ from herdsman.naming import (
     LABEL_ROLLOUT,
     label_value,
 )
-from herdsman.traffic import observe_router
+from herdsman.traffic import READ_PATHS, observe_router
+
+# What a pass reads by name on every pass: its Services, templates and router objects. The
+# operator serves these GETs from watches once it has read one (cluster/reads.py), so it needs
+# list and watch on them as well as get (tests/unit/test_chart_rbac.py reads this).
+READS: tuple[KPath, ...] = (SERVICES, ANALYSIS_TEMPLATES, CLUSTER_ANALYSIS_TEMPLATES, *READ_PATHS)
 
 
 @dataclass

@@ -24,18 +24,18 @@ from collections.abc import Awaitable, Callable
 
 from herdsman.api.rollout import Rollout
 from herdsman.cluster.budget import Deadline
-from herdsman.cluster.kube import Kube, KubeError
+from herdsman.cluster.kube import Kube, KubeError, Path
 from herdsman.engine.world import Decision, RouterState
 from herdsman.traffic.alb import ALB
-from herdsman.traffic.ambassador import Ambassador
-from herdsman.traffic.apisix import Apisix
-from herdsman.traffic.appmesh import AppMesh
+from herdsman.traffic.ambassador import MAPPINGS, Ambassador
+from herdsman.traffic.apisix import APISIX_ROUTES, Apisix
+from herdsman.traffic.appmesh import MESH_SERVICES, VIRTUAL_NODES, VIRTUAL_ROUTERS, AppMesh
 from herdsman.traffic.base import Router, RouterError
-from herdsman.traffic.gatewayapi import GatewayAPI
-from herdsman.traffic.istio import Istio
-from herdsman.traffic.nginx import Nginx
-from herdsman.traffic.smi import SMI
-from herdsman.traffic.traefik import Traefik
+from herdsman.traffic.gatewayapi import GRPC_ROUTES, HTTP_ROUTES, TCP_ROUTES, GatewayAPI
+from herdsman.traffic.istio import DESTINATION_RULES, VIRTUAL_SERVICES, Istio
+from herdsman.traffic.nginx import INGRESSES, Nginx
+from herdsman.traffic.smi import SMI, TRAFFIC_SPLITS
+from herdsman.traffic.traefik import TRAEFIK_SERVICES, Traefik
 
 log = logging.getLogger("herdsman.traffic")
 
@@ -53,6 +53,24 @@ ROUTERS: dict[str, Router] = {
         Traefik(),
     )
 }
+
+# The kinds of object the routers read by name on every pass: served from watch-fed stores
+# (cluster/reads.py) once one of them has been read.
+READ_PATHS: tuple[Path, ...] = (
+    INGRESSES,
+    HTTP_ROUTES,
+    GRPC_ROUTES,
+    TCP_ROUTES,
+    *VIRTUAL_SERVICES,
+    *DESTINATION_RULES,
+    TRAFFIC_SPLITS,
+    *MAPPINGS,
+    APISIX_ROUTES,
+    *TRAEFIK_SERVICES,
+    MESH_SERVICES,
+    VIRTUAL_ROUTERS,
+    VIRTUAL_NODES,
+)
 
 # A write computed on an object someone changed meanwhile is recomputed on the fresh object;
 # this many times, then the pass fails and is retried with backoff.
@@ -157,6 +175,7 @@ def writer(kube: Kube) -> TrafficWriter:
 
 
 __all__ = [
+    "READ_PATHS",
     "ROUTERS",
     "Router",
     "RouterError",
