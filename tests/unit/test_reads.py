@@ -234,6 +234,35 @@ def test_an_answer_the_watch_never_confirms_is_served_only_for_a_while() -> None
     asyncio.run(run())
 
 
+def test_an_object_only_we_create_is_absent_when_the_watch_does_not_show_it() -> None:
+    async def run() -> None:
+        api = Api()
+        api.put("checkout", "v1")
+        async with operator(api) as kube:
+            url = SERVICES.url("shop", "checkout-canary")
+            assert await kube.get(url, deadline=deadline(), ours=True) is None  # not listed yet
+            await selector(kube)
+            await until(lambda: listed(kube), "the first list")
+            for _ in range(3):
+                assert await kube.get(url, deadline=deadline(), ours=True) is None
+            assert api.gets == ["checkout-canary", "checkout"]
+            assert kube.reads is not None
+            api.put("checkout-canary", "v2", announce=False)  # what our POST made, say
+            kube.reads.wrote("POST", SERVICES.url("shop"), api.objects["checkout-canary"])
+            created = await kube.get(url, deadline=deadline(), ours=True)
+            assert created is not None  # our own write, before the watch shows it
+            assert created["spec"]["selector"] == {"group": "v2"}
+            await kube.delete(url, deadline=deadline())
+            assert await kube.get(url, deadline=deadline(), ours=True) is None  # asked once
+            assert await kube.get(url, deadline=deadline(), ours=True) is None
+            assert api.gets == ["checkout-canary", "checkout", "checkout-canary"]
+            # Not ours: a miss is asked for every time (a user's object may be on its way).
+            assert await kube.get(url, deadline=deadline()) is None
+            assert api.gets[-1] == "checkout-canary"
+
+    asyncio.run(run())
+
+
 def test_our_write_is_read_back_before_the_watch_brings_it_and_never_an_older_state() -> None:
     async def run() -> None:
         api = Api()

@@ -134,7 +134,9 @@ class FakeKube:
         return (group, version, plural) in self.served
 
     # the Kube surface
-    async def get(self, url: str, *, deadline: Deadline) -> dict[str, Any] | None:
+    async def get(
+        self, url: str, *, deadline: Deadline, ours: bool = False
+    ) -> dict[str, Any] | None:
         parts = url.split("/")
         if parts[1] == "apis" and len(parts) == 4:
             group, version = parts[2], parts[3]

@@ -338,9 +338,13 @@ class Kube:
 
     # --- verbs ------------------------------------------------------------------------------------
 
-    async def get(self, path: str, *, deadline: Deadline) -> dict[str, Any] | None:
+    async def get(
+        self, path: str, *, deadline: Deadline, ours: bool = False
+    ) -> dict[str, Any] | None:
+        """The object at `path`, None when absent. `ours`: only this operator creates and
+        deletes it, so a watch that does not show it may answer (cluster/reads.py)."""
         if self.reads is not None:
-            hit, body = self.reads.lookup(path)
+            hit, body = self.reads.lookup(path, ours=ours)
             if hit:
                 return body
         try:

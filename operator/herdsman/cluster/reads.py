@@ -11,7 +11,9 @@ How `Kube.get` keeps its promise — the server's state, or a newer one this ope
 - A hit is decoded from text, so the caller may change its copy.
 - A miss goes to the server and its answer is kept: an object created a moment ago may not
   have reached the watch yet, and a router would call it missing (InvalidSpec) for a recheck
-  period. Misses are rare once a release runs: the objects exist.
+  period. Misses are rare once a release runs: the objects exist. The exception is an object
+  only the operator creates and deletes (`ours`: the NGINX canary Ingress, absent between
+  releases): its own writes reach the store at once, so what the watch shows is trusted.
 - A write's answer (POST, PATCH, PUT) is kept, so a pass never reads a state older than its own
   write; a watch event older than what is kept is ignored until the watch catches up.
 - Only what the watch shows now is served, and a GET's or a write's answer for
@@ -123,9 +125,10 @@ class Reads:
     def _scope(self, ref: Ref) -> str:
         return ref.namespace if ref.namespace and self.namespaces else ""
 
-    def lookup(self, path: str) -> tuple[bool, dict[str, Any] | None]:
-        """(True, a copy of the object) when the store can answer a GET of `path`, else
-        (False, None): the caller asks the server and calls `learned`."""
+    def lookup(self, path: str, *, ours: bool = False) -> tuple[bool, dict[str, Any] | None]:
+        """(True, a copy of the object, or None for an absent one of `ours`) when the store can
+        answer a GET of `path`, else (False, None): the caller asks the server and calls
+        `learned`."""
         ref = parse(path)
         store = self._store(ref)
         if store is None or ref is None or not ref.name or ref.sub:
@@ -135,12 +138,16 @@ class Reads:
         if informer is None or not informer.listed.is_set() or key in store.stale:
             return False, None
         held = store.objects.get(key)
-        if held is None:
-            return False, None
-        _, text, since = held
-        if key not in informer.known and (since is None or self.clock() - since > OVERLAY_SECONDS):
-            return False, None
+        if held is None or (
+            key not in informer.known
+            and (held[2] is None or self.clock() - held[2] > OVERLAY_SECONDS)
+        ):
+            if not ours:
+                return False, None
+            self.on_hit(ref.plural)
+            return True, None
         self.on_hit(ref.plural)
+        text = held[1]
         body: dict[str, Any] = json.loads(text)
         return True, body
 

@@ -157,7 +157,7 @@ class Nginx:
                     message=f"{FIELD}: Ingress {name!r} not found in namespace {ns!r}",
                 )
             canary_url = INGRESSES.url(ns, canary_name(rollout, name))
-            canary = await kube.get(canary_url, deadline=deadline)
+            canary = await kube.get(canary_url, deadline=deadline, ours=True)
             held = state(stable, canary, rollout)
             if not held.available:
                 return held
@@ -179,7 +179,7 @@ class Nginx:
         ns = base.namespace(rollout)
         canary = canary_name(rollout, name)
         url = INGRESSES.url(ns, canary)
-        current = await kube.get(url, deadline=deadline)
+        current = await kube.get(url, deadline=deadline, ours=True)
         if current is not None and not base.owned_by(current, rollout):
             raise RouterError(f"Ingress {canary!r} is not this Rollout's")
         if weight <= 0:
