@@ -88,6 +88,14 @@ class Api:
             return web.json_response(
                 self.put(name, patch["spec"]["selector"]["group"], announce=False)
             )
+        if request.method == "POST":
+            posted = await request.json()
+            made = posted["metadata"]["name"]
+            if made in self.objects:
+                return status(409, "AlreadyExists", f'services "{made}" already exists')
+            return web.json_response(
+                self.put(made, posted["spec"]["selector"]["group"], announce=False)
+            )
         if request.method == "DELETE":
             self.objects.pop(name, None)
             return web.json_response({"kind": "Status", "status": "Success"})
@@ -138,9 +146,10 @@ async def selector(kube: Kube, name: str = "checkout") -> str | None:
     return None if body is None else body["spec"]["selector"]["group"]
 
 
-def listed(kube: Kube) -> bool:
+def listed(kube: Kube, name: str = "checkout") -> bool:
+    """Whether the watch's first list is in (told by a hit for an object it holds)."""
     assert kube.reads is not None
-    hit, _ = kube.reads.lookup(SERVICES.url("shop", "checkout"))
+    hit, _ = kube.reads.lookup(SERVICES.url("shop", name))
     return hit
 
 
@@ -259,6 +268,35 @@ def test_an_object_only_we_create_is_absent_when_the_watch_does_not_show_it() ->
             # Not ours: a miss is asked for every time (a user's object may be on its way).
             assert await kube.get(url, deadline=deadline()) is None
             assert api.gets[-1] == "checkout-canary"
+
+    asyncio.run(run())
+
+
+def test_made_again_before_the_watch_told_of_the_old_ones_end() -> None:
+    async def run() -> None:
+        api = Api()
+        old = api.put("canary", "v1")
+        async with operator(api) as kube:
+            url = SERVICES.url("shop", "canary")
+            await kube.get(url, deadline=deadline())
+            await until(lambda: listed(kube, "canary"), "the first list")
+            await kube.delete(url, deadline=deadline())
+            body = {"metadata": {"name": "canary"}, "spec": {"selector": {"group": "v2"}}}
+            await kube.create(SERVICES.url("shop"), body, deadline=deadline())
+            # Only now does the watch tell of the first one's end (its last version).
+            api.events.put_nowait({"type": "DELETED", "object": old})
+            await until(lambda: api.events.empty(), "the event sent")
+            await asyncio.sleep(0.05)
+            again = await kube.get(url, deadline=deadline(), ours=True)
+            assert again is not None
+            assert again["spec"]["selector"] == {"group": "v2"}
+            # A create refused because it exists: the next read asks the server.
+            with pytest.raises(KubeError) as err:
+                await kube.create(SERVICES.url("shop"), body, deadline=deadline())
+            assert err.value.conflict
+            before = len(api.gets)
+            assert await kube.get(url, deadline=deadline(), ours=True) is not None
+            assert len(api.gets) == before + 1
 
     asyncio.run(run())
 

@@ -323,7 +323,7 @@ class Kube:
             if self._on_error is not None:
                 self._on_error(method, err.status)
             if err.conflict and method != "GET" and self.reads is not None:
-                self.reads.conflicted(path)
+                self.reads.conflicted(path, body)
             raise
         if method in ("POST", "PATCH", "PUT") and self.on_write is not None:
             self.on_write(result)

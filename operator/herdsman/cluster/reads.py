@@ -19,8 +19,10 @@ How `Kube.get` keeps its promise — the server's state, or a newer one this ope
 - Only what the watch shows now is served, and a GET's or a write's answer for
   OVERLAY_SECONDS: an object the watch never showed (created and deleted while it was cut)
   leaves no ghost behind.
-- A write refused for a conflict (409), and a DELETE, mark the object: its next GET goes to
-  the server. A retry then computes from the truth, not from the copy that lost the race.
+- A write refused for a conflict (409), and a DELETE, mark the object: its next GET goes to the
+  server (or a write's answer replaces it). A retry then computes from the truth, not from the
+  copy that lost the race. A watch's DELETED older than what is kept (the object made again
+  since) is ignored.
 - A collection the operator may not list or watch (RBAC), or whose list fails, is left to GETs,
   with one log line saying so.
 """
@@ -97,6 +99,14 @@ class Store:
     informers: dict[str, Informer] = field(default_factory=dict)
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     refused: set[str] = field(default_factory=set)
+
+    def drop(self, key: Key, body: Mapping[str, Any]) -> None:
+        """The watch saw `key` deleted: forgotten, unless what is kept is newer (we made the
+        object again before the watch told of the old one's end)."""
+        held = self.objects.get(key)
+        version = _version(body)
+        if held is not None and (version == 0 or version >= held[0]):
+            del self.objects[key]
 
     def put(self, key: Key, body: Mapping[str, Any], since: float | None = None) -> None:
         version = _version(body)
@@ -177,13 +187,18 @@ class Reads:
         if isinstance(body, Mapping) and body.get("metadata"):
             meta = body["metadata"]
             key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+            store.stale.discard(key)  # the answer is the server's truth
             store.put(key, body, self.clock())
 
-    def conflicted(self, path: str) -> None:
+    def conflicted(self, path: str, body: Any = None) -> None:
+        """A write to `path` refused with 409; a POST's object is named in its `body`."""
         ref = parse(path)
         store = self._store(ref)
-        if store is not None and ref is not None and ref.name:
-            store.stale.add((ref.namespace, ref.name))
+        if store is None or ref is None:
+            return
+        name = ref.name or (isinstance(body, Mapping) and (body.get("metadata") or {}).get("name"))
+        if name:
+            store.stale.add((ref.namespace, str(name)))
 
     def _watch(self, store: Store, ref: Ref) -> None:
         scope = self._scope(ref)
@@ -195,7 +210,7 @@ class Reads:
             meta = body.get("metadata") or {}
             key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
             if kind == "DELETED":
-                store.objects.pop(key, None)
+                store.drop(key, body)
             else:
                 store.put(key, body)
 
