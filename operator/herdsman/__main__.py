@@ -392,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics.server_groups_cached.set_function(lambda: cache.count("ReplicaSet"))
     kube = _kube(args, policy, on_write=cache.note)
     kube.reads = _reads(args, kube)
+    metrics.reads_held.set_function(kube.reads.count)
     analysis = Analysis(kube, policy, hooks=metrics.retry_hooks("analysis"))
     metrics.serve(args.metrics_port)
     if args.dashboard_port:

@@ -138,6 +138,12 @@ reads_cached = Counter(
     registry=REGISTRY,
 )
 
+reads_held = Gauge(
+    "herdsman_reads_objects_held",
+    "Objects the watch-fed stores of Services, router objects and analysis templates hold.",
+    registry=REGISTRY,
+)
+
 api_throttled = Counter(
     "herdsman_api_throttled_seconds",
     "Seconds Kubernetes API calls waited for the client-side rate limit (--kube-qps,"

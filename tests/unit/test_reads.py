@@ -182,6 +182,8 @@ def test_reads_come_from_the_watch_once_listed_and_follow_it() -> None:
             for _ in range(5):
                 assert await selector(kube) == "v1"
             assert api.gets == ["checkout"]  # none of those reached the server
+            assert kube.reads is not None
+            assert kube.reads.count() == 1
             copy = await kube.get(SERVICES.url("shop", "checkout"), deadline=deadline())
             assert copy is not None
             assert "managedFields" not in copy["metadata"]
@@ -355,6 +357,8 @@ def test_a_collection_we_may_not_list_stays_with_gets(caplog: pytest.LogCaptureF
                 await asyncio.sleep(0.05)
             assert api.gets == ["checkout"] * 3
             assert len(api.lists) == 1  # probed once, not in a loop
+            assert kube.reads is not None
+            assert kube.reads.count() == 0  # nothing kept that would never be served
 
     with caplog.at_level(logging.WARNING, logger="herdsman.reads"):
         asyncio.run(run())

@@ -135,6 +135,10 @@ class Reads:
     def _scope(self, ref: Ref) -> str:
         return ref.namespace if ref.namespace and self.namespaces else ""
 
+    def count(self) -> int:
+        """Objects held, over every store (a metric: what the stores cost)."""
+        return sum(len(s.objects) for s in self._stores.values())
+
     def lookup(self, path: str, *, ours: bool = False) -> tuple[bool, dict[str, Any] | None]:
         """(True, a copy of the object, or None for an absent one of `ours`) when the store can
         answer a GET of `path`, else (False, None): the caller asks the server and calls
@@ -172,6 +176,8 @@ class Reads:
         if body is None:
             store.objects.pop(key, None)
             return
+        if self._scope(ref) in store.refused:
+            return  # never served: keeping it would only cost memory
         store.put(key, body, self.clock())
         self._watch(store, ref)
 
@@ -183,6 +189,8 @@ class Reads:
             return
         if method == "DELETE":
             store.stale.add((ref.namespace, ref.name))
+            return
+        if self._scope(ref) in store.refused:
             return
         if isinstance(body, Mapping) and body.get("metadata"):
             meta = body["metadata"]
@@ -234,6 +242,8 @@ class Reads:
         if status >= 400:
             store.refused.add(scope)
             del store.informers[scope]
+            for key in [k for k in store.objects if not self.namespaces or k[0] == scope]:
+                del store.objects[key]
             log.warning(
                 "cannot list %s (%s %s): each pass reads them from the API server",
                 what,
