@@ -20,8 +20,9 @@ from aiohttp import web
 from test_kube_transport import kube_for, server, status
 
 from herdsman.cluster.budget import AccessPolicy, Deadline
+from herdsman.cluster.cache import OVERLAY_SECONDS
 from herdsman.cluster.kube import REPLICA_SETS, SERVICES, Kube, KubeError
-from herdsman.cluster.reads import OVERLAY_SECONDS, Reads, Ref, parse
+from herdsman.cluster.reads import Reads, Ref, parse
 from herdsman.cluster.transport import AsyncTransport
 
 pytestmark = pytest.mark.unit

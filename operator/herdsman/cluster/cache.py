@@ -60,7 +60,8 @@ def slim_group(body: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _version(body: Mapping[str, Any]) -> int:
+def resource_version(body: Mapping[str, Any]) -> int:
+    """An object's resourceVersion as a number, for ordering a watch's events and our writes."""
     try:
         return int(body.get("metadata", {}).get("resourceVersion", "0") or 0)
     except ValueError:  # opaque to clients in principle; etcd's are integers in practice
@@ -143,7 +144,7 @@ class Cache:
         if response.get("kind") == "Rollout":
             at = (meta.get("namespace", ""), meta.get("name", ""))
             live = self._live.get(at)
-            version = _version(response)
+            version = resource_version(response)
             if live is not None and version > live[0]:  # else the watch is there already
                 self._own[at] = (version, pack(response), False)
             return
@@ -154,7 +155,7 @@ class Cache:
             return
         key = (response["kind"], meta.get("namespace", ""), rollout)
         kept = pack_group(response) if response["kind"] == "ReplicaSet" else pack(response)
-        entry = (self.clock(), _version(response), kept)
+        entry = (self.clock(), resource_version(response), kept)
         self._written.setdefault(key, {})[meta.get("name", "")] = entry
 
     def seen(self, kind: str, namespace: str, rollout: str, body: Mapping[str, Any]) -> None:
@@ -163,7 +164,7 @@ class Cache:
         meta = body.get("metadata") or {}
         written = self._written.get((kind, namespace, rollout))
         entry = written.get(meta.get("name", "")) if written else None
-        if written and entry is not None and _version(body) >= entry[1]:
+        if written and entry is not None and resource_version(body) >= entry[1]:
             del written[meta.get("name", "")]
             if not written:
                 del self._written[(kind, namespace, rollout)]
@@ -184,7 +185,7 @@ class Cache:
         go once its handlers return: this is the only one held). Returns whether it is our
         own settled write coming back (`settle`): nothing in it for a pass."""
         key = (namespace, name)
-        version = _version(body)
+        version = resource_version(body)
         self._live[key] = (version, pack(body))
         own = self._own.get(key)
         if own is None or version < own[0]:
@@ -261,7 +262,9 @@ class Cache:
             now = self.clock()
             for name, (at, version, text) in list(written.items()):
                 seen = found.get(name)
-                if now - at > OVERLAY_SECONDS or (seen is not None and _version(seen) >= version):
+                if now - at > OVERLAY_SECONDS or (
+                    seen is not None and resource_version(seen) >= version
+                ):
                     del written[name]  # the watch has it (or the write is long past)
                 else:
                     found[name] = unpack(text)

@@ -17,8 +17,8 @@ How `Kube.get` keeps its promise — the server's state, or a newer one this ope
 - A write's answer (POST, PATCH, PUT) is kept, so a pass never reads a state older than its own
   write; a watch event older than what is kept is ignored until the watch catches up.
 - Only what the watch shows now is served, and a GET's or a write's answer for
-  OVERLAY_SECONDS: an object the watch never showed (created and deleted while it was cut)
-  leaves no ghost behind.
+  OVERLAY_SECONDS (the Rollout cache's overlay time): an object the watch never showed
+  (created and deleted while it was cut) leaves no ghost behind.
 - A write refused for a conflict (409), and a DELETE, mark the object: its next GET goes to the
   server (or a write's answer replaces it). A retry then computes from the truth, not from the
   copy that lost the race. A watch's DELETED older than what is kept (the object made again
@@ -38,14 +38,12 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from herdsman.cluster.cache import pack
+from herdsman.cluster.cache import OVERLAY_SECONDS, pack, resource_version
 from herdsman.cluster.informer import Informer, StreamTransport
 
 log = logging.getLogger("herdsman.reads")
 
 Kind = tuple[str, str]  # (API base, plural): ("/api/v1", "services")
-# How long a GET's or a write's answer is served for an object the watch does not show (yet).
-OVERLAY_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -76,13 +74,6 @@ def parse(path: str) -> Ref | None:
     )
 
 
-def _version(body: Mapping[str, Any]) -> int:
-    try:
-        return int((body.get("metadata") or {}).get("resourceVersion") or 0)
-    except ValueError:  # opaque to clients in principle; etcd's are integers in practice
-        return 0
-
-
 Key = tuple[str, str]  # (namespace, name)
 
 
@@ -104,12 +95,12 @@ class Store:
         """The watch saw `key` deleted: forgotten, unless what is kept is newer (we made the
         object again before the watch told of the old one's end)."""
         held = self.objects.get(key)
-        version = _version(body)
+        version = resource_version(body)
         if held is not None and (version == 0 or version >= held[0]):
             del self.objects[key]
 
     def put(self, key: Key, body: Mapping[str, Any], since: float | None = None) -> None:
-        version = _version(body)
+        version = resource_version(body)
         held = self.objects.get(key)
         if held is None or version == 0 or version >= held[0]:
             self.objects[key] = (version, pack(body), since)
