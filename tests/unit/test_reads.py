@@ -154,6 +154,12 @@ def listed(kube: Kube, name: str = "checkout") -> bool:
     return hit
 
 
+async def watching(kube: Kube, name: str = "checkout") -> None:
+    """Read `name` once from the server (which starts the watch), then wait for its first list."""
+    await kube.get(SERVICES.url("shop", name), deadline=deadline())
+    await until(lambda: listed(kube, name), "the first list")
+
+
 def test_paths_name_their_collection_and_object() -> None:
     assert parse("/api/v1/namespaces/shop/services/checkout") == Ref(
         "/api/v1", "services", "shop", "checkout", ""
@@ -227,8 +233,7 @@ def test_an_answer_the_watch_never_confirms_is_served_only_for_a_while() -> None
         api, clock = Api(), Clock()
         api.put("checkout", "v1")
         async with operator(api, clock=clock) as kube:
-            await selector(kube)
-            await until(lambda: listed(kube), "the first list")
+            await watching(kube)
             # Seen by a GET, never by the watch (say it was created and deleted while the
             # watch was cut): served for OVERLAY_SECONDS, then asked for again.
             api.put("ghost", "v1", announce=False)
@@ -253,8 +258,7 @@ def test_an_object_only_we_create_is_absent_when_the_watch_does_not_show_it() ->
         async with operator(api) as kube:
             url = SERVICES.url("shop", "checkout-canary")
             assert await kube.get(url, deadline=deadline(), ours=True) is None  # not listed yet
-            await selector(kube)
-            await until(lambda: listed(kube), "the first list")
+            await watching(kube)
             for _ in range(3):
                 assert await kube.get(url, deadline=deadline(), ours=True) is None
             assert api.gets == ["checkout-canary", "checkout"]
@@ -281,8 +285,7 @@ def test_made_again_before_the_watch_told_of_the_old_ones_end() -> None:
         old = api.put("canary", "v1")
         async with operator(api) as kube:
             url = SERVICES.url("shop", "canary")
-            await kube.get(url, deadline=deadline())
-            await until(lambda: listed(kube, "canary"), "the first list")
+            await watching(kube, "canary")
             await kube.delete(url, deadline=deadline())
             body = {"metadata": {"name": "canary"}, "spec": {"selector": {"group": "v2"}}}
             await kube.create(SERVICES.url("shop"), body, deadline=deadline())
@@ -309,8 +312,7 @@ def test_our_write_is_read_back_before_the_watch_brings_it_and_never_an_older_st
         api = Api()
         old = api.put("checkout", "v1")
         async with operator(api) as kube:
-            await selector(kube)
-            await until(lambda: listed(kube), "the first list")
+            await watching(kube)
             patch = {"spec": {"selector": {"group": "v2"}}}
             await kube.patch(SERVICES.url("shop", "checkout"), patch, deadline=deadline())
             assert await selector(kube) == "v2"  # the write's answer, before any event
@@ -329,8 +331,7 @@ def test_a_conflict_and_our_own_delete_send_the_next_read_to_the_server() -> Non
         api = Api()
         api.put("checkout", "v1")
         async with operator(api) as kube:
-            await selector(kube)
-            await until(lambda: listed(kube), "the first list")
+            await watching(kube)
             api.put("checkout", "v2", announce=False)  # changed; the watch is behind
             api.conflict_next = True
             url = SERVICES.url("shop", "checkout")
@@ -373,8 +374,7 @@ def test_limited_to_namespaces_each_is_watched_on_its_own_path() -> None:
         api = Api()
         api.put("checkout", "v1")
         async with operator(api, namespaces=("shop",)) as kube:
-            await selector(kube)
-            await until(lambda: listed(kube), "the first list")
+            await watching(kube)
             assert {path for path, _ in api.lists} == {"/api/v1/namespaces/shop/services"}
             assert await selector(kube) == "v1"
             assert api.gets == ["checkout"]
